@@ -1,0 +1,81 @@
+//! Commands that are not about one existing room: opening rooms, listing them, presence.
+//! Room commands are forwarded to the room's actor through the hub.
+
+use std::collections::HashSet;
+
+use super::hub::{OnlineAmong, ToRoom};
+use super::{Caller, Services};
+use crate::bus::{BusEvent, Topic};
+use crate::domain::{Error, UserId};
+use crate::protocol::{Command, PresenceState, Push, Reply};
+
+/// Longest group name, in characters.
+const MAX_GROUP_NAME: usize = 100;
+
+pub async fn execute(services: &Services, caller: &Caller, command: Command) -> Result<Reply, Error> {
+    match command {
+        Command::OpenDirectRoom { peer } => {
+            if peer == caller.user {
+                return Err(Error::bad_request("a direct room needs another user"));
+            }
+            let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
+            if created {
+                for user in [&caller.user, &peer] {
+                    services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedRoom { room_id: room });
+                }
+            }
+            let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
+            Ok(Reply::Room { room })
+        }
+        Command::CreateGroup { name, members } => {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
+                return Err(Error::bad_request(format!("name must be 1 to {MAX_GROUP_NAME} characters")));
+            }
+            let mut seen = HashSet::new();
+            let members: Vec<UserId> =
+                members.into_iter().filter(|m| *m != caller.user && seen.insert(m.clone())).collect();
+            if members.is_empty() {
+                return Err(Error::bad_request("a group needs at least one member besides you"));
+            }
+            let limit = services.settings.group_limit;
+            if members.len() > limit {
+                return Err(Error::bad_request(format!("a group has at most {limit} members besides its creator")));
+            }
+            let room = services.store.create_group_room(&caller.user, &name, &members).await?;
+            let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
+            for member in &room.members {
+                services.bus.publish(
+                    Topic::User(member.clone()),
+                    BusEvent::Push { push: Push::RoomCreated { room: room.clone() }, skip: Some(caller.connection) },
+                );
+            }
+            Ok(Reply::Room { room })
+        }
+        Command::ListRooms { limit, before } => {
+            Ok(Reply::Rooms { rooms: services.store.list_rooms(&caller.user, limit, before).await? })
+        }
+        Command::QueryPresence { users } => {
+            let online = services
+                .hub
+                .send(OnlineAmong { users: users.clone() })
+                .await
+                .map_err(|_| Error::Unavailable("node is shutting down".into()))?;
+            let last_seen = services.store.last_seen(&users).await?;
+            let users = users
+                .into_iter()
+                .map(|user| PresenceState {
+                    online: online.contains(&user),
+                    last_seen: last_seen.get(&user).copied(),
+                    user_id: user,
+                })
+                .collect();
+            Ok(Reply::Presence { users })
+        }
+        Command::Room { room, command } => services
+            .hub
+            .send(ToRoom { caller: caller.clone(), room, command })
+            .await
+            .map_err(|_| Error::Unavailable("node is shutting down".into()))?,
+    }
+}

@@ -1,0 +1,297 @@
+//! The node hub: which users are connected to this node, on which connections, and which
+//! room actors serve them. It owns the user topics, starts and stops room actors as local
+//! members come and go, and publishes presence.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_ws::CloseCode;
+
+use super::room::{Attach, Close, Detach, Execute, RoomActor};
+use super::{Caller, Outbound, Outbox, Services};
+use crate::auth::Identity;
+use crate::bus::{BusEvent, Delivered, Topic};
+use crate::domain::{ConnectionId, Error, RoomId, Timestamp, UserId};
+use crate::protocol::{Delivery, PresenceState, Push, Reply, RoomCommand, native};
+
+#[derive(Default)]
+pub struct Hub {
+    services: Option<Arc<Services>>,
+    users: HashMap<UserId, LocalUser>,
+    rooms: HashMap<RoomId, LocalRoom>,
+}
+
+#[derive(Default)]
+struct LocalUser {
+    connections: HashMap<ConnectionId, Outbox>,
+    rooms: HashSet<RoomId>,
+}
+
+struct LocalRoom {
+    actor: Addr<RoomActor>,
+    users: HashSet<UserId>,
+}
+
+impl Hub {
+    /// Starts the hub; `build` makes the node's services from the hub's address.
+    pub fn start_with(build: impl FnOnce(Addr<Hub>) -> Arc<Services>) -> Arc<Services> {
+        let mut built = None;
+        Hub::create(|ctx| {
+            let services = build(ctx.address());
+            built = Some(services.clone());
+            Hub { services: Some(services), ..Default::default() }
+        });
+        built.expect("Hub::create runs its closure at once")
+    }
+
+    fn services(&self) -> Arc<Services> {
+        self.services.clone().expect("hub services are set at start")
+    }
+
+    /// Makes `user` (connected here) a listener of `room`, starting its actor if needed.
+    fn attach_user(&mut self, user: &UserId, room: RoomId) {
+        let Some(local) = self.users.get_mut(user) else { return };
+        if !local.rooms.insert(room) {
+            return;
+        }
+        let services = self.services.clone().expect("hub services are set at start");
+        let entry = self.rooms.entry(room).or_insert_with(|| LocalRoom {
+            actor: RoomActor::new(room, services).start(),
+            users: HashSet::new(),
+        });
+        entry.users.insert(user.clone());
+        for outbox in local.connections.values() {
+            entry.actor.do_send(Attach { outbox: outbox.clone() });
+        }
+    }
+
+    fn publish_presence(&self, user: &UserId, online: bool, seen: Timestamp) {
+        let services = self.services();
+        let user = user.clone();
+        actix::spawn(async move {
+            if !online {
+                if let Err(e) = services.store.set_last_seen(&user, seen).await {
+                    tracing::warn!(%user, error = %e, "could not store last_seen");
+                }
+            }
+            let peers = match services.store.direct_peers(&user).await {
+                Ok(peers) => peers,
+                Err(e) => return tracing::warn!(%user, error = %e, "could not load presence peers"),
+            };
+            let state = PresenceState { user_id: user.clone(), online, last_seen: Some(seen) };
+            for (_, peer) in peers {
+                services.bus.publish(
+                    Topic::User(peer),
+                    BusEvent::Push { push: Push::Presence(state.clone()), skip: None },
+                );
+            }
+        });
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+/// Registers a new connection; resolves once it receives pushes (after its `hello`).
+#[derive(Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Connect {
+    pub identity: Identity,
+    pub outbox: Outbox,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub user: UserId,
+    pub connection: ConnectionId,
+}
+
+/// A command for one room, from a connection of this node.
+#[derive(Message)]
+#[rtype(result = "Result<Reply, Error>")]
+pub struct ToRoom {
+    pub caller: Caller,
+    pub room: RoomId,
+    pub command: RoomCommand,
+}
+
+/// Which of `users` are online.
+#[derive(Message)]
+#[rtype(result = "HashSet<UserId>")]
+pub struct OnlineAmong {
+    pub users: Vec<UserId>,
+}
+
+/// Graceful shutdown: close every connection with 1012; answers how many were open.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
+
+impl Handler<Connect> for Hub {
+    type Result = ResponseActFuture<Self, Result<(), Error>>;
+
+    fn handle(&mut self, msg: Connect, _: &mut Self::Context) -> Self::Result {
+        let services = self.services();
+        let user = msg.identity.user.clone();
+        let load = async move {
+            services.store.touch_user(&msg.identity.user, &msg.identity.profile, Timestamp::now()).await?;
+            Ok::<_, Error>(services.store.rooms_of(&msg.identity.user).await?)
+        };
+        Box::pin(load.into_actor(self).map(move |rooms, hub, ctx| {
+            let rooms = rooms?;
+            let services = hub.services();
+            let outbox = msg.outbox;
+            // hello goes first: nothing can be queued before it, and pushes follow it.
+            outbox.push(Outbound::Text {
+                text: native::encode_hello(&user, &services.node, outbox.connection).into(),
+                event: "hello",
+            });
+            let first = !hub.users.contains_key(&user);
+            let local = hub.users.entry(user.clone()).or_default();
+            local.connections.insert(outbox.connection, outbox.clone());
+            if first {
+                services.bus.subscribe(Topic::User(user.clone()), ctx.address().recipient());
+            }
+            for room in &local.rooms {
+                if let Some(entry) = hub.rooms.get(room) {
+                    entry.actor.do_send(Attach { outbox: outbox.clone() });
+                }
+            }
+            for room in rooms {
+                hub.attach_user(&user, room);
+            }
+            if first {
+                hub.publish_presence(&user, true, Timestamp::now());
+            }
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<Disconnect> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
+        let Some(local) = self.users.get_mut(&msg.user) else { return };
+        if local.connections.remove(&msg.connection).is_none() {
+            return;
+        }
+        for room in &local.rooms {
+            if let Some(entry) = self.rooms.get(room) {
+                entry.actor.do_send(Detach { connection: msg.connection });
+            }
+        }
+        if !local.connections.is_empty() {
+            return;
+        }
+        let local = self.users.remove(&msg.user).unwrap_or_default();
+        self.services().bus.unsubscribe(&Topic::User(msg.user.clone()));
+        for room in local.rooms {
+            if let Some(entry) = self.rooms.get_mut(&room) {
+                entry.users.remove(&msg.user);
+                if entry.users.is_empty() {
+                    entry.actor.do_send(Close);
+                    self.rooms.remove(&room);
+                }
+            }
+        }
+        self.publish_presence(&msg.user, false, Timestamp::now());
+    }
+}
+
+impl Handler<ToRoom> for Hub {
+    type Result = ResponseActFuture<Self, Result<Reply, Error>>;
+
+    fn handle(&mut self, msg: ToRoom, _: &mut Self::Context) -> Self::Result {
+        let listening = self.rooms.get(&msg.room).filter(|entry| entry.users.contains(&msg.caller.user));
+        if let Some(entry) = listening {
+            let sent = entry.actor.send(Execute { caller: msg.caller, command: msg.command });
+            return Box::pin(
+                async move { sent.await.map_err(|_| Error::Unavailable("room is restarting; retry".into()))? }
+                    .into_actor(self),
+            );
+        }
+        // Not a room this user listens to here: either not theirs, unknown, or joined a
+        // moment ago on another path. The store decides.
+        let store = self.services().store.clone();
+        let room = msg.room;
+        Box::pin(
+            async move { store.room_members(room).await }
+                .into_actor(self)
+                .then(move |loaded, hub, _| {
+                    let outcome = match loaded {
+                        Err(e) => Err(Error::from(e)),
+                        Ok(None) => Err(Error::not_found("no such room")),
+                        Ok(Some(room)) if !room.members.contains(&msg.caller.user) => {
+                            Err(Error::forbidden("you are not a member of this room"))
+                        }
+                        Ok(Some(_)) => {
+                            hub.attach_user(&msg.caller.user, msg.room);
+                            Ok(hub.rooms.get(&msg.room).map(|entry| entry.actor.clone()))
+                        }
+                    };
+                    async move {
+                        match outcome? {
+                            Some(actor) => actor
+                                .send(Execute { caller: msg.caller, command: msg.command })
+                                .await
+                                .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?,
+                            None => Err(Error::Unavailable("you are disconnecting".into())),
+                        }
+                    }
+                    .into_actor(hub)
+                }),
+        )
+    }
+}
+
+impl Handler<OnlineAmong> for Hub {
+    type Result = MessageResult<OnlineAmong>;
+
+    fn handle(&mut self, msg: OnlineAmong, _: &mut Self::Context) -> Self::Result {
+        MessageResult(msg.users.into_iter().filter(|u| self.users.contains_key(u)).collect())
+    }
+}
+
+impl Handler<Delivered> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Delivered, _: &mut Self::Context) {
+        let Topic::User(user) = &msg.topic else { return };
+        match &msg.envelope.event {
+            BusEvent::Push { push, skip } => {
+                if let Push::RoomCreated { room } = push {
+                    self.attach_user(user, room.id);
+                }
+                let Some(local) = self.users.get(user) else { return };
+                let delivery = Arc::new(Delivery::new(push.clone()));
+                for (connection, outbox) in &local.connections {
+                    if Some(*connection) != *skip {
+                        outbox.push(Outbound::Push(delivery.clone()));
+                    }
+                }
+            }
+            BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),
+        }
+    }
+}
+
+impl Handler<CloseAll> for Hub {
+    type Result = usize;
+
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        let mut count = 0;
+        for outbox in self.users.values().flat_map(|u| u.connections.values()) {
+            outbox.close(CloseCode::Restart, "server restarting: reconnect");
+            count += 1;
+        }
+        count
+    }
+}

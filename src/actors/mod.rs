@@ -1,0 +1,42 @@
+//! Actors: a connection actor per WebSocket, one hub per node (who is connected here), and a
+//! room actor per room with members connected here. Commands flow connection → hub → room;
+//! events flow bus → hub or room → connection outboxes.
+
+mod commands;
+pub mod connection;
+pub mod hub;
+mod outbox;
+mod room;
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::auth::Authenticator;
+use crate::bus::Bus;
+use crate::config::Settings;
+use crate::domain::{ConnectionId, NodeId, UserId};
+use crate::metrics::Metrics;
+use crate::store::{MessageWriter, Store};
+
+pub use hub::Hub;
+pub use outbox::{Outbound, Outbox};
+
+/// Everything a node's actors share; built once at start-up.
+pub struct Services {
+    pub settings: Settings,
+    pub node: NodeId,
+    pub store: Store,
+    pub writer: MessageWriter,
+    pub bus: Arc<dyn Bus>,
+    pub hub: Addr<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Authenticator,
+}
+
+/// Who is acting: the verified user and the connection the command came in on.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserId,
+    pub connection: ConnectionId,
+}

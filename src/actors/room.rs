@@ -1,0 +1,188 @@
+//! One room actor per room with members connected to this node. It caches the member list
+//! to check every command, runs the room's commands, and fans the room topic out to the
+//! local members' outboxes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::{Caller, Outbound, Outbox, Services};
+use crate::bus::{BusEvent, Delivered, Topic};
+use crate::domain::{ConnectionId, Error, MessageBody, RoomId, RoomKind, UserId};
+use crate::protocol::{Delivery, Push, Reply, RoomCommand};
+use crate::store::{HistoryQuery, NewMessage};
+
+pub struct RoomActor {
+    id: RoomId,
+    services: Arc<Services>,
+    /// `None` until loaded, and for a room that does not exist.
+    room: Option<RoomState>,
+    local: HashMap<ConnectionId, Outbox>,
+}
+
+struct RoomState {
+    #[allow(dead_code)]
+    kind: RoomKind,
+    members: HashSet<UserId>,
+}
+
+impl RoomActor {
+    pub fn new(id: RoomId, services: Arc<Services>) -> Self {
+        Self { id, services, room: None, local: HashMap::new() }
+    }
+}
+
+impl Actor for RoomActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        self.services.bus.subscribe(Topic::Room(self.id), ctx.address().recipient());
+        let store = self.services.store.clone();
+        let id = self.id;
+        // Nothing is handled before the member list is known.
+        ctx.wait(
+            async move { store.room_members(id).await }
+                .into_actor(self)
+                .map(|loaded, room, _| match loaded {
+                    Ok(Some(loaded)) => {
+                        room.room = Some(RoomState {
+                            kind: loaded.kind,
+                            members: loaded.members.into_iter().collect(),
+                        })
+                    }
+                    Ok(None) => tracing::warn!(room = %room.id, "room actor for an unknown room"),
+                    Err(e) => tracing::error!(room = %room.id, error = %e, "loading room members failed"),
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.services.bus.unsubscribe(&Topic::Room(self.id));
+    }
+}
+
+/// A local connection of a member starts (or stops) receiving the room's events.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub outbox: Outbox,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub connection: ConnectionId,
+}
+
+/// The last local member left: stop listening.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+#[derive(Message)]
+#[rtype(result = "Result<Reply, Error>")]
+pub struct Execute {
+    pub caller: Caller,
+    pub command: RoomCommand,
+}
+
+impl Handler<Attach> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
+        self.local.insert(msg.outbox.connection, msg.outbox);
+    }
+}
+
+impl Handler<Detach> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
+        self.local.remove(&msg.connection);
+    }
+}
+
+impl Handler<Close> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Delivered> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Delivered, _: &mut Self::Context) {
+        let BusEvent::Push { push, skip } = &msg.envelope.event else {
+            return;
+        };
+        let delivery = Arc::new(Delivery::new(push.clone()));
+        for (connection, outbox) in &self.local {
+            if Some(*connection) != *skip {
+                outbox.push(Outbound::Push(delivery.clone()));
+            }
+        }
+    }
+}
+
+impl Handler<Execute> for RoomActor {
+    type Result = ResponseFuture<Result<Reply, Error>>;
+
+    fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
+        let checked = match &self.room {
+            None => Err(Error::not_found("no such room")),
+            Some(room) if !room.members.contains(&msg.caller.user) => {
+                Err(Error::forbidden("you are not a member of this room"))
+            }
+            Some(_) => Ok(()),
+        };
+        let services = self.services.clone();
+        let room = self.id;
+        Box::pin(async move {
+            checked?;
+            execute(&services, room, msg.caller, msg.command).await
+        })
+    }
+}
+
+/// Runs one command for a member. Pushes go out on the room topic once the change is
+/// durable, skipping the caller's own connection (it gets the ack).
+async fn execute(services: &Services, room: RoomId, caller: Caller, command: RoomCommand) -> Result<Reply, Error> {
+    let publish = |push: Push| {
+        services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip: Some(caller.connection) })
+    };
+    match command {
+        RoomCommand::Send { kind, body, client_id } => {
+            let body = MessageBody::parse(kind, body, services.settings.max_body_bytes)?;
+            let stored = services
+                .writer
+                .write(NewMessage { room, sender: caller.user.clone(), kind, body, client_id })
+                .await?;
+            if !stored.duplicate {
+                publish(Push::MessageNew { message: stored.message.clone() });
+            }
+            Ok(Reply::Message { message: stored.message })
+        }
+        RoomCommand::History { before_seq, after_seq, limit } => {
+            let query = match (before_seq, after_seq) {
+                (Some(seq), _) => HistoryQuery::Before(seq),
+                (None, Some(seq)) => HistoryQuery::After(seq),
+                (None, None) => HistoryQuery::Newest,
+            };
+            let page = services.store.history(room, &caller.user, query, limit).await?;
+            Ok(Reply::History { messages: page.messages, has_more: page.has_more })
+        }
+        RoomCommand::MarkRead { seq } => {
+            let seq = services.store.mark_read(room, &caller.user, seq).await?;
+            publish(Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq });
+            Ok(Reply::Read { room_id: room, seq })
+        }
+        RoomCommand::Clear => {
+            let cleared_seq = services.store.clear_room(room, &caller.user).await?;
+            Ok(Reply::Cleared { room_id: room, cleared_seq })
+        }
+        RoomCommand::Typing { typing } => {
+            publish(Push::Typing { room_id: room, user_id: caller.user.clone(), typing });
+            Ok(Reply::Done)
+        }
+    }
+}

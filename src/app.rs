@@ -1,0 +1,121 @@
+//! Start-up and shutdown: builds a node from its settings, binds (port 0 works, for tests),
+//! serves until SIGTERM/SIGINT or a shutdown handle fires, then drains gracefully.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, dev::Server};
+use anyhow::Context as _;
+use tokio::sync::Notify;
+
+use crate::actors::hub::CloseAll;
+use crate::actors::{Hub, Services};
+use crate::auth::Authenticator;
+use crate::bus::{Bus, LocalBus};
+use crate::config::Settings;
+use crate::domain::NodeId;
+use crate::metrics::Metrics;
+use crate::store::{Backend, MessageWriter, Store};
+
+pub struct Application {
+    server: Server,
+    port: u16,
+    services: Arc<Services>,
+    shutdown: Arc<Notify>,
+}
+
+/// Triggers the same graceful shutdown as SIGTERM.
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Notify>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        if settings.jwt_secret.is_none() {
+            tracing::warn!(
+                "SWITCHBOARD_JWT_SECRET is not set: tokens are signed with the PUBLIC DEVELOPMENT SECRET. \
+                 Anyone can mint tokens for any user. Never run this way in production."
+            );
+        }
+        let node = settings.node_id.clone().map(NodeId::new).unwrap_or_else(NodeId::random);
+        let metrics = Arc::new(Metrics::new(node.as_str()));
+        let backend = Backend::from_url(&settings.database_url)?;
+        let store = Store::connect(&backend, settings.db_pool)
+            .await
+            .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
+        let writer = MessageWriter::start(store.clone(), settings.write_batch_max, settings.write_queue, metrics.clone());
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(node.clone(), metrics.clone()));
+        let auth = Authenticator::new(settings.jwt_secret());
+
+        let listener = TcpListener::bind(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
+        let address = listener.local_addr()?;
+        let grace = settings.shutdown_grace();
+        let services = Hub::start_with(|hub| {
+            Arc::new(Services { settings, node, store, writer, bus, hub, metrics, auth })
+        });
+        let routes = services.clone();
+        let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
+            .listen(listener)?
+            .disable_signals()
+            .shutdown_timeout(grace.as_secs())
+            .run();
+        tracing::info!(node = %services.node, "listening on {address}");
+        Ok(Self { server, port: address.port(), services, shutdown: Arc::new(Notify::new()) })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Serves until a signal or the shutdown handle, then: stop accepting, close every
+    /// connection with 1012 (clients reconnect elsewhere), wait for them, and commit every
+    /// queued message before returning.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { server, services, shutdown, .. } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            result = &mut server => return Ok(result?),
+            _ = shutdown.notified() => {}
+            _ = terminate_signal() => {}
+        }
+        tracing::info!("shutting down: draining connections");
+        let stopped = handle.stop(true);
+        let open = services.hub.send(CloseAll).await.unwrap_or(0);
+        tracing::info!(open, "asked connections to reconnect elsewhere");
+        stopped.await;
+        server.await?;
+        services.writer.flush().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn terminate_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,61 @@
+//! The bus: every delivery between actors goes through it, so that nodes bridged by Redis
+//! behave as one. A node subscribes only to the topics of the users and rooms it holds; each
+//! topic has one local sink (the hub for users, the room's actor for rooms), so a connection
+//! receives each event once.
+
+mod local;
+
+use std::sync::Arc;
+
+use actix::{Message, Recipient};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
+use crate::protocol::Push;
+
+pub use local::LocalBus;
+
+/// Version of the node-to-node envelope; bumped on any incompatible change.
+pub const ENVELOPE_VERSION: u16 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    User(UserId),
+    Room(RoomId),
+}
+
+/// What travels between nodes, typed and versioned, with the node it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u16,
+    pub origin: NodeId,
+    pub event: BusEvent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BusEvent {
+    /// Push to the topic's connections, except `skip` (the connection that caused it,
+    /// which has its ack instead).
+    Push { push: Push, skip: Option<ConnectionId> },
+    /// On a user topic: the user is now a member of `room_id`; their nodes start
+    /// listening to it.
+    JoinedRoom { room_id: RoomId },
+}
+
+/// An envelope arriving at a topic's local sink.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Delivered {
+    pub topic: Topic,
+    pub envelope: Arc<Envelope>,
+}
+
+pub trait Bus: Send + Sync + 'static {
+    /// Sends `event` to every node holding `topic`, this one included. Never blocks; live
+    /// delivery is best effort (clients recover gaps from the store by `seq`).
+    fn publish(&self, topic: Topic, event: BusEvent);
+    /// Starts delivering `topic` to `sink` on this node (replacing any earlier sink).
+    fn subscribe(&self, topic: Topic, sink: Recipient<Delivered>);
+    fn unsubscribe(&self, topic: &Topic);
+}

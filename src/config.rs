@@ -1,0 +1,160 @@
+//! Typed settings, read from the command line or `SWITCHBOARD_*` environment variables at
+//! start-up (clap); a bad value stops the process before it serves anything.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// The secret that signs tokens; never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if raw.len() < 16 {
+            return Err("the JWT secret must be at least 16 bytes".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+/// Signs tokens when no secret is configured: fine on a laptop, refused on a public bind.
+pub const DEV_SECRET: &str = "switchboard-dev-secret-never-use-in-production";
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Listen address.
+    #[arg(long, env = "SWITCHBOARD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// `sqlite://PATH` (embedded, the default) or `postgres://…` (production, clusters).
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", default_value = "sqlite://switchboard.db")]
+    pub database_url: String,
+
+    /// `redis://…` turns on cluster mode: nodes bridged by Redis pub/sub.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// HS256 secret shared with the app backend that issues tokens.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// This node's name in logs, metrics and presence (random when unset).
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The API dialect a connection gets when it names none.
+    #[arg(long, env = "SWITCHBOARD_DEFAULT_API", default_value = "native")]
+    pub default_api: String,
+
+    /// Largest inbound WebSocket frame, in bytes; a larger one closes with 1009.
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Largest message body, in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Frames a connection may send per second, sustained.
+    #[arg(long, env = "SWITCHBOARD_RATE_PER_SEC", default_value_t = 20)]
+    pub rate_per_sec: u32,
+
+    /// Frames a connection may send at once above the sustained rate.
+    #[arg(long, env = "SWITCHBOARD_RATE_BURST", default_value_t = 50)]
+    pub rate_burst: u32,
+
+    /// Rate-limited frames allowed per 10 s before the connection is closed with 1008.
+    #[arg(long, env = "SWITCHBOARD_FLOOD_STRIKES", default_value_t = 50)]
+    pub flood_strikes: u32,
+
+    /// Frames queued for one connection before it counts as too slow and closes with 1013.
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub outbound_queue: usize,
+
+    /// Seconds between server pings.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 15)]
+    pub heartbeat_secs: u64,
+
+    /// Seconds of client silence (no frame, no pong) before the connection is dropped.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_SECS", default_value_t = 45)]
+    pub heartbeat_timeout_secs: u64,
+
+    /// Members a group may have besides its creator.
+    #[arg(long, env = "SWITCHBOARD_GROUP_LIMIT", default_value_t = 8)]
+    pub group_limit: usize,
+
+    /// Most messages one group commit writes.
+    #[arg(long, env = "SWITCHBOARD_WRITE_BATCH_MAX", default_value_t = 512)]
+    pub write_batch_max: usize,
+
+    /// Messages waiting for the writer before senders wait.
+    #[arg(long, env = "SWITCHBOARD_WRITE_QUEUE", default_value_t = 8192)]
+    pub write_queue: usize,
+
+    /// Database connections per node.
+    #[arg(long, env = "SWITCHBOARD_DB_POOL", default_value_t = 16)]
+    pub db_pool: usize,
+
+    /// Seconds a graceful shutdown waits for connections to close.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Settings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_secs.max(self.heartbeat_secs + 1))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The configured secret, or the development one.
+    pub fn jwt_secret(&self) -> &str {
+        self.jwt_secret.as_ref().map(Secret::expose).unwrap_or(DEV_SECRET)
+    }
+
+    /// Checks what clap cannot: the combinations that must not start.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.jwt_secret.is_none() && !self.bind.ip().is_loopback() {
+            return Err(format!(
+                "refusing to bind {} with the development JWT secret: set SWITCHBOARD_JWT_SECRET",
+                self.bind
+            ));
+        }
+        if self.redis_url.is_some() && !self.database_url.starts_with("postgres") {
+            return Err("cluster mode (SWITCHBOARD_REDIS_URL) needs a shared PostgreSQL database: \
+                 set SWITCHBOARD_DATABASE_URL=postgres://… (SQLite is a single node's file)"
+                .into());
+        }
+        if self.max_frame_bytes < 1024 {
+            return Err("SWITCHBOARD_MAX_FRAME_BYTES must be at least 1024".into());
+        }
+        if self.rate_per_sec == 0 || self.rate_burst == 0 || self.flood_strikes == 0 {
+            return Err("rate limits must be positive".into());
+        }
+        if self.outbound_queue == 0 {
+            return Err("SWITCHBOARD_OUTBOUND_QUEUE must be positive".into());
+        }
+        Ok(())
+    }
+}

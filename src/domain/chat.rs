@@ -1,0 +1,139 @@
+//! Chat objects as clients see them, and the values a `message.send` is parsed into.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Error, RoomId, Timestamp, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Text,
+    Image,
+    Video,
+    Audio,
+    File,
+    /// Written by the server only; clients cannot send it.
+    System,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::File => "file",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        Ok(match raw {
+            "text" => Self::Text,
+            "image" => Self::Image,
+            "video" => Self::Video,
+            "audio" => Self::Audio,
+            "file" => Self::File,
+            "system" => Self::System,
+            other => return Err(Error::bad_request(format!("unknown message kind `{other}`"))),
+        })
+    }
+
+    fn is_media(self) -> bool {
+        matches!(self, Self::Image | Self::Video | Self::Audio | Self::File)
+    }
+}
+
+/// A message body a client may send: non-empty, within the size limit, and a URL for media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBody(String);
+
+impl MessageBody {
+    pub fn parse(kind: MessageKind, body: String, max_bytes: usize) -> Result<Self, Error> {
+        if kind == MessageKind::System {
+            return Err(Error::bad_request("system messages are written by the server only"));
+        }
+        if body.trim().is_empty() {
+            return Err(Error::bad_request("body must not be empty"));
+        }
+        if body.len() > max_bytes {
+            return Err(Error::TooLarge(format!("body is over {max_bytes} bytes")));
+        }
+        if kind.is_media() && !(body.starts_with("https://") || body.starts_with("http://")) {
+            return Err(Error::bad_request(format!(
+                "a {} message's body must be an http(s) URL",
+                kind.as_str()
+            )));
+        }
+        Ok(Self(body))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    Direct,
+    Group,
+}
+
+impl RoomKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Group => "group",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Self {
+        if raw == "group" { Self::Group } else { Self::Direct }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub kind: MessageKind,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A room as one member sees it: `unread`, `last_read_seq` and `last_message` are theirs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Room {
+    pub id: RoomId,
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub members: Vec<UserId>,
+    pub created_by: UserId,
+    pub created_at: Timestamp,
+    pub last_message: Option<Message>,
+    pub unread: i64,
+    pub last_read_seq: i64,
+    /// Highest seq in the room: a client that has less fills the gap with `message.history`.
+    pub last_seq: i64,
+    /// When the room last had a message (or was created): `room.list` orders and pages by it.
+    pub last_activity_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_bodies_are_urls() {
+        assert!(MessageBody::parse(MessageKind::Image, "https://x/y.png".into(), 100).is_ok());
+        assert!(MessageBody::parse(MessageKind::Image, "y.png".into(), 100).is_err());
+        assert!(MessageBody::parse(MessageKind::Text, "  ".into(), 100).is_err());
+        assert!(MessageBody::parse(MessageKind::Text, "hello".into(), 3).is_err());
+        assert!(MessageBody::parse(MessageKind::System, "hi".into(), 100).is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Identifiers. A `UserId` is the token's `sub`; room ids are UUIDs; connection ids are
+//! unique per node and never leave it except inside bus envelopes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Error;
+
+/// Longest user id the contract allows, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
+        let raw = raw.into();
+        if raw.is_empty() || raw.len() > MAX_USER_ID_BYTES {
+            return Err(Error::bad_request(format!(
+                "user id must be 1 to {MAX_USER_ID_BYTES} bytes"
+            )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(Error::bad_request("user id must not contain control characters"));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = Error;
+    fn try_from(raw: String) -> Result<Self, Error> {
+        Self::parse(raw)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(id: UserId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RoomId(Uuid);
+
+impl RoomId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        Uuid::parse_str(raw)
+            .map(Self)
+            .map_err(|_| Error::bad_request("room_id must be a UUID"))
+    }
+}
+
+impl Default for RoomId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TryFrom<String> for RoomId {
+    type Error = Error;
+    fn try_from(raw: String) -> Result<Self, Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<RoomId> for String {
+    fn from(id: RoomId) -> String {
+        id.to_string()
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One WebSocket connection; unique across the cluster (a v4 UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConnectionId(Uuid);
+
+impl ConnectionId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for ConnectionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// This node's name in logs, metrics, presence and bus envelopes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    pub fn random() -> Self {
+        Self(format!("node-{}", &Uuid::new_v4().simple().to_string()[..8]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_bounded_and_printable() {
+        assert!(UserId::parse("alice").is_ok());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("x".repeat(65)).is_err());
+        assert!(UserId::parse("x".repeat(64)).is_ok());
+        assert!(UserId::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn room_ids_must_be_uuids() {
+        assert!(RoomId::parse("not-a-uuid").is_err());
+        let id = RoomId::new();
+        assert_eq!(RoomId::parse(&id.to_string()).unwrap(), id);
+    }
+}

@@ -1,0 +1,12 @@
+//! Domain types: ids and values parsed once at the edge, the objects clients see, and the
+//! one error type every layer speaks.
+
+mod chat;
+mod error;
+mod ids;
+mod time;
+
+pub use chat::{Message, MessageBody, MessageKind, Room, RoomKind};
+pub use error::{Error, ErrorCode};
+pub use ids::{ConnectionId, NodeId, RoomId, UserId};
+pub use time::Timestamp;

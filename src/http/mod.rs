@@ -1,0 +1,20 @@
+//! HTTP routes: the WebSocket upgrade, health, readiness and metrics.
+
+mod health;
+mod websocket;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::actors::Services;
+
+pub fn routes(services: Arc<Services>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::from(services))
+            .route("/ws", web::get().to(websocket::upgrade))
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .route("/metrics", web::get().to(health::metrics));
+    }
+}

@@ -1,0 +1,83 @@
+//! What the server says: replies to commands and pushed events. Both are typed here and
+//! encoded per connection by its framing.
+
+use std::sync::OnceLock;
+
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Message, Room, RoomId, Timestamp, UserId};
+
+/// The `data` of a successful reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Room { room: Room },
+    Rooms { rooms: Vec<Room> },
+    Message { message: Message },
+    History { messages: Vec<Message>, has_more: bool },
+    Read { room_id: RoomId, seq: i64 },
+    Cleared { room_id: RoomId, cleared_seq: i64 },
+    Presence { users: Vec<PresenceState> },
+    /// The event has no reply of its own: the ack is `{"ack":id,"ok":true}`.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceState {
+    pub user_id: UserId,
+    pub online: bool,
+    pub last_seen: Option<Timestamp>,
+}
+
+/// An event pushed to users' connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data")]
+pub enum Push {
+    #[serde(rename = "message.new")]
+    MessageNew { message: Message },
+    #[serde(rename = "room.created")]
+    RoomCreated { room: Room },
+    #[serde(rename = "room.read")]
+    RoomRead { room_id: RoomId, user_id: UserId, seq: i64 },
+    #[serde(rename = "typing")]
+    Typing { room_id: RoomId, user_id: UserId, typing: bool },
+    #[serde(rename = "presence")]
+    Presence(PresenceState),
+}
+
+impl Push {
+    pub fn event(&self) -> &'static str {
+        match self {
+            Self::MessageNew { .. } => "message.new",
+            Self::RoomCreated { .. } => "room.created",
+            Self::RoomRead { .. } => "room.read",
+            Self::Typing { .. } => "typing",
+            Self::Presence(_) => "presence",
+        }
+    }
+}
+
+/// A push on its way to many connections: encoded to native JSON at most once, however
+/// many connections it reaches.
+#[derive(Debug)]
+pub struct Delivery {
+    pub push: Push,
+    native: OnceLock<ByteString>,
+}
+
+impl Delivery {
+    pub fn new(push: Push) -> Self {
+        Self { push, native: OnceLock::new() }
+    }
+
+    pub fn native_text(&self) -> ByteString {
+        self.native
+            .get_or_init(|| {
+                serde_json::to_string(&self.push)
+                    .expect("pushes serialize to JSON")
+                    .into()
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,119 @@
+//! Native framing: one JSON object per text frame, `{"event","id","data"}` in and
+//! `{"ack","ok","data"|"error"}` or `{"event","data"}` out.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{Command, Reply};
+use crate::domain::{ConnectionId, Error, NodeId, UserId};
+
+/// Payload fields that name the acting user. Identity comes from the token only, so such a
+/// field that disagrees with it is refused rather than trusted or silently ignored.
+const ACTING_USER_FIELDS: [&str; 5] = ["sender_id", "senderId", "from_user", "fromUser", "from_id"];
+
+/// One parsed inbound frame.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The request id to ack, when the frame had one.
+    pub id: Option<i64>,
+    /// The event name as sent (`"?"` when the frame had none), for metrics.
+    pub event: String,
+    pub command: Result<Command, Error>,
+}
+
+pub fn decode(text: &str, acting: &UserId) -> Inbound {
+    let frame: Value = match serde_json::from_str(text) {
+        Ok(frame) => frame,
+        Err(e) => return malformed(None, format!("frame is not JSON: {e}")),
+    };
+    let Value::Object(mut frame) = frame else {
+        return malformed(None, "frame must be a JSON object".into());
+    };
+    let id = match frame.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(_) => return malformed(None, "id must be an integer".into()),
+    };
+    let Some(Value::String(event)) = frame.remove("event") else {
+        return malformed(id, "frame needs a string `event`".into());
+    };
+    let data = frame.remove("data").unwrap_or(Value::Null);
+    let command = check_identity(&data, acting).and_then(|()| Command::parse(&event, data));
+    Inbound { id, event, command }
+}
+
+fn malformed(id: Option<i64>, message: String) -> Inbound {
+    Inbound { id, event: "?".into(), command: Err(Error::BadRequest(message)) }
+}
+
+pub fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
+    for field in ACTING_USER_FIELDS {
+        if let Some(claimed) = data.get(field).filter(|v| !v.is_null()) {
+            let agrees = match claimed {
+                Value::String(s) => s == acting.as_str(),
+                Value::Number(n) => n.to_string() == acting.as_str(),
+                _ => false,
+            };
+            if !agrees {
+                return Err(Error::forbidden(format!("`{field}` must be the authenticated user")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+}
+
+fn error_body(err: &Error) -> ErrorBody {
+    ErrorBody { code: err.code().as_str(), message: err.to_string() }
+}
+
+/// The ack for request `id`.
+pub fn encode_ack(id: i64, result: &Result<Reply, Error>) -> String {
+    match result {
+        Ok(Reply::Done) => json!({"ack": id, "ok": true}).to_string(),
+        Ok(reply) => json!({"ack": id, "ok": true, "data": reply}).to_string(),
+        Err(err) => json!({"ack": id, "ok": false, "error": error_body(err)}).to_string(),
+    }
+}
+
+/// The reply to a bad frame that had no id.
+pub fn encode_error(err: &Error) -> String {
+    json!({"event": "error", "data": error_body(err)}).to_string()
+}
+
+pub fn encode_hello(user: &UserId, node: &NodeId, connection: ConnectionId) -> String {
+    json!({"event": "hello", "data": {"user_id": user, "node": node, "connection_id": connection.to_string()}})
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> UserId {
+        UserId::parse("alice").unwrap()
+    }
+
+    #[test]
+    fn keeps_the_id_of_a_bad_frame() {
+        let inbound = decode(r#"{"event":"nope","id":7}"#, &alice());
+        assert_eq!(inbound.id, Some(7));
+        assert!(inbound.command.is_err());
+        let inbound = decode("not json", &alice());
+        assert_eq!(inbound.id, None);
+    }
+
+    #[test]
+    fn refuses_a_payload_claiming_another_sender() {
+        let inbound = decode(
+            r#"{"event":"message.send","data":{"sender_id":"mallory","room_id":"x","body":"hi"}}"#,
+            &alice(),
+        );
+        assert_eq!(inbound.command.unwrap_err().code(), crate::domain::ErrorCode::Forbidden);
+    }
+}

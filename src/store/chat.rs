@@ -1,0 +1,366 @@
+//! Rooms, membership, history and read state.
+
+use std::collections::HashMap;
+
+use diesel::dsl::{count_star, insert_into};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::rows::{self, MemberRow, MessageRow, RoomRow};
+use super::schema::{messages, room_members, rooms};
+use super::{Store, StoreResult, with_conn};
+use crate::domain::{Message, Room, RoomId, RoomKind, Timestamp, UserId};
+
+/// A room's kind and full member list: what a room actor caches to check every event.
+#[derive(Debug, Clone)]
+pub struct RoomMembers {
+    pub id: RoomId,
+    pub kind: RoomKind,
+    pub members: Vec<UserId>,
+    pub last_seq: i64,
+}
+
+/// Which page of history to read; at most one cursor.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryQuery {
+    Newest,
+    Before(i64),
+    After(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// The one direct room of a pair is found by this key, whoever opens it first.
+fn direct_key(a: &UserId, b: &UserId) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    serde_json::json!([lo.as_str(), hi.as_str()]).to_string()
+}
+
+impl Store {
+    /// Returns the direct room of `a` and `b`, creating it on first use, and whether it was
+    /// created now. Safe under concurrent openers on any node (unique `direct_key`).
+    pub async fn open_direct_room(&self, a: &UserId, b: &UserId) -> StoreResult<(RoomId, bool)> {
+        let key = direct_key(a, b);
+        let now = Timestamp::now().millis();
+        let fresh = RoomId::new().to_string();
+        let (id, created) = with_conn!(self, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let inserted = insert_into(rooms::table)
+                    .values(RoomRow {
+                        id: fresh.clone(),
+                        kind: RoomKind::Direct.as_str().to_owned(),
+                        name: None,
+                        created_by: a.to_string(),
+                        created_at: now,
+                        last_seq: 0,
+                        last_activity_at: now,
+                        direct_key: Some(key.clone()),
+                    })
+                    .on_conflict(rooms::direct_key)
+                    .do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 1 {
+                    for member in [a, b] {
+                        insert_into(room_members::table)
+                            .values(MemberRow::new(&fresh, member.as_str(), now))
+                            .execute(conn)
+                            .await?;
+                    }
+                    return Ok((fresh.clone(), true));
+                }
+                let id: String = rooms::table
+                    .filter(rooms::direct_key.eq(&key))
+                    .select(rooms::id)
+                    .first(conn)
+                    .await?;
+                Ok((id, false))
+            })
+            .await?
+        });
+        Ok((rows::room_id(&id), created))
+    }
+
+    /// Creates a group room; `members` excludes the creator and is already validated.
+    pub async fn create_group_room(
+        &self,
+        creator: &UserId,
+        name: &str,
+        members: &[UserId],
+    ) -> StoreResult<RoomId> {
+        let now = Timestamp::now().millis();
+        let id = RoomId::new();
+        let room = RoomRow {
+            id: id.to_string(),
+            kind: RoomKind::Group.as_str().to_owned(),
+            name: Some(name.to_owned()),
+            created_by: creator.to_string(),
+            created_at: now,
+            last_seq: 0,
+            last_activity_at: now,
+            direct_key: None,
+        };
+        let member_rows: Vec<MemberRow> = std::iter::once(creator)
+            .chain(members)
+            .map(|user| MemberRow::new(&room.id, user.as_str(), now))
+            .collect();
+        with_conn!(self, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                insert_into(rooms::table).values(room.clone()).execute(conn).await?;
+                for member in &member_rows {
+                    insert_into(room_members::table).values(member.clone()).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await?
+        });
+        Ok(id)
+    }
+
+    /// The room's kind and members, or `None` for an unknown room.
+    pub async fn room_members(&self, room: RoomId) -> StoreResult<Option<RoomMembers>> {
+        let id = room.to_string();
+        let (row, members) = with_conn!(self, |conn| {
+            let row: Option<RoomRow> = rooms::table
+                .find(&id)
+                .select(RoomRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            let members: Vec<String> = room_members::table
+                .filter(room_members::room_id.eq(&id))
+                .order(room_members::user_id)
+                .select(room_members::user_id)
+                .load(conn)
+                .await?;
+            (row, members)
+        });
+        Ok(row.map(|row| RoomMembers {
+            id: room,
+            kind: row.kind(),
+            members: members.into_iter().map(rows::user_id).collect(),
+            last_seq: row.last_seq,
+        }))
+    }
+
+    /// Every room `user` belongs to, for subscribing their node to them.
+    pub async fn rooms_of(&self, user: &UserId) -> StoreResult<Vec<RoomId>> {
+        let ids: Vec<String> = with_conn!(self, |conn| {
+            room_members::table
+                .filter(room_members::user_id.eq(user.as_str()))
+                .select(room_members::room_id)
+                .load(conn)
+                .await?
+        });
+        Ok(ids.iter().map(|id| rows::room_id(id)).collect())
+    }
+
+    /// The user's peers in direct rooms: who sees their presence.
+    pub async fn direct_peers(&self, user: &UserId) -> StoreResult<Vec<(RoomId, UserId)>> {
+        let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
+            let mine: Vec<String> = room_members::table
+                .inner_join(rooms::table)
+                .filter(room_members::user_id.eq(user.as_str()))
+                .filter(rooms::kind.eq(RoomKind::Direct.as_str()))
+                .select(room_members::room_id)
+                .load(conn)
+                .await?;
+            room_members::table
+                .filter(room_members::room_id.eq_any(mine))
+                .filter(room_members::user_id.ne(user.as_str()))
+                .select((room_members::room_id, room_members::user_id))
+                .load(conn)
+                .await?
+        });
+        Ok(pairs
+            .into_iter()
+            .map(|(room, peer)| (rows::room_id(&room), rows::user_id(peer)))
+            .collect())
+    }
+
+    /// One room as `viewer` sees it, or `None` if unknown or `viewer` is not a member.
+    pub async fn room_for(&self, room: RoomId, viewer: &UserId) -> StoreResult<Option<Room>> {
+        let page = self.load_rooms(viewer, RoomFilter::One(room)).await?;
+        Ok(page.into_iter().next())
+    }
+
+    /// The viewer's rooms, newest activity first; `before` is an exclusive activity cursor.
+    pub async fn list_rooms(
+        &self,
+        viewer: &UserId,
+        limit: i64,
+        before: Option<Timestamp>,
+    ) -> StoreResult<Vec<Room>> {
+        self.load_rooms(viewer, RoomFilter::Page { limit, before }).await
+    }
+
+    async fn load_rooms(&self, viewer: &UserId, filter: RoomFilter) -> StoreResult<Vec<Room>> {
+        let me = viewer.as_str();
+        let (page, members, last, unread) = with_conn!(self, |conn| {
+            let mut query = room_members::table
+                .inner_join(rooms::table)
+                .filter(room_members::user_id.eq(me))
+                .select((RoomRow::as_select(), MemberRow::as_select()))
+                .order((rooms::last_activity_at.desc(), rooms::id.desc()))
+                .into_boxed();
+            match filter {
+                RoomFilter::One(room) => query = query.filter(rooms::id.eq(room.to_string())),
+                RoomFilter::Page { limit, before } => {
+                    if let Some(before) = before {
+                        query = query.filter(rooms::last_activity_at.lt(before.millis()));
+                    }
+                    query = query.limit(limit);
+                }
+            }
+            let page: Vec<(RoomRow, MemberRow)> = query.load(conn).await?;
+            let ids: Vec<String> = page.iter().map(|(room, _)| room.id.clone()).collect();
+            let members: Vec<(String, String)> = room_members::table
+                .filter(room_members::room_id.eq_any(&ids))
+                .order((room_members::room_id, room_members::joined_at, room_members::user_id))
+                .select((room_members::room_id, room_members::user_id))
+                .load(conn)
+                .await?;
+            let last: Vec<MessageRow> = messages::table
+                .inner_join(
+                    rooms::table.on(messages::room_id
+                        .eq(rooms::id)
+                        .and(messages::seq.eq(rooms::last_seq))),
+                )
+                .filter(rooms::id.eq_any(&ids))
+                .select(MessageRow::as_select())
+                .load(conn)
+                .await?;
+            let unread: Vec<(String, i64)> = messages::table
+                .inner_join(
+                    room_members::table.on(room_members::room_id
+                        .eq(messages::room_id)
+                        .and(room_members::user_id.eq(me))),
+                )
+                .filter(messages::room_id.eq_any(&ids))
+                .filter(messages::seq.gt(room_members::last_read_seq))
+                .filter(messages::seq.gt(room_members::cleared_seq))
+                .filter(messages::sender_id.ne(me))
+                .group_by(messages::room_id)
+                .select((messages::room_id, count_star()))
+                .load(conn)
+                .await?;
+            (page, members, last, unread)
+        });
+
+        let mut members_by_room: HashMap<String, Vec<UserId>> = HashMap::new();
+        for (room, user) in members {
+            members_by_room.entry(room).or_default().push(rows::user_id(user));
+        }
+        let mut last_by_room: HashMap<String, MessageRow> =
+            last.into_iter().map(|m| (m.room_id.clone(), m)).collect();
+        let unread_by_room: HashMap<String, i64> = unread.into_iter().collect();
+
+        Ok(page
+            .into_iter()
+            .map(|(room, member)| {
+                let last_message = last_by_room
+                    .remove(&room.id)
+                    .filter(|m| m.seq > member.cleared_seq)
+                    .map(Message::from);
+                Room {
+                    id: rows::room_id(&room.id),
+                    kind: room.kind(),
+                    name: room.name.clone(),
+                    members: members_by_room.remove(&room.id).unwrap_or_default(),
+                    created_by: rows::user_id(room.created_by.clone()),
+                    created_at: Timestamp::from_millis(room.created_at),
+                    last_message,
+                    unread: unread_by_room.get(&room.id).copied().unwrap_or(0),
+                    last_read_seq: member.last_read_seq,
+                    last_seq: room.last_seq,
+                    last_activity_at: Timestamp::from_millis(room.last_activity_at),
+                }
+            })
+            .collect())
+    }
+
+    /// A page of history as `viewer` sees it (nothing at or below their `cleared_seq`).
+    pub async fn history(
+        &self,
+        room: RoomId,
+        viewer: &UserId,
+        query: HistoryQuery,
+        limit: i64,
+    ) -> StoreResult<HistoryPage> {
+        let id = room.to_string();
+        let mut rows: Vec<MessageRow> = with_conn!(self, |conn| {
+            let floor: i64 = room_members::table
+                .find((&id, viewer.as_str()))
+                .select(room_members::cleared_seq)
+                .first(conn)
+                .await
+                .optional()?
+                .unwrap_or(0);
+            let base = messages::table
+                .filter(messages::room_id.eq(&id))
+                .filter(messages::seq.gt(floor))
+                .select(MessageRow::as_select())
+                .limit(limit + 1)
+                .into_boxed();
+            match query {
+                HistoryQuery::Newest => base.order(messages::seq.desc()).load(conn).await?,
+                HistoryQuery::Before(seq) => {
+                    base.filter(messages::seq.lt(seq)).order(messages::seq.desc()).load(conn).await?
+                }
+                HistoryQuery::After(seq) => {
+                    base.filter(messages::seq.gt(seq)).order(messages::seq.asc()).load(conn).await?
+                }
+            }
+        });
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        if !matches!(query, HistoryQuery::After(_)) {
+            rows.reverse();
+        }
+        Ok(HistoryPage { messages: rows.into_iter().map(Message::from).collect(), has_more })
+    }
+
+    /// Moves the reader's mark forward to `seq` (default: the latest), never backward and
+    /// never past the room's last seq. Returns the mark now in force.
+    pub async fn mark_read(&self, room: RoomId, reader: &UserId, seq: Option<i64>) -> StoreResult<i64> {
+        let id = room.to_string();
+        with_conn!(self, |conn| {
+            let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
+            let target = seq.unwrap_or(last_seq).clamp(0, last_seq);
+            let member = room_members::table.find((&id, reader.as_str()));
+            diesel::update(member.filter(room_members::last_read_seq.lt(target)))
+                .set(room_members::last_read_seq.eq(target))
+                .execute(conn)
+                .await?;
+            Ok(member.select(room_members::last_read_seq).first(conn).await?)
+        })
+    }
+
+    /// Hides everything up to the room's last seq from this member only, and marks it read.
+    pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<i64> {
+        let id = room.to_string();
+        with_conn!(self, |conn| {
+            let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
+            let row = room_members::table.find((&id, member.as_str()));
+            diesel::update(row)
+                .set(room_members::cleared_seq.eq(last_seq))
+                .execute(conn)
+                .await?;
+            diesel::update(row.filter(room_members::last_read_seq.lt(last_seq)))
+                .set(room_members::last_read_seq.eq(last_seq))
+                .execute(conn)
+                .await?;
+            Ok(last_seq)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RoomFilter {
+    One(RoomId),
+    Page { limit: i64, before: Option<Timestamp> },
+}

@@ -1,0 +1,197 @@
+//! Storage on diesel-async: one set of queries, run on PostgreSQL (production, clusters) or
+//! embedded SQLite (the default). The database is the truth; nothing here knows about wires.
+
+mod chat;
+mod rows;
+pub mod schema;
+mod users;
+mod writer;
+
+use std::time::Duration;
+
+use diesel::sqlite::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+
+use crate::domain;
+
+pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
+pub use users::Profile;
+pub use writer::{MessageWriter, NewMessage, StoredMessage};
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations: {0}")]
+    Migration(String),
+    #[error("unsupported database url `{0}`: use postgres://… or sqlite://…")]
+    UnsupportedUrl(String),
+}
+
+impl<E: std::fmt::Display> From<deadpool::managed::PoolError<E>> for StoreError {
+    fn from(err: deadpool::managed::PoolError<E>) -> Self {
+        Self::Pool(err.to_string())
+    }
+}
+
+/// Store failures reach clients as `unavailable` (pool) or `internal` (anything else);
+/// the details go to the log only.
+impl From<StoreError> for domain::Error {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store failure");
+        match err {
+            StoreError::Pool(_) => domain::Error::Unavailable("database unavailable".into()),
+            _ => domain::Error::Internal,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> StoreResult<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Ok(Self::Sqlite(path.to_owned()))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Self::Sqlite(_))
+    }
+}
+
+/// A pooled handle to the database; cheap to clone.
+#[derive(Clone)]
+pub enum Store {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteAsync>),
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is in use.
+/// The body is written once and compiled for both connection types, which is how queries
+/// are shared without generic trait bounds.
+macro_rules! with_conn {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Postgres(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn = &mut *pooled;
+                $body
+            }
+            $crate::store::Store::Sqlite(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+impl Store {
+    /// Connects, runs pending migrations, and returns the pool.
+    pub async fn connect(backend: &Backend, pool_size: usize) -> StoreResult<Self> {
+        run_migrations(backend).await?;
+        let store = match backend {
+            Backend::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.clone());
+                let pool = Pool::builder(manager)
+                    .max_size(pool_size)
+                    .wait_timeout(Some(Duration::from_secs(5)))
+                    .create_timeout(Some(Duration::from_secs(5)))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| StoreError::Pool(e.to_string()))?;
+                Self::Postgres(pool)
+            }
+            Backend::Sqlite(path) => {
+                let mut config = ManagerConfig::<SqliteAsync>::default();
+                config.custom_setup = Box::new(|url| {
+                    let url = url.to_owned();
+                    async move {
+                        let mut conn = SqliteAsync::establish(&url).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager =
+                    AsyncDieselConnectionManager::<SqliteAsync>::new_with_config(path.clone(), config);
+                let pool = Pool::builder(manager)
+                    .max_size(pool_size.min(8))
+                    .wait_timeout(Some(Duration::from_secs(5)))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| StoreError::Pool(e.to_string()))?;
+                Self::Sqlite(pool)
+            }
+        };
+        Ok(store)
+    }
+
+    /// A trivial round trip, for `/readyz`.
+    pub async fn ping(&self) -> StoreResult<()> {
+        with_conn!(self, |conn| {
+            conn.batch_execute("SELECT 1").await?;
+            Ok(())
+        })
+    }
+}
+
+/// WAL lets readers run beside the single writer; `synchronous=FULL` makes a commit durable
+/// before the sender's ack; `busy_timeout` makes concurrent writers wait instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
+/// Runs the embedded migrations on a blocking thread (the async harness does not run on
+/// actix's single-threaded runtime).
+pub async fn run_migrations(backend: &Backend) -> StoreResult<()> {
+    let backend = backend.clone();
+    tokio::task::spawn_blocking(move || -> StoreResult<()> {
+        let migrate = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+        match backend {
+            Backend::Postgres(url) => {
+                type Blocking = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
+                let mut conn = <Blocking as diesel::Connection>::establish(&url)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                conn.run_pending_migrations(PG_MIGRATIONS).map_err(migrate)?;
+            }
+            Backend::Sqlite(path) => {
+                use diesel::Connection;
+                use diesel::connection::SimpleConnection;
+                let mut conn =
+                    SqliteConnection::establish(&path).map_err(|e| StoreError::Migration(e.to_string()))?;
+                conn.batch_execute(SQLITE_PRAGMAS)?;
+                conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(migrate)?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| StoreError::Migration(e.to_string()))?
+}

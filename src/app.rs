@@ -90,10 +90,11 @@ impl Application {
             _ = terminate_signal() => {}
         }
         tracing::info!("shutting down: draining connections");
-        let stopped = handle.stop(true);
+        // The stop command is sent now; the server future (polled below) carries it out:
+        // no new connections, then wait up to the grace period for open ones to close.
+        drop(handle.stop(true));
         let open = services.hub.send(CloseAll).await.unwrap_or(0);
         tracing::info!(open, "asked connections to reconnect elsewhere");
-        stopped.await;
         server.await?;
         services.writer.flush().await;
         tracing::info!("shutdown complete");

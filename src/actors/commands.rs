@@ -2,6 +2,9 @@
 //! Room commands are forwarded to the room's actor through the hub.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use super::hub::{OnlineAmong, ToRoom};
 use super::{Caller, Services};
@@ -12,7 +15,19 @@ use crate::protocol::{Command, PresenceState, Push, Reply};
 /// Longest group name, in characters.
 const MAX_GROUP_NAME: usize = 100;
 
-pub async fn execute(services: &Services, caller: &Caller, command: Command) -> Result<Reply, Error> {
+/// Starts `command` and returns its reply. Room commands are handed to the hub before this
+/// returns, so commands from one connection keep their order.
+pub fn execute(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
+    match command {
+        Command::Room { room, command } => {
+            let sent = services.hub.send(ToRoom { caller, room, command });
+            Box::pin(async move { sent.await.map_err(|_| Error::Unavailable("node is shutting down".into()))? })
+        }
+        other => Box::pin(async move { execute_other(&services, &caller, other).await }),
+    }
+}
+
+async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Command) -> Result<Reply, Error> {
     match command {
         Command::OpenDirectRoom { peer } => {
             if peer == caller.user {
@@ -72,10 +87,6 @@ pub async fn execute(services: &Services, caller: &Caller, command: Command) -> 
                 .collect();
             Ok(Reply::Presence { users })
         }
-        Command::Room { room, command } => services
-            .hub
-            .send(ToRoom { caller: caller.clone(), room, command })
-            .await
-            .map_err(|_| Error::Unavailable("node is shutting down".into()))?,
+        Command::Room { .. } => execute(services.clone(), caller.clone(), command).await,
     }
 }

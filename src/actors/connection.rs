@@ -88,14 +88,11 @@ impl Connection {
             }
         };
         metrics.frames_in.with_label_values(&[command.event()]).inc();
-        let services = self.services.clone();
-        let caller = self.caller();
         let id = inbound.id;
-        ctx.spawn(
-            async move { commands::execute(&services, &caller, command).await }
-                .into_actor(self)
-                .map(move |result, connection, _| connection.answer(id, result)),
-        );
+        // Started now, awaited later: a connection's commands reach their room in the order
+        // they were sent, while their replies may come back in any order.
+        let reply = commands::execute(self.services.clone(), self.caller(), command);
+        ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
     }
 
     /// Every frame with an id gets exactly one ack; a failed frame without one gets an

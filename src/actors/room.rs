@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures_util::future::BoxFuture;
 
 use super::{Caller, Outbound, Outbox, Services};
 use crate::bus::{BusEvent, Delivered, Topic};
@@ -135,34 +136,37 @@ impl Handler<Execute> for RoomActor {
             }
             Some(_) => Ok(()),
         };
-        let services = self.services.clone();
-        let room = self.id;
-        Box::pin(async move {
-            checked?;
-            execute(&services, room, msg.caller, msg.command).await
-        })
+        match checked {
+            Ok(()) => start(self.services.clone(), self.id, msg.caller, msg.command),
+            Err(err) => Box::pin(async move { Err(err) }),
+        }
     }
 }
 
-/// Runs one command for a member. Pushes go out on the room topic once the change is
+/// Starts one command for a member and returns its reply. A message is queued for the
+/// writer before this returns, in mailbox order, so one sender's messages get increasing
+/// seqs in the order they were sent. Pushes go out on the room topic once the change is
 /// durable, skipping the caller's own connection (it gets the ack).
-async fn execute(services: &Services, room: RoomId, caller: Caller, command: RoomCommand) -> Result<Reply, Error> {
-    let publish = |push: Push| {
+fn start(services: Arc<Services>, room: RoomId, caller: Caller, command: RoomCommand) -> BoxFuture<'static, Result<Reply, Error>> {
+    let publish = move |services: &Services, push: Push| {
         services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip: Some(caller.connection) })
     };
     match command {
         RoomCommand::Send { kind, body, client_id } => {
-            let body = MessageBody::parse(kind, body, services.settings.max_body_bytes)?;
-            let stored = services
-                .writer
-                .write(NewMessage { room, sender: caller.user.clone(), kind, body, client_id })
-                .await?;
-            if !stored.duplicate {
-                publish(Push::MessageNew { message: stored.message.clone() });
-            }
-            Ok(Reply::Message { message: stored.message })
+            let body = match MessageBody::parse(kind, body, services.settings.max_body_bytes) {
+                Ok(body) => body,
+                Err(err) => return Box::pin(async move { Err(err) }),
+            };
+            let stored = services.writer.submit(NewMessage { room, sender: caller.user.clone(), kind, body, client_id });
+            Box::pin(async move {
+                let stored = stored.await?;
+                if !stored.duplicate {
+                    publish(&services, Push::MessageNew { message: stored.message.clone() });
+                }
+                Ok(Reply::Message { message: stored.message })
+            })
         }
-        RoomCommand::History { before_seq, after_seq, limit } => {
+        RoomCommand::History { before_seq, after_seq, limit } => Box::pin(async move {
             let query = match (before_seq, after_seq) {
                 (Some(seq), _) => HistoryQuery::Before(seq),
                 (None, Some(seq)) => HistoryQuery::After(seq),
@@ -170,19 +174,19 @@ async fn execute(services: &Services, room: RoomId, caller: Caller, command: Roo
             };
             let page = services.store.history(room, &caller.user, query, limit).await?;
             Ok(Reply::History { messages: page.messages, has_more: page.has_more })
-        }
-        RoomCommand::MarkRead { seq } => {
+        }),
+        RoomCommand::MarkRead { seq } => Box::pin(async move {
             let seq = services.store.mark_read(room, &caller.user, seq).await?;
-            publish(Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq });
+            publish(&services, Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq });
             Ok(Reply::Read { room_id: room, seq })
-        }
-        RoomCommand::Clear => {
+        }),
+        RoomCommand::Clear => Box::pin(async move {
             let cleared_seq = services.store.clear_room(room, &caller.user).await?;
             Ok(Reply::Cleared { room_id: room, cleared_seq })
-        }
+        }),
         RoomCommand::Typing { typing } => {
-            publish(Push::Typing { room_id: room, user_id: caller.user.clone(), typing });
-            Ok(Reply::Done)
+            publish(&services, Push::Typing { room_id: room, user_id: caller.user.clone(), typing });
+            Box::pin(async { Ok(Reply::Done) })
         }
     }
 }

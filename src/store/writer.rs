@@ -61,14 +61,19 @@ impl MessageWriter {
         Self { commands }
     }
 
-    /// Persists one message; resolves once it is committed.
-    pub async fn write(&self, message: NewMessage) -> Result<StoredMessage, domain::Error> {
+    /// Queues one message now (so messages keep the order they are submitted in) and
+    /// returns a future that resolves once it is committed. A full queue is refused with
+    /// `unavailable` rather than waited on.
+    pub fn submit(&self, message: NewMessage) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Write(message, reply))
-            .await
-            .map_err(|_| domain::Error::Unavailable("writer stopped".into()))?;
-        answer.await.map_err(|_| domain::Error::Unavailable("writer stopped".into()))?
+        let queued = self.commands.try_send(Command::Write(message, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => domain::Error::Unavailable("too many messages in flight; retry".into()),
+            mpsc::error::TrySendError::Closed(_) => domain::Error::Unavailable("writer stopped".into()),
+        });
+        async move {
+            queued?;
+            answer.await.map_err(|_| domain::Error::Unavailable("writer stopped".into()))?
+        }
     }
 
     /// Resolves once everything queued before this call is committed (graceful shutdown).

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL and Redis servers for tests and local clusters, on free loopback
+# ports under one temporary folder. Source it, then call:
+#   start_postgres   exports SWITCHBOARD_TEST_DATABASE_URL (an admin URL; tests create a database each)
+#   start_redis      exports SWITCHBOARD_TEST_REDIS_URL, REDIS_PORT, REDIS_DIR
+#   stop_services    stops whatever was started
+# Installs the servers with apt-get when they are missing (PostgreSQL 15 is usually there).
+
+SERVICES_DIR="${SERVICES_DIR:-$(mktemp -d /tmp/switchboard-services.XXXXXX)}"
+_started_pg=""
+_started_redis=""
+
+_as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "need root to run: $*" >&2; return 1; fi
+}
+
+_apt_install() {
+    echo "installing $* with apt-get" >&2
+    _as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    _as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+_pg_bin() {
+    if command -v pg_ctl >/dev/null 2>&1; then dirname "$(command -v pg_ctl)"; return; fi
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [ -n "$dir" ]; then echo "$dir"; return; fi
+    _apt_install postgresql
+    ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1
+}
+
+start_postgres() {
+    local bin port data run
+    bin=$(_pg_bin)
+    port=$(free_port)
+    data="$SERVICES_DIR/pg"
+    run=()
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        run=(runuser -u postgres --)
+    fi
+    mkdir -p "$data"
+    [ "$(id -u)" = 0 ] && chown postgres "$SERVICES_DIR" "$data"
+    chmod 700 "$data"
+    "${run[@]}" "$bin/initdb" -D "$data/data" -U postgres -A trust --no-sync -E UTF8 --locale=C >"$SERVICES_DIR/initdb.log" 2>&1 \
+        || { cat "$SERVICES_DIR/initdb.log" >&2; return 1; }
+    "${run[@]}" "$bin/pg_ctl" -D "$data/data" -l "$data/pg.log" -w -t 60 \
+        -o "-p $port -h 127.0.0.1 -k $data -c fsync=off -c max_connections=500" start >/dev/null \
+        || { cat "$data/pg.log" >&2; return 1; }
+    _started_pg="$data/data"
+    PG_BIN="$bin"
+    export SWITCHBOARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    echo "PostgreSQL on 127.0.0.1:$port" >&2
+}
+
+start_redis() {
+    command -v redis-server >/dev/null 2>&1 || _apt_install redis-server
+    REDIS_PORT=$(free_port)
+    REDIS_DIR="$SERVICES_DIR/redis"
+    mkdir -p "$REDIS_DIR"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+        --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
+    for _ in $(seq 50); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    _started_redis="$REDIS_DIR/redis.pid"
+    export SWITCHBOARD_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    export REDIS_PORT REDIS_DIR
+    echo "Redis on 127.0.0.1:$REDIS_PORT" >&2
+}
+
+stop_services() {
+    if [ -n "$_started_pg" ]; then
+        local run=()
+        [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
+        "${run[@]}" "$PG_BIN/pg_ctl" -D "$_started_pg" -m immediate stop >/dev/null 2>&1 || true
+        _started_pg=""
+    fi
+    if [ -n "$_started_redis" ] && [ -f "$_started_redis" ]; then
+        kill "$(cat "$_started_redis")" 2>/dev/null || true
+        _started_redis=""
+    fi
+    rm -rf "$SERVICES_DIR"
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The one test command: starts real PostgreSQL and Redis (installing them if missing), then
+# runs every test of the workspace against them. Extra arguments go to the test runner.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source deploy/local/services.sh
+trap stop_services EXIT
+start_postgres
+start_redis
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,9 @@
+//! Integration tests: each spawns a real node on port 0 and drives it with real WebSocket
+//! clients, on embedded SQLite and on a real PostgreSQL (`deploy/local/test.sh` starts it).
+
+mod auth;
+mod chat;
+mod helpers;
+mod lifecycle;
+mod limits;
+mod presence;

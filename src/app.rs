@@ -43,30 +43,55 @@ impl Application {
                  Anyone can mint tokens for any user. Never run this way in production."
             );
         }
-        let node = settings.node_id.clone().map(NodeId::new).unwrap_or_else(NodeId::random);
+        let node = settings
+            .node_id
+            .clone()
+            .map(NodeId::new)
+            .unwrap_or_else(NodeId::random);
         let metrics = Arc::new(Metrics::new(node.as_str()));
         let backend = Backend::from_url(&settings.database_url)?;
         let store = Store::connect(&backend, settings.db_pool)
             .await
             .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
-        let writer = MessageWriter::start(store.clone(), settings.write_batch_max, settings.write_queue, metrics.clone());
+        let writer = MessageWriter::start(
+            store.clone(),
+            settings.write_batch_max,
+            settings.write_queue,
+            metrics.clone(),
+        );
         let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(node.clone(), metrics.clone()));
         let auth = Authenticator::new(settings.jwt_secret());
 
-        let listener = TcpListener::bind(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
         let services = Hub::start_with(|hub| {
-            Arc::new(Services { settings, node, store, writer, bus, hub, metrics, auth })
+            Arc::new(Services {
+                settings,
+                node,
+                store,
+                writer,
+                bus,
+                hub,
+                metrics,
+                auth,
+            })
         });
         let routes = services.clone();
-        let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
-            .listen(listener)?
-            .disable_signals()
-            .shutdown_timeout(grace.as_secs())
-            .run();
+        let server =
+            HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
+                .listen(listener)?
+                .disable_signals()
+                .shutdown_timeout(grace.as_secs())
+                .run();
         tracing::info!(node = %services.node, "listening on {address}");
-        Ok(Self { server, port: address.port(), services, shutdown: Arc::new(Notify::new()) })
+        Ok(Self {
+            server,
+            port: address.port(),
+            services,
+            shutdown: Arc::new(Notify::new()),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -81,7 +106,12 @@ impl Application {
     /// connection with 1012 (clients reconnect elsewhere), wait for them, and commit every
     /// queued message before returning.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, services, shutdown, .. } = self;
+        let Self {
+            server,
+            services,
+            shutdown,
+            ..
+        } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -104,7 +134,10 @@ impl Application {
 
 async fn terminate_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -116,7 +149,9 @@ async fn terminate_signal() {
 /// A database URL without its password, for logs.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }

@@ -43,7 +43,11 @@ pub struct Settings {
     pub bind: SocketAddr,
 
     /// `sqlite://PATH` (embedded, the default) or `postgres://…` (production, clusters).
-    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", default_value = "sqlite://switchboard.db")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_URL",
+        default_value = "sqlite://switchboard.db"
+    )]
     pub database_url: String,
 
     /// `redis://…` turns on cluster mode: nodes bridged by Redis pub/sub.
@@ -130,7 +134,10 @@ impl Settings {
 
     /// The configured secret, or the development one.
     pub fn jwt_secret(&self) -> &str {
-        self.jwt_secret.as_ref().map(Secret::expose).unwrap_or(DEV_SECRET)
+        self.jwt_secret
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or(DEV_SECRET)
     }
 
     /// Checks what clap cannot: the combinations that must not start.
@@ -142,9 +149,11 @@ impl Settings {
             ));
         }
         if self.redis_url.is_some() && !self.database_url.starts_with("postgres") {
-            return Err("cluster mode (SWITCHBOARD_REDIS_URL) needs a shared PostgreSQL database: \
+            return Err(
+                "cluster mode (SWITCHBOARD_REDIS_URL) needs a shared PostgreSQL database: \
                  set SWITCHBOARD_DATABASE_URL=postgres://… (SQLite is a single node's file)"
-                .into());
+                    .into(),
+            );
         }
         if self.max_frame_bytes < 1024 {
             return Err("SWITCHBOARD_MAX_FRAME_BYTES must be at least 1024".into());

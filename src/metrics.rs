@@ -1,7 +1,8 @@
 //! Prometheus metrics for one node, rendered at `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -23,19 +24,32 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(node: &str) -> Self {
-        let registry =
-            Registry::new_custom(Some("switchboard".into()), Some([("node".to_owned(), node.to_owned())].into()))
-                .expect("valid registry labels");
+        let registry = Registry::new_custom(
+            Some("switchboard".into()),
+            Some([("node".to_owned(), node.to_owned())].into()),
+        )
+        .expect("valid registry labels");
         let metrics = Self {
             connections: IntGauge::new("connections", "Open WebSocket connections").unwrap(),
-            frames_in: IntCounterVec::new(Opts::new("frames_in_total", "Frames received, by event"), &["event"])
-                .unwrap(),
-            frames_out: IntCounterVec::new(Opts::new("frames_out_total", "Frames sent, by event"), &["event"])
-                .unwrap(),
-            errors: IntCounterVec::new(Opts::new("errors_total", "Error replies, by code"), &["code"]).unwrap(),
+            frames_in: IntCounterVec::new(
+                Opts::new("frames_in_total", "Frames received, by event"),
+                &["event"],
+            )
+            .unwrap(),
+            frames_out: IntCounterVec::new(
+                Opts::new("frames_out_total", "Frames sent, by event"),
+                &["event"],
+            )
+            .unwrap(),
+            errors: IntCounterVec::new(
+                Opts::new("errors_total", "Error replies, by code"),
+                &["code"],
+            )
+            .unwrap(),
             write_batch_size: Histogram::with_opts(
-                HistogramOpts::new("write_batch_size", "Messages per group commit")
-                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+                HistogramOpts::new("write_batch_size", "Messages per group commit").buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+                ]),
             )
             .unwrap(),
             commit_seconds: Histogram::with_opts(
@@ -43,12 +57,22 @@ impl Metrics {
                     .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
             )
             .unwrap(),
-            outbound_dropped: IntCounter::new("outbound_dropped_total", "Frames dropped for a full outbound queue")
+            outbound_dropped: IntCounter::new(
+                "outbound_dropped_total",
+                "Frames dropped for a full outbound queue",
+            )
+            .unwrap(),
+            slow_closes: IntCounter::new(
+                "slow_consumer_closes_total",
+                "Connections closed with 1013",
+            )
+            .unwrap(),
+            bus_published: IntCounter::new("bus_published_total", "Envelopes published on the bus")
                 .unwrap(),
-            slow_closes: IntCounter::new("slow_consumer_closes_total", "Connections closed with 1013").unwrap(),
-            bus_published: IntCounter::new("bus_published_total", "Envelopes published on the bus").unwrap(),
-            bus_received: IntCounter::new("bus_received_total", "Envelopes received from the bus").unwrap(),
-            subscriptions: IntGauge::new("bus_subscriptions", "Bus topics this node subscribes to").unwrap(),
+            bus_received: IntCounter::new("bus_received_total", "Envelopes received from the bus")
+                .unwrap(),
+            subscriptions: IntGauge::new("bus_subscriptions", "Bus topics this node subscribes to")
+                .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -65,7 +89,10 @@ impl Metrics {
             Box::new(metrics.subscriptions.clone()),
         ];
         for collector in collectors {
-            metrics.registry.register(collector).expect("metric names are unique");
+            metrics
+                .registry
+                .register(collector)
+                .expect("metric names are unique");
         }
         metrics
     }

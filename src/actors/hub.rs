@@ -40,53 +40,120 @@ impl Hub {
         Hub::create(|ctx| {
             let services = build(ctx.address());
             built = Some(services.clone());
-            Hub { services: Some(services), ..Default::default() }
+            Hub {
+                services: Some(services),
+                ..Default::default()
+            }
         });
         built.expect("Hub::create runs its closure at once")
     }
 
     fn services(&self) -> Arc<Services> {
-        self.services.clone().expect("hub services are set at start")
+        self.services
+            .clone()
+            .expect("hub services are set at start")
     }
 
     /// Makes `user` (connected here) a listener of `room`, starting its actor if needed.
     fn attach_user(&mut self, user: &UserId, room: RoomId) {
-        let Some(local) = self.users.get_mut(user) else { return };
+        let services = self.services();
+        let Some(local) = self.users.get_mut(user) else {
+            return;
+        };
         if !local.rooms.insert(room) {
             return;
         }
-        let services = self.services.clone().expect("hub services are set at start");
-        let entry = self.rooms.entry(room).or_insert_with(|| LocalRoom {
-            actor: RoomActor::new(room, services).start(),
-            users: HashSet::new(),
+        let entry = self.rooms.entry(room).or_insert_with(|| {
+            let actor = RoomActor::new(room, services.clone()).start();
+            services
+                .bus
+                .subscribe(Topic::Room(room), actor.clone().recipient());
+            LocalRoom {
+                actor,
+                users: HashSet::new(),
+            }
         });
         entry.users.insert(user.clone());
         for outbox in local.connections.values() {
-            entry.actor.do_send(Attach { outbox: outbox.clone() });
+            entry.actor.do_send(Attach {
+                outbox: outbox.clone(),
+            });
         }
     }
 
-    fn publish_presence(&self, user: &UserId, online: bool, seen: Timestamp) {
-        let services = self.services();
-        let user = user.clone();
-        actix::spawn(async move {
-            if !online {
-                if let Err(e) = services.store.set_last_seen(&user, seen).await {
-                    tracing::warn!(%user, error = %e, "could not store last_seen");
+    /// Tells the user's direct peers they came online or went offline (storing `last_seen`
+    /// first). A change that is already out of date when its peers are known (a quick
+    /// reconnect) is not published, so peers never end on a stale state.
+    /// Stops listening for a user with no connection here (and for their rooms that no
+    /// other local user needs). True if the user was forgotten.
+    fn forget_if_idle(&mut self, user: &UserId) -> bool {
+        if self
+            .users
+            .get(user)
+            .is_none_or(|u| !u.connections.is_empty())
+        {
+            return false;
+        }
+        let local = self.users.remove(user).unwrap_or_default();
+        let bus = self.services().bus.clone();
+        bus.unsubscribe(&Topic::User(user.clone()));
+        for room in local.rooms {
+            if let Some(entry) = self.rooms.get_mut(&room) {
+                entry.users.remove(user);
+                if entry.users.is_empty() {
+                    bus.unsubscribe(&Topic::Room(room));
+                    entry.actor.do_send(Close);
+                    self.rooms.remove(&room);
                 }
             }
-            let peers = match services.store.direct_peers(&user).await {
-                Ok(peers) => peers,
-                Err(e) => return tracing::warn!(%user, error = %e, "could not load presence peers"),
+        }
+        true
+    }
+
+    fn publish_presence(
+        &self,
+        user: &UserId,
+        online: bool,
+        seen: Timestamp,
+        ctx: &mut Context<Self>,
+    ) {
+        let services = self.services();
+        let user = user.clone();
+        let load = async move {
+            if !online {
+                services.store.set_last_seen(&user, seen).await?;
+            }
+            let peers = services.store.direct_peers(&user).await?;
+            Ok::<_, crate::store::StoreError>((user, peers))
+        };
+        ctx.spawn(load.into_actor(self).map(move |loaded, hub, _| {
+            let (user, peers) = match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => return tracing::warn!(error = %e, "presence not published"),
             };
-            let state = PresenceState { user_id: user.clone(), online, last_seen: Some(seen) };
+            if hub
+                .users
+                .get(&user)
+                .is_some_and(|u| !u.connections.is_empty())
+                != online
+            {
+                return;
+            }
+            let state = PresenceState {
+                user_id: user,
+                online,
+                last_seen: Some(seen),
+            };
             for (_, peer) in peers {
-                services.bus.publish(
+                hub.services().bus.publish(
                     Topic::User(peer),
-                    BusEvent::Push { push: Push::Presence(state.clone()), skip: None },
+                    BusEvent::Push {
+                        push: Push::Presence(state.clone()),
+                        skip: None,
+                    },
                 );
             }
-        });
+        }));
     }
 }
 
@@ -137,15 +204,32 @@ pub struct CloseAll;
 impl Handler<Connect> for Hub {
     type Result = ResponseActFuture<Self, Result<(), Error>>;
 
-    fn handle(&mut self, msg: Connect, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) -> Self::Result {
         let services = self.services();
         let user = msg.identity.user.clone();
+        // Listen for the user at once, so that rooms they join while their rooms load are
+        // not missed.
+        if !self.users.contains_key(&user) {
+            self.users.insert(user.clone(), LocalUser::default());
+            services
+                .bus
+                .subscribe(Topic::User(user.clone()), ctx.address().recipient());
+        }
         let load = async move {
-            services.store.touch_user(&msg.identity.user, &msg.identity.profile, Timestamp::now()).await?;
+            services
+                .store
+                .touch_user(&msg.identity.user, &msg.identity.profile, Timestamp::now())
+                .await?;
             Ok::<_, Error>(services.store.rooms_of(&msg.identity.user).await?)
         };
         Box::pin(load.into_actor(self).map(move |rooms, hub, ctx| {
-            let rooms = rooms?;
+            let rooms = match rooms {
+                Ok(rooms) => rooms,
+                Err(err) => {
+                    hub.forget_if_idle(&user);
+                    return Err(err);
+                }
+            };
             let services = hub.services();
             let outbox = msg.outbox;
             // hello goes first: nothing can be queued before it, and pushes follow it.
@@ -153,22 +237,21 @@ impl Handler<Connect> for Hub {
                 text: native::encode_hello(&user, &services.node, outbox.connection).into(),
                 event: "hello",
             });
-            let first = !hub.users.contains_key(&user);
             let local = hub.users.entry(user.clone()).or_default();
+            let first = local.connections.is_empty();
             local.connections.insert(outbox.connection, outbox.clone());
-            if first {
-                services.bus.subscribe(Topic::User(user.clone()), ctx.address().recipient());
-            }
             for room in &local.rooms {
                 if let Some(entry) = hub.rooms.get(room) {
-                    entry.actor.do_send(Attach { outbox: outbox.clone() });
+                    entry.actor.do_send(Attach {
+                        outbox: outbox.clone(),
+                    });
                 }
             }
             for room in rooms {
                 hub.attach_user(&user, room);
             }
             if first {
-                hub.publish_presence(&user, true, Timestamp::now());
+                hub.publish_presence(&user, true, Timestamp::now(), ctx);
             }
             Ok(())
         }))
@@ -178,31 +261,23 @@ impl Handler<Connect> for Hub {
 impl Handler<Disconnect> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
-        let Some(local) = self.users.get_mut(&msg.user) else { return };
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        let Some(local) = self.users.get_mut(&msg.user) else {
+            return;
+        };
         if local.connections.remove(&msg.connection).is_none() {
             return;
         }
         for room in &local.rooms {
             if let Some(entry) = self.rooms.get(room) {
-                entry.actor.do_send(Detach { connection: msg.connection });
+                entry.actor.do_send(Detach {
+                    connection: msg.connection,
+                });
             }
         }
-        if !local.connections.is_empty() {
-            return;
+        if self.forget_if_idle(&msg.user) {
+            self.publish_presence(&msg.user, false, Timestamp::now(), ctx);
         }
-        let local = self.users.remove(&msg.user).unwrap_or_default();
-        self.services().bus.unsubscribe(&Topic::User(msg.user.clone()));
-        for room in local.rooms {
-            if let Some(entry) = self.rooms.get_mut(&room) {
-                entry.users.remove(&msg.user);
-                if entry.users.is_empty() {
-                    entry.actor.do_send(Close);
-                    self.rooms.remove(&room);
-                }
-            }
-        }
-        self.publish_presence(&msg.user, false, Timestamp::now());
     }
 }
 
@@ -210,12 +285,21 @@ impl Handler<ToRoom> for Hub {
     type Result = ResponseActFuture<Self, Result<Reply, Error>>;
 
     fn handle(&mut self, msg: ToRoom, _: &mut Self::Context) -> Self::Result {
-        let listening = self.rooms.get(&msg.room).filter(|entry| entry.users.contains(&msg.caller.user));
+        let listening = self
+            .rooms
+            .get(&msg.room)
+            .filter(|entry| entry.users.contains(&msg.caller.user));
         if let Some(entry) = listening {
-            let sent = entry.actor.send(Execute { caller: msg.caller, command: msg.command });
+            let sent = entry.actor.send(Execute {
+                caller: msg.caller,
+                command: msg.command,
+            });
             return Box::pin(
-                async move { sent.await.map_err(|_| Error::Unavailable("room is restarting; retry".into()))? }
-                    .into_actor(self),
+                async move {
+                    sent.await
+                        .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?
+                }
+                .into_actor(self),
             );
         }
         // Not a room this user listens to here: either not theirs, unknown, or joined a
@@ -240,9 +324,14 @@ impl Handler<ToRoom> for Hub {
                     async move {
                         match outcome? {
                             Some(actor) => actor
-                                .send(Execute { caller: msg.caller, command: msg.command })
+                                .send(Execute {
+                                    caller: msg.caller,
+                                    command: msg.command,
+                                })
                                 .await
-                                .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?,
+                                .map_err(|_| {
+                                    Error::Unavailable("room is restarting; retry".into())
+                                })?,
                             None => Err(Error::Unavailable("you are disconnecting".into())),
                         }
                     }
@@ -256,7 +345,12 @@ impl Handler<OnlineAmong> for Hub {
     type Result = MessageResult<OnlineAmong>;
 
     fn handle(&mut self, msg: OnlineAmong, _: &mut Self::Context) -> Self::Result {
-        MessageResult(msg.users.into_iter().filter(|u| self.users.contains_key(u)).collect())
+        MessageResult(
+            msg.users
+                .into_iter()
+                .filter(|u| self.users.contains_key(u))
+                .collect(),
+        )
     }
 }
 
@@ -264,13 +358,17 @@ impl Handler<Delivered> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Delivered, _: &mut Self::Context) {
-        let Topic::User(user) = &msg.topic else { return };
+        let Topic::User(user) = &msg.topic else {
+            return;
+        };
         match &msg.envelope.event {
             BusEvent::Push { push, skip } => {
                 if let Push::RoomCreated { room } = push {
                     self.attach_user(user, room.id);
                 }
-                let Some(local) = self.users.get(user) else { return };
+                let Some(local) = self.users.get(user) else {
+                    return;
+                };
                 let delivery = Arc::new(Delivery::new(push.clone()));
                 for (connection, outbox) in &local.connections {
                     if Some(*connection) != *skip {

@@ -17,7 +17,10 @@ pub enum Outbound {
     Push(Arc<Delivery>),
     /// A frame already encoded for this connection (acks, errors, hello), with its event name
     /// for metrics.
-    Text { text: ByteString, event: &'static str },
+    Text {
+        text: ByteString,
+        event: &'static str,
+    },
     Ping,
     Pong(actix_web::web::Bytes),
 }
@@ -38,12 +41,24 @@ pub struct OutboxReceiver {
 }
 
 impl Outbox {
-    pub fn new(connection: ConnectionId, capacity: usize, metrics: Arc<Metrics>) -> (Self, OutboxReceiver) {
+    pub fn new(
+        connection: ConnectionId,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Self, OutboxReceiver) {
         let (queue, queue_rx) = mpsc::channel(capacity);
         let (close, close_rx) = watch::channel(None);
         (
-            Self { connection, queue, close: Arc::new(close), metrics },
-            OutboxReceiver { queue: queue_rx, close: close_rx },
+            Self {
+                connection,
+                queue,
+                close: Arc::new(close),
+                metrics,
+            },
+            OutboxReceiver {
+                queue: queue_rx,
+                close: close_rx,
+            },
         )
     }
 
@@ -71,7 +86,10 @@ impl Outbox {
             if reason.is_some() {
                 return false;
             }
-            *reason = Some(CloseReason { code, description: Some(description.to_owned()) });
+            *reason = Some(CloseReason {
+                code,
+                description: Some(description.to_owned()),
+            });
             true
         })
     }

@@ -10,27 +10,53 @@ use futures_util::future::BoxFuture;
 
 use super::{Caller, Outbound, Outbox, Services};
 use crate::bus::{BusEvent, Delivered, Topic};
-use crate::domain::{ConnectionId, Error, MessageBody, RoomId, RoomKind, UserId};
+use crate::domain::{ConnectionId, Error, MessageBody, RoomId, UserId};
 use crate::protocol::{Delivery, Push, Reply, RoomCommand};
 use crate::store::{HistoryQuery, NewMessage};
 
+/// The hub subscribes and unsubscribes the room topic for this actor, so that a stopping
+/// actor can never remove the subscription of its successor.
 pub struct RoomActor {
     id: RoomId,
     services: Arc<Services>,
-    /// `None` until loaded, and for a room that does not exist.
-    room: Option<RoomState>,
+    members: Members,
     local: HashMap<ConnectionId, Outbox>,
 }
 
-struct RoomState {
-    #[allow(dead_code)]
-    kind: RoomKind,
-    members: HashSet<UserId>,
+enum Members {
+    Loading,
+    Known(HashSet<UserId>),
+    /// The room does not exist.
+    Missing,
+    /// The store failed; the next command retries.
+    Failed,
 }
 
 impl RoomActor {
     pub fn new(id: RoomId, services: Arc<Services>) -> Self {
-        Self { id, services, room: None, local: HashMap::new() }
+        Self {
+            id,
+            services,
+            members: Members::Loading,
+            local: HashMap::new(),
+        }
+    }
+
+    /// Loads the member list; nothing is handled until it is known.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        self.members = Members::Loading;
+        let store = self.services.store.clone();
+        let id = self.id;
+        ctx.wait(async move { store.room_members(id).await }.into_actor(self).map(|loaded, room, _| {
+            room.members = match loaded {
+                Ok(Some(loaded)) => Members::Known(loaded.members.into_iter().collect()),
+                Ok(None) => Members::Missing,
+                Err(e) => {
+                    tracing::error!(room = %room.id, error = %e, "loading room members failed");
+                    Members::Failed
+                }
+            }
+        }));
     }
 }
 
@@ -39,28 +65,7 @@ impl Actor for RoomActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        self.services.bus.subscribe(Topic::Room(self.id), ctx.address().recipient());
-        let store = self.services.store.clone();
-        let id = self.id;
-        // Nothing is handled before the member list is known.
-        ctx.wait(
-            async move { store.room_members(id).await }
-                .into_actor(self)
-                .map(|loaded, room, _| match loaded {
-                    Ok(Some(loaded)) => {
-                        room.room = Some(RoomState {
-                            kind: loaded.kind,
-                            members: loaded.members.into_iter().collect(),
-                        })
-                    }
-                    Ok(None) => tracing::warn!(room = %room.id, "room actor for an unknown room"),
-                    Err(e) => tracing::error!(room = %room.id, error = %e, "loading room members failed"),
-                }),
-        );
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.services.bus.unsubscribe(&Topic::Room(self.id));
+        self.load(ctx);
     }
 }
 
@@ -128,13 +133,15 @@ impl Handler<Delivered> for RoomActor {
 impl Handler<Execute> for RoomActor {
     type Result = ResponseFuture<Result<Reply, Error>>;
 
-    fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
-        let checked = match &self.room {
-            None => Err(Error::not_found("no such room")),
-            Some(room) if !room.members.contains(&msg.caller.user) => {
-                Err(Error::forbidden("you are not a member of this room"))
+    fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
+        let checked = match &self.members {
+            Members::Known(members) if members.contains(&msg.caller.user) => Ok(()),
+            Members::Known(_) => Err(Error::forbidden("you are not a member of this room")),
+            Members::Missing => Err(Error::not_found("no such room")),
+            Members::Loading | Members::Failed => {
+                self.load(ctx);
+                Err(Error::Unavailable("room is loading; retry".into()))
             }
-            Some(_) => Ok(()),
         };
         match checked {
             Ok(()) => start(self.services.clone(), self.id, msg.caller, msg.command),
@@ -147,45 +154,112 @@ impl Handler<Execute> for RoomActor {
 /// writer before this returns, in mailbox order, so one sender's messages get increasing
 /// seqs in the order they were sent. Pushes go out on the room topic once the change is
 /// durable, skipping the caller's own connection (it gets the ack).
-fn start(services: Arc<Services>, room: RoomId, caller: Caller, command: RoomCommand) -> BoxFuture<'static, Result<Reply, Error>> {
+fn start(
+    services: Arc<Services>,
+    room: RoomId,
+    caller: Caller,
+    command: RoomCommand,
+) -> BoxFuture<'static, Result<Reply, Error>> {
     let publish = move |services: &Services, push: Push| {
-        services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip: Some(caller.connection) })
+        services.bus.publish(
+            Topic::Room(room),
+            BusEvent::Push {
+                push,
+                skip: Some(caller.connection),
+            },
+        )
     };
     match command {
-        RoomCommand::Send { kind, body, client_id } => {
+        RoomCommand::Send {
+            kind,
+            body,
+            client_id,
+        } => {
             let body = match MessageBody::parse(kind, body, services.settings.max_body_bytes) {
                 Ok(body) => body,
                 Err(err) => return Box::pin(async move { Err(err) }),
             };
-            let stored = services.writer.submit(NewMessage { room, sender: caller.user.clone(), kind, body, client_id });
+            let stored = services.writer.submit(NewMessage {
+                room,
+                sender: caller.user.clone(),
+                kind,
+                body,
+                client_id,
+            });
             Box::pin(async move {
                 let stored = stored.await?;
                 if !stored.duplicate {
-                    publish(&services, Push::MessageNew { message: stored.message.clone() });
+                    publish(
+                        &services,
+                        Push::MessageNew {
+                            message: stored.message.clone(),
+                        },
+                    );
                 }
-                Ok(Reply::Message { message: stored.message })
+                Ok(Reply::Message {
+                    message: stored.message,
+                })
             })
         }
-        RoomCommand::History { before_seq, after_seq, limit } => Box::pin(async move {
+        RoomCommand::History {
+            before_seq,
+            after_seq,
+            limit,
+        } => Box::pin(async move {
             let query = match (before_seq, after_seq) {
                 (Some(seq), _) => HistoryQuery::Before(seq),
                 (None, Some(seq)) => HistoryQuery::After(seq),
                 (None, None) => HistoryQuery::Newest,
             };
-            let page = services.store.history(room, &caller.user, query, limit).await?;
-            Ok(Reply::History { messages: page.messages, has_more: page.has_more })
+            let page = services
+                .store
+                .history(room, &caller.user, query, limit)
+                .await?;
+            Ok(Reply::History {
+                messages: page.messages,
+                has_more: page.has_more,
+            })
         }),
         RoomCommand::MarkRead { seq } => Box::pin(async move {
-            let seq = services.store.mark_read(room, &caller.user, seq).await?;
-            publish(&services, Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq });
+            let (seq, moved) = services.store.mark_read(room, &caller.user, seq).await?;
+            if moved {
+                publish(
+                    &services,
+                    Push::RoomRead {
+                        room_id: room,
+                        user_id: caller.user.clone(),
+                        seq,
+                    },
+                );
+            }
             Ok(Reply::Read { room_id: room, seq })
         }),
         RoomCommand::Clear => Box::pin(async move {
-            let cleared_seq = services.store.clear_room(room, &caller.user).await?;
-            Ok(Reply::Cleared { room_id: room, cleared_seq })
+            let (cleared_seq, read) = services.store.clear_room(room, &caller.user).await?;
+            if read {
+                publish(
+                    &services,
+                    Push::RoomRead {
+                        room_id: room,
+                        user_id: caller.user.clone(),
+                        seq: cleared_seq,
+                    },
+                );
+            }
+            Ok(Reply::Cleared {
+                room_id: room,
+                cleared_seq,
+            })
         }),
         RoomCommand::Typing { typing } => {
-            publish(&services, Push::Typing { room_id: room, user_id: caller.user.clone(), typing });
+            publish(
+                &services,
+                Push::Typing {
+                    room_id: room,
+                    user_id: caller.user.clone(),
+                    typing,
+                },
+            );
             Box::pin(async { Ok(Reply::Done) })
         }
     }

@@ -18,7 +18,11 @@ pub struct LocalBus {
 
 impl LocalBus {
     pub fn new(node: NodeId, metrics: Arc<Metrics>) -> Self {
-        Self { node, sinks: Mutex::default(), metrics }
+        Self {
+            node,
+            sinks: Mutex::default(),
+            metrics,
+        }
     }
 }
 
@@ -28,7 +32,11 @@ impl Bus for LocalBus {
         let sink = self.sinks.lock().expect("bus lock").get(&topic).cloned();
         if let Some(sink) = sink {
             self.metrics.bus_received.inc();
-            let envelope = Arc::new(Envelope { v: ENVELOPE_VERSION, origin: self.node.clone(), event });
+            let envelope = Arc::new(Envelope {
+                v: ENVELOPE_VERSION,
+                origin: self.node.clone(),
+                event,
+            });
             sink.do_send(Delivered { topic, envelope });
         }
     }

@@ -34,10 +34,14 @@ pub struct Envelope {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // travels inside an Arc; boxing would only add a hop
 pub enum BusEvent {
     /// Push to the topic's connections, except `skip` (the connection that caused it,
     /// which has its ack instead).
-    Push { push: Push, skip: Option<ConnectionId> },
+    Push {
+        push: Push,
+        skip: Option<ConnectionId>,
+    },
     /// On a user topic: the user is now a member of `room_id`; their nodes start
     /// listening to it.
     JoinedRoom { room_id: RoomId },

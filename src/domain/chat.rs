@@ -36,7 +36,11 @@ impl MessageKind {
             "audio" => Self::Audio,
             "file" => Self::File,
             "system" => Self::System,
-            other => return Err(Error::bad_request(format!("unknown message kind `{other}`"))),
+            other => {
+                return Err(Error::bad_request(format!(
+                    "unknown message kind `{other}`"
+                )));
+            }
         })
     }
 
@@ -52,7 +56,9 @@ pub struct MessageBody(String);
 impl MessageBody {
     pub fn parse(kind: MessageKind, body: String, max_bytes: usize) -> Result<Self, Error> {
         if kind == MessageKind::System {
-            return Err(Error::bad_request("system messages are written by the server only"));
+            return Err(Error::bad_request(
+                "system messages are written by the server only",
+            ));
         }
         if body.trim().is_empty() {
             return Err(Error::bad_request("body must not be empty"));
@@ -74,6 +80,14 @@ impl MessageBody {
     }
 }
 
+/// Where a `room.list` page starts: after a room the client already has (exact, even when
+/// rooms share an activity time), or before an activity time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomCursor {
+    AfterRoom(RoomId),
+    ActiveBefore(Timestamp),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomKind {
@@ -90,7 +104,11 @@ impl RoomKind {
     }
 
     pub fn parse(raw: &str) -> Self {
-        if raw == "group" { Self::Group } else { Self::Direct }
+        if raw == "group" {
+            Self::Group
+        } else {
+            Self::Direct
+        }
     }
 }
 

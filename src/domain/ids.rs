@@ -24,7 +24,9 @@ impl UserId {
             )));
         }
         if raw.chars().any(char::is_control) {
-            return Err(Error::bad_request("user id must not contain control characters"));
+            return Err(Error::bad_request(
+                "user id must not contain control characters",
+            ));
         }
         Ok(Self(raw))
     }
@@ -126,7 +128,10 @@ impl NodeId {
     }
 
     pub fn random() -> Self {
-        Self(format!("node-{}", &Uuid::new_v4().simple().to_string()[..8]))
+        Self(format!(
+            "node-{}",
+            &Uuid::new_v4().simple().to_string()[..8]
+        ))
     }
 
     pub fn as_str(&self) -> &str {

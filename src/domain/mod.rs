@@ -6,7 +6,7 @@ mod error;
 mod ids;
 mod time;
 
-pub use chat::{Message, MessageBody, MessageKind, Room, RoomKind};
+pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, UserId};
 pub use time::Timestamp;

@@ -10,10 +10,13 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
     match services.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready", "node": services.node})),
+        Ok(()) => {
+            HttpResponse::Ok().json(serde_json::json!({"status": "ready", "node": services.node}))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "not ready: database unreachable");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable", "database": "unreachable"}))
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "unavailable", "database": "unreachable"}))
         }
     }
 }

@@ -6,9 +6,15 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use crate::actors::Services;
 use crate::actors::connection::Connection;
 
-pub async fn upgrade(req: HttpRequest, body: web::Payload, services: web::Data<Services>) -> actix_web::Result<HttpResponse> {
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    services: web::Data<Services>,
+) -> actix_web::Result<HttpResponse> {
     let Some(token) = bearer(&req).or_else(|| query_token(&req)) else {
-        return Ok(unauthorized("missing token: pass ?token=… or Authorization: Bearer …"));
+        return Ok(unauthorized(
+            "missing token: pass ?token=… or Authorization: Bearer …",
+        ));
     };
     let identity = match services.auth.verify(&token) {
         Ok(identity) => identity,
@@ -16,18 +22,25 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, services: web::Data<S
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = services.settings.max_frame_bytes;
-    let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
+    let stream = stream
+        .max_frame_size(limit)
+        .aggregate_continuations()
+        .max_continuation_size(limit);
     Connection::start(identity, services.into_inner(), session, stream);
     Ok(response)
 }
 
 fn unauthorized(message: &str) -> HttpResponse {
-    HttpResponse::Unauthorized().json(serde_json::json!({"error": {"code": "unauthorized", "message": message}}))
+    HttpResponse::Unauthorized()
+        .json(serde_json::json!({"error": {"code": "unauthorized", "message": message}}))
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 fn query_token(req: &HttpRequest) -> Option<String> {

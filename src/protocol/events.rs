@@ -12,13 +12,30 @@ use crate::domain::{Message, Room, RoomId, Timestamp, UserId};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Reply {
-    Room { room: Room },
-    Rooms { rooms: Vec<Room> },
-    Message { message: Message },
-    History { messages: Vec<Message>, has_more: bool },
-    Read { room_id: RoomId, seq: i64 },
-    Cleared { room_id: RoomId, cleared_seq: i64 },
-    Presence { users: Vec<PresenceState> },
+    Room {
+        room: Room,
+    },
+    Rooms {
+        rooms: Vec<Room>,
+    },
+    Message {
+        message: Message,
+    },
+    History {
+        messages: Vec<Message>,
+        has_more: bool,
+    },
+    Read {
+        room_id: RoomId,
+        seq: i64,
+    },
+    Cleared {
+        room_id: RoomId,
+        cleared_seq: i64,
+    },
+    Presence {
+        users: Vec<PresenceState>,
+    },
     /// The event has no reply of its own: the ack is `{"ack":id,"ok":true}`.
     Done,
 }
@@ -39,9 +56,17 @@ pub enum Push {
     #[serde(rename = "room.created")]
     RoomCreated { room: Room },
     #[serde(rename = "room.read")]
-    RoomRead { room_id: RoomId, user_id: UserId, seq: i64 },
+    RoomRead {
+        room_id: RoomId,
+        user_id: UserId,
+        seq: i64,
+    },
     #[serde(rename = "typing")]
-    Typing { room_id: RoomId, user_id: UserId, typing: bool },
+    Typing {
+        room_id: RoomId,
+        user_id: UserId,
+        typing: bool,
+    },
     #[serde(rename = "presence")]
     Presence(PresenceState),
 }
@@ -68,7 +93,10 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(push: Push) -> Self {
-        Self { push, native: OnceLock::new() }
+        Self {
+            push,
+            native: OnceLock::new(),
+        }
     }
 
     pub fn native_text(&self) -> ByteString {

@@ -2,7 +2,7 @@
 //! `{"ack","ok","data"|"error"}` or `{"event","data"}` out.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Number, Value, json};
 
 use super::{Command, Reply};
 use crate::domain::{ConnectionId, Error, NodeId, UserId};
@@ -14,8 +14,8 @@ const ACTING_USER_FIELDS: [&str; 5] = ["sender_id", "senderId", "from_user", "fr
 /// One parsed inbound frame.
 #[derive(Debug)]
 pub struct Inbound {
-    /// The request id to ack, when the frame had one.
-    pub id: Option<i64>,
+    /// The request id to ack, when the frame had one: any JSON integer, echoed as sent.
+    pub id: Option<Number>,
     /// The event name as sent (`"?"` when the frame had none), for metrics.
     pub event: String,
     pub command: Result<Command, Error>,
@@ -31,7 +31,7 @@ pub fn decode(text: &str, acting: &UserId) -> Inbound {
     };
     let id = match frame.get("id") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.clone()),
         Some(_) => return malformed(None, "id must be an integer".into()),
     };
     let Some(Value::String(event)) = frame.remove("event") else {
@@ -42,8 +42,12 @@ pub fn decode(text: &str, acting: &UserId) -> Inbound {
     Inbound { id, event, command }
 }
 
-fn malformed(id: Option<i64>, message: String) -> Inbound {
-    Inbound { id, event: "?".into(), command: Err(Error::BadRequest(message)) }
+fn malformed(id: Option<Number>, message: String) -> Inbound {
+    Inbound {
+        id,
+        event: "?".into(),
+        command: Err(Error::BadRequest(message)),
+    }
 }
 
 pub fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
@@ -55,7 +59,9 @@ pub fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
                 _ => false,
             };
             if !agrees {
-                return Err(Error::forbidden(format!("`{field}` must be the authenticated user")));
+                return Err(Error::forbidden(format!(
+                    "`{field}` must be the authenticated user"
+                )));
             }
         }
     }
@@ -69,11 +75,14 @@ struct ErrorBody {
 }
 
 fn error_body(err: &Error) -> ErrorBody {
-    ErrorBody { code: err.code().as_str(), message: err.to_string() }
+    ErrorBody {
+        code: err.code().as_str(),
+        message: err.to_string(),
+    }
 }
 
 /// The ack for request `id`.
-pub fn encode_ack(id: i64, result: &Result<Reply, Error>) -> String {
+pub fn encode_ack(id: &Number, result: &Result<Reply, Error>) -> String {
     match result {
         Ok(Reply::Done) => json!({"ack": id, "ok": true}).to_string(),
         Ok(reply) => json!({"ack": id, "ok": true, "data": reply}).to_string(),
@@ -102,7 +111,7 @@ mod tests {
     #[test]
     fn keeps_the_id_of_a_bad_frame() {
         let inbound = decode(r#"{"event":"nope","id":7}"#, &alice());
-        assert_eq!(inbound.id, Some(7));
+        assert_eq!(inbound.id, Some(7.into()));
         assert!(inbound.command.is_err());
         let inbound = decode("not json", &alice());
         assert_eq!(inbound.id, None);
@@ -114,6 +123,9 @@ mod tests {
             r#"{"event":"message.send","data":{"sender_id":"mallory","room_id":"x","body":"hi"}}"#,
             &alice(),
         );
-        assert_eq!(inbound.command.unwrap_err().code(), crate::domain::ErrorCode::Forbidden);
+        assert_eq!(
+            inbound.command.unwrap_err().code(),
+            crate::domain::ErrorCode::Forbidden
+        );
     }
 }

@@ -9,7 +9,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::rows::{self, MemberRow, MessageRow, RoomRow};
 use super::schema::{messages, room_members, rooms};
 use super::{Store, StoreResult, with_conn};
-use crate::domain::{Message, Room, RoomId, RoomKind, Timestamp, UserId};
+use crate::domain::{Message, Room, RoomCursor, RoomId, RoomKind, Timestamp, UserId};
 
 /// A room's kind and full member list: what a room actor caches to check every event.
 #[derive(Debug, Clone)]
@@ -110,9 +110,15 @@ impl Store {
             .collect();
         with_conn!(self, |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                insert_into(rooms::table).values(room.clone()).execute(conn).await?;
+                insert_into(rooms::table)
+                    .values(room.clone())
+                    .execute(conn)
+                    .await?;
                 for member in &member_rows {
-                    insert_into(room_members::table).values(member.clone()).execute(conn).await?;
+                    insert_into(room_members::table)
+                        .values(member.clone())
+                        .execute(conn)
+                        .await?;
                 }
                 Ok(())
             })
@@ -188,14 +194,15 @@ impl Store {
         Ok(page.into_iter().next())
     }
 
-    /// The viewer's rooms, newest activity first; `before` is an exclusive activity cursor.
+    /// The viewer's rooms, newest activity first (ties by id), starting after `before`.
     pub async fn list_rooms(
         &self,
         viewer: &UserId,
         limit: i64,
-        before: Option<Timestamp>,
+        before: Option<RoomCursor>,
     ) -> StoreResult<Vec<Room>> {
-        self.load_rooms(viewer, RoomFilter::Page { limit, before }).await
+        self.load_rooms(viewer, RoomFilter::Page { limit, before })
+            .await
     }
 
     async fn load_rooms(&self, viewer: &UserId, filter: RoomFilter) -> StoreResult<Vec<Room>> {
@@ -210,8 +217,27 @@ impl Store {
             match filter {
                 RoomFilter::One(room) => query = query.filter(rooms::id.eq(room.to_string())),
                 RoomFilter::Page { limit, before } => {
-                    if let Some(before) = before {
-                        query = query.filter(rooms::last_activity_at.lt(before.millis()));
+                    match before {
+                        None => {}
+                        Some(RoomCursor::ActiveBefore(at)) => {
+                            query = query.filter(rooms::last_activity_at.lt(at.millis()));
+                        }
+                        Some(RoomCursor::AfterRoom(room)) => {
+                            let id = room.to_string();
+                            let at: Option<i64> = rooms::table
+                                .find(&id)
+                                .select(rooms::last_activity_at)
+                                .first(conn)
+                                .await
+                                .optional()?;
+                            if let Some(at) = at {
+                                query = query.filter(
+                                    rooms::last_activity_at
+                                        .lt(at)
+                                        .or(rooms::last_activity_at.eq(at).and(rooms::id.lt(id))),
+                                );
+                            }
+                        }
                     }
                     query = query.limit(limit);
                 }
@@ -220,7 +246,11 @@ impl Store {
             let ids: Vec<String> = page.iter().map(|(room, _)| room.id.clone()).collect();
             let members: Vec<(String, String)> = room_members::table
                 .filter(room_members::room_id.eq_any(&ids))
-                .order((room_members::room_id, room_members::joined_at, room_members::user_id))
+                .order((
+                    room_members::room_id,
+                    room_members::joined_at,
+                    room_members::user_id,
+                ))
                 .select((room_members::room_id, room_members::user_id))
                 .load(conn)
                 .await?;
@@ -253,7 +283,10 @@ impl Store {
 
         let mut members_by_room: HashMap<String, Vec<UserId>> = HashMap::new();
         for (room, user) in members {
-            members_by_room.entry(room).or_default().push(rows::user_id(user));
+            members_by_room
+                .entry(room)
+                .or_default()
+                .push(rows::user_id(user));
         }
         let mut last_by_room: HashMap<String, MessageRow> =
             last.into_iter().map(|m| (m.room_id.clone(), m)).collect();
@@ -309,10 +342,16 @@ impl Store {
             match query {
                 HistoryQuery::Newest => base.order(messages::seq.desc()).load(conn).await?,
                 HistoryQuery::Before(seq) => {
-                    base.filter(messages::seq.lt(seq)).order(messages::seq.desc()).load(conn).await?
+                    base.filter(messages::seq.lt(seq))
+                        .order(messages::seq.desc())
+                        .load(conn)
+                        .await?
                 }
                 HistoryQuery::After(seq) => {
-                    base.filter(messages::seq.gt(seq)).order(messages::seq.asc()).load(conn).await?
+                    base.filter(messages::seq.gt(seq))
+                        .order(messages::seq.asc())
+                        .load(conn)
+                        .await?
                 }
             }
         });
@@ -321,40 +360,63 @@ impl Store {
         if !matches!(query, HistoryQuery::After(_)) {
             rows.reverse();
         }
-        Ok(HistoryPage { messages: rows.into_iter().map(Message::from).collect(), has_more })
+        Ok(HistoryPage {
+            messages: rows.into_iter().map(Message::from).collect(),
+            has_more,
+        })
     }
 
     /// Moves the reader's mark forward to `seq` (default: the latest), never backward and
-    /// never past the room's last seq. Returns the mark now in force.
-    pub async fn mark_read(&self, room: RoomId, reader: &UserId, seq: Option<i64>) -> StoreResult<i64> {
+    /// never past the room's last seq. Returns the mark now in force and whether it moved.
+    pub async fn mark_read(
+        &self,
+        room: RoomId,
+        reader: &UserId,
+        seq: Option<i64>,
+    ) -> StoreResult<(i64, bool)> {
         let id = room.to_string();
         with_conn!(self, |conn| {
-            let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
+            let last_seq: i64 = rooms::table
+                .find(&id)
+                .select(rooms::last_seq)
+                .first(conn)
+                .await?;
             let target = seq.unwrap_or(last_seq).clamp(0, last_seq);
             let member = room_members::table.find((&id, reader.as_str()));
-            diesel::update(member.filter(room_members::last_read_seq.lt(target)))
+            let moved = diesel::update(member.filter(room_members::last_read_seq.lt(target)))
                 .set(room_members::last_read_seq.eq(target))
                 .execute(conn)
                 .await?;
-            Ok(member.select(room_members::last_read_seq).first(conn).await?)
+            Ok((
+                member
+                    .select(room_members::last_read_seq)
+                    .first(conn)
+                    .await?,
+                moved > 0,
+            ))
         })
     }
 
     /// Hides everything up to the room's last seq from this member only, and marks it read.
-    pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<i64> {
+    /// Returns the cleared seq and whether the read mark moved.
+    pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<(i64, bool)> {
         let id = room.to_string();
         with_conn!(self, |conn| {
-            let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
+            let last_seq: i64 = rooms::table
+                .find(&id)
+                .select(rooms::last_seq)
+                .first(conn)
+                .await?;
             let row = room_members::table.find((&id, member.as_str()));
             diesel::update(row)
                 .set(room_members::cleared_seq.eq(last_seq))
                 .execute(conn)
                 .await?;
-            diesel::update(row.filter(room_members::last_read_seq.lt(last_seq)))
+            let moved = diesel::update(row.filter(room_members::last_read_seq.lt(last_seq)))
                 .set(room_members::last_read_seq.eq(last_seq))
                 .execute(conn)
                 .await?;
-            Ok(last_seq)
+            Ok((last_seq, moved > 0))
         })
     }
 }
@@ -362,5 +424,8 @@ impl Store {
 #[derive(Debug, Clone, Copy)]
 enum RoomFilter {
     One(RoomId),
-    Page { limit: i64, before: Option<Timestamp> },
+    Page {
+        limit: i64,
+        before: Option<RoomCursor>,
+    },
 }

@@ -21,7 +21,12 @@ pub struct Profile {
 impl Store {
     /// Records a connect: creates the user if new, refreshes the profile fields the token
     /// carries (absent ones are kept) and sets `last_seen`.
-    pub async fn touch_user(&self, user: &UserId, profile: &Profile, seen: Timestamp) -> StoreResult<()> {
+    pub async fn touch_user(
+        &self,
+        user: &UserId,
+        profile: &Profile,
+        seen: Timestamp,
+    ) -> StoreResult<()> {
         let now = seen.millis();
         with_conn!(self, |conn| {
             insert_into(users::table)
@@ -35,11 +40,13 @@ impl Store {
                 .on_conflict(users::id)
                 .do_update()
                 .set((
-                    users::name.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                        "COALESCE(excluded.name, users.name)",
-                    )),
-                    users::avatar.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                        "COALESCE(excluded.avatar, users.avatar)",
+                    users::name.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+                    >("COALESCE(excluded.name, users.name)")),
+                    users::avatar.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+                    >(
+                        "COALESCE(excluded.avatar, users.avatar)"
                     )),
                     users::last_seen.eq(excluded(users::last_seen)),
                 ))
@@ -87,7 +94,9 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .filter_map(|(id, name, avatar)| Some((UserId::parse(id).ok()?, Profile { name, avatar })))
+            .filter_map(|(id, name, avatar)| {
+                Some((UserId::parse(id).ok()?, Profile { name, avatar }))
+            })
             .collect())
     }
 }

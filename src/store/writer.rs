@@ -64,15 +64,27 @@ impl MessageWriter {
     /// Queues one message now (so messages keep the order they are submitted in) and
     /// returns a future that resolves once it is committed. A full queue is refused with
     /// `unavailable` rather than waited on.
-    pub fn submit(&self, message: NewMessage) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
+    pub fn submit(
+        &self,
+        message: NewMessage,
+    ) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.commands.try_send(Command::Write(message, reply)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => domain::Error::Unavailable("too many messages in flight; retry".into()),
-            mpsc::error::TrySendError::Closed(_) => domain::Error::Unavailable("writer stopped".into()),
-        });
+        let queued = self
+            .commands
+            .try_send(Command::Write(message, reply))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    domain::Error::Unavailable("too many messages in flight; retry".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    domain::Error::Unavailable("writer stopped".into())
+                }
+            });
         async move {
             queued?;
-            answer.await.map_err(|_| domain::Error::Unavailable("writer stopped".into()))?
+            answer
+                .await
+                .map_err(|_| domain::Error::Unavailable("writer stopped".into()))?
         }
     }
 
@@ -89,14 +101,20 @@ impl MessageWriter {
 /// PostgreSQL (one round trip); row by row on SQLite, where diesel-async has no batch insert
 /// and rows inside one transaction cost no extra fsync.
 trait InsertMessages {
-    fn insert_messages(&mut self, rows: &[MessageRow]) -> impl Future<Output = QueryResult<()>> + Send;
+    fn insert_messages(
+        &mut self,
+        rows: &[MessageRow],
+    ) -> impl Future<Output = QueryResult<()>> + Send;
 }
 
 impl InsertMessages for diesel_async::AsyncPgConnection {
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<()> {
         // 8 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
         for chunk in rows.chunks(1000) {
-            insert_into(messages::table).values(chunk).execute(self).await?;
+            insert_into(messages::table)
+                .values(chunk)
+                .execute(self)
+                .await?;
         }
         Ok(())
     }
@@ -105,13 +123,21 @@ impl InsertMessages for diesel_async::AsyncPgConnection {
 impl InsertMessages for super::SqliteAsync {
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<()> {
         for row in rows {
-            insert_into(messages::table).values(row).execute(self).await?;
+            insert_into(messages::table)
+                .values(row)
+                .execute(self)
+                .await?;
         }
         Ok(())
     }
 }
 
-async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, max_batch: usize, metrics: Arc<Metrics>) {
+async fn run(
+    store: Store,
+    mut inbox: mpsc::Receiver<Command>,
+    max_batch: usize,
+    metrics: Arc<Metrics>,
+) {
     let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(max_batch);
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = inbox.recv().await {
@@ -130,7 +156,9 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, max_batch: usize,
             let requests: Vec<NewMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
             let outcome = commit(&store, &requests).await;
             metrics.write_batch_size.observe(requests.len() as f64);
-            metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(results) => {
                     for ((_, reply), result) in batch.drain(..).zip(results) {
@@ -161,7 +189,10 @@ async fn commit(
     // order and cannot deadlock.
     let mut by_room: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, request) in batch.iter().enumerate() {
-        by_room.entry(request.room.to_string()).or_default().push(index);
+        by_room
+            .entry(request.room.to_string())
+            .or_default()
+            .push(index);
     }
     let results = with_conn!(store, |conn| {
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -171,7 +202,7 @@ async fn commit(
             for (room, indexes) in &by_room {
                 // Takes the room row's write lock until commit and reads its last seq.
                 let last_seq: Option<i64> = diesel::update(rooms::table.find(room))
-                    .set(rooms::last_activity_at.eq(now))
+                    .set(rooms::last_seq.eq(rooms::last_seq))
                     .returning(rooms::last_seq)
                     .get_result(conn)
                     .await
@@ -182,8 +213,10 @@ async fn commit(
                     }
                     continue;
                 };
-                let client_ids: Vec<&str> =
-                    indexes.iter().filter_map(|&i| batch[i].client_id.as_deref()).collect();
+                let client_ids: Vec<&str> = indexes
+                    .iter()
+                    .filter_map(|&i| batch[i].client_id.as_deref())
+                    .collect();
                 let mut known: HashMap<(String, String), MessageRow> = HashMap::new();
                 if !client_ids.is_empty() {
                     let stored: Vec<MessageRow> = messages::table
@@ -234,7 +267,7 @@ async fn commit(
                 }
                 if inserts.len() > first_new {
                     diesel::update(rooms::table.find(room))
-                        .set(rooms::last_seq.eq(seq))
+                        .set((rooms::last_seq.eq(seq), rooms::last_activity_at.eq(now)))
                         .execute(conn)
                         .await?;
                 }

@@ -18,7 +18,7 @@ CREATE TABLE rooms (
     -- highest seq handed out; bumped in the same transaction that inserts the messages
     last_seq         BIGINT NOT NULL DEFAULT 0,
     last_activity_at BIGINT NOT NULL,
-    -- "lo|hi" of the two member ids for direct rooms: one direct room per pair
+    -- JSON array ["lo","hi"] of the two member ids for direct rooms: one direct room per pair
     direct_key       TEXT UNIQUE
 );
 

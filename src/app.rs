@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, dev::Server};
 use anyhow::Context as _;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
-use crate::actors::hub::CloseAll;
+use crate::actors::hub::{CloseAll, WentOffline};
 use crate::actors::{Hub, Services};
 use crate::auth::Authenticator;
-use crate::bus::{Bus, LocalBus};
+use crate::bus::{Bus, LocalBus, RedisBus};
 use crate::config::Settings;
-use crate::domain::NodeId;
+use crate::domain::{NodeId, UserId};
+use crate::presence::{LocalPresence, PresenceDirectory, RedisPresence};
 use crate::metrics::Metrics;
 use crate::store::{Backend, MessageWriter, Store};
 
@@ -43,55 +44,45 @@ impl Application {
                  Anyone can mint tokens for any user. Never run this way in production."
             );
         }
-        let node = settings
-            .node_id
-            .clone()
-            .map(NodeId::new)
-            .unwrap_or_else(NodeId::random);
+        let node = settings.node_id.clone().map(NodeId::new).unwrap_or_else(NodeId::random);
         let metrics = Arc::new(Metrics::new(node.as_str()));
         let backend = Backend::from_url(&settings.database_url)?;
         let store = Store::connect(&backend, settings.db_pool)
             .await
             .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
-        let writer = MessageWriter::start(
-            store.clone(),
-            settings.write_batch_max,
-            settings.write_queue,
-            metrics.clone(),
-        );
-        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(node.clone(), metrics.clone()));
+        let writer =
+            MessageWriter::start(store.clone(), settings.write_batch_max, settings.write_queue, metrics.clone());
         let auth = Authenticator::new(settings.jwt_secret());
+        let (went_offline, offline) = mpsc::unbounded_channel();
+        let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, _) = match &settings.redis_url {
+            None => (Arc::new(LocalBus::new(node.clone(), metrics.clone())), Arc::new(LocalPresence::default()), None),
+            Some(url) => {
+                let (bus, redis) = RedisBus::connect(url, &settings.redis_prefix, node.clone(), metrics.clone())
+                    .await
+                    .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+                let presence =
+                    RedisPresence::start(redis.clone(), &settings.redis_prefix, &node, settings.node_ttl(), went_offline)
+                        .await
+                        .context("starting cluster presence")?;
+                tracing::info!(%node, "cluster mode: nodes bridged by Redis");
+                (bus, Arc::new(presence), Some(redis))
+            }
+        };
 
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
+        let listener = TcpListener::bind(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
-        let services = Hub::start_with(|hub| {
-            Arc::new(Services {
-                settings,
-                node,
-                store,
-                writer,
-                bus,
-                hub,
-                metrics,
-                auth,
-            })
-        });
+        let services =
+            Hub::start_with(|hub| Arc::new(Services { settings, node, store, writer, bus, presence, redis, hub, metrics, auth }));
+        tokio::spawn(forward_offline(offline, services.hub.clone()));
         let routes = services.clone();
-        let server =
-            HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
-                .listen(listener)?
-                .disable_signals()
-                .shutdown_timeout(grace.as_secs())
-                .run();
+        let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
+            .listen(listener)?
+            .disable_signals()
+            .shutdown_timeout(grace.as_secs())
+            .run();
         tracing::info!(node = %services.node, "listening on {address}");
-        Ok(Self {
-            server,
-            port: address.port(),
-            services,
-            shutdown: Arc::new(Notify::new()),
-        })
+        Ok(Self { server, port: address.port(), services, shutdown: Arc::new(Notify::new()) })
     }
 
     pub fn port(&self) -> u16 {
@@ -106,12 +97,7 @@ impl Application {
     /// connection with 1012 (clients reconnect elsewhere), wait for them, and commit every
     /// queued message before returning.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self {
-            server,
-            services,
-            shutdown,
-            ..
-        } = self;
+        let Self { server, services, shutdown, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -132,12 +118,16 @@ impl Application {
     }
 }
 
+/// Users the presence reaper found offline (their node died) go to the hub to announce.
+async fn forward_offline(mut offline: mpsc::UnboundedReceiver<UserId>, hub: actix::Addr<Hub>) {
+    while let Some(user) = offline.recv().await {
+        hub.do_send(WentOffline { user });
+    }
+}
+
 async fn terminate_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return std::future::pending().await;
     };
     tokio::select! {

@@ -48,15 +48,9 @@ impl Authenticator {
     pub fn verify(&self, token: &str) -> Result<Identity, Error> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
-        let user = UserId::parse(data.claims.sub)
-            .map_err(|e| Error::Unauthorized(format!("invalid token subject: {e}")))?;
-        Ok(Identity {
-            user,
-            profile: Profile {
-                name: data.claims.name,
-                avatar: data.claims.avatar,
-            },
-        })
+        let user =
+            UserId::parse(data.claims.sub).map_err(|e| Error::Unauthorized(format!("invalid token subject: {e}")))?;
+        Ok(Identity { user, profile: Profile { name: data.claims.name, avatar: data.claims.avatar } })
     }
 
     /// Signs a token for `user` valid for `ttl_secs` (the `switchboard token` command, tests).
@@ -80,18 +74,11 @@ mod tests {
     fn round_trips_and_rejects_other_secrets() {
         let auth = Authenticator::new("a-secret-of-enough-length");
         let user = UserId::parse("alice").unwrap();
-        let profile = Profile {
-            name: Some("Alice".into()),
-            avatar: None,
-        };
+        let profile = Profile { name: Some("Alice".into()), avatar: None };
         let token = auth.mint(&user, &profile, 60);
         let identity = auth.verify(&token).unwrap();
         assert_eq!(identity.user, user);
         assert_eq!(identity.profile, profile);
-        assert!(
-            Authenticator::new("another-secret-entirely")
-                .verify(&token)
-                .is_err()
-        );
+        assert!(Authenticator::new("another-secret-entirely").verify(&token).is_err());
     }
 }

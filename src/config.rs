@@ -43,16 +43,20 @@ pub struct Settings {
     pub bind: SocketAddr,
 
     /// `sqlite://PATH` (embedded, the default) or `postgres://…` (production, clusters).
-    #[arg(
-        long,
-        env = "SWITCHBOARD_DATABASE_URL",
-        default_value = "sqlite://switchboard.db"
-    )]
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", default_value = "sqlite://switchboard.db")]
     pub database_url: String,
 
     /// `redis://…` turns on cluster mode: nodes bridged by Redis pub/sub.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel (several clusters can share one Redis).
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
+    pub redis_prefix: String,
+
+    /// Seconds without a heartbeat after which a node counts as dead and its users offline.
+    #[arg(long, env = "SWITCHBOARD_NODE_TTL_SECS", default_value_t = 15)]
+    pub node_ttl_secs: u64,
 
     /// HS256 secret shared with the app backend that issues tokens.
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
@@ -128,16 +132,17 @@ impl Settings {
         Duration::from_secs(self.heartbeat_timeout_secs.max(self.heartbeat_secs + 1))
     }
 
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_secs(self.node_ttl_secs.max(3))
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
     /// The configured secret, or the development one.
     pub fn jwt_secret(&self) -> &str {
-        self.jwt_secret
-            .as_ref()
-            .map(Secret::expose)
-            .unwrap_or(DEV_SECRET)
+        self.jwt_secret.as_ref().map(Secret::expose).unwrap_or(DEV_SECRET)
     }
 
     /// Checks what clap cannot: the combinations that must not start.
@@ -149,11 +154,9 @@ impl Settings {
             ));
         }
         if self.redis_url.is_some() && !self.database_url.starts_with("postgres") {
-            return Err(
-                "cluster mode (SWITCHBOARD_REDIS_URL) needs a shared PostgreSQL database: \
+            return Err("cluster mode (SWITCHBOARD_REDIS_URL) needs a shared PostgreSQL database: \
                  set SWITCHBOARD_DATABASE_URL=postgres://… (SQLite is a single node's file)"
-                    .into(),
-            );
+                .into());
         }
         if self.max_frame_bytes < 1024 {
             return Err("SWITCHBOARD_MAX_FRAME_BYTES must be at least 1024".into());

@@ -8,11 +8,7 @@ use switchboard::store::{self, Backend, Profile};
 use switchboard::{Application, Settings};
 
 #[derive(Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "Realtime back end for chat, calls, live sessions and social apps"
-)]
+#[command(name = "switchboard", version, about = "Realtime back end for chat, calls, live sessions and social apps")]
 struct Cli {
     #[command(flatten)]
     settings: Settings,
@@ -43,32 +39,19 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
         )
         .init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            Application::build(cli.settings)
-                .await?
-                .run_until_stopped()
-                .await
-        }
+        Command::Serve => Application::build(cli.settings).await?.run_until_stopped().await,
         Command::Migrate => {
             let backend = Backend::from_url(&cli.settings.database_url)?;
-            store::run_migrations(&backend)
-                .await
-                .context("running migrations")?;
+            store::run_migrations(&backend).await.context("running migrations")?;
             tracing::info!("migrations are up to date");
             Ok(())
         }
-        Command::Token {
-            user_id,
-            name,
-            avatar,
-            ttl,
-        } => {
+        Command::Token { user_id, name, avatar, ttl } => {
             let user = UserId::parse(user_id).map_err(|e| anyhow::anyhow!("{e}"))?;
             let auth = Authenticator::new(cli.settings.jwt_secret());
             println!("{}", auth.mint(&user, &Profile { name, avatar }, ttl));

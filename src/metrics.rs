@@ -1,9 +1,6 @@
 //! Prometheus metrics for one node, rendered at `/metrics`.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
@@ -20,36 +17,25 @@ pub struct Metrics {
     pub bus_published: IntCounter,
     pub bus_received: IntCounter,
     pub subscriptions: IntGauge,
+    /// Envelopes not sent to Redis (queue full or Redis unreachable).
+    pub bus_dropped: IntCounter,
+    pub redis_reconnects: IntCounter,
 }
 
 impl Metrics {
     pub fn new(node: &str) -> Self {
-        let registry = Registry::new_custom(
-            Some("switchboard".into()),
-            Some([("node".to_owned(), node.to_owned())].into()),
-        )
-        .expect("valid registry labels");
+        let registry =
+            Registry::new_custom(Some("switchboard".into()), Some([("node".to_owned(), node.to_owned())].into()))
+                .expect("valid registry labels");
         let metrics = Self {
             connections: IntGauge::new("connections", "Open WebSocket connections").unwrap(),
-            frames_in: IntCounterVec::new(
-                Opts::new("frames_in_total", "Frames received, by event"),
-                &["event"],
-            )
-            .unwrap(),
-            frames_out: IntCounterVec::new(
-                Opts::new("frames_out_total", "Frames sent, by event"),
-                &["event"],
-            )
-            .unwrap(),
-            errors: IntCounterVec::new(
-                Opts::new("errors_total", "Error replies, by code"),
-                &["code"],
-            )
-            .unwrap(),
+            frames_in: IntCounterVec::new(Opts::new("frames_in_total", "Frames received, by event"), &["event"])
+                .unwrap(),
+            frames_out: IntCounterVec::new(Opts::new("frames_out_total", "Frames sent, by event"), &["event"]).unwrap(),
+            errors: IntCounterVec::new(Opts::new("errors_total", "Error replies, by code"), &["code"]).unwrap(),
             write_batch_size: Histogram::with_opts(
-                HistogramOpts::new("write_batch_size", "Messages per group commit").buckets(vec![
-                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
-                ]),
+                HistogramOpts::new("write_batch_size", "Messages per group commit")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             )
             .unwrap(),
             commit_seconds: Histogram::with_opts(
@@ -57,21 +43,14 @@ impl Metrics {
                     .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
             )
             .unwrap(),
-            outbound_dropped: IntCounter::new(
-                "outbound_dropped_total",
-                "Frames dropped for a full outbound queue",
-            )
-            .unwrap(),
-            slow_closes: IntCounter::new(
-                "slow_consumer_closes_total",
-                "Connections closed with 1013",
-            )
-            .unwrap(),
-            bus_published: IntCounter::new("bus_published_total", "Envelopes published on the bus")
+            outbound_dropped: IntCounter::new("outbound_dropped_total", "Frames dropped for a full outbound queue")
                 .unwrap(),
-            bus_received: IntCounter::new("bus_received_total", "Envelopes received from the bus")
-                .unwrap(),
-            subscriptions: IntGauge::new("bus_subscriptions", "Bus topics this node subscribes to")
+            slow_closes: IntCounter::new("slow_consumer_closes_total", "Connections closed with 1013").unwrap(),
+            bus_published: IntCounter::new("bus_published_total", "Envelopes published on the bus").unwrap(),
+            bus_received: IntCounter::new("bus_received_total", "Envelopes received from the bus").unwrap(),
+            subscriptions: IntGauge::new("bus_subscriptions", "Bus topics this node subscribes to").unwrap(),
+            bus_dropped: IntCounter::new("bus_dropped_total", "Envelopes not sent to Redis").unwrap(),
+            redis_reconnects: IntCounter::new("redis_reconnects_total", "Redis subscription connection losses")
                 .unwrap(),
             registry,
         };
@@ -87,12 +66,11 @@ impl Metrics {
             Box::new(metrics.bus_published.clone()),
             Box::new(metrics.bus_received.clone()),
             Box::new(metrics.subscriptions.clone()),
+            Box::new(metrics.bus_dropped.clone()),
+            Box::new(metrics.redis_reconnects.clone()),
         ];
         for collector in collectors {
-            metrics
-                .registry
-                .register(collector)
-                .expect("metric names are unique");
+            metrics.registry.register(collector).expect("metric names are unique");
         }
         metrics
     }
@@ -100,9 +78,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding into memory cannot fail");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding into memory cannot fail");
         String::from_utf8(buffer).unwrap_or_default()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::hub::{OnlineAmong, ToRoom};
+use super::hub::ToRoom;
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, UserId};
@@ -17,32 +17,17 @@ const MAX_GROUP_NAME: usize = 100;
 
 /// Starts `command` and returns its reply. Room commands are handed to the hub before this
 /// returns, so commands from one connection keep their order.
-pub fn execute(
-    services: Arc<Services>,
-    caller: Caller,
-    command: Command,
-) -> BoxFuture<'static, Result<Reply, Error>> {
+pub fn execute(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
     match command {
         Command::Room { room, command } => {
-            let sent = services.hub.send(ToRoom {
-                caller,
-                room,
-                command,
-            });
-            Box::pin(async move {
-                sent.await
-                    .map_err(|_| Error::Unavailable("node is shutting down".into()))?
-            })
+            let sent = services.hub.send(ToRoom { caller, room, command });
+            Box::pin(async move { sent.await.map_err(|_| Error::Unavailable("node is shutting down".into()))? })
         }
         other => Box::pin(async move { execute_other(&services, &caller, other).await }),
     }
 }
 
-async fn execute_other(
-    services: &Arc<Services>,
-    caller: &Caller,
-    command: Command,
-) -> Result<Reply, Error> {
+async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Command) -> Result<Reply, Error> {
     match command {
         Command::OpenDirectRoom { peer } => {
             if peer == caller.user {
@@ -51,76 +36,42 @@ async fn execute_other(
             let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
             if created {
                 for user in [&caller.user, &peer] {
-                    services.bus.publish(
-                        Topic::User(user.clone()),
-                        BusEvent::JoinedRoom { room_id: room },
-                    );
+                    services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedRoom { room_id: room });
                 }
             }
-            let room = services
-                .store
-                .room_for(room, &caller.user)
-                .await?
-                .ok_or(Error::Internal)?;
+            let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
             Ok(Reply::Room { room })
         }
         Command::CreateGroup { name, members } => {
             let name = name.trim().to_owned();
             if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
-                return Err(Error::bad_request(format!(
-                    "name must be 1 to {MAX_GROUP_NAME} characters"
-                )));
+                return Err(Error::bad_request(format!("name must be 1 to {MAX_GROUP_NAME} characters")));
             }
             let mut seen = HashSet::new();
-            let members: Vec<UserId> = members
-                .into_iter()
-                .filter(|m| *m != caller.user && seen.insert(m.clone()))
-                .collect();
+            let members: Vec<UserId> =
+                members.into_iter().filter(|m| *m != caller.user && seen.insert(m.clone())).collect();
             if members.is_empty() {
-                return Err(Error::bad_request(
-                    "a group needs at least one member besides you",
-                ));
+                return Err(Error::bad_request("a group needs at least one member besides you"));
             }
             let limit = services.settings.group_limit;
             if members.len() > limit {
-                return Err(Error::bad_request(format!(
-                    "a group has at most {limit} members besides its creator"
-                )));
+                return Err(Error::bad_request(format!("a group has at most {limit} members besides its creator")));
             }
-            let room = services
-                .store
-                .create_group_room(&caller.user, &name, &members)
-                .await?;
-            let room = services
-                .store
-                .room_for(room, &caller.user)
-                .await?
-                .ok_or(Error::Internal)?;
+            let room = services.store.create_group_room(&caller.user, &name, &members).await?;
+            let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
             for member in &room.members {
                 services.bus.publish(
                     Topic::User(member.clone()),
-                    BusEvent::Push {
-                        push: Push::RoomCreated { room: room.clone() },
-                        skip: Some(caller.connection),
-                    },
+                    BusEvent::Push { push: Push::RoomCreated { room: room.clone() }, skip: Some(caller.connection) },
                 );
             }
             Ok(Reply::Room { room })
         }
-        Command::ListRooms { limit, before } => Ok(Reply::Rooms {
-            rooms: services
-                .store
-                .list_rooms(&caller.user, limit, before)
-                .await?,
-        }),
+        Command::ListRooms { limit, before } => {
+            Ok(Reply::Rooms { rooms: services.store.list_rooms(&caller.user, limit, before).await? })
+        }
         Command::QueryPresence { users } => {
-            let online = services
-                .hub
-                .send(OnlineAmong {
-                    users: users.clone(),
-                })
-                .await
-                .map_err(|_| Error::Unavailable("node is shutting down".into()))?;
+            let online = services.presence.online_among(users.clone()).await?;
             let last_seen = services.store.last_seen(&users).await?;
             let users = users
                 .into_iter()

@@ -36,18 +36,12 @@ pub struct Connection {
 
 impl Connection {
     /// Starts the actor for an upgraded socket.
-    pub fn start(
-        identity: Identity,
-        services: Arc<Services>,
-        session: Session,
-        stream: AggregatedMessageStream,
-    ) {
+    pub fn start(identity: Identity, services: Arc<Services>, session: Session, stream: AggregatedMessageStream) {
         let settings = &services.settings;
         let id = ConnectionId::new();
         let (outbox, receiver) = Outbox::new(id, settings.outbound_queue, services.metrics.clone());
         let rate = RateLimiter::direct(
-            Quota::per_second(nonzero(settings.rate_per_sec))
-                .allow_burst(nonzero(settings.rate_burst)),
+            Quota::per_second(nonzero(settings.rate_per_sec)).allow_burst(nonzero(settings.rate_burst)),
         );
         let strikes = RateLimiter::direct(
             Quota::with_period(Duration::from_secs(10) / settings.flood_strikes)
@@ -70,10 +64,7 @@ impl Connection {
     }
 
     fn caller(&self) -> Caller {
-        Caller {
-            user: self.identity.user.clone(),
-            connection: self.id,
-        }
+        Caller { user: self.identity.user.clone(), connection: self.id }
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -91,19 +82,12 @@ impl Connection {
                 return self.answer(inbound.id, Err(err));
             }
         };
-        metrics
-            .frames_in
-            .with_label_values(&[command.event()])
-            .inc();
+        metrics.frames_in.with_label_values(&[command.event()]).inc();
         let id = inbound.id;
         // Started now, awaited later: a connection's commands reach their room in the order
         // they were sent, while their replies may come back in any order.
         let reply = commands::execute(self.services.clone(), self.caller(), command);
-        ctx.spawn(
-            reply
-                .into_actor(self)
-                .map(move |result, connection, _| connection.answer(id, result)),
-        );
+        ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
     }
 
     /// Counts a frame against the rate limit. A connection that keeps sending past it is
@@ -123,21 +107,11 @@ impl Connection {
     /// `error` event.
     fn answer(&self, id: Option<serde_json::Number>, result: Result<Reply, Error>) {
         if let Err(err) = &result {
-            self.services
-                .metrics
-                .errors
-                .with_label_values(&[err.code().as_str()])
-                .inc();
+            self.services.metrics.errors.with_label_values(&[err.code().as_str()]).inc();
         }
         let frame = match (id, &result) {
-            (Some(id), _) => Outbound::Text {
-                text: native::encode_ack(&id, &result).into(),
-                event: "ack",
-            },
-            (None, Err(err)) => Outbound::Text {
-                text: native::encode_error(err).into(),
-                event: "error",
-            },
+            (Some(id), _) => Outbound::Text { text: native::encode_ack(&id, &result).into(), event: "ack" },
+            (None, Err(err)) => Outbound::Text { text: native::encode_error(err).into(), event: "error" },
             (None, Ok(_)) => return,
         };
         self.outbox.push(frame);
@@ -153,30 +127,18 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.services.metrics.connections.inc();
-        let (session, receiver) = self
-            .writer
-            .take()
-            .expect("writer parts are set at creation");
+        let (session, receiver) = self.writer.take().expect("writer parts are set at creation");
         let metrics = self.services.metrics.clone();
         // The writer runs beside the actor; when it ends (closed, or the client is gone)
         // the actor stops.
-        ctx.spawn(
-            write_frames(session, receiver, metrics)
-                .into_actor(self)
-                .map(|_, _, ctx| ctx.stop()),
-        );
+        ctx.spawn(write_frames(session, receiver, metrics).into_actor(self).map(|_, _, ctx| ctx.stop()));
 
-        let connect = self.services.hub.send(Connect {
-            identity: self.identity.clone(),
-            outbox: self.outbox.clone(),
-        });
+        let connect = self.services.hub.send(Connect { identity: self.identity.clone(), outbox: self.outbox.clone() });
         // No frame is read before the connection is registered and has had its hello.
         ctx.wait(connect.into_actor(self).map(|registered, connection, _| {
             if !matches!(registered, Ok(Ok(()))) {
                 tracing::error!(user = %connection.identity.user, "could not register connection");
-                connection
-                    .outbox
-                    .close(CloseCode::Error, "server error: please reconnect");
+                connection.outbox.close(CloseCode::Error, "server error: please reconnect");
             }
         }));
 
@@ -185,9 +147,7 @@ impl Actor for Connection {
         ctx.run_interval(settings.heartbeat_interval(), move |connection, _| {
             if connection.last_heard.elapsed() > timeout {
                 tracing::info!(user = %connection.identity.user, "heartbeat timeout");
-                connection
-                    .outbox
-                    .close(CloseCode::Away, "heartbeat timeout");
+                connection.outbox.close(CloseCode::Away, "heartbeat timeout");
             } else {
                 connection.outbox.push(Outbound::Ping);
             }
@@ -196,10 +156,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.services.metrics.connections.dec();
-        self.services.hub.do_send(Disconnect {
-            user: self.identity.user.clone(),
-            connection: self.id,
-        });
+        self.services.hub.do_send(Disconnect { user: self.identity.user.clone(), connection: self.id });
     }
 }
 
@@ -225,18 +182,15 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
             }
             Err(ProtocolError::Io(e)) if e.to_string().contains("maximum continuation size") => {
                 let limit = self.services.settings.max_frame_bytes;
-                self.outbox
-                    .close(CloseCode::Size, &format!("message over {limit} bytes"));
+                self.outbox.close(CloseCode::Size, &format!("message over {limit} bytes"));
             }
             Err(ProtocolError::Overflow) => {
                 let limit = self.services.settings.max_frame_bytes;
-                self.outbox
-                    .close(CloseCode::Size, &format!("frame over {limit} bytes"));
+                self.outbox.close(CloseCode::Size, &format!("frame over {limit} bytes"));
             }
             Err(err) => {
                 tracing::debug!(error = %err, "websocket protocol error");
-                self.outbox
-                    .close(CloseCode::Protocol, "websocket protocol error");
+                self.outbox.close(CloseCode::Protocol, "websocket protocol error");
             }
         }
     }
@@ -279,17 +233,10 @@ async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metric
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
 }
 
-async fn send(
-    session: &mut Session,
-    item: Outbound,
-    metrics: &Metrics,
-) -> Result<(), actix_ws::Closed> {
+async fn send(session: &mut Session, item: Outbound, metrics: &Metrics) -> Result<(), actix_ws::Closed> {
     match item {
         Outbound::Push(delivery) => {
-            metrics
-                .frames_out
-                .with_label_values(&[delivery.push.event()])
-                .inc();
+            metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
             session.text(delivery.native_text()).await
         }
         Outbound::Text { text, event } => {

@@ -40,18 +40,13 @@ impl Hub {
         Hub::create(|ctx| {
             let services = build(ctx.address());
             built = Some(services.clone());
-            Hub {
-                services: Some(services),
-                ..Default::default()
-            }
+            Hub { services: Some(services), ..Default::default() }
         });
         built.expect("Hub::create runs its closure at once")
     }
 
     fn services(&self) -> Arc<Services> {
-        self.services
-            .clone()
-            .expect("hub services are set at start")
+        self.services.clone().expect("hub services are set at start")
     }
 
     /// Makes `user` (connected here) a listener of `room`, starting its actor if needed.
@@ -65,19 +60,12 @@ impl Hub {
         }
         let entry = self.rooms.entry(room).or_insert_with(|| {
             let actor = RoomActor::new(room, services.clone()).start();
-            services
-                .bus
-                .subscribe(Topic::Room(room), actor.clone().recipient());
-            LocalRoom {
-                actor,
-                users: HashSet::new(),
-            }
+            services.bus.subscribe(Topic::Room(room), actor.clone().recipient());
+            LocalRoom { actor, users: HashSet::new() }
         });
         entry.users.insert(user.clone());
         for outbox in local.connections.values() {
-            entry.actor.do_send(Attach {
-                outbox: outbox.clone(),
-            });
+            entry.actor.do_send(Attach { outbox: outbox.clone() });
         }
     }
 
@@ -87,11 +75,7 @@ impl Hub {
     /// Stops listening for a user with no connection here (and for their rooms that no
     /// other local user needs). True if the user was forgotten.
     fn forget_if_idle(&mut self, user: &UserId) -> bool {
-        if self
-            .users
-            .get(user)
-            .is_none_or(|u| !u.connections.is_empty())
-        {
+        if self.users.get(user).is_none_or(|u| !u.connections.is_empty()) {
             return false;
         }
         let local = self.users.remove(user).unwrap_or_default();
@@ -110,15 +94,24 @@ impl Hub {
         true
     }
 
-    fn publish_presence(
-        &self,
-        user: &UserId,
-        online: bool,
-        seen: Timestamp,
-        ctx: &mut Context<Self>,
-    ) {
-        let services = self.services();
+    /// The user's first connection here opened (`online`) or their last one closed: if
+    /// that changed their state cluster-wide, tell their peers.
+    fn publish_presence(&self, user: &UserId, online: bool, seen: Timestamp, ctx: &mut Context<Self>) {
+        let presence = self.services().presence.clone();
+        let change = if online { presence.connected(user.clone()) } else { presence.disconnected(user.clone()) };
         let user = user.clone();
+        ctx.spawn(change.into_actor(self).map(move |changed, hub, ctx| {
+            if changed {
+                hub.announce(user, online, seen, ctx);
+            }
+        }));
+    }
+
+    /// Tells the user's direct peers they came online or went offline (storing `last_seen`
+    /// first). A change that is already out of date here when its peers are known (a quick
+    /// reconnect) is not published, so peers never end on a stale state.
+    fn announce(&self, user: UserId, online: bool, seen: Timestamp, ctx: &mut Context<Self>) {
+        let services = self.services();
         let load = async move {
             if !online {
                 services.store.set_last_seen(&user, seen).await?;
@@ -131,27 +124,14 @@ impl Hub {
                 Ok(loaded) => loaded,
                 Err(e) => return tracing::warn!(error = %e, "presence not published"),
             };
-            if hub
-                .users
-                .get(&user)
-                .is_some_and(|u| !u.connections.is_empty())
-                != online
-            {
+            if hub.users.get(&user).is_some_and(|u| !u.connections.is_empty()) != online {
                 return;
             }
-            let state = PresenceState {
-                user_id: user,
-                online,
-                last_seen: Some(seen),
-            };
+            let state = PresenceState { user_id: user, online, last_seen: Some(seen) };
             for (_, peer) in peers {
-                hub.services().bus.publish(
-                    Topic::User(peer),
-                    BusEvent::Push {
-                        push: Push::Presence(state.clone()),
-                        skip: None,
-                    },
-                );
+                hub.services()
+                    .bus
+                    .publish(Topic::User(peer), BusEvent::Push { push: Push::Presence(state.clone()), skip: None });
             }
         }));
     }
@@ -189,11 +169,11 @@ pub struct ToRoom {
     pub command: RoomCommand,
 }
 
-/// Which of `users` are online.
+/// A user went offline everywhere because the node holding them died.
 #[derive(Message)]
-#[rtype(result = "HashSet<UserId>")]
-pub struct OnlineAmong {
-    pub users: Vec<UserId>,
+#[rtype(result = "()")]
+pub struct WentOffline {
+    pub user: UserId,
 }
 
 /// Graceful shutdown: close every connection with 1012; answers how many were open.
@@ -211,15 +191,10 @@ impl Handler<Connect> for Hub {
         // not missed.
         if !self.users.contains_key(&user) {
             self.users.insert(user.clone(), LocalUser::default());
-            services
-                .bus
-                .subscribe(Topic::User(user.clone()), ctx.address().recipient());
+            services.bus.subscribe(Topic::User(user.clone()), ctx.address().recipient());
         }
         let load = async move {
-            services
-                .store
-                .touch_user(&msg.identity.user, &msg.identity.profile, Timestamp::now())
-                .await?;
+            services.store.touch_user(&msg.identity.user, &msg.identity.profile, Timestamp::now()).await?;
             Ok::<_, Error>(services.store.rooms_of(&msg.identity.user).await?)
         };
         Box::pin(load.into_actor(self).map(move |rooms, hub, ctx| {
@@ -242,9 +217,7 @@ impl Handler<Connect> for Hub {
             local.connections.insert(outbox.connection, outbox.clone());
             for room in &local.rooms {
                 if let Some(entry) = hub.rooms.get(room) {
-                    entry.actor.do_send(Attach {
-                        outbox: outbox.clone(),
-                    });
+                    entry.actor.do_send(Attach { outbox: outbox.clone() });
                 }
             }
             for room in rooms {
@@ -270,9 +243,7 @@ impl Handler<Disconnect> for Hub {
         }
         for room in &local.rooms {
             if let Some(entry) = self.rooms.get(room) {
-                entry.actor.do_send(Detach {
-                    connection: msg.connection,
-                });
+                entry.actor.do_send(Detach { connection: msg.connection });
             }
         }
         if self.forget_if_idle(&msg.user) {
@@ -285,72 +256,51 @@ impl Handler<ToRoom> for Hub {
     type Result = ResponseActFuture<Self, Result<Reply, Error>>;
 
     fn handle(&mut self, msg: ToRoom, _: &mut Self::Context) -> Self::Result {
-        let listening = self
-            .rooms
-            .get(&msg.room)
-            .filter(|entry| entry.users.contains(&msg.caller.user));
+        let listening = self.rooms.get(&msg.room).filter(|entry| entry.users.contains(&msg.caller.user));
         if let Some(entry) = listening {
-            let sent = entry.actor.send(Execute {
-                caller: msg.caller,
-                command: msg.command,
-            });
+            let sent = entry.actor.send(Execute { caller: msg.caller, command: msg.command });
             return Box::pin(
-                async move {
-                    sent.await
-                        .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?
-                }
-                .into_actor(self),
+                async move { sent.await.map_err(|_| Error::Unavailable("room is restarting; retry".into()))? }
+                    .into_actor(self),
             );
         }
         // Not a room this user listens to here: either not theirs, unknown, or joined a
         // moment ago on another path. The store decides.
         let store = self.services().store.clone();
         let room = msg.room;
-        Box::pin(
-            async move { store.room_members(room).await }
-                .into_actor(self)
-                .then(move |loaded, hub, _| {
-                    let outcome = match loaded {
-                        Err(e) => Err(Error::from(e)),
-                        Ok(None) => Err(Error::not_found("no such room")),
-                        Ok(Some(room)) if !room.members.contains(&msg.caller.user) => {
-                            Err(Error::forbidden("you are not a member of this room"))
-                        }
-                        Ok(Some(_)) => {
-                            hub.attach_user(&msg.caller.user, msg.room);
-                            Ok(hub.rooms.get(&msg.room).map(|entry| entry.actor.clone()))
-                        }
-                    };
-                    async move {
-                        match outcome? {
-                            Some(actor) => actor
-                                .send(Execute {
-                                    caller: msg.caller,
-                                    command: msg.command,
-                                })
-                                .await
-                                .map_err(|_| {
-                                    Error::Unavailable("room is restarting; retry".into())
-                                })?,
-                            None => Err(Error::Unavailable("you are disconnecting".into())),
-                        }
-                    }
-                    .into_actor(hub)
-                }),
-        )
+        Box::pin(async move { store.room_members(room).await }.into_actor(self).then(move |loaded, hub, _| {
+            let outcome = match loaded {
+                Err(e) => Err(Error::from(e)),
+                Ok(None) => Err(Error::not_found("no such room")),
+                Ok(Some(room)) if !room.members.contains(&msg.caller.user) => {
+                    Err(Error::forbidden("you are not a member of this room"))
+                }
+                Ok(Some(_)) => {
+                    hub.attach_user(&msg.caller.user, msg.room);
+                    Ok(hub.rooms.get(&msg.room).map(|entry| entry.actor.clone()))
+                }
+            };
+            async move {
+                match outcome? {
+                    Some(actor) => actor
+                        .send(Execute { caller: msg.caller, command: msg.command })
+                        .await
+                        .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?,
+                    None => Err(Error::Unavailable("you are disconnecting".into())),
+                }
+            }
+            .into_actor(hub)
+        }))
     }
 }
 
-impl Handler<OnlineAmong> for Hub {
-    type Result = MessageResult<OnlineAmong>;
+impl Handler<WentOffline> for Hub {
+    type Result = ();
 
-    fn handle(&mut self, msg: OnlineAmong, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            msg.users
-                .into_iter()
-                .filter(|u| self.users.contains_key(u))
-                .collect(),
-        )
+    fn handle(&mut self, msg: WentOffline, ctx: &mut Self::Context) {
+        if !self.users.contains_key(&msg.user) {
+            self.announce(msg.user, false, Timestamp::now(), ctx);
+        }
     }
 }
 

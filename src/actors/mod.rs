@@ -17,6 +17,7 @@ use crate::bus::Bus;
 use crate::config::Settings;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::metrics::Metrics;
+use crate::presence::PresenceDirectory;
 use crate::store::{MessageWriter, Store};
 
 pub use hub::Hub;
@@ -29,6 +30,9 @@ pub struct Services {
     pub store: Store,
     pub writer: MessageWriter,
     pub bus: Arc<dyn Bus>,
+    pub presence: Arc<dyn PresenceDirectory>,
+    /// Cluster mode's Redis connection (for readiness); `None` on a single node.
+    pub redis: Option<redis::aio::ConnectionManager>,
     pub hub: Addr<Hub>,
     pub metrics: Arc<Metrics>,
     pub auth: Authenticator,

@@ -41,24 +41,12 @@ pub struct OutboxReceiver {
 }
 
 impl Outbox {
-    pub fn new(
-        connection: ConnectionId,
-        capacity: usize,
-        metrics: Arc<Metrics>,
-    ) -> (Self, OutboxReceiver) {
+    pub fn new(connection: ConnectionId, capacity: usize, metrics: Arc<Metrics>) -> (Self, OutboxReceiver) {
         let (queue, queue_rx) = mpsc::channel(capacity);
         let (close, close_rx) = watch::channel(None);
         (
-            Self {
-                connection,
-                queue,
-                close: Arc::new(close),
-                metrics,
-            },
-            OutboxReceiver {
-                queue: queue_rx,
-                close: close_rx,
-            },
+            Self { connection, queue, close: Arc::new(close), metrics },
+            OutboxReceiver { queue: queue_rx, close: close_rx },
         )
     }
 
@@ -86,10 +74,7 @@ impl Outbox {
             if reason.is_some() {
                 return false;
             }
-            *reason = Some(CloseReason {
-                code,
-                description: Some(description.to_owned()),
-            });
+            *reason = Some(CloseReason { code, description: Some(description.to_owned()) });
             true
         })
     }

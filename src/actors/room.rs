@@ -2,8 +2,9 @@
 //! to check every command, runs the room's commands, and fans the room topic out to the
 //! local members' outboxes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
@@ -21,6 +22,24 @@ pub struct RoomActor {
     services: Arc<Services>,
     members: Members,
     local: HashMap<ConnectionId, Outbox>,
+    order: MessageOrder,
+}
+
+/// How long a `message.new` that arrives ahead of a missing seq is held back before the
+/// missing ones are read from the store. Messages of one room are committed on any node and
+/// may cross Redis out of order; local members still receive them in seq order.
+const GAP_WAIT: Duration = Duration::from_millis(250);
+
+/// Puts `message.new` pushes back in seq order for this node's members.
+#[derive(Default)]
+struct MessageOrder {
+    /// The seq the members expect next.
+    next: i64,
+    /// Pushes that arrived ahead of `next`, with the connection to skip.
+    held: BTreeMap<i64, (Push, Option<ConnectionId>)>,
+    /// Seqs delivered from the store while filling a gap, whose live copy may still come.
+    filled: HashSet<i64>,
+    gap_timer: Option<SpawnHandle>,
 }
 
 enum Members {
@@ -34,12 +53,7 @@ enum Members {
 
 impl RoomActor {
     pub fn new(id: RoomId, services: Arc<Services>) -> Self {
-        Self {
-            id,
-            services,
-            members: Members::Loading,
-            local: HashMap::new(),
-        }
+        Self { id, services, members: Members::Loading, local: HashMap::new(), order: MessageOrder::default() }
     }
 
     /// Loads the member list; nothing is handled until it is known.
@@ -49,7 +63,10 @@ impl RoomActor {
         let id = self.id;
         ctx.wait(async move { store.room_members(id).await }.into_actor(self).map(|loaded, room, _| {
             room.members = match loaded {
-                Ok(Some(loaded)) => Members::Known(loaded.members.into_iter().collect()),
+                Ok(Some(loaded)) => {
+                    room.order.next = loaded.last_seq + 1;
+                    Members::Known(loaded.members.into_iter().collect())
+                }
                 Ok(None) => Members::Missing,
                 Err(e) => {
                     tracing::error!(room = %room.id, error = %e, "loading room members failed");
@@ -115,17 +132,92 @@ impl Handler<Close> for RoomActor {
     }
 }
 
+impl RoomActor {
+    fn fan_out(&self, push: Push, skip: Option<ConnectionId>) {
+        let delivery = Arc::new(Delivery::new(push));
+        for (connection, outbox) in &self.local {
+            if Some(*connection) != skip {
+                outbox.push(Outbound::Push(delivery.clone()));
+            }
+        }
+    }
+
+    /// Delivers a new message in seq order: in sequence at once, ahead of a gap held back
+    /// (and the gap filled from the store after `GAP_WAIT`), late but unseen still delivered.
+    fn deliver_message(&mut self, seq: i64, push: Push, skip: Option<ConnectionId>, ctx: &mut Context<Self>) {
+        let order = &mut self.order;
+        if seq < order.next {
+            if !order.filled.remove(&seq) {
+                self.fan_out(push, skip);
+            }
+            return;
+        }
+        if seq > order.next {
+            order.held.insert(seq, (push, skip));
+            if order.gap_timer.is_none() {
+                order.gap_timer = Some(ctx.run_later(GAP_WAIT, |room, ctx| room.fill_gap(ctx)));
+            }
+            return;
+        }
+        order.next += 1;
+        self.fan_out(push, skip);
+        while let Some((push, skip)) = self.order.held.remove(&self.order.next) {
+            self.order.next += 1;
+            self.fan_out(push, skip);
+        }
+        if self.order.held.is_empty()
+            && let Some(timer) = self.order.gap_timer.take()
+        {
+            ctx.cancel_future(timer);
+        }
+    }
+
+    /// Reads the messages missing before the held ones from the store and delivers all of
+    /// them in order.
+    fn fill_gap(&mut self, ctx: &mut Context<Self>) {
+        self.order.gap_timer = None;
+        let Some(&last) = self.order.held.keys().next_back() else { return };
+        let (store, room, after) = (self.services.store.clone(), self.id, self.order.next - 1);
+        ctx.wait(async move { store.messages_between(room, after, last).await }.into_actor(self).map(
+            move |loaded, room, _| {
+                let stored = match loaded {
+                    Ok(stored) => stored,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not fill a message gap; delivering what arrived");
+                        Vec::new()
+                    }
+                };
+                let mut held = std::mem::take(&mut room.order.held);
+                for message in stored {
+                    let seq = message.seq;
+                    match held.remove(&seq) {
+                        Some((push, skip)) => room.fan_out(push, skip),
+                        None => {
+                            room.order.filled.insert(seq);
+                            room.fan_out(Push::MessageNew { message }, None);
+                        }
+                    }
+                }
+                for (_, (push, skip)) in held {
+                    room.fan_out(push, skip);
+                }
+                room.order.next = last + 1;
+                let floor = room.order.next - 1024;
+                room.order.filled.retain(|&seq| seq > floor);
+            },
+        ));
+    }
+}
+
 impl Handler<Delivered> for RoomActor {
     type Result = ();
-    fn handle(&mut self, msg: Delivered, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
         let BusEvent::Push { push, skip } = &msg.envelope.event else {
             return;
         };
-        let delivery = Arc::new(Delivery::new(push.clone()));
-        for (connection, outbox) in &self.local {
-            if Some(*connection) != *skip {
-                outbox.push(Outbound::Push(delivery.clone()));
-            }
+        match push {
+            Push::MessageNew { message } => self.deliver_message(message.seq, push.clone(), *skip, ctx),
+            _ => self.fan_out(push.clone(), *skip),
         }
     }
 }
@@ -161,105 +253,49 @@ fn start(
     command: RoomCommand,
 ) -> BoxFuture<'static, Result<Reply, Error>> {
     let publish = move |services: &Services, push: Push| {
-        services.bus.publish(
-            Topic::Room(room),
-            BusEvent::Push {
-                push,
-                skip: Some(caller.connection),
-            },
-        )
+        services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip: Some(caller.connection) })
     };
     match command {
-        RoomCommand::Send {
-            kind,
-            body,
-            client_id,
-        } => {
+        RoomCommand::Send { kind, body, client_id } => {
             let body = match MessageBody::parse(kind, body, services.settings.max_body_bytes) {
                 Ok(body) => body,
                 Err(err) => return Box::pin(async move { Err(err) }),
             };
-            let stored = services.writer.submit(NewMessage {
-                room,
-                sender: caller.user.clone(),
-                kind,
-                body,
-                client_id,
-            });
+            let stored =
+                services.writer.submit(NewMessage { room, sender: caller.user.clone(), kind, body, client_id });
             Box::pin(async move {
                 let stored = stored.await?;
                 if !stored.duplicate {
-                    publish(
-                        &services,
-                        Push::MessageNew {
-                            message: stored.message.clone(),
-                        },
-                    );
+                    publish(&services, Push::MessageNew { message: stored.message.clone() });
                 }
-                Ok(Reply::Message {
-                    message: stored.message,
-                })
+                Ok(Reply::Message { message: stored.message })
             })
         }
-        RoomCommand::History {
-            before_seq,
-            after_seq,
-            limit,
-        } => Box::pin(async move {
+        RoomCommand::History { before_seq, after_seq, limit } => Box::pin(async move {
             let query = match (before_seq, after_seq) {
                 (Some(seq), _) => HistoryQuery::Before(seq),
                 (None, Some(seq)) => HistoryQuery::After(seq),
                 (None, None) => HistoryQuery::Newest,
             };
-            let page = services
-                .store
-                .history(room, &caller.user, query, limit)
-                .await?;
-            Ok(Reply::History {
-                messages: page.messages,
-                has_more: page.has_more,
-            })
+            let page = services.store.history(room, &caller.user, query, limit).await?;
+            Ok(Reply::History { messages: page.messages, has_more: page.has_more })
         }),
         RoomCommand::MarkRead { seq } => Box::pin(async move {
             let (seq, moved) = services.store.mark_read(room, &caller.user, seq).await?;
             if moved {
-                publish(
-                    &services,
-                    Push::RoomRead {
-                        room_id: room,
-                        user_id: caller.user.clone(),
-                        seq,
-                    },
-                );
+                publish(&services, Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq });
             }
             Ok(Reply::Read { room_id: room, seq })
         }),
         RoomCommand::Clear => Box::pin(async move {
             let (cleared_seq, read) = services.store.clear_room(room, &caller.user).await?;
             if read {
-                publish(
-                    &services,
-                    Push::RoomRead {
-                        room_id: room,
-                        user_id: caller.user.clone(),
-                        seq: cleared_seq,
-                    },
-                );
+                publish(&services, Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq: cleared_seq });
             }
-            Ok(Reply::Cleared {
-                room_id: room,
-                cleared_seq,
-            })
+            Ok(Reply::Cleared { room_id: room, cleared_seq })
         }),
         RoomCommand::Typing { typing } => {
-            publish(
-                &services,
-                Push::Typing {
-                    room_id: room,
-                    user_id: caller.user.clone(),
-                    typing,
-                },
-            );
+            publish(&services, Push::Typing { room_id: room, user_id: caller.user.clone(), typing });
             Box::pin(async { Ok(Reply::Done) })
         }
     }

@@ -1,5 +1,5 @@
 //! The in-process bus of a single node: publishing hands the envelope straight to the
-//! topic's sink.
+//! topic's sink. The Redis bus uses the same sinks for its local deliveries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,39 +18,56 @@ pub struct LocalBus {
 
 impl LocalBus {
     pub fn new(node: NodeId, metrics: Arc<Metrics>) -> Self {
-        Self {
-            node,
-            sinks: Mutex::default(),
-            metrics,
+        Self { node, sinks: Mutex::default(), metrics }
+    }
+
+    pub fn envelope(&self, event: BusEvent) -> Envelope {
+        Envelope { v: ENVELOPE_VERSION, origin: self.node.clone(), event }
+    }
+
+    /// Hands `envelope` to this node's sink for `topic`, if it has one.
+    pub fn deliver(&self, topic: Topic, envelope: Arc<Envelope>) {
+        let sink = self.sinks.lock().expect("bus lock").get(&topic).cloned();
+        if let Some(sink) = sink {
+            self.metrics.bus_received.inc();
+            sink.do_send(Delivered { topic, envelope });
         }
+    }
+
+    /// Registers the sink; true if the topic is new on this node.
+    pub fn add_sink(&self, topic: Topic, sink: Recipient<Delivered>) -> bool {
+        let added = self.sinks.lock().expect("bus lock").insert(topic, sink).is_none();
+        if added {
+            self.metrics.subscriptions.inc();
+        }
+        added
+    }
+
+    /// Drops the sink; true if the topic was held.
+    pub fn remove_sink(&self, topic: &Topic) -> bool {
+        let removed = self.sinks.lock().expect("bus lock").remove(topic).is_some();
+        if removed {
+            self.metrics.subscriptions.dec();
+        }
+        removed
+    }
+
+    pub fn topics(&self) -> Vec<Topic> {
+        self.sinks.lock().expect("bus lock").keys().cloned().collect()
     }
 }
 
 impl Bus for LocalBus {
     fn publish(&self, topic: Topic, event: BusEvent) {
         self.metrics.bus_published.inc();
-        let sink = self.sinks.lock().expect("bus lock").get(&topic).cloned();
-        if let Some(sink) = sink {
-            self.metrics.bus_received.inc();
-            let envelope = Arc::new(Envelope {
-                v: ENVELOPE_VERSION,
-                origin: self.node.clone(),
-                event,
-            });
-            sink.do_send(Delivered { topic, envelope });
-        }
+        self.deliver(topic, Arc::new(self.envelope(event)));
     }
 
     fn subscribe(&self, topic: Topic, sink: Recipient<Delivered>) {
-        let mut sinks = self.sinks.lock().expect("bus lock");
-        if sinks.insert(topic, sink).is_none() {
-            self.metrics.subscriptions.inc();
-        }
+        self.add_sink(topic, sink);
     }
 
     fn unsubscribe(&self, topic: &Topic) {
-        if self.sinks.lock().expect("bus lock").remove(topic).is_some() {
-            self.metrics.subscriptions.dec();
-        }
+        self.remove_sink(topic);
     }
 }

@@ -4,6 +4,7 @@
 //! receives each event once.
 
 mod local;
+mod redis;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
 use crate::protocol::Push;
 
 pub use local::LocalBus;
+pub use redis::{RedisBus, manager_config};
 
 /// Version of the node-to-node envelope; bumped on any incompatible change.
 pub const ENVELOPE_VERSION: u16 = 1;
@@ -38,10 +40,7 @@ pub struct Envelope {
 pub enum BusEvent {
     /// Push to the topic's connections, except `skip` (the connection that caused it,
     /// which has its ack instead).
-    Push {
-        push: Push,
-        skip: Option<ConnectionId>,
-    },
+    Push { push: Push, skip: Option<ConnectionId> },
     /// On a user topic: the user is now a member of `room_id`; their nodes start
     /// listening to it.
     JoinedRoom { room_id: RoomId },

@@ -37,9 +37,7 @@ impl MessageKind {
             "file" => Self::File,
             "system" => Self::System,
             other => {
-                return Err(Error::bad_request(format!(
-                    "unknown message kind `{other}`"
-                )));
+                return Err(Error::bad_request(format!("unknown message kind `{other}`")));
             }
         })
     }
@@ -56,9 +54,7 @@ pub struct MessageBody(String);
 impl MessageBody {
     pub fn parse(kind: MessageKind, body: String, max_bytes: usize) -> Result<Self, Error> {
         if kind == MessageKind::System {
-            return Err(Error::bad_request(
-                "system messages are written by the server only",
-            ));
+            return Err(Error::bad_request("system messages are written by the server only"));
         }
         if body.trim().is_empty() {
             return Err(Error::bad_request("body must not be empty"));
@@ -67,10 +63,7 @@ impl MessageBody {
             return Err(Error::TooLarge(format!("body is over {max_bytes} bytes")));
         }
         if kind.is_media() && !(body.starts_with("https://") || body.starts_with("http://")) {
-            return Err(Error::bad_request(format!(
-                "a {} message's body must be an http(s) URL",
-                kind.as_str()
-            )));
+            return Err(Error::bad_request(format!("a {} message's body must be an http(s) URL", kind.as_str())));
         }
         Ok(Self(body))
     }
@@ -104,11 +97,7 @@ impl RoomKind {
     }
 
     pub fn parse(raw: &str) -> Self {
-        if raw == "group" {
-            Self::Group
-        } else {
-            Self::Direct
-        }
+        if raw == "group" { Self::Group } else { Self::Direct }
     }
 }
 

@@ -19,14 +19,10 @@ impl UserId {
     pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
         let raw = raw.into();
         if raw.is_empty() || raw.len() > MAX_USER_ID_BYTES {
-            return Err(Error::bad_request(format!(
-                "user id must be 1 to {MAX_USER_ID_BYTES} bytes"
-            )));
+            return Err(Error::bad_request(format!("user id must be 1 to {MAX_USER_ID_BYTES} bytes")));
         }
         if raw.chars().any(char::is_control) {
-            return Err(Error::bad_request(
-                "user id must not contain control characters",
-            ));
+            return Err(Error::bad_request("user id must not contain control characters"));
         }
         Ok(Self(raw))
     }
@@ -65,9 +61,7 @@ impl RoomId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        Uuid::parse_str(raw)
-            .map(Self)
-            .map_err(|_| Error::bad_request("room_id must be a UUID"))
+        Uuid::parse_str(raw).map(Self).map_err(|_| Error::bad_request("room_id must be a UUID"))
     }
 }
 
@@ -128,10 +122,7 @@ impl NodeId {
     }
 
     pub fn random() -> Self {
-        Self(format!(
-            "node-{}",
-            &Uuid::new_v4().simple().to_string()[..8]
-        ))
+        Self(format!("node-{}", &Uuid::new_v4().simple().to_string()[..8]))
     }
 
     pub fn as_str(&self) -> &str {

@@ -20,9 +20,7 @@ impl Timestamp {
     }
 
     pub fn to_rfc3339(self) -> String {
-        DateTime::<Utc>::from_timestamp_millis(self.0)
-            .unwrap_or_default()
-            .to_rfc3339_opts(SecondsFormat::Millis, true)
+        DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 }
 
@@ -35,9 +33,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&raw)
-            .map(|t| Self(t.timestamp_millis()))
-            .map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&raw).map(|t| Self(t.timestamp_millis())).map_err(serde::de::Error::custom)
     }
 }
 
@@ -47,9 +43,6 @@ mod tests {
 
     #[test]
     fn renders_rfc3339_utc() {
-        assert_eq!(
-            Timestamp::from_millis(0).to_rfc3339(),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(Timestamp::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
     }
 }

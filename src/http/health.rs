@@ -10,9 +10,7 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
     match services.store.ping().await {
-        Ok(()) => {
-            HttpResponse::Ok().json(serde_json::json!({"status": "ready", "node": services.node}))
-        }
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready", "node": services.node})),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: database unreachable");
             HttpResponse::ServiceUnavailable()
@@ -22,7 +20,5 @@ pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
 }
 
 pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(services.metrics.render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(services.metrics.render())
 }

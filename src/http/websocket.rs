@@ -12,9 +12,7 @@ pub async fn upgrade(
     services: web::Data<Services>,
 ) -> actix_web::Result<HttpResponse> {
     let Some(token) = bearer(&req).or_else(|| query_token(&req)) else {
-        return Ok(unauthorized(
-            "missing token: pass ?token=… or Authorization: Bearer …",
-        ));
+        return Ok(unauthorized("missing token: pass ?token=… or Authorization: Bearer …"));
     };
     let identity = match services.auth.verify(&token) {
         Ok(identity) => identity,
@@ -22,30 +20,21 @@ pub async fn upgrade(
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = services.settings.max_frame_bytes;
-    let stream = stream
-        .max_frame_size(limit)
-        .aggregate_continuations()
-        .max_continuation_size(limit);
+    let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
     Connection::start(identity, services.into_inner(), session, stream);
     Ok(response)
 }
 
 fn unauthorized(message: &str) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .json(serde_json::json!({"error": {"code": "unauthorized", "message": message}}))
+    HttpResponse::Unauthorized().json(serde_json::json!({"error": {"code": "unauthorized", "message": message}}))
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 fn query_token(req: &HttpRequest) -> Option<String> {
-    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()?
-        .get("token")
-        .cloned()
+    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok()?.get("token").cloned()
 }

@@ -37,23 +37,11 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomCommand {
-    Send {
-        kind: MessageKind,
-        body: String,
-        client_id: Option<String>,
-    },
-    History {
-        before_seq: Option<i64>,
-        after_seq: Option<i64>,
-        limit: i64,
-    },
-    MarkRead {
-        seq: Option<i64>,
-    },
+    Send { kind: MessageKind, body: String, client_id: Option<String> },
+    History { before_seq: Option<i64>, after_seq: Option<i64>, limit: i64 },
+    MarkRead { seq: Option<i64> },
     Clear,
-    Typing {
-        typing: bool,
-    },
+    Typing { typing: bool },
 }
 
 impl Command {
@@ -84,17 +72,11 @@ impl Command {
             }
             "room.group.create" => {
                 let d: GroupCreate = fields(data)?;
-                Self::CreateGroup {
-                    name: d.name,
-                    members: d.members,
-                }
+                Self::CreateGroup { name: d.name, members: d.members }
             }
             "room.list" => {
                 let d: ListRooms = fields(data)?;
-                Self::ListRooms {
-                    limit: page_size(d.limit)?,
-                    before: d.before.map(|b| b.0),
-                }
+                Self::ListRooms { limit: page_size(d.limit)?, before: d.before.map(|b| b.0) }
             }
             "presence.query" => {
                 let d: PresenceQuery = fields(data)?;
@@ -105,20 +87,10 @@ impl Command {
             }
             "message.send" => {
                 let d: Send = fields(data)?;
-                if d.client_id
-                    .as_ref()
-                    .is_some_and(|c| c.is_empty() || c.len() > 128)
-                {
+                if d.client_id.as_ref().is_some_and(|c| c.is_empty() || c.len() > 128) {
                     return Err(Error::bad_request("client_id must be 1 to 128 bytes"));
                 }
-                room(
-                    d.room_id,
-                    RoomCommand::Send {
-                        kind: d.kind,
-                        body: d.body,
-                        client_id: d.client_id,
-                    },
-                )
+                room(d.room_id, RoomCommand::Send { kind: d.kind, body: d.body, client_id: d.client_id })
             }
             "message.history" => {
                 let d: History = fields(data)?;
@@ -159,11 +131,7 @@ fn room(room: RoomId, command: RoomCommand) -> Command {
 }
 
 fn fields<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
-    let data = if data.is_null() {
-        Value::Object(Default::default())
-    } else {
-        data
-    };
+    let data = if data.is_null() { Value::Object(Default::default()) } else { data };
     serde_json::from_value(data).map_err(|e| Error::bad_request(format!("invalid data: {e}")))
 }
 
@@ -204,23 +172,17 @@ struct Cursor(RoomCursor);
 impl<'de> Deserialize<'de> for Cursor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        let invalid =
-            || D::Error::custom("before must be a room id, an RFC 3339 time or epoch milliseconds");
+        let invalid = || D::Error::custom("before must be a room id, an RFC 3339 time or epoch milliseconds");
         match Value::deserialize(d)? {
-            Value::Number(n) => n
-                .as_i64()
-                .map(|ms| Cursor(RoomCursor::ActiveBefore(Timestamp::from_millis(ms))))
-                .ok_or_else(invalid),
+            Value::Number(n) => {
+                n.as_i64().map(|ms| Cursor(RoomCursor::ActiveBefore(Timestamp::from_millis(ms)))).ok_or_else(invalid)
+            }
             Value::String(s) => {
                 if let Ok(room) = RoomId::parse(&s) {
                     return Ok(Cursor(RoomCursor::AfterRoom(room)));
                 }
                 chrono::DateTime::parse_from_rfc3339(&s)
-                    .map(|t| {
-                        Cursor(RoomCursor::ActiveBefore(Timestamp::from_millis(
-                            t.timestamp_millis(),
-                        )))
-                    })
+                    .map(|t| Cursor(RoomCursor::ActiveBefore(Timestamp::from_millis(t.timestamp_millis()))))
                     .map_err(|_| invalid())
             }
             _ => Err(invalid()),
@@ -274,43 +236,27 @@ mod tests {
     #[test]
     fn parses_a_send() {
         let room = RoomId::new();
-        let cmd = Command::parse(
-            "message.send",
-            json!({"room_id": room.to_string(), "body": "hi"}),
-        )
-        .unwrap();
+        let cmd = Command::parse("message.send", json!({"room_id": room.to_string(), "body": "hi"})).unwrap();
         assert_eq!(
             cmd,
             Command::Room {
                 room,
-                command: RoomCommand::Send {
-                    kind: MessageKind::Text,
-                    body: "hi".into(),
-                    client_id: None
-                }
+                command: RoomCommand::Send { kind: MessageKind::Text, body: "hi".into(), client_id: None }
             }
         );
     }
 
     #[test]
     fn unknown_and_malformed_events_are_typed_errors() {
+        assert_eq!(Command::parse("nope", json!({})).unwrap_err().code(), crate::domain::ErrorCode::UnknownEvent);
         assert_eq!(
-            Command::parse("nope", json!({})).unwrap_err().code(),
-            crate::domain::ErrorCode::UnknownEvent
-        );
-        assert_eq!(
-            Command::parse("message.send", json!({"room_id": 5}))
-                .unwrap_err()
-                .code(),
+            Command::parse("message.send", json!({"room_id": 5})).unwrap_err().code(),
             crate::domain::ErrorCode::BadRequest
         );
         assert_eq!(
-            Command::parse(
-                "message.history",
-                json!({"room_id": RoomId::new().to_string(), "limit": 1000})
-            )
-            .unwrap_err()
-            .code(),
+            Command::parse("message.history", json!({"room_id": RoomId::new().to_string(), "limit": 1000}))
+                .unwrap_err()
+                .code(),
             crate::domain::ErrorCode::BadRequest
         );
     }

@@ -56,17 +56,9 @@ pub enum Push {
     #[serde(rename = "room.created")]
     RoomCreated { room: Room },
     #[serde(rename = "room.read")]
-    RoomRead {
-        room_id: RoomId,
-        user_id: UserId,
-        seq: i64,
-    },
+    RoomRead { room_id: RoomId, user_id: UserId, seq: i64 },
     #[serde(rename = "typing")]
-    Typing {
-        room_id: RoomId,
-        user_id: UserId,
-        typing: bool,
-    },
+    Typing { room_id: RoomId, user_id: UserId, typing: bool },
     #[serde(rename = "presence")]
     Presence(PresenceState),
 }
@@ -93,19 +85,10 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(push: Push) -> Self {
-        Self {
-            push,
-            native: OnceLock::new(),
-        }
+        Self { push, native: OnceLock::new() }
     }
 
     pub fn native_text(&self) -> ByteString {
-        self.native
-            .get_or_init(|| {
-                serde_json::to_string(&self.push)
-                    .expect("pushes serialize to JSON")
-                    .into()
-            })
-            .clone()
+        self.native.get_or_init(|| serde_json::to_string(&self.push).expect("pushes serialize to JSON").into()).clone()
     }
 }

@@ -43,11 +43,7 @@ pub fn decode(text: &str, acting: &UserId) -> Inbound {
 }
 
 fn malformed(id: Option<Number>, message: String) -> Inbound {
-    Inbound {
-        id,
-        event: "?".into(),
-        command: Err(Error::BadRequest(message)),
-    }
+    Inbound { id, event: "?".into(), command: Err(Error::BadRequest(message)) }
 }
 
 pub fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
@@ -59,9 +55,7 @@ pub fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
                 _ => false,
             };
             if !agrees {
-                return Err(Error::forbidden(format!(
-                    "`{field}` must be the authenticated user"
-                )));
+                return Err(Error::forbidden(format!("`{field}` must be the authenticated user")));
             }
         }
     }
@@ -75,10 +69,7 @@ struct ErrorBody {
 }
 
 fn error_body(err: &Error) -> ErrorBody {
-    ErrorBody {
-        code: err.code().as_str(),
-        message: err.to_string(),
-    }
+    ErrorBody { code: err.code().as_str(), message: err.to_string() }
 }
 
 /// The ack for request `id`.
@@ -119,13 +110,8 @@ mod tests {
 
     #[test]
     fn refuses_a_payload_claiming_another_sender() {
-        let inbound = decode(
-            r#"{"event":"message.send","data":{"sender_id":"mallory","room_id":"x","body":"hi"}}"#,
-            &alice(),
-        );
-        assert_eq!(
-            inbound.command.unwrap_err().code(),
-            crate::domain::ErrorCode::Forbidden
-        );
+        let inbound =
+            decode(r#"{"event":"message.send","data":{"sender_id":"mallory","room_id":"x","body":"hi"}}"#, &alice());
+        assert_eq!(inbound.command.unwrap_err().code(), crate::domain::ErrorCode::Forbidden);
     }
 }

@@ -73,11 +73,7 @@ impl Store {
                     }
                     return Ok((fresh.clone(), true));
                 }
-                let id: String = rooms::table
-                    .filter(rooms::direct_key.eq(&key))
-                    .select(rooms::id)
-                    .first(conn)
-                    .await?;
+                let id: String = rooms::table.filter(rooms::direct_key.eq(&key)).select(rooms::id).first(conn).await?;
                 Ok((id, false))
             })
             .await?
@@ -86,12 +82,7 @@ impl Store {
     }
 
     /// Creates a group room; `members` excludes the creator and is already validated.
-    pub async fn create_group_room(
-        &self,
-        creator: &UserId,
-        name: &str,
-        members: &[UserId],
-    ) -> StoreResult<RoomId> {
+    pub async fn create_group_room(&self, creator: &UserId, name: &str, members: &[UserId]) -> StoreResult<RoomId> {
         let now = Timestamp::now().millis();
         let id = RoomId::new();
         let room = RoomRow {
@@ -104,21 +95,13 @@ impl Store {
             last_activity_at: now,
             direct_key: None,
         };
-        let member_rows: Vec<MemberRow> = std::iter::once(creator)
-            .chain(members)
-            .map(|user| MemberRow::new(&room.id, user.as_str(), now))
-            .collect();
+        let member_rows: Vec<MemberRow> =
+            std::iter::once(creator).chain(members).map(|user| MemberRow::new(&room.id, user.as_str(), now)).collect();
         with_conn!(self, |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                insert_into(rooms::table)
-                    .values(room.clone())
-                    .execute(conn)
-                    .await?;
+                insert_into(rooms::table).values(room.clone()).execute(conn).await?;
                 for member in &member_rows {
-                    insert_into(room_members::table)
-                        .values(member.clone())
-                        .execute(conn)
-                        .await?;
+                    insert_into(room_members::table).values(member.clone()).execute(conn).await?;
                 }
                 Ok(())
             })
@@ -131,12 +114,8 @@ impl Store {
     pub async fn room_members(&self, room: RoomId) -> StoreResult<Option<RoomMembers>> {
         let id = room.to_string();
         let (row, members) = with_conn!(self, |conn| {
-            let row: Option<RoomRow> = rooms::table
-                .find(&id)
-                .select(RoomRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
+            let row: Option<RoomRow> =
+                rooms::table.find(&id).select(RoomRow::as_select()).first(conn).await.optional()?;
             let members: Vec<String> = room_members::table
                 .filter(room_members::room_id.eq(&id))
                 .order(room_members::user_id)
@@ -182,10 +161,7 @@ impl Store {
                 .load(conn)
                 .await?
         });
-        Ok(pairs
-            .into_iter()
-            .map(|(room, peer)| (rows::room_id(&room), rows::user_id(peer)))
-            .collect())
+        Ok(pairs.into_iter().map(|(room, peer)| (rows::room_id(&room), rows::user_id(peer))).collect())
     }
 
     /// One room as `viewer` sees it, or `None` if unknown or `viewer` is not a member.
@@ -195,14 +171,8 @@ impl Store {
     }
 
     /// The viewer's rooms, newest activity first (ties by id), starting after `before`.
-    pub async fn list_rooms(
-        &self,
-        viewer: &UserId,
-        limit: i64,
-        before: Option<RoomCursor>,
-    ) -> StoreResult<Vec<Room>> {
-        self.load_rooms(viewer, RoomFilter::Page { limit, before })
-            .await
+    pub async fn list_rooms(&self, viewer: &UserId, limit: i64, before: Option<RoomCursor>) -> StoreResult<Vec<Room>> {
+        self.load_rooms(viewer, RoomFilter::Page { limit, before }).await
     }
 
     async fn load_rooms(&self, viewer: &UserId, filter: RoomFilter) -> StoreResult<Vec<Room>> {
@@ -224,12 +194,8 @@ impl Store {
                         }
                         Some(RoomCursor::AfterRoom(room)) => {
                             let id = room.to_string();
-                            let at: Option<i64> = rooms::table
-                                .find(&id)
-                                .select(rooms::last_activity_at)
-                                .first(conn)
-                                .await
-                                .optional()?;
+                            let at: Option<i64> =
+                                rooms::table.find(&id).select(rooms::last_activity_at).first(conn).await.optional()?;
                             if let Some(at) = at {
                                 query = query.filter(
                                     rooms::last_activity_at
@@ -246,29 +212,20 @@ impl Store {
             let ids: Vec<String> = page.iter().map(|(room, _)| room.id.clone()).collect();
             let members: Vec<(String, String)> = room_members::table
                 .filter(room_members::room_id.eq_any(&ids))
-                .order((
-                    room_members::room_id,
-                    room_members::joined_at,
-                    room_members::user_id,
-                ))
+                .order((room_members::room_id, room_members::joined_at, room_members::user_id))
                 .select((room_members::room_id, room_members::user_id))
                 .load(conn)
                 .await?;
             let last: Vec<MessageRow> = messages::table
-                .inner_join(
-                    rooms::table.on(messages::room_id
-                        .eq(rooms::id)
-                        .and(messages::seq.eq(rooms::last_seq))),
-                )
+                .inner_join(rooms::table.on(messages::room_id.eq(rooms::id).and(messages::seq.eq(rooms::last_seq))))
                 .filter(rooms::id.eq_any(&ids))
                 .select(MessageRow::as_select())
                 .load(conn)
                 .await?;
             let unread: Vec<(String, i64)> = messages::table
                 .inner_join(
-                    room_members::table.on(room_members::room_id
-                        .eq(messages::room_id)
-                        .and(room_members::user_id.eq(me))),
+                    room_members::table
+                        .on(room_members::room_id.eq(messages::room_id).and(room_members::user_id.eq(me))),
                 )
                 .filter(messages::room_id.eq_any(&ids))
                 .filter(messages::seq.gt(room_members::last_read_seq))
@@ -283,22 +240,16 @@ impl Store {
 
         let mut members_by_room: HashMap<String, Vec<UserId>> = HashMap::new();
         for (room, user) in members {
-            members_by_room
-                .entry(room)
-                .or_default()
-                .push(rows::user_id(user));
+            members_by_room.entry(room).or_default().push(rows::user_id(user));
         }
-        let mut last_by_room: HashMap<String, MessageRow> =
-            last.into_iter().map(|m| (m.room_id.clone(), m)).collect();
+        let mut last_by_room: HashMap<String, MessageRow> = last.into_iter().map(|m| (m.room_id.clone(), m)).collect();
         let unread_by_room: HashMap<String, i64> = unread.into_iter().collect();
 
         Ok(page
             .into_iter()
             .map(|(room, member)| {
-                let last_message = last_by_room
-                    .remove(&room.id)
-                    .filter(|m| m.seq > member.cleared_seq)
-                    .map(Message::from);
+                let last_message =
+                    last_by_room.remove(&room.id).filter(|m| m.seq > member.cleared_seq).map(Message::from);
                 Room {
                     id: rows::room_id(&room.id),
                     kind: room.kind(),
@@ -342,16 +293,10 @@ impl Store {
             match query {
                 HistoryQuery::Newest => base.order(messages::seq.desc()).load(conn).await?,
                 HistoryQuery::Before(seq) => {
-                    base.filter(messages::seq.lt(seq))
-                        .order(messages::seq.desc())
-                        .load(conn)
-                        .await?
+                    base.filter(messages::seq.lt(seq)).order(messages::seq.desc()).load(conn).await?
                 }
                 HistoryQuery::After(seq) => {
-                    base.filter(messages::seq.gt(seq))
-                        .order(messages::seq.asc())
-                        .load(conn)
-                        .await?
+                    base.filter(messages::seq.gt(seq)).order(messages::seq.asc()).load(conn).await?
                 }
             }
         });
@@ -360,40 +305,39 @@ impl Store {
         if !matches!(query, HistoryQuery::After(_)) {
             rows.reverse();
         }
-        Ok(HistoryPage {
-            messages: rows.into_iter().map(Message::from).collect(),
-            has_more,
-        })
+        Ok(HistoryPage { messages: rows.into_iter().map(Message::from).collect(), has_more })
+    }
+
+    /// Messages with `after < seq <= up_to`, in seq order, whoever cleared what (for
+    /// live delivery, which fills gaps between pushes from the store).
+    pub async fn messages_between(&self, room: RoomId, after: i64, up_to: i64) -> StoreResult<Vec<Message>> {
+        let id = room.to_string();
+        let rows: Vec<MessageRow> = with_conn!(self, |conn| {
+            messages::table
+                .filter(messages::room_id.eq(&id))
+                .filter(messages::seq.gt(after))
+                .filter(messages::seq.le(up_to))
+                .order(messages::seq.asc())
+                .select(MessageRow::as_select())
+                .load(conn)
+                .await?
+        });
+        Ok(rows.into_iter().map(Message::from).collect())
     }
 
     /// Moves the reader's mark forward to `seq` (default: the latest), never backward and
     /// never past the room's last seq. Returns the mark now in force and whether it moved.
-    pub async fn mark_read(
-        &self,
-        room: RoomId,
-        reader: &UserId,
-        seq: Option<i64>,
-    ) -> StoreResult<(i64, bool)> {
+    pub async fn mark_read(&self, room: RoomId, reader: &UserId, seq: Option<i64>) -> StoreResult<(i64, bool)> {
         let id = room.to_string();
         with_conn!(self, |conn| {
-            let last_seq: i64 = rooms::table
-                .find(&id)
-                .select(rooms::last_seq)
-                .first(conn)
-                .await?;
+            let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
             let target = seq.unwrap_or(last_seq).clamp(0, last_seq);
             let member = room_members::table.find((&id, reader.as_str()));
             let moved = diesel::update(member.filter(room_members::last_read_seq.lt(target)))
                 .set(room_members::last_read_seq.eq(target))
                 .execute(conn)
                 .await?;
-            Ok((
-                member
-                    .select(room_members::last_read_seq)
-                    .first(conn)
-                    .await?,
-                moved > 0,
-            ))
+            Ok((member.select(room_members::last_read_seq).first(conn).await?, moved > 0))
         })
     }
 
@@ -402,16 +346,9 @@ impl Store {
     pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<(i64, bool)> {
         let id = room.to_string();
         with_conn!(self, |conn| {
-            let last_seq: i64 = rooms::table
-                .find(&id)
-                .select(rooms::last_seq)
-                .first(conn)
-                .await?;
+            let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
             let row = room_members::table.find((&id, member.as_str()));
-            diesel::update(row)
-                .set(room_members::cleared_seq.eq(last_seq))
-                .execute(conn)
-                .await?;
+            diesel::update(row).set(room_members::cleared_seq.eq(last_seq)).execute(conn).await?;
             let moved = diesel::update(row.filter(room_members::last_read_seq.lt(last_seq)))
                 .set(room_members::last_read_seq.eq(last_seq))
                 .execute(conn)
@@ -424,8 +361,5 @@ impl Store {
 #[derive(Debug, Clone, Copy)]
 enum RoomFilter {
     One(RoomId),
-    Page {
-        limit: i64,
-        before: Option<RoomCursor>,
-    },
+    Page { limit: i64, before: Option<RoomCursor> },
 }

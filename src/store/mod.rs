@@ -71,10 +71,7 @@ impl Backend {
     pub fn from_url(url: &str) -> StoreResult<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(url.to_owned()))
-        } else if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             Ok(Self::Sqlite(path.to_owned()))
         } else {
             Err(StoreError::UnsupportedUrl(url.to_owned()))
@@ -143,10 +140,7 @@ impl Store {
                     }
                     .boxed()
                 });
-                let manager = AsyncDieselConnectionManager::<SqliteAsync>::new_with_config(
-                    path.clone(),
-                    config,
-                );
+                let manager = AsyncDieselConnectionManager::<SqliteAsync>::new_with_config(path.clone(), config);
                 let pool = Pool::builder(manager)
                     .max_size(pool_size.min(8))
                     .wait_timeout(Some(Duration::from_secs(5)))
@@ -178,26 +172,24 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FU
 pub async fn run_migrations(backend: &Backend) -> StoreResult<()> {
     let backend = backend.clone();
     tokio::task::spawn_blocking(move || -> StoreResult<()> {
-        let migrate =
-            |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+        let migrate = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
         match backend {
             Backend::Postgres(url) => {
-                type Blocking = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<
-                    AsyncPgConnection,
-                >;
+                type Blocking = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
                 let mut conn = <Blocking as diesel::Connection>::establish(&url)
                     .map_err(|e| StoreError::Migration(e.to_string()))?;
-                conn.run_pending_migrations(PG_MIGRATIONS)
-                    .map_err(migrate)?;
+                // Nodes starting together on an empty database take turns.
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_lock(7270001)")?;
+                let migrated = conn.run_pending_migrations(PG_MIGRATIONS).map(|_| ()).map_err(migrate);
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_unlock(7270001)")?;
+                migrated?;
             }
             Backend::Sqlite(path) => {
                 use diesel::Connection;
                 use diesel::connection::SimpleConnection;
-                let mut conn = SqliteConnection::establish(&path)
-                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                let mut conn = SqliteConnection::establish(&path).map_err(|e| StoreError::Migration(e.to_string()))?;
                 conn.batch_execute(SQLITE_PRAGMAS)?;
-                conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                    .map_err(migrate)?;
+                conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(migrate)?;
             }
         }
         Ok(())

@@ -21,12 +21,7 @@ pub struct Profile {
 impl Store {
     /// Records a connect: creates the user if new, refreshes the profile fields the token
     /// carries (absent ones are kept) and sets `last_seen`.
-    pub async fn touch_user(
-        &self,
-        user: &UserId,
-        profile: &Profile,
-        seen: Timestamp,
-    ) -> StoreResult<()> {
+    pub async fn touch_user(&self, user: &UserId, profile: &Profile, seen: Timestamp) -> StoreResult<()> {
         let now = seen.millis();
         with_conn!(self, |conn| {
             insert_into(users::table)
@@ -40,13 +35,11 @@ impl Store {
                 .on_conflict(users::id)
                 .do_update()
                 .set((
-                    users::name.eq(diesel::dsl::sql::<
-                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
-                    >("COALESCE(excluded.name, users.name)")),
-                    users::avatar.eq(diesel::dsl::sql::<
-                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
-                    >(
-                        "COALESCE(excluded.avatar, users.avatar)"
+                    users::name.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
+                        "COALESCE(excluded.name, users.name)",
+                    )),
+                    users::avatar.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
+                        "COALESCE(excluded.avatar, users.avatar)",
                     )),
                     users::last_seen.eq(excluded(users::last_seen)),
                 ))
@@ -70,11 +63,7 @@ impl Store {
     pub async fn last_seen(&self, ids: &[UserId]) -> StoreResult<HashMap<UserId, Timestamp>> {
         let keys: Vec<&str> = ids.iter().map(UserId::as_str).collect();
         let rows: Vec<(String, Option<i64>)> = with_conn!(self, |conn| {
-            users::table
-                .filter(users::id.eq_any(&keys))
-                .select((users::id, users::last_seen))
-                .load(conn)
-                .await?
+            users::table.filter(users::id.eq_any(&keys)).select((users::id, users::last_seen)).load(conn).await?
         });
         Ok(rows
             .into_iter()
@@ -94,9 +83,7 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .filter_map(|(id, name, avatar)| {
-                Some((UserId::parse(id).ok()?, Profile { name, avatar }))
-            })
+            .filter_map(|(id, name, avatar)| Some((UserId::parse(id).ok()?, Profile { name, avatar })))
             .collect())
     }
 }

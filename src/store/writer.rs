@@ -64,27 +64,17 @@ impl MessageWriter {
     /// Queues one message now (so messages keep the order they are submitted in) and
     /// returns a future that resolves once it is committed. A full queue is refused with
     /// `unavailable` rather than waited on.
-    pub fn submit(
-        &self,
-        message: NewMessage,
-    ) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
+    pub fn submit(&self, message: NewMessage) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
         let (reply, answer) = oneshot::channel();
-        let queued = self
-            .commands
-            .try_send(Command::Write(message, reply))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    domain::Error::Unavailable("too many messages in flight; retry".into())
-                }
-                mpsc::error::TrySendError::Closed(_) => {
-                    domain::Error::Unavailable("writer stopped".into())
-                }
-            });
+        let queued = self.commands.try_send(Command::Write(message, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                domain::Error::Unavailable("too many messages in flight; retry".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => domain::Error::Unavailable("writer stopped".into()),
+        });
         async move {
             queued?;
-            answer
-                .await
-                .map_err(|_| domain::Error::Unavailable("writer stopped".into()))?
+            answer.await.map_err(|_| domain::Error::Unavailable("writer stopped".into()))?
         }
     }
 
@@ -101,20 +91,14 @@ impl MessageWriter {
 /// PostgreSQL (one round trip); row by row on SQLite, where diesel-async has no batch insert
 /// and rows inside one transaction cost no extra fsync.
 trait InsertMessages {
-    fn insert_messages(
-        &mut self,
-        rows: &[MessageRow],
-    ) -> impl Future<Output = QueryResult<()>> + Send;
+    fn insert_messages(&mut self, rows: &[MessageRow]) -> impl Future<Output = QueryResult<()>> + Send;
 }
 
 impl InsertMessages for diesel_async::AsyncPgConnection {
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<()> {
         // 8 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
         for chunk in rows.chunks(1000) {
-            insert_into(messages::table)
-                .values(chunk)
-                .execute(self)
-                .await?;
+            insert_into(messages::table).values(chunk).execute(self).await?;
         }
         Ok(())
     }
@@ -123,21 +107,13 @@ impl InsertMessages for diesel_async::AsyncPgConnection {
 impl InsertMessages for super::SqliteAsync {
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<()> {
         for row in rows {
-            insert_into(messages::table)
-                .values(row)
-                .execute(self)
-                .await?;
+            insert_into(messages::table).values(row).execute(self).await?;
         }
         Ok(())
     }
 }
 
-async fn run(
-    store: Store,
-    mut inbox: mpsc::Receiver<Command>,
-    max_batch: usize,
-    metrics: Arc<Metrics>,
-) {
+async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, max_batch: usize, metrics: Arc<Metrics>) {
     let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(max_batch);
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = inbox.recv().await {
@@ -156,9 +132,7 @@ async fn run(
             let requests: Vec<NewMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
             let outcome = commit(&store, &requests).await;
             metrics.write_batch_size.observe(requests.len() as f64);
-            metrics
-                .commit_seconds
-                .observe(started.elapsed().as_secs_f64());
+            metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(results) => {
                     for ((_, reply), result) in batch.drain(..).zip(results) {
@@ -180,19 +154,13 @@ async fn run(
 }
 
 /// Writes one batch in one transaction; returns one result per request, in order.
-async fn commit(
-    store: &Store,
-    batch: &[NewMessage],
-) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
+async fn commit(store: &Store, batch: &[NewMessage]) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
     let now = Timestamp::now().millis();
     // Rooms in id order so that concurrent writers on other nodes lock them in the same
     // order and cannot deadlock.
     let mut by_room: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, request) in batch.iter().enumerate() {
-        by_room
-            .entry(request.room.to_string())
-            .or_default()
-            .push(index);
+        by_room.entry(request.room.to_string()).or_default().push(index);
     }
     let results = with_conn!(store, |conn| {
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -213,10 +181,7 @@ async fn commit(
                     }
                     continue;
                 };
-                let client_ids: Vec<&str> = indexes
-                    .iter()
-                    .filter_map(|&i| batch[i].client_id.as_deref())
-                    .collect();
+                let client_ids: Vec<&str> = indexes.iter().filter_map(|&i| batch[i].client_id.as_deref()).collect();
                 let mut known: HashMap<(String, String), MessageRow> = HashMap::new();
                 if !client_ids.is_empty() {
                     let stored: Vec<MessageRow> = messages::table
@@ -234,15 +199,11 @@ async fn commit(
                 let first_new = inserts.len();
                 for &index in indexes {
                     let request = &batch[index];
-                    let key = request
-                        .client_id
-                        .as_ref()
-                        .map(|client_id| (request.sender.to_string(), client_id.clone()));
+                    let key =
+                        request.client_id.as_ref().map(|client_id| (request.sender.to_string(), client_id.clone()));
                     if let Some(existing) = key.as_ref().and_then(|key| known.get(key)) {
-                        results[index] = Some(Ok(StoredMessage {
-                            message: Message::from(existing.clone()),
-                            duplicate: true,
-                        }));
+                        results[index] =
+                            Some(Ok(StoredMessage { message: Message::from(existing.clone()), duplicate: true }));
                         continue;
                     }
                     seq += 1;
@@ -259,10 +220,7 @@ async fn commit(
                     if let Some(key) = key {
                         known.insert(key, row.clone());
                     }
-                    results[index] = Some(Ok(StoredMessage {
-                        message: Message::from(row.clone()),
-                        duplicate: false,
-                    }));
+                    results[index] = Some(Ok(StoredMessage { message: Message::from(row.clone()), duplicate: false }));
                     inserts.push(row);
                 }
                 if inserts.len() > first_new {
@@ -277,8 +235,5 @@ async fn commit(
         })
         .await?
     });
-    Ok(results
-        .into_iter()
-        .map(|result| result.unwrap_or(Err(domain::Error::Internal)))
-        .collect())
+    Ok(results.into_iter().map(|result| result.unwrap_or(Err(domain::Error::Internal))).collect())
 }

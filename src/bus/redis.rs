@@ -1,0 +1,250 @@
+//! The Redis bus: nodes bridged by Redis pub/sub with targeted delivery. A node subscribes
+//! only to the channels of the users and rooms it holds, so an event costs only the nodes
+//! that hold a recipient. Local sinks get the event at once (same-node delivery goes on
+//! while Redis is down); copies coming back from Redis with this node's origin are dropped.
+//!
+//! Subscriptions survive reconnects: the manager resubscribes by itself, and on every
+//! disconnection this bus re-sends its whole subscription set as well, retrying until Redis
+//! answers. Live delivery is best effort; clients fill gaps from the store by `seq`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Recipient;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{PushInfo, PushKind};
+use tokio::sync::mpsc;
+
+use super::{Bus, BusEvent, Delivered, ENVELOPE_VERSION, Envelope, LocalBus, Topic};
+use crate::domain::{NodeId, RoomId, UserId};
+use crate::metrics::Metrics;
+
+/// Publishes waiting for Redis before new ones are dropped (and counted).
+const PUBLISH_QUEUE: usize = 65_536;
+/// Most publishes sent to Redis in one pipeline.
+const PUBLISH_BATCH: usize = 512;
+
+pub struct RedisBus {
+    local: LocalBus,
+    node: NodeId,
+    prefix: String,
+    publishes: mpsc::Sender<(String, Vec<u8>)>,
+    /// Subscription changes for the subscriber task. Unbounded but small: at most one
+    /// entry per change of the set of users and rooms held here.
+    changes: mpsc::UnboundedSender<Change>,
+    metrics: Arc<Metrics>,
+}
+
+enum Change {
+    Subscribe(String),
+    Unsubscribe(String),
+    /// Re-send every subscription (after a reconnect).
+    Resync,
+}
+
+impl RedisBus {
+    /// Connects both Redis connections (commands and subscriptions) and starts the tasks.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        node: NodeId,
+        metrics: Arc<Metrics>,
+    ) -> redis::RedisResult<(Arc<Self>, ConnectionManager)> {
+        let client = redis::Client::open(resp3(url))?;
+        let commands = client.get_connection_manager_with_config(manager_config()).await?;
+        let (pushes_tx, pushes) = mpsc::unbounded_channel::<PushInfo>();
+        let subscriber = client
+            .get_connection_manager_with_config(
+                manager_config().set_push_sender(pushes_tx).set_automatic_resubscription(),
+            )
+            .await?;
+        let (publishes, publish_queue) = mpsc::channel(PUBLISH_QUEUE);
+        let (changes, change_queue) = mpsc::unbounded_channel();
+        let bus = Arc::new(Self {
+            local: LocalBus::new(node.clone(), metrics.clone()),
+            node,
+            prefix: prefix.to_owned(),
+            publishes,
+            changes,
+            metrics,
+        });
+        tokio::spawn(publish_loop(commands.clone(), publish_queue, bus.metrics.clone()));
+        tokio::spawn(subscription_loop(subscriber, change_queue, Arc::downgrade(&bus)));
+        tokio::spawn(receive_loop(pushes, Arc::downgrade(&bus)));
+        Ok((bus, commands))
+    }
+
+    fn channel(&self, topic: &Topic) -> String {
+        match topic {
+            Topic::User(user) => format!("{}:u:{user}", self.prefix),
+            Topic::Room(room) => format!("{}:r:{room}", self.prefix),
+        }
+    }
+
+    fn topic(&self, channel: &str) -> Option<Topic> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        if let Some(user) = rest.strip_prefix("u:") {
+            UserId::parse(user).ok().map(Topic::User)
+        } else {
+            RoomId::parse(rest.strip_prefix("r:")?).ok().map(Topic::Room)
+        }
+    }
+
+    /// An envelope from Redis: delivered locally unless this node sent it.
+    fn received(&self, channel: &str, payload: &[u8]) {
+        let Some(topic) = self.topic(channel) else { return };
+        let envelope: Envelope = match serde_json::from_slice(payload) {
+            Ok(envelope) => envelope,
+            Err(e) => return tracing::warn!(channel, error = %e, "undecodable bus envelope"),
+        };
+        if envelope.v != ENVELOPE_VERSION {
+            return tracing::warn!(channel, version = envelope.v, "bus envelope of another version");
+        }
+        if envelope.origin == self.node {
+            return;
+        }
+        self.local.deliver(topic, Arc::new(envelope));
+    }
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, topic: Topic, event: BusEvent) {
+        self.metrics.bus_published.inc();
+        let envelope = Arc::new(self.local.envelope(event));
+        let payload = serde_json::to_vec(&*envelope).expect("envelopes serialize");
+        let channel = self.channel(&topic);
+        self.local.deliver(topic, envelope);
+        if self.publishes.try_send((channel, payload)).is_err() {
+            self.metrics.bus_dropped.inc();
+        }
+    }
+
+    fn subscribe(&self, topic: Topic, sink: Recipient<Delivered>) {
+        let channel = self.channel(&topic);
+        if self.local.add_sink(topic, sink) {
+            let _ = self.changes.send(Change::Subscribe(channel));
+        }
+    }
+
+    fn unsubscribe(&self, topic: &Topic) {
+        if self.local.remove_sink(topic) {
+            let _ = self.changes.send(Change::Unsubscribe(self.channel(topic)));
+        }
+    }
+}
+
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+/// Fail fast while Redis is away instead of queueing behind a dead socket.
+pub fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+async fn publish_loop(
+    mut redis: ConnectionManager,
+    mut queue: mpsc::Receiver<(String, Vec<u8>)>,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.publish(channel, payload).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
+            metrics.bus_dropped.inc_by(batch.len() as u64);
+            tracing::warn!(error = %e, dropped = batch.len(), "publishing to Redis failed");
+        }
+        batch.clear();
+    }
+}
+
+async fn subscription_loop(
+    mut redis: ConnectionManager,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+    bus: std::sync::Weak<RedisBus>,
+) {
+    let mut held: HashSet<String> = HashSet::new();
+    while let Some(change) = changes.recv().await {
+        let result = match change {
+            Change::Subscribe(channel) => {
+                let result = redis.subscribe(&channel).await;
+                held.insert(channel);
+                result
+            }
+            Change::Unsubscribe(channel) => {
+                held.remove(&channel);
+                redis.unsubscribe(&channel).await
+            }
+            Change::Resync => resubscribe(&mut redis, &held).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
+            // Keep trying until Redis answers; changes queued meanwhile are applied after.
+            let mut delay = Duration::from_millis(100);
+            while resubscribe(&mut redis, &held).await.is_err() {
+                if bus.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            tracing::info!(channels = held.len(), "Redis subscriptions restored");
+        }
+    }
+}
+
+async fn resubscribe(redis: &mut ConnectionManager, held: &HashSet<String>) -> redis::RedisResult<()> {
+    let channels: Vec<&String> = held.iter().collect();
+    for chunk in channels.chunks(1000) {
+        redis.subscribe(chunk).await?;
+    }
+    if channels.is_empty() {
+        // Still proves the connection is back.
+        redis::cmd("PING").query_async::<()>(redis).await?;
+    }
+    Ok(())
+}
+
+async fn receive_loop(mut pushes: mpsc::UnboundedReceiver<PushInfo>, bus: std::sync::Weak<RedisBus>) {
+    while let Some(push) = pushes.recv().await {
+        let Some(bus) = bus.upgrade() else { return };
+        match push.kind {
+            PushKind::Disconnection => {
+                bus.metrics.redis_reconnects.inc();
+                tracing::warn!("Redis subscription connection lost; resubscribing");
+                let _ = bus.changes.send(Change::Resync);
+            }
+            PushKind::Message => {
+                if let Some(message) = redis::Msg::from_push_info(push) {
+                    bus.received(message.get_channel_name(), message.get_payload_bytes());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resp3;
+
+    #[test]
+    fn asks_for_resp3() {
+        assert_eq!(resp3("redis://h:1"), "redis://h:1?protocol=resp3");
+        assert_eq!(resp3("redis://h:1/?db=2"), "redis://h:1/?db=2&protocol=resp3");
+    }
+}

@@ -1,0 +1,24 @@
+//! Who is online. The hub reports a user's first and last connection on its node; the
+//! directory answers whether that changed the user's state cluster-wide, and which users
+//! are online anywhere. One node keeps it in memory; a cluster keeps it in Redis.
+
+mod local;
+mod redis;
+
+use std::collections::HashSet;
+
+use futures_util::future::BoxFuture;
+
+use crate::domain::{Error, UserId};
+
+pub use local::LocalPresence;
+pub use redis::RedisPresence;
+
+pub trait PresenceDirectory: Send + Sync + 'static {
+    /// The user's first connection on this node opened; true if they were offline everywhere.
+    fn connected(&self, user: UserId) -> BoxFuture<'static, bool>;
+    /// The user's last connection on this node closed; true if they are now offline everywhere.
+    fn disconnected(&self, user: UserId) -> BoxFuture<'static, bool>;
+    /// Which of `users` are online on any node.
+    fn online_among(&self, users: Vec<UserId>) -> BoxFuture<'static, Result<HashSet<UserId>, Error>>;
+}

@@ -1,0 +1,253 @@
+//! Cluster presence in Redis. Each node keeps a heartbeat key with a TTL and the set of
+//! users connected to it; each user has the set of nodes they are connected to. A user is
+//! online when any node in their set still has a heartbeat.
+//!
+//! Keys (`P` is the configured prefix): `P:nodes` (every node), `P:node:N` (heartbeat,
+//! expires after the node TTL), `P:node:N:users`, `P:user:U` (nodes holding U).
+//!
+//! Every node looks for dead nodes on each heartbeat; the first to claim a dead node
+//! (`P:reap:N`, SET NX) removes it from its users' sets and reports the users who went
+//! offline with it, so that their peers are told once. A node also clears what an earlier
+//! run under its own name left behind when it starts.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use super::PresenceDirectory;
+use crate::domain::{Error, NodeId, UserId};
+
+pub struct RedisPresence {
+    keys: Keys,
+    redis: ConnectionManager,
+    /// Users connected here: re-asserted after a Redis outage.
+    local: Mutex<HashSet<UserId>>,
+}
+
+#[derive(Clone)]
+struct Keys {
+    prefix: String,
+    node: String,
+}
+
+impl Keys {
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+    fn heartbeat(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+    fn node_users(&self, node: &str) -> String {
+        format!("{}:node:{node}:users", self.prefix)
+    }
+    fn user(&self, user: &str) -> String {
+        format!("{}:user:{user}", self.prefix)
+    }
+    fn reap(&self, node: &str) -> String {
+        format!("{}:reap:{node}", self.prefix)
+    }
+}
+
+impl RedisPresence {
+    /// Clears this node's leftovers, starts its heartbeat and the reaper. Users who go
+    /// offline because a node died are sent on `offline`.
+    pub async fn start(
+        redis: ConnectionManager,
+        prefix: &str,
+        node: &NodeId,
+        ttl: Duration,
+        offline: mpsc::UnboundedSender<UserId>,
+    ) -> redis::RedisResult<Arc<Self>> {
+        let presence = Arc::new(Self {
+            keys: Keys { prefix: prefix.to_owned(), node: node.to_string() },
+            redis,
+            local: Mutex::default(),
+        });
+        let me = presence.keys.node.clone();
+        for user in presence.clone().reap(&me).await? {
+            let _ = offline.send(user);
+        }
+        presence.beat(ttl, false).await?;
+        let weak = Arc::downgrade(&presence);
+        tokio::spawn(async move {
+            let mut healthy = true;
+            let mut tick = tokio::time::interval(ttl / 3);
+            loop {
+                tick.tick().await;
+                let Some(presence) = weak.upgrade() else { return };
+                match presence.beat(ttl, !healthy).await {
+                    Ok(()) => healthy = true,
+                    Err(e) => {
+                        if healthy {
+                            tracing::warn!(error = %e, "presence heartbeat failed");
+                        }
+                        healthy = false;
+                        continue;
+                    }
+                }
+                match presence.reap_dead_nodes().await {
+                    Ok(users) => users.into_iter().for_each(|u| {
+                        let _ = offline.send(u);
+                    }),
+                    Err(e) => tracing::warn!(error = %e, "presence reaper failed"),
+                }
+            }
+        });
+        Ok(presence)
+    }
+
+    /// Refreshes the heartbeat; after an outage also re-registers every local user.
+    async fn beat(&self, ttl: Duration, reassert: bool) -> redis::RedisResult<()> {
+        let keys = &self.keys;
+        let mut redis = self.redis.clone();
+        let mut pipe = redis::pipe();
+        pipe.sadd(keys.nodes(), &keys.node).ignore();
+        pipe.set_ex(keys.heartbeat(&keys.node), 1, ttl.as_secs().max(1)).ignore();
+        if reassert {
+            let users: Vec<UserId> = self.local.lock().expect("presence lock").iter().cloned().collect();
+            for user in &users {
+                pipe.sadd(keys.node_users(&keys.node), user.as_str()).ignore();
+                pipe.sadd(keys.user(user.as_str()), &keys.node).ignore();
+            }
+        }
+        pipe.query_async(&mut redis).await
+    }
+
+    /// Which of `nodes` still have a heartbeat.
+    async fn live(&self, nodes: &[String]) -> redis::RedisResult<HashSet<String>> {
+        if nodes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut redis = self.redis.clone();
+        let beats: Vec<Option<String>> =
+            redis.mget(nodes.iter().map(|n| self.keys.heartbeat(n)).collect::<Vec<_>>()).await?;
+        Ok(nodes.iter().zip(beats).filter(|(_, beat)| beat.is_some()).map(|(n, _)| n.clone()).collect())
+    }
+
+    async fn reap_dead_nodes(&self) -> redis::RedisResult<Vec<UserId>> {
+        let mut redis = self.redis.clone();
+        let nodes: Vec<String> = redis.smembers(self.keys.nodes()).await?;
+        let live = self.live(&nodes).await?;
+        let mut offline = Vec::new();
+        for node in nodes.iter().filter(|n| !live.contains(*n) && **n != self.keys.node) {
+            let claimed: bool = redis::cmd("SET")
+                .arg(self.keys.reap(node))
+                .arg(&self.keys.node)
+                .arg("NX")
+                .arg("EX")
+                .arg(60)
+                .query_async::<Option<String>>(&mut redis)
+                .await?
+                .is_some();
+            if claimed {
+                tracing::info!(node, "reaping a node that stopped heartbeating");
+                offline.extend(self.reap(node).await?);
+            }
+        }
+        Ok(offline)
+    }
+
+    /// Removes `node` from the sets of its users; returns those now offline everywhere.
+    async fn reap(&self, node: &str) -> redis::RedisResult<Vec<UserId>> {
+        let mut redis = self.redis.clone();
+        let users: Vec<String> = redis.smembers(self.keys.node_users(node)).await?;
+        let mut offline = Vec::new();
+        for user in users {
+            let remaining: Vec<String> = redis::pipe()
+                .srem(self.keys.user(&user), node)
+                .ignore()
+                .smembers(self.keys.user(&user))
+                .query_async::<(Vec<String>,)>(&mut redis)
+                .await?
+                .0;
+            if self.live(&remaining).await?.is_empty() {
+                if let Ok(user) = UserId::parse(user) {
+                    offline.push(user);
+                }
+            }
+        }
+        let _: () = redis::pipe()
+            .del(self.keys.node_users(node))
+            .ignore()
+            .srem(self.keys.nodes(), node)
+            .ignore()
+            .query_async(&mut redis)
+            .await?;
+        Ok(offline)
+    }
+
+    /// Adds or removes this node in the user's set; returns the other nodes still holding them.
+    async fn update(&self, user: &UserId, add: bool) -> redis::RedisResult<Vec<String>> {
+        let keys = &self.keys;
+        let mut redis = self.redis.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if add {
+            pipe.sadd(keys.user(user.as_str()), &keys.node).ignore();
+            pipe.sadd(keys.node_users(&keys.node), user.as_str()).ignore();
+        } else {
+            pipe.srem(keys.user(user.as_str()), &keys.node).ignore();
+            pipe.srem(keys.node_users(&keys.node), user.as_str()).ignore();
+        }
+        pipe.smembers(keys.user(user.as_str()));
+        let (members,): (Vec<String>,) = pipe.query_async(&mut redis).await?;
+        Ok(members.into_iter().filter(|n| n != &keys.node).collect())
+    }
+
+    /// True when no other live node holds `user` (errors count as "changed": presence is
+    /// best effort, and a redundant push is better than a missing one).
+    async fn alone(self: Arc<Self>, user: UserId, add: bool) -> bool {
+        let others = match self.update(&user, add).await {
+            Ok(others) => others,
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "presence update failed");
+                return true;
+            }
+        };
+        self.live(&others).await.map(|live| live.is_empty()).unwrap_or(true)
+    }
+}
+
+impl PresenceDirectory for Arc<RedisPresence> {
+    fn connected(&self, user: UserId) -> BoxFuture<'static, bool> {
+        self.local.lock().expect("presence lock").insert(user.clone());
+        Box::pin(self.clone().alone(user, true))
+    }
+
+    fn disconnected(&self, user: UserId) -> BoxFuture<'static, bool> {
+        self.local.lock().expect("presence lock").remove(&user);
+        Box::pin(self.clone().alone(user, false))
+    }
+
+    fn online_among(&self, users: Vec<UserId>) -> BoxFuture<'static, Result<HashSet<UserId>, Error>> {
+        let presence = self.clone();
+        Box::pin(async move {
+            let unavailable = |e: redis::RedisError| {
+                tracing::warn!(error = %e, "presence lookup failed");
+                Error::Unavailable("presence is unavailable; retry".into())
+            };
+            if users.is_empty() {
+                return Ok(HashSet::new());
+            }
+            let mut redis = presence.redis.clone();
+            let mut pipe = redis::pipe();
+            for user in &users {
+                pipe.smembers(presence.keys.user(user.as_str()));
+            }
+            let holders: Vec<Vec<String>> = pipe.query_async(&mut redis).await.map_err(unavailable)?;
+            let nodes: Vec<String> = holders.iter().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
+            let live = presence.live(&nodes).await.map_err(unavailable)?;
+            Ok(users
+                .into_iter()
+                .zip(holders)
+                .filter(|(_, nodes)| nodes.iter().any(|n| live.contains(n)))
+                .map(|(user, _)| user)
+                .collect())
+        })
+    }
+}

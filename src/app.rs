@@ -14,8 +14,8 @@ use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
 use crate::config::Settings;
 use crate::domain::{NodeId, UserId};
-use crate::presence::{LocalPresence, PresenceDirectory, RedisPresence};
 use crate::metrics::Metrics;
+use crate::presence::{LocalPresence, PresenceDirectory, RedisPresence};
 use crate::store::{Backend, MessageWriter, Store};
 
 pub struct Application {
@@ -60,10 +60,15 @@ impl Application {
                 let (bus, redis) = RedisBus::connect(url, &settings.redis_prefix, node.clone(), metrics.clone())
                     .await
                     .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
-                let presence =
-                    RedisPresence::start(redis.clone(), &settings.redis_prefix, &node, settings.node_ttl(), went_offline)
-                        .await
-                        .context("starting cluster presence")?;
+                let presence = RedisPresence::start(
+                    redis.clone(),
+                    &settings.redis_prefix,
+                    &node,
+                    settings.node_ttl(),
+                    went_offline,
+                )
+                .await
+                .context("starting cluster presence")?;
                 tracing::info!(%node, "cluster mode: nodes bridged by Redis");
                 (bus, Arc::new(presence), Some(redis))
             }
@@ -72,8 +77,9 @@ impl Application {
         let listener = TcpListener::bind(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
-        let services =
-            Hub::start_with(|hub| Arc::new(Services { settings, node, store, writer, bus, presence, redis, hub, metrics, auth }));
+        let services = Hub::start_with(|hub| {
+            Arc::new(Services { settings, node, store, writer, bus, presence, redis, hub, metrics, auth })
+        });
         tokio::spawn(forward_offline(offline, services.hub.clone()));
         let routes = services.clone();
         let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))

@@ -75,6 +75,11 @@ start_redis() {
     echo "Redis on 127.0.0.1:$REDIS_PORT" >&2
 }
 
+# nginx is only run by the tests that check the shipped config; install it if missing.
+ensure_nginx() {
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || _apt_install nginx
+}
+
 stop_services() {
     if [ -n "$_started_pg" ]; then
         local run=()

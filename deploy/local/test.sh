@@ -7,6 +7,7 @@ source deploy/local/services.sh
 trap stop_services EXIT
 start_postgres
 start_redis
+ensure_nginx
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"

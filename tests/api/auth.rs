@@ -16,10 +16,7 @@ async fn rejected_status(url: String) -> u16 {
 
 async fn missing_bad_and_expired_tokens_get_401(db: Db) {
     let app = spawn_app(db).await;
-    assert_eq!(
-        rejected_status(format!("ws://127.0.0.1:{}/ws", app.port)).await,
-        401
-    );
+    assert_eq!(rejected_status(format!("ws://127.0.0.1:{}/ws", app.port)).await, 401);
     assert_eq!(rejected_status(app.ws_url("not-a-jwt")).await, 401);
 
     let other = switchboard::auth::Authenticator::new("some-other-secret-entirely");
@@ -49,29 +46,17 @@ async fn hello_names_user_node_and_connection(db: Db) {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
-    assert_eq!(
-        Client::connect_url(&app.ws_url(&with_audience)).await.hello["user_id"],
-        "carol"
-    );
+    assert_eq!(Client::connect_url(&app.ws_url(&with_audience)).await.hello["user_id"], "carol");
     let client = app.connect("alice").await;
     assert_eq!(client.hello["user_id"], "alice");
     assert!(client.hello["node"].as_str().is_some_and(|n| !n.is_empty()));
-    assert!(
-        client.hello["connection_id"]
-            .as_str()
-            .is_some_and(|c| !c.is_empty())
-    );
+    assert!(client.hello["connection_id"].as_str().is_some_and(|c| !c.is_empty()));
 }
 
 async fn bearer_header_authenticates(db: Db) {
     let app = spawn_app(db).await;
-    let mut request = format!("ws://127.0.0.1:{}/ws", app.port)
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {}", app.token("bob")).parse().unwrap(),
-    );
+    let mut request = format!("ws://127.0.0.1:{}/ws", app.port).into_client_request().unwrap();
+    request.headers_mut().insert("Authorization", format!("Bearer {}", app.token("bob")).parse().unwrap());
     let (mut socket, _) = connect_async(request).await.expect("bearer token accepted");
     use futures_util::StreamExt;
     let hello = socket.next().await.unwrap().unwrap();
@@ -83,20 +68,10 @@ async fn identity_fields_must_match_the_token(db: Db) {
     let mut alice = app.connect("alice").await;
     let bob = app.connect("bob").await;
     let room = direct_room(&mut alice, &bob).await;
-    let code = alice
-        .fails(
-            "message.send",
-            json!({"room_id": room, "body": "hi", "sender_id": "bob"}),
-        )
-        .await;
+    let code = alice.fails("message.send", json!({"room_id": room, "body": "hi", "sender_id": "bob"})).await;
     assert_eq!(code, "forbidden");
     // Agreeing with the token is fine.
-    alice
-        .ok(
-            "message.send",
-            json!({"room_id": room, "body": "hi", "sender_id": "alice"}),
-        )
-        .await;
+    alice.ok("message.send", json!({"room_id": room, "body": "hi", "sender_id": "alice"})).await;
 }
 
 both!(

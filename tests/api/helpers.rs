@@ -59,12 +59,8 @@ pub async fn fresh_database(db: Db) -> String {
                  which starts PostgreSQL",
             );
             let name = format!("sb_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = AsyncPgConnection::establish(&admin)
-                .await
-                .expect("connect to test PostgreSQL");
-            conn.batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
+            let mut conn = AsyncPgConnection::establish(&admin).await.expect("connect to test PostgreSQL");
+            conn.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
             let base = admin.rsplit_once('/').expect("URL has a database").0;
             format!("{base}/{name}")
         }
@@ -114,19 +110,12 @@ pub async fn spawn_on(database_url: String, tweak: impl FnOnce(&mut Settings)) -
     let port = app.port();
     let shutdown = app.shutdown_handle();
     let stopped = Some(actix_rt::spawn(app.run_until_stopped()));
-    TestApp {
-        port,
-        database_url,
-        shutdown,
-        stopped,
-        auth: Authenticator::new(SECRET),
-    }
+    TestApp { port, database_url, shutdown, stopped, auth: Authenticator::new(SECRET) }
 }
 
 impl TestApp {
     pub fn token(&self, user: &str) -> String {
-        self.auth
-            .mint(&UserId::parse(user).unwrap(), &Profile::default(), 3600)
+        self.auth.mint(&UserId::parse(user).unwrap(), &Profile::default(), 3600)
     }
 
     pub fn ws_url(&self, token: &str) -> String {
@@ -155,25 +144,49 @@ impl TestApp {
     }
 }
 
+/// Runs the real `switchboard` binary (port 0, the test secret, plus `env`); the child
+/// and the port it listens on. The child is killed when dropped.
+#[allow(dead_code)]
+pub async fn spawn_process(env: &[(&str, &str)]) -> (tokio::process::Child, u16) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .env("SWITCHBOARD_BIND", "127.0.0.1:0")
+        .env("SWITCHBOARD_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("server logs its address")
+            .unwrap()
+            .expect("server is running");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let address: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+            break address.rsplit(':').next().unwrap().parse().expect("a port");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, port)
+}
+
 /// Minimal HTTP/1.1 GET over a raw socket (keeps the test dependencies small).
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
@@ -190,12 +203,7 @@ pub struct Client {
 impl Client {
     pub async fn connect_url(url: &str) -> Client {
         let (socket, _) = connect_async(url).await.expect("websocket connects");
-        let mut client = Client {
-            socket,
-            next_id: 1,
-            inbox: VecDeque::new(),
-            hello: Value::Null,
-        };
+        let mut client = Client { socket, next_id: 1, inbox: VecDeque::new(), hello: Value::Null };
         client.hello = client.event("hello").await;
         client
     }
@@ -205,19 +213,13 @@ impl Client {
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
-        self.socket
-            .send(Message::text(text.into()))
-            .await
-            .expect("send");
+        self.socket.send(Message::text(text.into())).await.expect("send");
     }
 
     /// Next JSON frame from the socket (pings are answered by tungstenite itself).
     async fn read_frame(&mut self) -> Option<Value> {
         loop {
-            match tokio::time::timeout(WAIT, self.socket.next())
-                .await
-                .expect("a frame within the wait")?
-            {
+            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("a frame within the wait")? {
                 Ok(Message::Text(text)) => {
                     return Some(serde_json::from_str(&text).expect("frames are JSON"));
                 }
@@ -231,24 +233,16 @@ impl Client {
     pub async fn request(&mut self, event: &str, data: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_text(json!({"event": event, "id": id, "data": data}).to_string())
-            .await;
+        self.send_text(json!({"event": event, "id": id, "data": data}).to_string()).await;
         self.ack(id).await
     }
 
     pub async fn ack(&mut self, id: i64) -> Value {
-        if let Some(index) = self
-            .inbox
-            .iter()
-            .position(|f| f.get("ack").and_then(Value::as_i64) == Some(id))
-        {
+        if let Some(index) = self.inbox.iter().position(|f| f.get("ack").and_then(Value::as_i64) == Some(id)) {
             return self.inbox.remove(index).unwrap();
         }
         loop {
-            let frame = self
-                .read_frame()
-                .await
-                .expect("connection open while waiting for an ack");
+            let frame = self.read_frame().await.expect("connection open while waiting for an ack");
             if frame.get("ack").and_then(Value::as_i64) == Some(id) {
                 return frame;
             }
@@ -267,10 +261,7 @@ impl Client {
     pub async fn fails(&mut self, event: &str, data: Value) -> String {
         let ack = self.request(event, data).await;
         assert_eq!(ack["ok"], false, "{event} should have failed: {ack}");
-        ack["error"]["code"]
-            .as_str()
-            .expect("error code")
-            .to_owned()
+        ack["error"]["code"].as_str().expect("error code").to_owned()
     }
 
     /// The next pushed `event`'s data (earlier frames of other kinds are kept).
@@ -279,10 +270,7 @@ impl Client {
             return self.inbox.remove(index).unwrap()["data"].clone();
         }
         loop {
-            let frame = self
-                .read_frame()
-                .await
-                .unwrap_or_else(|| panic!("connection closed waiting for {event}"));
+            let frame = self.read_frame().await.unwrap_or_else(|| panic!("connection closed waiting for {event}"));
             if frame["event"] == event {
                 return frame["data"].clone();
             }
@@ -306,10 +294,7 @@ impl Client {
 
     /// Asserts no `event` arrives within `wait`.
     pub async fn no_event(&mut self, event: &str, wait: Duration) {
-        assert!(
-            !self.inbox.iter().any(|f| f["event"] == event),
-            "unexpected {event} already received"
-        );
+        assert!(!self.inbox.iter().any(|f| f["event"] == event), "unexpected {event} already received");
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(frame) = tokio::time::timeout_at(deadline, self.socket.next()).await {
             if let Some(Ok(Message::Text(text))) = frame {
@@ -326,10 +311,7 @@ impl Client {
     pub async fn close_code(&mut self) -> Option<u16> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            match tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .expect("server closes in time")
-            {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await.expect("server closes in time") {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
@@ -357,11 +339,5 @@ pub async fn direct_room(a: &mut Client, b: &Client) -> String {
 }
 
 pub async fn send(client: &mut Client, room: &str, body: &str) -> Value {
-    client
-        .ok(
-            "message.send",
-            json!({"room_id": room, "kind": "text", "body": body}),
-        )
-        .await["message"]
-        .clone()
+    client.ok("message.send", json!({"room_id": room, "kind": "text", "body": body})).await["message"].clone()
 }

@@ -1,10 +1,8 @@
 //! Health endpoints, metrics, durability across restarts, graceful shutdown.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::both;
 use crate::helpers::*;
@@ -48,23 +46,11 @@ async fn messages_survive_a_restart(db: Db) {
 
     let app = spawn_on(url, |_| {}).await;
     let mut bob = app.connect("bob").await;
-    let history = bob
-        .ok("message.history", json!({"room_id": room, "limit": 100}))
-        .await;
-    let bodies: Vec<String> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        bodies,
-        (0..20).map(|i| format!("durable {i}")).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        bob.ok("room.list", json!({})).await["rooms"][0]["unread"],
-        20
-    );
+    let history = bob.ok("message.history", json!({"room_id": room, "limit": 100})).await;
+    let bodies: Vec<String> =
+        history["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(bodies, (0..20).map(|i| format!("durable {i}")).collect::<Vec<_>>());
+    assert_eq!(bob.ok("room.list", json!({})).await["rooms"][0]["unread"], 20);
     // Seq continues without a gap.
     let mut alice = app.connect("alice").await;
     assert_eq!(send(&mut alice, &room, "after restart").await["seq"], 21);
@@ -72,40 +58,9 @@ async fn messages_survive_a_restart(db: Db) {
 
 async fn sigterm_closes_connections_with_1012_and_keeps_acked_messages(db: Db) {
     let url = fresh_database(db).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("SWITCHBOARD_BIND", "127.0.0.1:0")
-        .env("SWITCHBOARD_DATABASE_URL", &url)
-        .env("SWITCHBOARD_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port: u16 = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("server logs its address")
-            .unwrap()
-            .expect("server is running");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let address: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect();
-            break address.rsplit(':').next().unwrap().parse().expect("a port");
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut child, port) = spawn_process(&[("SWITCHBOARD_DATABASE_URL", url.as_str())]).await;
     let auth = switchboard::auth::Authenticator::new(SECRET);
-    let token = |u: &str| {
-        auth.mint(
-            &switchboard::domain::UserId::parse(u).unwrap(),
-            &Default::default(),
-            600,
-        )
-    };
+    let token = |u: &str| auth.mint(&switchboard::domain::UserId::parse(u).unwrap(), &Default::default(), 600);
     let ws = |t: String| format!("ws://127.0.0.1:{port}/ws?token={t}");
     let mut alice = Client::connect_url(&ws(token("alice"))).await;
     let bob = Client::connect_url(&ws(token("bob"))).await;
@@ -114,15 +69,9 @@ async fn sigterm_closes_connections_with_1012_and_keeps_acked_messages(db: Db) {
 
     let pid = child.id().unwrap() as i32;
     // SAFETY-free: kill(2) through the standard command, no libc binding needed.
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert_eq!(alice.close_code().await, Some(1012));
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits")
-        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
     assert!(status.success(), "clean exit: {status}");
 
     let app = spawn_on(url, |_| {}).await;

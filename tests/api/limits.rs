@@ -27,11 +27,7 @@ async fn floods_get_rate_limited_then_closed_with_1008(db: Db) {
     .await;
     let mut alice = app.connect("alice").await;
     for id in 0..10 {
-        alice
-            .send_text(
-                json!({"event": "presence.query", "id": id, "data": {"user_ids": []}}).to_string(),
-            )
-            .await;
+        alice.send_text(json!({"event": "presence.query", "id": id, "data": {"user_ids": []}}).to_string()).await;
     }
     let mut limited = 0;
     for id in 0..10 {
@@ -41,16 +37,9 @@ async fn floods_get_rate_limited_then_closed_with_1008(db: Db) {
             limited += 1;
         }
     }
-    assert!(
-        limited >= 4,
-        "a burst over the limit is refused: {limited} refused"
-    );
+    assert!(limited >= 4, "a burst over the limit is refused: {limited} refused");
     for id in 10..60 {
-        alice
-            .send_text(
-                json!({"event": "presence.query", "id": id, "data": {"user_ids": []}}).to_string(),
-            )
-            .await;
+        alice.send_text(json!({"event": "presence.query", "id": id, "data": {"user_ids": []}}).to_string()).await;
     }
     assert_eq!(alice.close_code().await, Some(1008));
     // Others are unaffected.
@@ -65,14 +54,9 @@ async fn slow_readers_are_closed_with_1013(db: Db) {
         s.rate_burst = 10_000;
     })
     .await;
-    let (mut slow, _) = tokio_tungstenite::connect_async(app.ws_url(&app.token("slow")))
-        .await
-        .unwrap();
+    let (mut slow, _) = tokio_tungstenite::connect_async(app.ws_url(&app.token("slow"))).await.unwrap();
     let mut talker = app.connect("talker").await;
-    let room = talker.ok("room.direct", json!({"user_id": "slow"})).await["room"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = talker.ok("room.direct", json!({"user_id": "slow"})).await["room"]["id"].as_str().unwrap().to_owned();
     // The slow client never reads while ~5 MB is pushed at it.
     let body = "y".repeat(8000);
     let mut closed = false;
@@ -84,10 +68,7 @@ async fn slow_readers_are_closed_with_1013(db: Db) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (_, metrics) = app.get("/metrics").await;
-        if metrics
-            .lines()
-            .any(|l| l.starts_with("switchboard_slow_consumer_closes_total") && !l.ends_with(" 0"))
-        {
+        if metrics.lines().any(|l| l.starts_with("switchboard_slow_consumer_closes_total") && !l.ends_with(" 0")) {
             closed = true;
             break;
         }

@@ -11,17 +11,11 @@ async fn presence_follows_connections(db: Db) {
     let bob = app.connect("bob").await;
     direct_room(&mut alice, &bob).await;
 
-    let users = alice
-        .ok("presence.query", json!({"user_ids": ["bob", "nobody"]}))
-        .await["users"]
-        .clone();
+    let users = alice.ok("presence.query", json!({"user_ids": ["bob", "nobody"]})).await["users"].clone();
     assert_eq!(users[0]["user_id"], "bob");
     assert_eq!(users[0]["online"], true);
     assert!(users[0]["last_seen"].is_string());
-    assert_eq!(
-        users[1],
-        json!({"user_id": "nobody", "online": false, "last_seen": null})
-    );
+    assert_eq!(users[1], json!({"user_id": "nobody", "online": false, "last_seen": null}));
 
     // Bob's second device does not announce him again; his last disconnect does.
     let bob_phone = app.connect("bob").await;
@@ -31,10 +25,7 @@ async fn presence_follows_connections(db: Db) {
     assert_eq!(offline["user_id"], "bob");
     assert_eq!(offline["online"], false);
     let seen = offline["last_seen"].as_str().unwrap().to_owned();
-    let users = alice
-        .ok("presence.query", json!({"user_ids": ["bob"]}))
-        .await["users"]
-        .clone();
+    let users = alice.ok("presence.query", json!({"user_ids": ["bob"]})).await["users"].clone();
     assert_eq!(users[0]["online"], false);
     assert_eq!(users[0]["last_seen"], seen.as_str());
 
@@ -49,12 +40,7 @@ async fn presence_is_only_pushed_to_direct_peers(db: Db) {
     let mut stranger = app.connect("stranger").await;
     let carol = app.connect("carol").await;
     carol.close().await;
-    stranger
-        .no_event("presence", std::time::Duration::from_millis(300))
-        .await;
+    stranger.no_event("presence", std::time::Duration::from_millis(300)).await;
 }
 
-both!(
-    presence_follows_connections,
-    presence_is_only_pushed_to_direct_peers
-);
+both!(presence_follows_connections, presence_is_only_pushed_to_direct_peers);

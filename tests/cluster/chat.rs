@@ -1,0 +1,126 @@
+//! Chat across nodes: every member receives every message exactly once, in seq order, on
+//! whichever node they are connected to; nodes without members receive nothing.
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::{Cluster, metric};
+
+/// Reads `count` message.new pushes and returns their (seq, body) in arrival order.
+async fn collect(client: &mut Client, count: usize) -> Vec<(i64, String)> {
+    let mut got = Vec::new();
+    for _ in 0..count {
+        let message = client.event("message.new").await["message"].clone();
+        got.push((message["seq"].as_i64().unwrap(), message["body"].as_str().unwrap().to_owned()));
+    }
+    got
+}
+
+fn assert_in_order_once(who: &str, got: &[(i64, String)]) {
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "{who} got messages out of seq order: {got:?}");
+}
+
+#[actix_web::test]
+async fn direct_chat_across_nodes() {
+    let cluster = Cluster::start(2).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = n1.connect("alice").await;
+    let mut bob = n2.connect("bob").await;
+    let mut bob_phone = n1.connect("bob").await;
+    assert_eq!(alice.hello["node"], "n1");
+    assert_eq!(bob.hello["node"], "n2");
+    let room = direct_room(&mut alice, &bob).await;
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        sent.push(send(&mut alice, &room, &format!("hi {i}")).await["seq"].as_i64().unwrap());
+    }
+    for client in [&mut bob, &mut bob_phone] {
+        let got = collect(client, 20).await;
+        assert_eq!(got.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), sent);
+        client.no_event("message.new", std::time::Duration::from_millis(300)).await;
+    }
+    // Read receipts and typing cross nodes too.
+    bob.ok("room.read", json!({"room_id": room})).await;
+    assert_eq!(alice.event("room.read").await["seq"], 20);
+    bob.ok("typing", json!({"room_id": room, "typing": true})).await;
+    assert_eq!(alice.event("typing").await["user_id"], "bob");
+}
+
+#[actix_web::test]
+async fn group_chat_on_three_nodes_exactly_once_in_order() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.add_node(|_| {}).await; // n4 holds nobody in the group
+    let nodes = &cluster.nodes;
+    let mut owner = nodes[0].connect("owner").await;
+    let mut bob = nodes[1].connect("bob").await;
+    let mut carol = nodes[2].connect("carol").await;
+    let mut dave_a = nodes[0].connect("dave").await;
+    let mut dave_b = nodes[2].connect("dave").await;
+    let _outsider = nodes[3].connect("outsider").await;
+    let room = owner.ok("room.group.create", json!({"name": "spread", "members": ["bob", "carol", "dave"]})).await
+        ["room"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for client in [&mut bob, &mut carol, &mut dave_a, &mut dave_b] {
+        assert_eq!(client.event("room.created").await["room"]["id"], room.as_str());
+    }
+    let received_before = metric(nodes[3].port, "switchboard_bus_received_total").await;
+
+    // Three senders on three nodes at once, 20 messages each, without waiting for acks.
+    let per_sender = 20;
+    let mut senders = Vec::new();
+    for (node, user) in [(0, "owner"), (1, "bob"), (2, "carol")] {
+        let url = nodes[node].ws_url(&nodes[node].token(user));
+        let room = room.clone();
+        senders.push(actix_rt::spawn(async move {
+            let mut client = Client::connect_url(&url).await;
+            for i in 0..per_sender {
+                let frame =
+                    json!({"event": "message.send", "id": i, "data": {"room_id": room, "body": format!("{user} {i}")}});
+                client.send_text(frame.to_string()).await;
+            }
+            let mut seqs = Vec::new();
+            for i in 0..per_sender {
+                let ack = client.ack(i).await;
+                assert_eq!(ack["ok"], true, "{ack}");
+                seqs.push(ack["data"]["message"]["seq"].as_i64().unwrap());
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for sender in senders {
+        all.extend(sender.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=3 * per_sender).collect::<Vec<_>>(), "gapless seqs across nodes");
+
+    // Everyone (each of dave's devices too) gets all 60 once, in seq order. The members'
+    // own first connections did not send (the senders used separate connections).
+    for (name, client) in [
+        ("owner", &mut owner),
+        ("bob", &mut bob),
+        ("carol", &mut carol),
+        ("dave_a", &mut dave_a),
+        ("dave_b", &mut dave_b),
+    ] {
+        let got = collect(client, 3 * per_sender as usize).await;
+        assert_in_order_once(name, &got);
+        assert_eq!(got.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=3 * per_sender).collect::<Vec<_>>());
+        client.no_event("message.new", std::time::Duration::from_millis(300)).await;
+    }
+    // The node holding no member received none of it.
+    assert_eq!(metric(nodes[3].port, "switchboard_bus_received_total").await, received_before);
+}
+
+#[actix_web::test]
+async fn new_rooms_reach_members_on_other_nodes() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let mut bob = cluster.nodes[1].connect("bob").await;
+    // The direct room is new to bob's node: it must start listening before the first message.
+    let room = direct_room(&mut alice, &bob).await;
+    let message = send(&mut alice, &room, "first").await;
+    assert_eq!(bob.event("message.new").await["message"], message);
+}

@@ -1,0 +1,66 @@
+//! Presence across nodes: online wherever a user is connected, offline after their last
+//! connection on any node closes, and after the node holding them dies.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::Cluster;
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn presence_is_cluster_wide() {
+    let cluster = Cluster::start(3).await;
+    let nodes = &cluster.nodes;
+    let mut alice = nodes[0].connect("alice").await;
+    let bob_b = nodes[1].connect("bob").await;
+    direct_room(&mut alice, &bob_b).await;
+    let bob_c = nodes[2].connect("bob").await;
+
+    let query = json!({"user_ids": ["bob"]});
+    for node in nodes {
+        let mut asker = node.connect("asker").await;
+        assert_eq!(asker.ok("presence.query", query.clone()).await["users"][0]["online"], true);
+    }
+    // Closing one of two devices on different nodes does not make bob offline.
+    bob_b.close().await;
+    alice.no_event("presence", Duration::from_millis(500)).await;
+    assert_eq!(alice.ok("presence.query", query.clone()).await["users"][0]["online"], true);
+    bob_c.close().await;
+    let offline = alice.event("presence").await;
+    assert_eq!(offline["user_id"], "bob");
+    assert_eq!(offline["online"], false);
+    assert_eq!(alice.ok("presence.query", query.clone()).await["users"][0]["online"], false);
+
+    let _bob = nodes[2].connect("bob").await;
+    let online = alice.event("presence").await;
+    assert_eq!(online["online"], true);
+}
+
+#[actix_web::test]
+async fn users_of_a_killed_node_go_offline() {
+    let ttl = "3";
+    let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
+    let mut env: Vec<(String, String)> = cluster.process_env("doomed");
+    env.push(("SWITCHBOARD_NODE_TTL_SECS".into(), ttl.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (mut doomed, port) = spawn_process(&env).await;
+
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let bob_url = format!("ws://127.0.0.1:{port}/ws?token={}", cluster.nodes[0].token("bob"));
+    let bob = Client::connect_url(&bob_url).await;
+    assert_eq!(bob.hello["node"], "doomed");
+    direct_room(&mut alice, &bob).await;
+    assert_eq!(alice.ok("presence.query", json!({"user_ids": ["bob"]})).await["users"][0]["online"], true);
+
+    doomed.start_kill().unwrap(); // SIGKILL: no drain, no goodbye
+    doomed.wait().await.unwrap();
+    let started = std::time::Instant::now();
+    let offline =
+        tokio::time::timeout(Duration::from_secs(30), alice.event("presence")).await.expect("offline within 30 s");
+    assert_eq!(offline["user_id"], "bob");
+    assert_eq!(offline["online"], false);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(alice.ok("presence.query", json!({"user_ids": ["bob"]})).await["users"][0]["online"], false);
+    drop(bob);
+}

@@ -1,0 +1,132 @@
+//! Scenarios, one module each, and what they share: the common flags, the per-run user
+//! naming (a random run id, so repeated runs never collide on a reused database), and the
+//! set-up steps (connect many users, open a direct room).
+
+pub mod latency;
+pub mod throughput;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+
+use crate::client::{Connection, Target};
+
+/// The server's development secret (`switchboard` without `SWITCHBOARD_JWT_SECRET`).
+pub const DEV_SECRET: &str = "switchboard-dev-secret-never-use-in-production";
+
+/// Time allowed for one connect or one set-up request.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Server address: ws://HOST:PORT (the /ws path is added).
+    #[arg(long, default_value = "ws://127.0.0.1:8080")]
+    pub url: String,
+
+    /// HS256 secret the server checks tokens with.
+    #[arg(long, default_value = DEV_SECRET, hide_default_value = true)]
+    pub jwt_secret: String,
+
+    /// Write the JSON report here as well as printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Connections opened at once during set-up.
+    #[arg(long, default_value_t = 32)]
+    pub connect_concurrency: usize,
+
+    /// Message body size, in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+}
+
+impl Common {
+    pub fn target(&self) -> Result<Target> {
+        Target::new(&self.url, &self.jwt_secret)
+    }
+
+    pub fn params(&self, target: &Target) -> Value {
+        json!({"url": target.endpoint(), "body_bytes": self.body_bytes})
+    }
+}
+
+/// Eight hex digits naming this run; every user id and client_id starts with it.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// A body of exactly `bytes` ASCII bytes (at least 1: the server refuses blank bodies).
+pub fn body(bytes: usize) -> String {
+    let mut body = String::from("load test ");
+    while body.len() < bytes {
+        body.push_str("lorem ipsum ");
+    }
+    body.truncate(bytes.max(1));
+    body
+}
+
+/// Connects every user, `concurrency` at a time, in the order given.
+pub async fn connect_all(
+    target: &Target,
+    users: Vec<String>,
+    concurrency: usize,
+) -> Result<Vec<Connection>> {
+    futures_util::stream::iter(users)
+        .map(|user| async move { Connection::connect(target, &user, SETUP_TIMEOUT).await })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// Opens (or finds) the direct room between `conn`'s user and `peer`; returns its id.
+pub async fn open_direct_room(conn: &mut Connection, peer: &str) -> Result<String> {
+    let data = conn
+        .request("room.direct", json!({"user_id": peer}), SETUP_TIMEOUT)
+        .await?;
+    data["room"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("room.direct ack without room.id: {data}"))
+}
+
+/// Opens one direct room per connection, `concurrency` at a time.
+pub async fn open_direct_rooms(
+    conns: Vec<Connection>,
+    peers: Vec<String>,
+    concurrency: usize,
+) -> Result<Vec<(Connection, String)>> {
+    futures_util::stream::iter(conns.into_iter().zip(peers))
+        .map(|(mut conn, peer)| async move {
+            let room = open_direct_room(&mut conn, &peer).await?;
+            anyhow::Ok((conn, room))
+        })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// A hint printed when the server refused frames for rate: the defaults (20/s, burst 50)
+/// are far below what a load test sends on one connection.
+pub fn rate_limit_hint(rate_limited: u64, floods: u64) {
+    if rate_limited > 0 || floods > 0 {
+        eprintln!(
+            "note: the server rate-limited {rate_limited} frames and closed {floods} connections \
+             for flooding; start it with SWITCHBOARD_RATE_PER_SEC and SWITCHBOARD_RATE_BURST \
+             raised (e.g. 100000) to measure the server rather than its limiter"
+        );
+    }
+}
+
+/// Closes every connection, all at once.
+pub async fn close_all(conns: Vec<Connection>) {
+    futures_util::future::join_all(conns.into_iter().map(Connection::close)).await;
+}
+
+/// `sleep_until` for std instants.
+pub async fn sleep_until(at: std::time::Instant) {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::hub::ToRoom;
-use super::{Caller, Services};
+use super::{Caller, Services, social};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, UserId};
 use crate::protocol::{Command, PresenceState, Push, Reply};
@@ -33,6 +33,7 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
             if peer == caller.user {
                 return Err(Error::bad_request("a direct room needs another user"));
             }
+            social::not_blocked(services, &caller.user, &peer).await?;
             let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
             if created {
                 for user in [&caller.user, &peer] {
@@ -57,6 +58,10 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
             if members.len() > limit {
                 return Err(Error::bad_request(format!("a group has at most {limit} members besides its creator")));
             }
+            let hidden = services.store.block_relations(&caller.user).await?;
+            if members.iter().any(|m| hidden.contains(m)) {
+                return Err(Error::forbidden("blocked: a member and you have blocked one another"));
+            }
             let room = services.store.create_group_room(&caller.user, &name, &members).await?;
             let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
             for member in &room.members {
@@ -71,8 +76,10 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
             Ok(Reply::Rooms { rooms: services.store.list_rooms(&caller.user, limit, before).await? })
         }
         Command::QueryPresence { users } => {
-            let online = services.presence.online_among(users.clone()).await?;
-            let last_seen = services.store.last_seen(&users).await?;
+            let hidden = services.store.block_relations(&caller.user).await?;
+            let visible: Vec<UserId> = users.iter().filter(|u| !hidden.contains(*u)).cloned().collect();
+            let online = services.presence.online_among(visible.clone()).await?;
+            let last_seen = services.store.last_seen(&visible).await?;
             let users = users
                 .into_iter()
                 .map(|user| PresenceState {
@@ -84,5 +91,6 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
             Ok(Reply::Presence { users })
         }
         Command::Room { .. } => execute(services.clone(), caller.clone(), command).await,
+        Command::Social(command) => social::execute(services, caller, command).await,
     }
 }

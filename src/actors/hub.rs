@@ -116,7 +116,9 @@ impl Hub {
             if !online {
                 services.store.set_last_seen(&user, seen).await?;
             }
-            let peers = services.store.direct_peers(&user).await?;
+            let hidden = services.store.block_relations(&user).await?;
+            let mut peers = services.store.direct_peers(&user).await?;
+            peers.retain(|(_, peer)| !hidden.contains(peer));
             Ok::<_, crate::store::StoreError>((user, peers))
         };
         ctx.spawn(load.into_actor(self).map(move |loaded, hub, _| {
@@ -327,6 +329,7 @@ impl Handler<Delivered> for Hub {
                 }
             }
             BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),
+            BusEvent::RoomChanged { .. } => {}
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod hub;
 mod outbox;
 mod room;
+mod social;
 
 use std::sync::Arc;
 

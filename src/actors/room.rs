@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 
 use super::{Caller, Outbound, Outbox, Services};
 use crate::bus::{BusEvent, Delivered, Topic};
-use crate::domain::{ConnectionId, Error, MessageBody, RoomId, UserId};
+use crate::domain::{ConnectionId, Error, MessageBody, RoomId, RoomKind, UserId};
 use crate::protocol::{Delivery, Push, Reply, RoomCommand};
 use crate::store::{HistoryQuery, NewMessage};
 
@@ -44,7 +44,11 @@ struct MessageOrder {
 
 enum Members {
     Loading,
-    Known(HashSet<UserId>),
+    /// `blocked`: a direct room whose two members have a block between them.
+    Known {
+        members: HashSet<UserId>,
+        blocked: bool,
+    },
     /// The room does not exist.
     Missing,
     /// The store failed; the next command retries.
@@ -61,11 +65,21 @@ impl RoomActor {
         self.members = Members::Loading;
         let store = self.services.store.clone();
         let id = self.id;
-        ctx.wait(async move { store.room_members(id).await }.into_actor(self).map(|loaded, room, _| {
+        let load = async move {
+            let Some(loaded) = store.room_members(id).await? else { return Ok(None) };
+            let blocked = match loaded.members.as_slice() {
+                [a, b] if loaded.kind == RoomKind::Direct => store.blocked_between(a, b).await?,
+                _ => false,
+            };
+            Ok::<_, crate::store::StoreError>(Some((loaded, blocked)))
+        };
+        ctx.wait(load.into_actor(self).map(|loaded, room, _| {
             room.members = match loaded {
-                Ok(Some(loaded)) => {
-                    room.order.next = loaded.last_seq + 1;
-                    Members::Known(loaded.members.into_iter().collect())
+                Ok(Some((loaded, blocked))) => {
+                    if room.order.next == 0 {
+                        room.order.next = loaded.last_seq + 1;
+                    }
+                    Members::Known { members: loaded.members.into_iter().collect(), blocked }
                 }
                 Ok(None) => Members::Missing,
                 Err(e) => {
@@ -212,8 +226,10 @@ impl RoomActor {
 impl Handler<Delivered> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
-        let BusEvent::Push { push, skip } = &msg.envelope.event else {
-            return;
+        let (push, skip) = match &msg.envelope.event {
+            BusEvent::Push { push, skip } => (push, skip),
+            BusEvent::RoomChanged { .. } => return self.load(ctx),
+            BusEvent::JoinedRoom { .. } => return,
         };
         match push {
             Push::MessageNew { message } => self.deliver_message(message.seq, push.clone(), *skip, ctx),
@@ -227,8 +243,15 @@ impl Handler<Execute> for RoomActor {
 
     fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
         let checked = match &self.members {
-            Members::Known(members) if members.contains(&msg.caller.user) => Ok(()),
-            Members::Known(_) => Err(Error::forbidden("you are not a member of this room")),
+            Members::Known { members, .. } if !members.contains(&msg.caller.user) => {
+                Err(Error::forbidden("you are not a member of this room"))
+            }
+            Members::Known { blocked: true, .. }
+                if matches!(msg.command, RoomCommand::Send { .. } | RoomCommand::Typing { .. }) =>
+            {
+                Err(Error::forbidden("blocked"))
+            }
+            Members::Known { .. } => Ok(()),
             Members::Missing => Err(Error::not_found("no such room")),
             Members::Loading | Members::Failed => {
                 self.load(ctx);

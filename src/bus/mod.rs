@@ -44,6 +44,8 @@ pub enum BusEvent {
     /// On a user topic: the user is now a member of `room_id`; their nodes start
     /// listening to it.
     JoinedRoom { room_id: RoomId },
+    /// On a room topic: the room's members or blocks changed; its actors reload them.
+    RoomChanged { room_id: RoomId },
 }
 
 /// An envelope arriving at a topic's local sink.

@@ -4,9 +4,11 @@
 mod chat;
 mod error;
 mod ids;
+mod social;
 mod time;
 
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, UserId};
+pub use social::{Location, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;

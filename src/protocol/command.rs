@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::domain::{Error, MessageKind, RoomCursor, RoomId, Timestamp, UserId};
+use crate::domain::{Error, Location, MessageKind, RequestKind, RoomCursor, RoomId, Timestamp, UserId};
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 100;
@@ -33,7 +33,26 @@ pub enum Command {
         room: RoomId,
         command: RoomCommand,
     },
+    Social(SocialCommand),
 }
+
+/// Follows, friends, dating, safety and location.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SocialCommand {
+    Request { kind: RequestKind, to: UserId },
+    Respond { kind: RequestKind, from: UserId, accept: bool },
+    ListNotifications { limit: i64, before: Option<String>, unread_only: bool },
+    ReadNotifications { ids: Option<Vec<String>> },
+    Like { user: UserId, like: bool },
+    Block { user: UserId, blocked: bool },
+    ListBlocks,
+    Report { user: UserId, reason: String, message_id: Option<String>, room: Option<RoomId> },
+    UpdateLocation { at: Location },
+    Nearby { radius_km: f64, limit: i64 },
+}
+
+/// Largest radius a nearby query may ask for, in kilometres.
+pub const MAX_NEARBY_KM: f64 = 500.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomCommand {
@@ -52,6 +71,20 @@ impl Command {
             Self::CreateGroup { .. } => "room.group.create",
             Self::ListRooms { .. } => "room.list",
             Self::QueryPresence { .. } => "presence.query",
+            Self::Social(command) => match command {
+                SocialCommand::Request { kind: RequestKind::Follow, .. } => "follow.request",
+                SocialCommand::Request { kind: RequestKind::Friend, .. } => "friend.request",
+                SocialCommand::Respond { kind: RequestKind::Follow, .. } => "follow.respond",
+                SocialCommand::Respond { kind: RequestKind::Friend, .. } => "friend.respond",
+                SocialCommand::ListNotifications { .. } => "notification.list",
+                SocialCommand::ReadNotifications { .. } => "notification.read",
+                SocialCommand::Like { .. } => "like",
+                SocialCommand::Block { .. } => "block",
+                SocialCommand::ListBlocks => "block.list",
+                SocialCommand::Report { .. } => "report",
+                SocialCommand::UpdateLocation { .. } => "location.update",
+                SocialCommand::Nearby { .. } => "location.nearby",
+            },
             Self::Room { command, .. } => match command {
                 RoomCommand::Send { .. } => "message.send",
                 RoomCommand::History { .. } => "message.history",
@@ -121,6 +154,61 @@ impl Command {
                 let d: Typing = fields(data)?;
                 room(d.room_id, RoomCommand::Typing { typing: d.typing })
             }
+            "follow.request" | "friend.request" => {
+                let d: UserRef = fields(data)?;
+                let kind = if event == "follow.request" { RequestKind::Follow } else { RequestKind::Friend };
+                Self::Social(SocialCommand::Request { kind, to: d.user_id })
+            }
+            "follow.respond" | "friend.respond" => {
+                let d: Respond = fields(data)?;
+                let kind = if event == "follow.respond" { RequestKind::Follow } else { RequestKind::Friend };
+                Self::Social(SocialCommand::Respond { kind, from: d.user_id, accept: d.accept.0 })
+            }
+            "notification.list" => {
+                let d: ListNotifications = fields(data)?;
+                Self::Social(SocialCommand::ListNotifications {
+                    limit: page_size(d.limit)?,
+                    before: d.before,
+                    unread_only: d.unread_only.unwrap_or(false),
+                })
+            }
+            "notification.read" => {
+                let d: ReadNotifications = fields(data)?;
+                Self::Social(SocialCommand::ReadNotifications { ids: d.ids })
+            }
+            "like" => {
+                let d: Like = fields(data)?;
+                Self::Social(SocialCommand::Like { user: d.user_id, like: d.like.0 })
+            }
+            "block" => {
+                let d: Block = fields(data)?;
+                Self::Social(SocialCommand::Block { user: d.user_id, blocked: d.blocked.map_or(true, |b| b.0) })
+            }
+            "block.list" => Self::Social(SocialCommand::ListBlocks),
+            "report" => {
+                let d: Report = fields(data)?;
+                let reason = d.reason.trim().to_owned();
+                if reason.is_empty() || reason.chars().count() > 1000 {
+                    return Err(Error::bad_request("reason must be 1 to 1000 characters"));
+                }
+                Self::Social(SocialCommand::Report {
+                    user: d.user_id,
+                    reason,
+                    message_id: d.message_id,
+                    room: d.room_id,
+                })
+            }
+            "location.update" => {
+                let d: LatLng = fields(data)?;
+                Self::Social(SocialCommand::UpdateLocation { at: Location::parse(d.lat, d.lng)? })
+            }
+            "location.nearby" => {
+                let d: Nearby = fields(data)?;
+                if !d.radius_km.is_finite() || d.radius_km <= 0.0 || d.radius_km > MAX_NEARBY_KM {
+                    return Err(Error::bad_request(format!("radius_km must be above 0 and at most {MAX_NEARBY_KM}")));
+                }
+                Self::Social(SocialCommand::Nearby { radius_km: d.radius_km, limit: page_size(d.limit)? })
+            }
             other => return Err(Error::UnknownEvent(other.to_owned())),
         })
     }
@@ -186,6 +274,71 @@ impl<'de> Deserialize<'de> for Cursor {
                     .map_err(|_| invalid())
             }
             _ => Err(invalid()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Respond {
+    user_id: UserId,
+    accept: Flag,
+}
+
+#[derive(Deserialize)]
+struct ListNotifications {
+    limit: Option<i64>,
+    before: Option<String>,
+    unread_only: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ReadNotifications {
+    ids: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct Like {
+    user_id: UserId,
+    like: Flag,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    user_id: UserId,
+    blocked: Option<Flag>,
+}
+
+#[derive(Deserialize)]
+struct Report {
+    user_id: UserId,
+    reason: String,
+    message_id: Option<String>,
+    room_id: Option<RoomId>,
+}
+
+#[derive(Deserialize)]
+struct LatLng {
+    lat: f64,
+    lng: f64,
+}
+
+#[derive(Deserialize)]
+struct Nearby {
+    radius_km: f64,
+    limit: Option<i64>,
+}
+
+/// A yes/no field: `true`/`false`, or `1`/`0` as older apps send it.
+struct Flag(bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match Value::deserialize(d)? {
+            Value::Bool(b) => Ok(Flag(b)),
+            Value::Number(n) if n.as_i64() == Some(1) => Ok(Flag(true)),
+            Value::Number(n) if n.as_i64() == Some(0) => Ok(Flag(false)),
+            _ => Err(D::Error::custom("expected true/false (or 1/0)")),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Message, Room, RoomId, Timestamp, UserId};
+use crate::domain::{Message, NearbyUser, Notification, Room, RoomId, Timestamp, UserId};
 
 /// The `data` of a successful reply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,8 +36,45 @@ pub enum Reply {
     Presence {
         users: Vec<PresenceState>,
     },
+    /// follow.respond / friend.respond: the direct room an acceptance opened.
+    Responded {
+        room: Option<Room>,
+    },
+    Like {
+        matched: bool,
+        room: Option<Room>,
+    },
+    Notifications {
+        notifications: Vec<Notification>,
+    },
+    NotificationsRead {
+        read: usize,
+    },
+    Block {
+        user_id: UserId,
+        blocked: bool,
+    },
+    Blocks {
+        users: Vec<BlockedUser>,
+    },
+    Report {
+        report_id: String,
+    },
+    Location {
+        lat: f64,
+        lng: f64,
+    },
+    Nearby {
+        users: Vec<NearbyUser>,
+    },
     /// The event has no reply of its own: the ack is `{"ack":id,"ok":true}`.
     Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockedUser {
+    pub user_id: UserId,
+    pub blocked_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +98,10 @@ pub enum Push {
     Typing { room_id: RoomId, user_id: UserId, typing: bool },
     #[serde(rename = "presence")]
     Presence(PresenceState),
+    #[serde(rename = "notification")]
+    Notification(Notification),
+    #[serde(rename = "match")]
+    Match { user_id: UserId, room_id: RoomId },
 }
 
 impl Push {
@@ -71,6 +112,8 @@ impl Push {
             Self::RoomRead { .. } => "room.read",
             Self::Typing { .. } => "typing",
             Self::Presence(_) => "presence",
+            Self::Notification(_) => "notification",
+            Self::Match { .. } => "match",
         }
     }
 }

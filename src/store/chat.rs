@@ -35,7 +35,7 @@ pub struct HistoryPage {
 }
 
 /// The one direct room of a pair is found by this key, whoever opens it first.
-fn direct_key(a: &UserId, b: &UserId) -> String {
+pub(super) fn direct_key(a: &UserId, b: &UserId) -> String {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     serde_json::json!([lo.as_str(), hi.as_str()]).to_string()
 }

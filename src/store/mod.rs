@@ -4,6 +4,7 @@
 mod chat;
 mod rows;
 pub mod schema;
+mod social;
 mod users;
 mod writer;
 
@@ -20,6 +21,7 @@ use futures_util::FutureExt;
 use crate::domain;
 
 pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
+pub use social::{LikeOutcome, RequestOutcome};
 pub use users::Profile;
 pub use writer::{MessageWriter, NewMessage, StoredMessage};
 

@@ -49,3 +49,73 @@ diesel::table! {
 diesel::joinable!(room_members -> rooms (room_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::allow_tables_to_appear_in_same_query!(users, rooms, room_members, messages);
+
+diesel::table! {
+    blocks (blocker_id, blocked_id) {
+        blocker_id -> Text,
+        blocked_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    relationship_requests (from_id, to_id, kind) {
+        from_id -> Text,
+        to_id -> Text,
+        kind -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        responded_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        user_id -> Text,
+        kind -> Text,
+        from_id -> Text,
+        room_id -> Nullable<Text>,
+        created_at -> BigInt,
+        read_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    likes (liker_id, likee_id) {
+        liker_id -> Text,
+        likee_id -> Text,
+        liked -> Bool,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    like_pairs (pair_key) {
+        pair_key -> Text,
+        matched_at -> Nullable<BigInt>,
+        room_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    reports (id) {
+        id -> Text,
+        reporter_id -> Text,
+        target_id -> Text,
+        reason -> Text,
+        message_id -> Nullable<Text>,
+        room_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    locations (user_id) {
+        user_id -> Text,
+        lat -> Double,
+        lng -> Double,
+        geohash -> Text,
+        updated_at -> BigInt,
+    }
+}

@@ -7,3 +7,4 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod presence;
+mod social;

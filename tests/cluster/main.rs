@@ -10,6 +10,7 @@ mod chat;
 mod faults;
 mod nginx;
 mod presence;
+mod social;
 
 use helpers::*;
 use switchboard::Settings;

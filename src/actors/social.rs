@@ -1,0 +1,156 @@
+//! Social commands: follow and friend requests with stored notifications, likes and
+//! matches, blocks, reports, locations and nearby users.
+
+use std::sync::Arc;
+
+use super::{Caller, Services};
+use crate::bus::{BusEvent, Topic};
+use crate::domain::{Error, NearbyUser, RoomId, UserId};
+use crate::protocol::{BlockedUser, Push, Reply, SocialCommand};
+use crate::store::RequestOutcome;
+
+pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialCommand) -> Result<Reply, Error> {
+    let me = &caller.user;
+    let store = &services.store;
+    match command {
+        SocialCommand::Request { kind, to } => {
+            other_user(me, &to)?;
+            not_blocked(services, me, &to).await?;
+            if store.send_request(me, &to, kind).await? == RequestOutcome::Sent {
+                notify(services, &to, &format!("{}_request", kind.as_str()), me, None).await?;
+            }
+            Ok(Reply::Done)
+        }
+        SocialCommand::Respond { kind, from, accept } => {
+            other_user(me, &from)?;
+            if accept {
+                not_blocked(services, me, &from).await?;
+            }
+            if !store.respond_request(&from, me, kind, accept).await? {
+                return Err(Error::not_found(format!("no pending {} request from {from}", kind.as_str())));
+            }
+            if !accept {
+                return Ok(Reply::Responded { room: None });
+            }
+            let room = open_shared_room(services, me, &from).await?;
+            notify(services, &from, &format!("{}_accepted", kind.as_str()), me, Some(room)).await?;
+            let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
+            Ok(Reply::Responded { room: Some(room) })
+        }
+        SocialCommand::ListNotifications { limit, before, unread_only } => {
+            Ok(Reply::Notifications { notifications: store.notifications(me, limit, before, unread_only).await? })
+        }
+        SocialCommand::ReadNotifications { ids } => {
+            Ok(Reply::NotificationsRead { read: store.read_notifications(me, ids).await? })
+        }
+        SocialCommand::Like { user, like } => {
+            other_user(me, &user)?;
+            not_blocked(services, me, &user).await?;
+            let outcome = store.like(me, &user, like).await?;
+            if !outcome.matched {
+                return Ok(Reply::Like { matched: false, room: None });
+            }
+            let room = open_shared_room(services, me, &user).await?;
+            if outcome.new_match {
+                // Only the like that made the match announces it: once per user.
+                for (to, with) in [(me, &user), (&user, me)] {
+                    services.bus.publish(
+                        Topic::User(to.clone()),
+                        BusEvent::Push { push: Push::Match { user_id: with.clone(), room_id: room }, skip: None },
+                    );
+                }
+            }
+            let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
+            Ok(Reply::Like { matched: true, room: Some(room) })
+        }
+        SocialCommand::Block { user, blocked } => {
+            other_user(me, &user)?;
+            store.set_block(me, &user, blocked).await?;
+            // Room actors of the pair's direct room re-read the block on their next event.
+            if let Some(room) = store.find_direct_room(me, &user).await? {
+                services.bus.publish(Topic::Room(room), BusEvent::RoomChanged { room_id: room });
+            }
+            Ok(Reply::Block { user_id: user, blocked })
+        }
+        SocialCommand::ListBlocks => {
+            let users = store.blocks_of(me).await?;
+            Ok(Reply::Blocks {
+                users: users.into_iter().map(|(user_id, blocked_at)| BlockedUser { user_id, blocked_at }).collect(),
+            })
+        }
+        SocialCommand::Report { user, reason, message_id, room } => {
+            other_user(me, &user)?;
+            Ok(Reply::Report { report_id: store.add_report(me, &user, &reason, message_id, room).await? })
+        }
+        SocialCommand::UpdateLocation { at } => {
+            store.set_location(me, at).await?;
+            Ok(Reply::Location { lat: at.lat, lng: at.lng })
+        }
+        SocialCommand::Nearby { radius_km, limit } => {
+            let Some(center) = store.location_of(me).await? else {
+                return Err(Error::bad_request("set your location with location.update first"));
+            };
+            let hidden = store.block_relations(me).await?;
+            let near: Vec<(UserId, f64)> = store
+                .users_near(center, radius_km)
+                .await?
+                .into_iter()
+                .filter(|(user, _)| user != me && !hidden.contains(user))
+                .take(limit as usize)
+                .collect();
+            let online = services.presence.online_among(near.iter().map(|(u, _)| u.clone()).collect()).await?;
+            let users = near
+                .into_iter()
+                .map(|(user_id, distance_km)| NearbyUser {
+                    online: online.contains(&user_id),
+                    distance_km: (distance_km * 1000.0).round() / 1000.0,
+                    user_id,
+                })
+                .collect();
+            Ok(Reply::Nearby { users })
+        }
+    }
+}
+
+fn other_user(me: &UserId, other: &UserId) -> Result<(), Error> {
+    if me == other { Err(Error::bad_request("that is you")) } else { Ok(()) }
+}
+
+/// Refuses contact between two users when either has blocked the other.
+pub async fn not_blocked(services: &Services, me: &UserId, other: &UserId) -> Result<(), Error> {
+    if services.store.blocked_between(me, other).await? {
+        return Err(Error::forbidden("blocked"));
+    }
+    Ok(())
+}
+
+/// Stores a notification and pushes it to the user's connections, wherever they are.
+async fn notify(
+    services: &Services,
+    to: &UserId,
+    kind: &str,
+    from: &UserId,
+    room: Option<RoomId>,
+) -> Result<(), Error> {
+    let notification = services.store.add_notification(to, kind, from, room).await?;
+    services
+        .bus
+        .publish(Topic::User(to.clone()), BusEvent::Push { push: Push::Notification(notification), skip: None });
+    Ok(())
+}
+
+/// The pair's direct room; when it is new, both users get `room.created` (their nodes
+/// start listening to it on the way).
+async fn open_shared_room(services: &Services, a: &UserId, b: &UserId) -> Result<RoomId, Error> {
+    let (room, created) = services.store.open_direct_room(a, b).await?;
+    if created {
+        for user in [a, b] {
+            let view = services.store.room_for(room, user).await?.ok_or(Error::Internal)?;
+            services.bus.publish(
+                Topic::User(user.clone()),
+                BusEvent::Push { push: Push::RoomCreated { room: view }, skip: None },
+            );
+        }
+    }
+    Ok(room)
+}

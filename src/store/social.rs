@@ -1,0 +1,468 @@
+//! Blocks, follow and friend requests, notifications, likes and matches, reports, and
+//! locations with a geohash index for nearby queries.
+
+use std::collections::HashSet;
+
+use diesel::dsl::insert_into;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::rows;
+use super::schema::{blocks, like_pairs, likes, locations, notifications, relationship_requests, reports, rooms};
+use super::{Store, StoreResult, with_conn};
+use crate::domain::{Location, Notification, RequestKind, RoomId, Timestamp, UserId};
+
+/// What a follow or friend request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// New, or renewed after a decline: the recipient should be notified.
+    Sent,
+    AlreadyPending,
+    AlreadyAccepted,
+}
+
+/// What a like did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LikeOutcome {
+    /// Both like each other (now or earlier).
+    pub matched: bool,
+    /// This like made the match: exactly one of two concurrent likers sees it.
+    pub new_match: bool,
+}
+
+/// Geohash precision stored per user: cells of about 1.2 km × 0.6 km.
+pub const GEOHASH_PRECISION: usize = 6;
+
+#[derive(Queryable)]
+struct NotificationRow {
+    id: String,
+    kind: String,
+    from_id: String,
+    room_id: Option<String>,
+    created_at: i64,
+    read_at: Option<i64>,
+}
+
+impl From<NotificationRow> for Notification {
+    fn from(row: NotificationRow) -> Self {
+        Notification {
+            id: row.id,
+            kind: row.kind,
+            from: rows::user_id(row.from_id),
+            room_id: row.room_id.as_deref().map(rows::room_id),
+            created_at: Timestamp::from_millis(row.created_at),
+            read: row.read_at.is_some(),
+        }
+    }
+}
+
+fn pair_key(a: &UserId, b: &UserId) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    serde_json::json!([lo.as_str(), hi.as_str()]).to_string()
+}
+
+impl Store {
+    pub async fn set_block(&self, blocker: &UserId, blocked: &UserId, on: bool) -> StoreResult<()> {
+        let now = Timestamp::now().millis();
+        with_conn!(self, |conn| {
+            if on {
+                insert_into(blocks::table)
+                    .values((
+                        blocks::blocker_id.eq(blocker.as_str()),
+                        blocks::blocked_id.eq(blocked.as_str()),
+                        blocks::created_at.eq(now),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            } else {
+                diesel::delete(blocks::table.find((blocker.as_str(), blocked.as_str()))).execute(conn).await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Whom `user` has blocked, newest first.
+    pub async fn blocks_of(&self, user: &UserId) -> StoreResult<Vec<(UserId, Timestamp)>> {
+        let rows: Vec<(String, i64)> = with_conn!(self, |conn| {
+            blocks::table
+                .filter(blocks::blocker_id.eq(user.as_str()))
+                .order(blocks::created_at.desc())
+                .select((blocks::blocked_id, blocks::created_at))
+                .load(conn)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(id, at)| (rows::user_id(id), Timestamp::from_millis(at))).collect())
+    }
+
+    /// The users with a block between them and `user`, in either direction.
+    pub async fn block_relations(&self, user: &UserId) -> StoreResult<HashSet<UserId>> {
+        let me = user.as_str();
+        let (mine, theirs): (Vec<String>, Vec<String>) = with_conn!(self, |conn| {
+            let mine = blocks::table.filter(blocks::blocker_id.eq(me)).select(blocks::blocked_id).load(conn).await?;
+            let theirs = blocks::table.filter(blocks::blocked_id.eq(me)).select(blocks::blocker_id).load(conn).await?;
+            (mine, theirs)
+        });
+        Ok(mine.into_iter().chain(theirs).map(rows::user_id).collect())
+    }
+
+    /// True if either of `a` and `b` has blocked the other.
+    pub async fn blocked_between(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
+        let (a, b) = (a.as_str(), b.as_str());
+        let found: i64 = with_conn!(self, |conn| {
+            blocks::table
+                .filter(
+                    (blocks::blocker_id.eq(a).and(blocks::blocked_id.eq(b)))
+                        .or(blocks::blocker_id.eq(b).and(blocks::blocked_id.eq(a))),
+                )
+                .count()
+                .get_result(conn)
+                .await?
+        });
+        Ok(found > 0)
+    }
+
+    /// The direct room of a pair, if it was ever opened.
+    pub async fn find_direct_room(&self, a: &UserId, b: &UserId) -> StoreResult<Option<RoomId>> {
+        let key = super::chat::direct_key(a, b);
+        let id: Option<String> = with_conn!(self, |conn| {
+            rooms::table.filter(rooms::direct_key.eq(&key)).select(rooms::id).first(conn).await.optional()?
+        });
+        Ok(id.as_deref().map(rows::room_id))
+    }
+
+    pub async fn send_request(&self, from: &UserId, to: &UserId, kind: RequestKind) -> StoreResult<RequestOutcome> {
+        let now = Timestamp::now().millis();
+        let key = (from.as_str(), to.as_str(), kind.as_str());
+        let outcome = with_conn!(self, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let inserted = insert_into(relationship_requests::table)
+                    .values((
+                        relationship_requests::from_id.eq(key.0),
+                        relationship_requests::to_id.eq(key.1),
+                        relationship_requests::kind.eq(key.2),
+                        relationship_requests::state.eq("pending"),
+                        relationship_requests::created_at.eq(now),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 1 {
+                    return Ok(RequestOutcome::Sent);
+                }
+                let state: String =
+                    relationship_requests::table.find(key).select(relationship_requests::state).first(conn).await?;
+                Ok(match state.as_str() {
+                    "accepted" => RequestOutcome::AlreadyAccepted,
+                    "pending" => RequestOutcome::AlreadyPending,
+                    _ => {
+                        diesel::update(relationship_requests::table.find(key))
+                            .set((
+                                relationship_requests::state.eq("pending"),
+                                relationship_requests::created_at.eq(now),
+                                relationship_requests::responded_at.eq(None::<i64>),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        RequestOutcome::Sent
+                    }
+                })
+            })
+            .await?
+        });
+        Ok(outcome)
+    }
+
+    /// Answers a pending request from `from` to `to`; false if there was none.
+    pub async fn respond_request(
+        &self,
+        from: &UserId,
+        to: &UserId,
+        kind: RequestKind,
+        accept: bool,
+    ) -> StoreResult<bool> {
+        let now = Timestamp::now().millis();
+        let state = if accept { "accepted" } else { "declined" };
+        let updated = with_conn!(self, |conn| {
+            diesel::update(
+                relationship_requests::table
+                    .find((from.as_str(), to.as_str(), kind.as_str()))
+                    .filter(relationship_requests::state.eq("pending")),
+            )
+            .set((relationship_requests::state.eq(state), relationship_requests::responded_at.eq(now)))
+            .execute(conn)
+            .await?
+        });
+        Ok(updated == 1)
+    }
+
+    pub async fn add_notification(
+        &self,
+        user: &UserId,
+        kind: &str,
+        from: &UserId,
+        room: Option<RoomId>,
+    ) -> StoreResult<Notification> {
+        let row = NotificationRow {
+            id: Uuid::now_v7().to_string(),
+            kind: kind.to_owned(),
+            from_id: from.to_string(),
+            room_id: room.map(|r| r.to_string()),
+            created_at: Timestamp::now().millis(),
+            read_at: None,
+        };
+        with_conn!(self, |conn| {
+            insert_into(notifications::table)
+                .values((
+                    notifications::id.eq(&row.id),
+                    notifications::user_id.eq(user.as_str()),
+                    notifications::kind.eq(&row.kind),
+                    notifications::from_id.eq(&row.from_id),
+                    notifications::room_id.eq(&row.room_id),
+                    notifications::created_at.eq(row.created_at),
+                ))
+                .execute(conn)
+                .await?;
+        });
+        Ok(row.into())
+    }
+
+    /// The user's notifications, newest first, before an exclusive notification id cursor.
+    pub async fn notifications(
+        &self,
+        user: &UserId,
+        limit: i64,
+        before: Option<String>,
+        unread_only: bool,
+    ) -> StoreResult<Vec<Notification>> {
+        let rows: Vec<NotificationRow> = with_conn!(self, |conn| {
+            let mut query = notifications::table
+                .filter(notifications::user_id.eq(user.as_str()))
+                .order(notifications::id.desc())
+                .limit(limit)
+                .select((
+                    notifications::id,
+                    notifications::kind,
+                    notifications::from_id,
+                    notifications::room_id,
+                    notifications::created_at,
+                    notifications::read_at,
+                ))
+                .into_boxed();
+            if let Some(before) = &before {
+                query = query.filter(notifications::id.lt(before.clone()));
+            }
+            if unread_only {
+                query = query.filter(notifications::read_at.is_null());
+            }
+            query.load(conn).await?
+        });
+        Ok(rows.into_iter().map(Notification::from).collect())
+    }
+
+    /// Marks the given notifications (or all) read; how many changed.
+    pub async fn read_notifications(&self, user: &UserId, ids: Option<Vec<String>>) -> StoreResult<usize> {
+        let now = Timestamp::now().millis();
+        with_conn!(self, |conn| {
+            let mine = notifications::table
+                .filter(notifications::user_id.eq(user.as_str()))
+                .filter(notifications::read_at.is_null())
+                .into_boxed();
+            let target = match &ids {
+                Some(ids) => mine.filter(notifications::id.eq_any(ids.clone())),
+                None => mine,
+            };
+            let ids: Vec<String> = target.select(notifications::id).load(conn).await?;
+            Ok(diesel::update(notifications::table.filter(notifications::id.eq_any(&ids)))
+                .set(notifications::read_at.eq(now))
+                .execute(conn)
+                .await?)
+        })
+    }
+
+    /// Records a like or dislike. The pair's row lock serializes two concurrent likers on
+    /// any nodes, so a mutual like is reported as new to exactly one of them.
+    pub async fn like(&self, liker: &UserId, likee: &UserId, liked: bool) -> StoreResult<LikeOutcome> {
+        let now = Timestamp::now().millis();
+        let key = pair_key(liker, likee);
+        let outcome = with_conn!(self, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                insert_into(like_pairs::table)
+                    .values(like_pairs::pair_key.eq(&key))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                let matched_at: Option<i64> = diesel::update(like_pairs::table.find(&key))
+                    .set(like_pairs::pair_key.eq(&key))
+                    .returning(like_pairs::matched_at)
+                    .get_result(conn)
+                    .await?;
+                insert_into(likes::table)
+                    .values((
+                        likes::liker_id.eq(liker.as_str()),
+                        likes::likee_id.eq(likee.as_str()),
+                        likes::liked.eq(liked),
+                        likes::updated_at.eq(now),
+                    ))
+                    .on_conflict((likes::liker_id, likes::likee_id))
+                    .do_update()
+                    .set((likes::liked.eq(liked), likes::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+                if matched_at.is_some() {
+                    return Ok(LikeOutcome { matched: true, new_match: false });
+                }
+                let liked_back: bool = likes::table
+                    .find((likee.as_str(), liker.as_str()))
+                    .select(likes::liked)
+                    .first(conn)
+                    .await
+                    .optional()?
+                    .unwrap_or(false);
+                if !(liked && liked_back) {
+                    return Ok(LikeOutcome { matched: false, new_match: false });
+                }
+                diesel::update(like_pairs::table.find(&key)).set(like_pairs::matched_at.eq(now)).execute(conn).await?;
+                Ok(LikeOutcome { matched: true, new_match: true })
+            })
+            .await?
+        });
+        Ok(outcome)
+    }
+
+    pub async fn add_report(
+        &self,
+        reporter: &UserId,
+        target: &UserId,
+        reason: &str,
+        message_id: Option<String>,
+        room: Option<RoomId>,
+    ) -> StoreResult<String> {
+        let id = Uuid::now_v7().to_string();
+        with_conn!(self, |conn| {
+            insert_into(reports::table)
+                .values((
+                    reports::id.eq(&id),
+                    reports::reporter_id.eq(reporter.as_str()),
+                    reports::target_id.eq(target.as_str()),
+                    reports::reason.eq(reason),
+                    reports::message_id.eq(&message_id),
+                    reports::room_id.eq(room.map(|r| r.to_string())),
+                    reports::created_at.eq(Timestamp::now().millis()),
+                ))
+                .execute(conn)
+                .await?;
+        });
+        Ok(id)
+    }
+
+    pub async fn set_location(&self, user: &UserId, at: Location) -> StoreResult<()> {
+        let cell = geohash::encode(geohash::Coord { x: at.lng, y: at.lat }, GEOHASH_PRECISION)
+            .expect("validated coordinates encode");
+        let now = Timestamp::now().millis();
+        with_conn!(self, |conn| {
+            insert_into(locations::table)
+                .values((
+                    locations::user_id.eq(user.as_str()),
+                    locations::lat.eq(at.lat),
+                    locations::lng.eq(at.lng),
+                    locations::geohash.eq(&cell),
+                    locations::updated_at.eq(now),
+                ))
+                .on_conflict(locations::user_id)
+                .do_update()
+                .set((
+                    locations::lat.eq(at.lat),
+                    locations::lng.eq(at.lng),
+                    locations::geohash.eq(&cell),
+                    locations::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn location_of(&self, user: &UserId) -> StoreResult<Option<Location>> {
+        let found: Option<(f64, f64)> = with_conn!(self, |conn| {
+            locations::table
+                .find(user.as_str())
+                .select((locations::lat, locations::lng))
+                .first(conn)
+                .await
+                .optional()?
+        });
+        Ok(found.map(|(lat, lng)| Location { lat, lng }))
+    }
+
+    /// Users within `radius_km` of `center`, nearest first. Reads only the 3 × 3 geohash
+    /// cells around the centre at the finest precision whose cells are at least the radius
+    /// wide (index range scans on `locations.geohash`), then measures exact distances.
+    pub async fn users_near(&self, center: Location, radius_km: f64) -> StoreResult<Vec<(UserId, f64)>> {
+        let cells = covering_cells(center, radius_km);
+        let candidates: Vec<(String, f64, f64)> = with_conn!(self, |conn| {
+            let mut found = Vec::new();
+            for cell in &cells {
+                let upper = format!("{cell}~");
+                let rows: Vec<(String, f64, f64)> = locations::table
+                    .filter(locations::geohash.ge(cell))
+                    .filter(locations::geohash.lt(&upper))
+                    .select((locations::user_id, locations::lat, locations::lng))
+                    .load(conn)
+                    .await?;
+                found.extend(rows);
+            }
+            found
+        });
+        let mut near: Vec<(UserId, f64)> = candidates
+            .into_iter()
+            .map(|(user, lat, lng)| (user, center.distance_km(Location { lat, lng })))
+            .filter(|(_, distance)| *distance <= radius_km)
+            .map(|(user, distance)| (rows::user_id(user), distance))
+            .collect();
+        near.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(near)
+    }
+}
+
+/// The centre cell and its neighbours at the finest precision whose cells are at least
+/// `radius_km` across at this latitude: together they cover the whole circle.
+fn covering_cells(center: Location, radius_km: f64) -> Vec<String> {
+    const KM_PER_DEGREE: f64 = 111.32;
+    let shrink = center.lat.to_radians().cos().max(0.01);
+    let precision = (1..=GEOHASH_PRECISION)
+        .rev()
+        .find(|&p| {
+            let bits = 5 * p as i32;
+            let lng_bits = (bits + 1) / 2;
+            let lat_bits = bits / 2;
+            let lat_km = 180.0 / 2f64.powi(lat_bits) * KM_PER_DEGREE;
+            let lng_km = 360.0 / 2f64.powi(lng_bits) * KM_PER_DEGREE * shrink;
+            lat_km.min(lng_km) >= radius_km
+        })
+        .unwrap_or(1);
+    let coord = geohash::Coord { x: center.lng, y: center.lat };
+    let cell = geohash::encode(coord, precision).expect("validated coordinates encode");
+    let mut cells = vec![cell.clone()];
+    if let Ok(n) = geohash::neighbors(&cell) {
+        cells.extend([n.n, n.ne, n.e, n.se, n.s, n.sw, n.w, n.nw]);
+    }
+    cells.sort();
+    cells.dedup();
+    cells
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_radii_use_fine_cells() {
+        let center = Location::parse(48.85, 2.35).unwrap();
+        assert_eq!(covering_cells(center, 0.5)[0].len(), 6);
+        assert_eq!(covering_cells(center, 3.0)[0].len(), 5);
+        assert_eq!(covering_cells(center, 50.0)[0].len(), 3);
+        assert_eq!(covering_cells(center, 3.0).len(), 9);
+    }
+}

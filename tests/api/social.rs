@@ -1,0 +1,189 @@
+//! Follow and friend requests, notifications, likes and matches, blocks, reports, nearby.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::*;
+
+async fn follow_requests_notify_and_acceptance_opens_a_room(db: Db) {
+    let app = spawn_app(db).await;
+    let mut alice = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    alice.ok("follow.request", json!({"user_id": "bob"})).await;
+    let note = bob.event("notification").await;
+    assert_eq!(note["kind"], "follow_request");
+    assert_eq!(note["from"], "alice");
+    assert_eq!(note["read"], false);
+    // Asking again while pending notifies nobody twice.
+    alice.ok("follow.request", json!({"user_id": "bob"})).await;
+    bob.no_event("notification", Duration::from_millis(300)).await;
+
+    let reply = bob.ok("follow.respond", json!({"user_id": "alice", "accept": true})).await;
+    let room = reply["room"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(reply["room"]["kind"], "direct");
+    let accepted = alice.event("notification").await;
+    assert_eq!(accepted["kind"], "follow_accepted");
+    assert_eq!(accepted["from"], "bob");
+    assert_eq!(accepted["room_id"], room.as_str());
+    assert_eq!(alice.event("room.created").await["room"]["id"], room.as_str());
+    assert_eq!(bob.event("room.created").await["room"]["id"], room.as_str());
+    // The room works at once.
+    let message = send(&mut alice, &room, "thanks for the follow").await;
+    assert_eq!(bob.event("message.new").await["message"], message);
+    assert_eq!(bob.fails("follow.respond", json!({"user_id": "alice", "accept": true})).await, "not_found");
+}
+
+async fn offline_users_find_their_notifications_later(db: Db) {
+    let app = spawn_app(db).await;
+    let mut carol = app.connect("carol").await;
+    carol.ok("friend.request", json!({"user_id": "dave"})).await;
+    let mut erin = app.connect("erin").await;
+    erin.ok("follow.request", json!({"user_id": "dave"})).await;
+
+    let mut dave = app.connect("dave").await;
+    let listed = dave.ok("notification.list", json!({})).await["notifications"].clone();
+    let kinds: Vec<(&str, &str)> =
+        listed.as_array().unwrap().iter().map(|n| (n["kind"].as_str().unwrap(), n["from"].as_str().unwrap())).collect();
+    assert_eq!(kinds, vec![("follow_request", "erin"), ("friend_request", "carol")], "newest first");
+    let first = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(dave.ok("notification.read", json!({"ids": [first]})).await["read"], 1);
+    let unread = dave.ok("notification.list", json!({"unread_only": true})).await["notifications"].clone();
+    assert_eq!(unread.as_array().unwrap().len(), 1);
+    assert_eq!(dave.ok("notification.read", json!({})).await["read"], 1);
+    let unread = dave.ok("notification.list", json!({"unread_only": true})).await["notifications"].clone();
+    assert!(unread.as_array().unwrap().is_empty());
+    let page =
+        dave.ok("notification.list", json!({"limit": 1, "before": listed[0]["id"]})).await["notifications"].clone();
+    assert_eq!(page[0]["from"], "carol");
+
+    let declined = dave.ok("friend.respond", json!({"user_id": "carol", "accept": false})).await;
+    assert!(declined["room"].is_null());
+    carol.no_event("notification", Duration::from_millis(300)).await;
+    // A declined request may be sent again.
+    carol.ok("friend.request", json!({"user_id": "dave"})).await;
+    assert_eq!(dave.event("notification").await["kind"], "friend_request");
+    let accepted = dave.ok("friend.respond", json!({"user_id": "carol", "accept": 1})).await;
+    assert_eq!(accepted["room"]["kind"], "direct");
+    assert_eq!(carol.event("notification").await["kind"], "friend_accepted");
+}
+
+async fn mutual_likes_match_once(db: Db) {
+    let app = spawn_app(db).await;
+    let mut alice = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    let mut carol = app.connect("carol").await;
+    assert_eq!(
+        alice.ok("like", json!({"user_id": "bob", "like": true})).await,
+        json!({"matched": false, "room": null})
+    );
+    bob.no_event("match", Duration::from_millis(200)).await;
+    let reply = bob.ok("like", json!({"user_id": "alice", "like": true})).await;
+    assert_eq!(reply["matched"], true);
+    let room = reply["room"]["id"].as_str().unwrap().to_owned();
+    for (client, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        assert_eq!(client.event("match").await, json!({"user_id": other, "room_id": room}));
+    }
+    // Liking again changes nothing and announces nothing.
+    assert_eq!(alice.ok("like", json!({"user_id": "bob", "like": true})).await["matched"], true);
+    alice.no_event("match", Duration::from_millis(300)).await;
+    bob.no_event("match", Duration::from_millis(300)).await;
+
+    // A dislike is recorded: no match after the other likes.
+    carol.ok("like", json!({"user_id": "alice", "like": false})).await;
+    assert_eq!(alice.ok("like", json!({"user_id": "carol", "like": 1})).await["matched"], false);
+    assert_eq!(alice.fails("like", json!({"user_id": "alice", "like": true})).await, "bad_request");
+    assert_eq!(alice.fails("like", json!({"user_id": "bob", "like": "yes"})).await, "bad_request");
+}
+
+async fn blocks_are_enforced_on_every_path(db: Db) {
+    let app = spawn_app(db).await;
+    let mut alice = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    for (user, lat) in [(&mut alice, 10.0), (&mut bob, 10.001)] {
+        user.ok("location.update", json!({"lat": lat, "lng": 20.0})).await;
+    }
+    assert_eq!(
+        alice.ok("block", json!({"user_id": "bob", "blocked": true})).await,
+        json!({"user_id": "bob", "blocked": true})
+    );
+    let listed = alice.ok("block.list", json!({})).await["users"].clone();
+    assert_eq!(listed[0]["user_id"], "bob");
+
+    // Neither side can reach the other one to one.
+    assert_eq!(bob.fails("room.direct", json!({"user_id": "alice"})).await, "forbidden");
+    assert_eq!(bob.fails("message.send", json!({"room_id": room, "body": "hey"})).await, "forbidden");
+    assert_eq!(alice.fails("message.send", json!({"room_id": room, "body": "hey"})).await, "forbidden");
+    assert_eq!(bob.fails("typing", json!({"room_id": room, "typing": true})).await, "forbidden");
+    assert_eq!(bob.fails("like", json!({"user_id": "alice", "like": true})).await, "forbidden");
+    assert_eq!(bob.fails("follow.request", json!({"user_id": "alice"})).await, "forbidden");
+    assert_eq!(bob.fails("friend.request", json!({"user_id": "alice"})).await, "forbidden");
+    assert_eq!(bob.fails("room.group.create", json!({"name": "g", "members": ["alice"]})).await, "forbidden");
+    let seen = bob.ok("presence.query", json!({"user_ids": ["alice"]})).await["users"][0].clone();
+    assert_eq!(seen, json!({"user_id": "alice", "online": false, "last_seen": null}));
+    let near = bob.ok("location.nearby", json!({"radius_km": 5})).await["users"].clone();
+    assert!(near.as_array().unwrap().is_empty(), "{near}");
+    // History stays readable; nothing new arrived.
+    bob.ok("message.history", json!({"room_id": room})).await;
+
+    alice.ok("block", json!({"user_id": "bob", "blocked": false})).await;
+    let message = send(&mut bob, &room, "friends again").await;
+    assert_eq!(alice.event("message.new").await["message"], message);
+    assert_eq!(bob.ok("location.nearby", json!({"radius_km": 5})).await["users"][0]["user_id"], "alice");
+}
+
+async fn reports_are_stored(db: Db) {
+    let app = spawn_app(db).await;
+    let mut alice = app.connect("alice").await;
+    let bob = app.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    let reply = alice.ok("report", json!({"user_id": "bob", "reason": "spam", "room_id": room})).await;
+    assert!(reply["report_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(alice.fails("report", json!({"user_id": "bob", "reason": " "})).await, "bad_request");
+    assert_eq!(alice.fails("report", json!({"user_id": "alice", "reason": "me"})).await, "bad_request");
+    assert_eq!(alice.fails("report", json!({"user_id": "bob"})).await, "bad_request");
+}
+
+async fn nearby_users_sorted_by_distance(db: Db) {
+    let app = spawn_app(db).await;
+    let mut me = app.connect("me").await;
+    assert_eq!(me.fails("location.nearby", json!({"radius_km": 5})).await, "bad_request");
+    assert_eq!(me.fails("location.update", json!({"lat": 91, "lng": 0})).await, "bad_request");
+    assert_eq!(me.fails("location.update", json!({"lat": 0, "lng": 181})).await, "bad_request");
+    assert_eq!(me.fails("location.update", json!({"lat": "north", "lng": 0})).await, "bad_request");
+    assert_eq!(
+        me.ok("location.update", json!({"lat": 31.228125, "lng": 74.833771})).await,
+        json!({"lat": 31.228125, "lng": 74.833771})
+    );
+    // Others at about 0.1, 1, 3 and 40 km north; `far` stays connected, the rest leave.
+    let mut keep = Vec::new();
+    for (user, km) in [("near", 0.1), ("mid", 1.0), ("far", 3.0), ("away", 40.0)] {
+        let mut client = app.connect(user).await;
+        client.ok("location.update", json!({"lat": 31.228125 + km / 111.2, "lng": 74.833771})).await;
+        if user == "far" { keep.push(client) } else { client.close().await }
+    }
+    let found = me.ok("location.nearby", json!({"radius_km": 5})).await["users"].clone();
+    let names: Vec<&str> = found.as_array().unwrap().iter().map(|u| u["user_id"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["near", "mid", "far"]);
+    let km = |u: &Value| u["distance_km"].as_f64().unwrap();
+    assert!((km(&found[0]) - 0.1).abs() < 0.02 && (km(&found[2]) - 3.0).abs() < 0.05, "{found}");
+    assert_eq!(found[2]["online"], true);
+    assert_eq!(found[0]["online"], false);
+    let limited = me.ok("location.nearby", json!({"radius_km": 50, "limit": 2})).await["users"].clone();
+    assert_eq!(limited.as_array().unwrap().len(), 2);
+    let wide = me.ok("location.nearby", json!({"radius_km": 50})).await["users"].clone();
+    assert_eq!(wide.as_array().unwrap().len(), 4);
+    assert_eq!(me.fails("location.nearby", json!({"radius_km": 0})).await, "bad_request");
+    assert_eq!(me.fails("location.nearby", json!({"radius_km": 10_000})).await, "bad_request");
+}
+
+both!(
+    follow_requests_notify_and_acceptance_opens_a_room,
+    offline_users_find_their_notifications_later,
+    mutual_likes_match_once,
+    blocks_are_enforced_on_every_path,
+    reports_are_stored,
+    nearby_users_sorted_by_distance,
+);

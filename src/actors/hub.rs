@@ -69,9 +69,6 @@ impl Hub {
         }
     }
 
-    /// Tells the user's direct peers they came online or went offline (storing `last_seen`
-    /// first). A change that is already out of date when its peers are known (a quick
-    /// reconnect) is not published, so peers never end on a stale state.
     /// Stops listening for a user with no connection here (and for their rooms that no
     /// other local user needs). True if the user was forgotten.
     fn forget_if_idle(&mut self, user: &UserId) -> bool {

@@ -160,6 +160,10 @@ impl RoomActor {
     /// (and the gap filled from the store after `GAP_WAIT`), late but unseen still delivered.
     fn deliver_message(&mut self, seq: i64, push: Push, skip: Option<ConnectionId>, ctx: &mut Context<Self>) {
         let order = &mut self.order;
+        if order.next == 0 {
+            // The member list never loaded: start from the first message seen.
+            order.next = seq;
+        }
         if seq < order.next {
             if !order.filled.remove(&seq) {
                 self.fan_out(push, skip);

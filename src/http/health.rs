@@ -9,14 +9,23 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
-    match services.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready", "node": services.node})),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: database unreachable");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"status": "unavailable", "database": "unreachable"}))
-        }
-    }
+    let database = services.store.ping().await.map_err(|e| tracing::warn!(error = %e, "not ready: database"));
+    let redis = match services.redis.clone() {
+        None => Ok(()),
+        Some(mut redis) => redis::cmd("PING")
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "not ready: Redis")),
+    };
+    let state = |ok: bool| if ok { "ok" } else { "unreachable" };
+    let ready = database.is_ok() && redis.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "node": services.node,
+        "database": state(database.is_ok()),
+        "redis": if services.redis.is_some() { state(redis.is_ok()) } else { "not used" },
+    });
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 pub async fn metrics(services: web::Data<Services>) -> HttpResponse {

@@ -384,6 +384,36 @@ impl Store {
         Ok(())
     }
 
+    /// Bulk import of locations (migrations from another system, benchmarks): one
+    /// transaction, rows written in chunks.
+    pub async fn import_locations(&self, rows: &[(UserId, Location)]) -> StoreResult<()> {
+        let now = Timestamp::now().millis();
+        let values: Vec<_> = rows
+            .iter()
+            .map(|(user, at)| {
+                let cell = geohash::encode(geohash::Coord { x: at.lng, y: at.lat }, GEOHASH_PRECISION)
+                    .expect("validated coordinates encode");
+                (
+                    locations::user_id.eq(user.to_string()),
+                    locations::lat.eq(at.lat),
+                    locations::lng.eq(at.lng),
+                    locations::geohash.eq(cell),
+                    locations::updated_at.eq(now),
+                )
+            })
+            .collect();
+        with_conn!(self, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                for row in &values {
+                    insert_into(locations::table).values(row.clone()).on_conflict_do_nothing().execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await?
+        });
+        Ok(())
+    }
+
     pub async fn location_of(&self, user: &UserId) -> StoreResult<Option<Location>> {
         let found: Option<(f64, f64)> = with_conn!(self, |conn| {
             locations::table

@@ -4,12 +4,13 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix::Actor;
 use actix_web::{App, HttpServer, dev::Server};
 use anyhow::Context as _;
 use tokio::sync::{Notify, mpsc};
 
 use crate::actors::hub::{CloseAll, WentOffline};
-use crate::actors::{Hub, Services};
+use crate::actors::{CallSweeper, Hub, Services};
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
 use crate::config::Settings;
@@ -81,6 +82,7 @@ impl Application {
             Arc::new(Services { settings, node, store, writer, bus, presence, redis, hub, metrics, auth })
         });
         tokio::spawn(forward_offline(offline, services.hub.clone()));
+        CallSweeper::new(services.clone()).start();
         let routes = services.clone();
         let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
             .listen(listener)?

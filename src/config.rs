@@ -106,6 +106,15 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_GROUP_LIMIT", default_value_t = 8)]
     pub group_limit: usize,
 
+    /// Seconds a call rings before it is missed.
+    #[arg(long, env = "SWITCHBOARD_CALL_RING_SECS", default_value_t = 45)]
+    pub call_ring_secs: u64,
+
+    /// Seconds a call party may be gone (no connection anywhere) before they are dropped
+    /// from the call as disconnected; reconnecting within it keeps the call.
+    #[arg(long, env = "SWITCHBOARD_CALL_GRACE_SECS", default_value_t = 20)]
+    pub call_grace_secs: u64,
+
     /// Most messages one group commit writes.
     #[arg(long, env = "SWITCHBOARD_WRITE_BATCH_MAX", default_value_t = 512)]
     pub write_batch_max: usize,

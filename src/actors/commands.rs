@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::hub::ToRoom;
-use super::{Caller, Services, social};
+use super::{Caller, Services, calls, social};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, UserId};
 use crate::protocol::{Command, PresenceState, Push, Reply};
@@ -92,5 +92,6 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
         }
         Command::Room { .. } => execute(services.clone(), caller.clone(), command).await,
         Command::Social(command) => social::execute(services, caller, command).await,
+        Command::Call(command) => calls::execute(services, caller, command).await,
     }
 }

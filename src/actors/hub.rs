@@ -113,6 +113,8 @@ impl Hub {
             if !online {
                 services.store.set_last_seen(&user, seen).await?;
             }
+            // A call party who vanished is dropped after the grace period unless back by then.
+            services.store.mark_call_presence(&user, if online { None } else { Some(seen) }).await?;
             let hidden = services.store.block_relations(&user).await?;
             let mut peers = services.store.direct_peers(&user).await?;
             peers.retain(|(_, peer)| !hidden.contains(peer));
@@ -323,6 +325,12 @@ impl Handler<Delivered> for Hub {
                     if Some(*connection) != *skip {
                         outbox.push(Outbound::Push(delivery.clone()));
                     }
+                }
+            }
+            BusEvent::ToConnection { push, connection } => {
+                let outbox = self.users.get(user).and_then(|local| local.connections.get(connection));
+                if let Some(outbox) = outbox {
+                    outbox.push(Outbound::Push(Arc::new(Delivery::new(push.clone()))));
                 }
             }
             BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),

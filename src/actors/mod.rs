@@ -2,6 +2,7 @@
 //! room actor per room with members connected here. Commands flow connection → hub → room;
 //! events flow bus → hub or room → connection outboxes.
 
+mod calls;
 mod commands;
 pub mod connection;
 pub mod hub;
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::presence::PresenceDirectory;
 use crate::store::{MessageWriter, Store};
 
+pub use calls::CallSweeper;
 pub use hub::Hub;
 pub use outbox::{Outbound, Outbox};
 

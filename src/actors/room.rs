@@ -233,7 +233,7 @@ impl Handler<Delivered> for RoomActor {
         let (push, skip) = match &msg.envelope.event {
             BusEvent::Push { push, skip } => (push, skip),
             BusEvent::RoomChanged { .. } => return self.load(ctx),
-            BusEvent::JoinedRoom { .. } => return,
+            BusEvent::JoinedRoom { .. } | BusEvent::ToConnection { .. } => return,
         };
         match push {
             Push::MessageNew { message } => self.deliver_message(message.seq, push.clone(), *skip, ctx),

@@ -41,6 +41,8 @@ pub enum BusEvent {
     /// Push to the topic's connections, except `skip` (the connection that caused it,
     /// which has its ack instead).
     Push { push: Push, skip: Option<ConnectionId> },
+    /// On a user topic: push to that one connection of the user only (a call's device).
+    ToConnection { push: Push, connection: ConnectionId },
     /// On a user topic: the user is now a member of `room_id`; their nodes start
     /// listening to it.
     JoinedRoom { room_id: RoomId },

@@ -100,6 +100,13 @@ impl ConnectionId {
     }
 }
 
+impl ConnectionId {
+    /// A connection id read back from the store.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Uuid::parse_str(raw).ok().map(Self)
+    }
+}
+
 impl Default for ConnectionId {
     fn default() -> Self {
         Self::new()

@@ -1,12 +1,14 @@
 //! Domain types: ids and values parsed once at the edge, the objects clients see, and the
 //! one error type every layer speaks.
 
+mod call;
 mod chat;
 mod error;
 mod ids;
 mod social;
 mod time;
 
+pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media};
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, UserId};

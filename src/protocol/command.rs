@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::domain::{Error, Location, MessageKind, RequestKind, RoomCursor, RoomId, Timestamp, UserId};
+use crate::domain::{CallId, Error, Location, Media, MessageKind, RequestKind, RoomCursor, RoomId, Timestamp, UserId};
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 100;
@@ -34,6 +34,35 @@ pub enum Command {
         command: RoomCommand,
     },
     Social(SocialCommand),
+    Call(CallCommand),
+}
+
+/// Call signaling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallCommand {
+    Start {
+        room: RoomId,
+        media: Media,
+    },
+    Accept {
+        call: CallId,
+    },
+    Decline {
+        call: CallId,
+    },
+    End {
+        call: CallId,
+    },
+    /// Relays opaque SDP/ICE JSON; `to` picks the party in a group call.
+    Signal {
+        call: CallId,
+        signal: Value,
+        to: Option<UserId>,
+    },
+    History {
+        room: RoomId,
+        limit: i64,
+    },
 }
 
 /// Follows, friends, dating, safety and location.
@@ -71,6 +100,14 @@ impl Command {
             Self::CreateGroup { .. } => "room.group.create",
             Self::ListRooms { .. } => "room.list",
             Self::QueryPresence { .. } => "presence.query",
+            Self::Call(command) => match command {
+                CallCommand::Start { .. } => "call.start",
+                CallCommand::Accept { .. } => "call.accept",
+                CallCommand::Decline { .. } => "call.decline",
+                CallCommand::End { .. } => "call.end",
+                CallCommand::Signal { .. } => "call.signal",
+                CallCommand::History { .. } => "call.history",
+            },
             Self::Social(command) => match command {
                 SocialCommand::Request { kind: RequestKind::Follow, .. } => "follow.request",
                 SocialCommand::Request { kind: RequestKind::Friend, .. } => "friend.request",
@@ -153,6 +190,29 @@ impl Command {
             "typing" => {
                 let d: Typing = fields(data)?;
                 room(d.room_id, RoomCommand::Typing { typing: d.typing })
+            }
+            "call.start" => {
+                let d: CallStart = fields(data)?;
+                Self::Call(CallCommand::Start { room: d.room_id, media: d.media })
+            }
+            "call.accept" | "call.decline" | "call.end" => {
+                let d: CallRef = fields(data)?;
+                Self::Call(match event {
+                    "call.accept" => CallCommand::Accept { call: d.call_id },
+                    "call.decline" => CallCommand::Decline { call: d.call_id },
+                    _ => CallCommand::End { call: d.call_id },
+                })
+            }
+            "call.signal" => {
+                let d: CallSignal = fields(data)?;
+                if d.signal.is_null() {
+                    return Err(Error::bad_request("signal is required"));
+                }
+                Self::Call(CallCommand::Signal { call: d.call_id, signal: d.signal, to: d.to })
+            }
+            "call.history" => {
+                let d: CallHistory = fields(data)?;
+                Self::Call(CallCommand::History { room: d.room_id, limit: page_size(d.limit)? })
             }
             "follow.request" | "friend.request" => {
                 let d: UserRef = fields(data)?;
@@ -276,6 +336,36 @@ impl<'de> Deserialize<'de> for Cursor {
             _ => Err(invalid()),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct CallStart {
+    room_id: RoomId,
+    #[serde(default = "video")]
+    media: Media,
+}
+
+fn video() -> Media {
+    Media::Video
+}
+
+#[derive(Deserialize)]
+struct CallRef {
+    call_id: CallId,
+}
+
+#[derive(Deserialize)]
+struct CallSignal {
+    call_id: CallId,
+    #[serde(default)]
+    signal: Value,
+    to: Option<UserId>,
+}
+
+#[derive(Deserialize)]
+struct CallHistory {
+    room_id: RoomId,
+    limit: Option<i64>,
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Message, NearbyUser, Notification, Room, RoomId, Timestamp, UserId};
+use crate::domain::{Call, CallId, EndReason, Message, NearbyUser, Notification, Room, RoomId, Timestamp, UserId};
 
 /// The `data` of a successful reply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,6 +35,12 @@ pub enum Reply {
     },
     Presence {
         users: Vec<PresenceState>,
+    },
+    Call {
+        call: Call,
+    },
+    Calls {
+        calls: Vec<Call>,
     },
     /// follow.respond / friend.respond: the direct room an acceptance opened.
     Responded {
@@ -102,6 +108,17 @@ pub enum Push {
     Notification(Notification),
     #[serde(rename = "match")]
     Match { user_id: UserId, room_id: RoomId },
+    #[serde(rename = "call.incoming")]
+    CallIncoming { call: Call },
+    #[serde(rename = "call.accepted")]
+    CallAccepted { call: Call },
+    #[serde(rename = "call.ended")]
+    CallEnded { call: Call, reason: EndReason },
+    /// A party left a group call that goes on.
+    #[serde(rename = "call.left")]
+    CallLeft { call: Call, user_id: UserId },
+    #[serde(rename = "call.signal")]
+    CallSignal { call_id: CallId, from: UserId, signal: serde_json::Value },
 }
 
 impl Push {
@@ -114,6 +131,11 @@ impl Push {
             Self::Presence(_) => "presence",
             Self::Notification(_) => "notification",
             Self::Match { .. } => "match",
+            Self::CallIncoming { .. } => "call.incoming",
+            Self::CallAccepted { .. } => "call.accepted",
+            Self::CallEnded { .. } => "call.ended",
+            Self::CallLeft { .. } => "call.left",
+            Self::CallSignal { .. } => "call.signal",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Storage on diesel-async: one set of queries, run on PostgreSQL (production, clusters) or
 //! embedded SQLite (the default). The database is the truth; nothing here knows about wires.
 
+mod calls;
 mod chat;
 mod rows;
 pub mod schema;
@@ -20,6 +21,7 @@ use futures_util::FutureExt;
 
 use crate::domain;
 
+pub use calls::{CallRecord, Departure, Expired};
 pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
 pub use social::{LikeOutcome, RequestOutcome};
 pub use users::Profile;

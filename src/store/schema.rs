@@ -119,3 +119,50 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    calls (id) {
+        id -> Text,
+        room_id -> Text,
+        caller_id -> Text,
+        media -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        answered_at -> Nullable<BigInt>,
+        ended_at -> Nullable<BigInt>,
+        end_reason -> Nullable<Text>,
+        ring_deadline -> BigInt,
+    }
+}
+
+diesel::table! {
+    call_participants (call_id, user_id) {
+        call_id -> Text,
+        user_id -> Text,
+        role -> Text,
+        status -> Text,
+        device -> Nullable<Text>,
+        joined_at -> Nullable<BigInt>,
+        left_at -> Nullable<BigInt>,
+        away_since -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    call_lines (user_id) {
+        user_id -> Text,
+        call_id -> Text,
+    }
+}
+
+diesel::table! {
+    call_events (call_id, at, event) {
+        call_id -> Text,
+        at -> BigInt,
+        user_id -> Nullable<Text>,
+        event -> Text,
+    }
+}
+
+diesel::joinable!(call_participants -> calls (call_id));
+diesel::allow_tables_to_appear_in_same_query!(calls, call_participants, call_lines, call_events);

@@ -1,0 +1,226 @@
+//! Call signaling: start, ring, accept on one device, decline, hang up, relay SDP/ICE, and
+//! a sweeper on every node that ends ringing past its timeout and drops parties gone past
+//! the grace period. The store holds each call's state, so any node can act on any call and
+//! no call depends on the node that started it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::{Caller, Services};
+use crate::bus::{BusEvent, Topic};
+use crate::domain::{CallId, EndReason, Error, RoomKind, Timestamp, UserId};
+use crate::protocol::{CallCommand, Push, Reply};
+use crate::store::{CallRecord, Departure};
+
+pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCommand) -> Result<Reply, Error> {
+    let store = &services.store;
+    let me = &caller.user;
+    match command {
+        CallCommand::Start { room, media } => {
+            let Some(members) = store.room_members(room).await? else {
+                return Err(Error::not_found("no such room"));
+            };
+            if !members.members.contains(me) {
+                return Err(Error::forbidden("you are not a member of this room"));
+            }
+            let callees: Vec<UserId> = members.members.iter().filter(|m| *m != me).cloned().collect();
+            if members.kind == RoomKind::Direct
+                && let Some(other) = callees.first()
+            {
+                super::social::not_blocked(services, me, other).await?;
+            }
+            let ring = Duration::from_secs(services.settings.call_ring_secs);
+            let deadline = Timestamp::from_millis(Timestamp::now().millis() + ring.as_millis() as i64);
+            let id = store.start_call(room, me, caller.connection, &callees, media, deadline).await??;
+            let record = load(services, id).await?;
+            for party in &record.call.participants {
+                if party.status == "ringing" {
+                    push_to(services, &party.user_id, Push::CallIncoming { call: record.call.clone() }, None);
+                }
+            }
+            Ok(Reply::Call { call: record.call })
+        }
+        CallCommand::Accept { call } => {
+            party_of(&load(services, call).await?, me)?;
+            store.accept_call(call, me, caller.connection).await??;
+            let record = load(services, call).await?;
+            for user in record.call.users().filter(|u| *u != me) {
+                push_to(services, user, Push::CallAccepted { call: record.call.clone() }, None);
+            }
+            // The callee's other devices stop ringing.
+            let elsewhere = Push::CallEnded { call: record.call.clone(), reason: EndReason::AnsweredElsewhere };
+            push_to(services, me, elsewhere, Some(caller));
+            Ok(Reply::Call { call: record.call })
+        }
+        CallCommand::Decline { call } => {
+            party_of(&load(services, call).await?, me)?;
+            let departure = store.decline_call(call, me).await??;
+            announce_departure(services, call, me, departure, EndReason::Declined, Some(caller)).await
+        }
+        CallCommand::End { call } => {
+            let record = load(services, call).await?;
+            let status = party_of(&record, me)?.status.clone();
+            let departure = match status.as_str() {
+                "ringing" => store.decline_call(call, me).await??,
+                "joined" => store.leave_call(call, me, EndReason::Hangup).await??,
+                // Already out of it (or the call ended): hanging up again changes nothing.
+                _ => return Ok(Reply::Call { call: record.call }),
+            };
+            let own = if status == "ringing" { EndReason::Declined } else { EndReason::Hangup };
+            announce_departure(services, call, me, departure, own, Some(caller)).await
+        }
+        CallCommand::Signal { call, signal, to } => {
+            let record = load(services, call).await?;
+            let status = party_of(&record, me)?.status.as_str();
+            if !matches!(status, "joined" | "ringing") {
+                return Err(Error::Conflict("you are not in this call".into()));
+            }
+            if status == "joined" && !store.claim_device(call, me, caller.connection).await? {
+                return Err(Error::forbidden("this call is on another of your devices"));
+            }
+            let others: Vec<&UserId> = record.call.users().filter(|u| *u != me).collect();
+            let target = match (to, others.as_slice()) {
+                (Some(to), _) => to,
+                (None, [only]) => (*only).clone(),
+                (None, _) => return Err(Error::bad_request("name the party to signal with `to`")),
+            };
+            let in_call =
+                record.call.participant(&target).is_some_and(|p| matches!(p.status.as_str(), "joined" | "ringing"));
+            if !in_call {
+                return Err(Error::Conflict(format!("{target} is not in this call")));
+            }
+            let push = Push::CallSignal { call_id: call, from: me.clone(), signal };
+            // Once a party has answered on a device, only that device gets their signals.
+            let event = match record.devices.get(&target) {
+                Some(&connection) => BusEvent::ToConnection { push, connection },
+                None => BusEvent::Push { push, skip: None },
+            };
+            services.bus.publish(Topic::User(target), event);
+            Ok(Reply::Done)
+        }
+        CallCommand::History { room, limit } => {
+            let Some(members) = store.room_members(room).await? else {
+                return Err(Error::not_found("no such room"));
+            };
+            if !members.members.contains(me) {
+                return Err(Error::forbidden("you are not a member of this room"));
+            }
+            Ok(Reply::Calls { calls: store.call_history(room, limit).await? })
+        }
+    }
+}
+
+async fn load(services: &Services, call: CallId) -> Result<CallRecord, Error> {
+    services.store.call(call).await?.ok_or_else(|| Error::not_found("no such call"))
+}
+
+/// The user's part in the call; a third party gets `forbidden`.
+fn party_of<'a>(record: &'a CallRecord, user: &UserId) -> Result<&'a crate::domain::CallParticipant, Error> {
+    record.call.participant(user).ok_or_else(|| Error::forbidden("you are not a party to this call"))
+}
+
+fn push_to(services: &Services, user: &UserId, push: Push, skip: Option<&Caller>) {
+    let skip = skip.map(|c| c.connection);
+    services.bus.publish(Topic::User(user.clone()), BusEvent::Push { push, skip });
+}
+
+/// After `user` left the call (declined, hung up or vanished): everyone hears that the
+/// call ended, or, in a group call that goes on, that the user left.
+async fn announce_departure(
+    services: &Services,
+    call: CallId,
+    user: &UserId,
+    departure: Departure,
+    own: EndReason,
+    acting: Option<&Caller>,
+) -> Result<Reply, Error> {
+    let record = load(services, call).await?;
+    match departure {
+        Departure::Ended(reason) => {
+            for party in record.call.users() {
+                let skip = if party == user { acting } else { None };
+                push_to(services, party, Push::CallEnded { call: record.call.clone(), reason }, skip);
+            }
+        }
+        Departure::Left => {
+            for party in record.call.users().filter(|u| *u != user) {
+                push_to(services, party, Push::CallLeft { call: record.call.clone(), user_id: user.clone() }, None);
+            }
+            push_to(services, user, Push::CallEnded { call: record.call.clone(), reason: own }, acting);
+        }
+    }
+    Ok(Reply::Call { call: record.call })
+}
+
+/// Runs on every node: ends ringing past the ring timeout and drops parties whose last
+/// connection has been gone past the grace period. The store's conditional updates let
+/// exactly one node act on each expiry, so a node dying never leaves a call ringing.
+pub struct CallSweeper {
+    services: Arc<Services>,
+    busy: bool,
+}
+
+/// How often each node sweeps.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+impl CallSweeper {
+    pub fn new(services: Arc<Services>) -> Self {
+        Self { services, busy: false }
+    }
+}
+
+impl Actor for CallSweeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(SWEEP_EVERY, |sweeper, ctx| {
+            if sweeper.busy {
+                return;
+            }
+            sweeper.busy = true;
+            let services = sweeper.services.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = sweep(&services).await {
+                        tracing::warn!(error = %e, "call sweep failed");
+                    }
+                }
+                .into_actor(sweeper)
+                .map(|_, sweeper, _| sweeper.busy = false),
+            );
+        });
+    }
+}
+
+async fn sweep(services: &Services) -> Result<(), Error> {
+    let now = Timestamp::now();
+    for expired in services.store.expire_ringing(now).await? {
+        let record = load(services, expired.call).await?;
+        let told: Vec<&UserId> = match expired.ended {
+            Some(_) => record.call.users().collect(),
+            None => expired.users.iter().collect(),
+        };
+        for user in told {
+            push_to(services, user, Push::CallEnded { call: record.call.clone(), reason: EndReason::Missed }, None);
+        }
+    }
+    let grace = services.settings.call_grace_secs as i64 * 1000;
+    for (call, user) in services.store.expire_away(Timestamp::from_millis(now.millis() - grace)).await? {
+        let record = load(services, call).await?;
+        match record.call.end_reason {
+            Some(reason) => {
+                for party in record.call.users() {
+                    push_to(services, party, Push::CallEnded { call: record.call.clone(), reason }, None);
+                }
+            }
+            None => {
+                for party in record.call.users().filter(|u| **u != user) {
+                    push_to(services, party, Push::CallLeft { call: record.call.clone(), user_id: user.clone() }, None);
+                }
+            }
+        }
+    }
+    Ok(())
+}

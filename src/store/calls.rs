@@ -1,0 +1,557 @@
+//! Calls: every state change is a conditional update inside a transaction, so two nodes
+//! acting on one call at once (two devices accepting, a sweep racing a hangup) cannot both
+//! win. The `call_lines` unique key makes "already in a call" a cluster-wide check.
+
+use std::collections::HashMap;
+
+use diesel::dsl::insert_into;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::rows;
+use super::schema::{call_events, call_lines, call_participants, calls};
+use super::{Store, StoreResult, with_conn};
+use crate::domain::{
+    Call, CallId, CallParticipant, CallState, ConnectionId, EndReason, Error, Media, RoomId, Timestamp, UserId,
+};
+
+/// A call with the device each joined party is on.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub call: Call,
+    pub devices: HashMap<UserId, ConnectionId>,
+}
+
+/// What a party leaving did to the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Others are still in it.
+    Left,
+    Ended(EndReason),
+}
+
+/// Parties whose ringing or presence ran out, found by a sweep.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub call: CallId,
+    pub users: Vec<UserId>,
+    /// The whole call ended (with this reason), not only these parties' part.
+    pub ended: Option<EndReason>,
+}
+
+// Steps shared by the transitions, written as macros so that, like `with_conn!` bodies,
+// they compile for both connection types without generic diesel bounds.
+
+/// Appends to the call log.
+macro_rules! log {
+    ($conn:expr, $sid:expr, $now:expr, $user:expr, $event:expr) => {
+        insert_into(call_events::table)
+            .values((
+                call_events::call_id.eq($sid),
+                call_events::at.eq($now),
+                call_events::user_id.eq($user.map(|u: &UserId| u.to_string())),
+                call_events::event.eq($event),
+            ))
+            .execute($conn)
+            .await?
+    };
+}
+
+/// Frees the user's line if it is this call's.
+macro_rules! release {
+    ($conn:expr, $sid:expr, $user:expr) => {
+        diesel::delete(
+            call_lines::table.filter(call_lines::user_id.eq($user.as_str())).filter(call_lines::call_id.eq($sid)),
+        )
+        .execute($conn)
+        .await?
+    };
+}
+
+/// Ends the call: ringing parties stop (missed, or cancelled for any other reason), joined
+/// ones leave, every line is freed. A call already ended is left as it was.
+macro_rules! finish {
+    ($conn:expr, $sid:expr, $now:expr, $reason:expr) => {{
+        let reason: EndReason = $reason;
+        let ended = diesel::update(calls::table.find($sid).filter(calls::state.ne("ended")))
+            .set((calls::state.eq("ended"), calls::ended_at.eq($now), calls::end_reason.eq(reason.as_str())))
+            .execute($conn)
+            .await?;
+        if ended == 1 {
+            let stopped = if reason == EndReason::Missed { "missed" } else { "cancelled" };
+            diesel::update(
+                call_participants::table
+                    .filter(call_participants::call_id.eq($sid))
+                    .filter(call_participants::status.eq("ringing")),
+            )
+            .set((call_participants::status.eq(stopped), call_participants::left_at.eq($now)))
+            .execute($conn)
+            .await?;
+            diesel::update(
+                call_participants::table
+                    .filter(call_participants::call_id.eq($sid))
+                    .filter(call_participants::status.eq("joined")),
+            )
+            .set((call_participants::status.eq("left"), call_participants::left_at.eq($now)))
+            .execute($conn)
+            .await?;
+            diesel::delete(call_lines::table.filter(call_lines::call_id.eq($sid))).execute($conn).await?;
+            log!($conn, $sid, $now, None::<&UserId>, format!("ended:{}", reason.as_str()));
+        }
+    }};
+}
+
+type Tx = diesel::result::Error;
+
+/// A refusal decided inside a transaction (rolled back), carried out as a domain error.
+enum Outcome<T> {
+    Done(T),
+    Refused(Error),
+}
+
+impl Store {
+    /// Starts a call: the caller's line, then a line for each callee who is free; callees
+    /// already on a line are `busy`. With nobody to ring, the call ends at once as busy.
+    /// `Err(Busy)` if the caller is already in a call.
+    pub async fn start_call(
+        &self,
+        room: RoomId,
+        caller: &UserId,
+        caller_device: ConnectionId,
+        callees: &[UserId],
+        media: Media,
+        ring_deadline: Timestamp,
+    ) -> StoreResult<Result<CallId, Error>> {
+        let id = CallId::new();
+        let (sid, now) = (id.to_string(), Timestamp::now().millis());
+        let outcome = with_conn!(self, |conn| {
+            conn.transaction::<_, Tx, _>(async |conn| {
+                let free = insert_into(call_lines::table)
+                    .values((call_lines::user_id.eq(caller.as_str()), call_lines::call_id.eq(&sid)))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if free == 0 {
+                    return Ok(Outcome::Refused(Error::Busy("you are already in a call".into())));
+                }
+                insert_into(calls::table)
+                    .values((
+                        calls::id.eq(&sid),
+                        calls::room_id.eq(room.to_string()),
+                        calls::caller_id.eq(caller.as_str()),
+                        calls::media.eq(media.as_str()),
+                        calls::state.eq("ringing"),
+                        calls::created_at.eq(now),
+                        calls::ring_deadline.eq(ring_deadline.millis()),
+                    ))
+                    .execute(conn)
+                    .await?;
+                insert_into(call_participants::table)
+                    .values((
+                        call_participants::call_id.eq(&sid),
+                        call_participants::user_id.eq(caller.as_str()),
+                        call_participants::role.eq("caller"),
+                        call_participants::status.eq("joined"),
+                        call_participants::device.eq(caller_device.to_string()),
+                        call_participants::joined_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                log!(conn, &sid, now, Some(caller), "started");
+                let mut ringing = 0;
+                for callee in callees {
+                    let free = insert_into(call_lines::table)
+                        .values((call_lines::user_id.eq(callee.as_str()), call_lines::call_id.eq(&sid)))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    let status = if free == 1 { "ringing" } else { "busy" };
+                    ringing += free;
+                    insert_into(call_participants::table)
+                        .values((
+                            call_participants::call_id.eq(&sid),
+                            call_participants::user_id.eq(callee.as_str()),
+                            call_participants::role.eq("callee"),
+                            call_participants::status.eq(status),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    log!(conn, &sid, now, Some(callee), status);
+                }
+                if ringing == 0 {
+                    finish!(conn, &sid, now, EndReason::Busy);
+                }
+                Ok(Outcome::Done(()))
+            })
+            .await?
+        });
+        Ok(match outcome {
+            Outcome::Done(()) => Ok(id),
+            Outcome::Refused(err) => Err(err),
+        })
+    }
+
+    pub async fn call(&self, id: CallId) -> StoreResult<Option<CallRecord>> {
+        let sid = id.to_string();
+        let (row, parties) = with_conn!(self, |conn| {
+            let row: Option<CallRow> =
+                calls::table.find(&sid).select(CallRow::as_select()).first(conn).await.optional()?;
+            let parties: Vec<PartyRow> = call_participants::table
+                .filter(call_participants::call_id.eq(&sid))
+                .order((call_participants::role.asc(), call_participants::user_id.asc()))
+                .select(PartyRow::as_select())
+                .load(conn)
+                .await?;
+            (row, parties)
+        });
+        Ok(row.map(|row| record(row, parties)))
+    }
+
+    /// The room's calls, newest first.
+    pub async fn call_history(&self, room: RoomId, limit: i64) -> StoreResult<Vec<Call>> {
+        let ids: Vec<String> = with_conn!(self, |conn| {
+            calls::table
+                .filter(calls::room_id.eq(room.to_string()))
+                .order(calls::created_at.desc())
+                .limit(limit)
+                .select(calls::id)
+                .load(conn)
+                .await?
+        });
+        let mut history = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.call(CallId::parse(&id).map_err(|_| diesel::result::Error::NotFound)?).await? {
+                history.push(record.call);
+            }
+        }
+        Ok(history)
+    }
+
+    /// A ringing party answers on `device`; the call becomes active.
+    pub async fn accept_call(&self, id: CallId, user: &UserId, device: ConnectionId) -> StoreResult<Result<(), Error>> {
+        let (sid, now) = (id.to_string(), Timestamp::now().millis());
+        let outcome = with_conn!(self, |conn| {
+            conn.transaction::<_, Tx, _>(async |conn| {
+                let answered = diesel::update(
+                    call_participants::table
+                        .find((&sid, user.as_str()))
+                        .filter(call_participants::status.eq("ringing")),
+                )
+                .set((
+                    call_participants::status.eq("joined"),
+                    call_participants::device.eq(device.to_string()),
+                    call_participants::joined_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+                if answered == 0 {
+                    return Ok(Outcome::Refused(Error::Conflict("this call is not ringing for you".into())));
+                }
+                diesel::update(calls::table.find(&sid).filter(calls::state.eq("ringing")))
+                    .set((calls::state.eq("active"), calls::answered_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+                log!(conn, &sid, now, Some(user), "accepted");
+                Ok(Outcome::Done(()))
+            })
+            .await?
+        });
+        Ok(match outcome {
+            Outcome::Done(()) => Ok(()),
+            Outcome::Refused(err) => Err(err),
+        })
+    }
+
+    /// A ringing party declines. When nobody is left ringing and no callee ever joined, the
+    /// call ends as declined.
+    pub async fn decline_call(&self, id: CallId, user: &UserId) -> StoreResult<Result<Departure, Error>> {
+        let (sid, now) = (id.to_string(), Timestamp::now().millis());
+        let outcome = with_conn!(self, |conn| {
+            conn.transaction::<_, Tx, _>(async |conn| {
+                let declined = diesel::update(
+                    call_participants::table
+                        .find((&sid, user.as_str()))
+                        .filter(call_participants::status.eq("ringing")),
+                )
+                .set((call_participants::status.eq("declined"), call_participants::left_at.eq(now)))
+                .execute(conn)
+                .await?;
+                if declined == 0 {
+                    return Ok(Outcome::Refused(Error::Conflict("this call is not ringing for you".into())));
+                }
+                release!(conn, &sid, user);
+                log!(conn, &sid, now, Some(user), "declined");
+                let others: Vec<(String, String)> = call_participants::table
+                    .filter(call_participants::call_id.eq(&sid))
+                    .filter(call_participants::role.eq("callee"))
+                    .filter(call_participants::status.eq_any(["ringing", "joined"]))
+                    .select((call_participants::user_id, call_participants::status))
+                    .load(conn)
+                    .await?;
+                if others.is_empty() {
+                    finish!(conn, &sid, now, EndReason::Declined);
+                    return Ok(Outcome::Done(Departure::Ended(EndReason::Declined)));
+                }
+                Ok(Outcome::Done(Departure::Left))
+            })
+            .await?
+        });
+        Ok(match outcome {
+            Outcome::Done(departure) => Ok(departure),
+            Outcome::Refused(err) => Err(err),
+        })
+    }
+
+    /// A joined party hangs up. The caller hanging up while nobody answered cancels the
+    /// call; otherwise the call ends when at most one joined party remains.
+    pub async fn leave_call(
+        &self,
+        id: CallId,
+        user: &UserId,
+        reason: EndReason,
+    ) -> StoreResult<Result<Departure, Error>> {
+        let (sid, now) = (id.to_string(), Timestamp::now().millis());
+        let outcome = with_conn!(self, |conn| {
+            conn.transaction::<_, Tx, _>(async |conn| {
+                let left = diesel::update(
+                    call_participants::table.find((&sid, user.as_str())).filter(call_participants::status.eq("joined")),
+                )
+                .set((call_participants::status.eq("left"), call_participants::left_at.eq(now)))
+                .execute(conn)
+                .await?;
+                if left == 0 {
+                    return Ok(Outcome::Refused(Error::Conflict("you are not in this call".into())));
+                }
+                release!(conn, &sid, user);
+                log!(conn, &sid, now, Some(user), "left");
+                let state: String = calls::table.find(&sid).select(calls::state).first(conn).await?;
+                let joined: i64 = call_participants::table
+                    .filter(call_participants::call_id.eq(&sid))
+                    .filter(call_participants::status.eq("joined"))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                let ringing: i64 = call_participants::table
+                    .filter(call_participants::call_id.eq(&sid))
+                    .filter(call_participants::status.eq("ringing"))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                let ended = match state.as_str() {
+                    // Nobody answered yet: the caller leaving cancels the ringing.
+                    "ringing" => Some(if reason == EndReason::Disconnected { reason } else { EndReason::Cancelled }),
+                    _ if joined <= 1 && ringing == 0 => Some(reason),
+                    _ if joined == 0 => Some(reason),
+                    _ => None,
+                };
+                match ended {
+                    Some(reason) => {
+                        finish!(conn, &sid, now, reason);
+                        Ok(Outcome::Done(Departure::Ended(reason)))
+                    }
+                    None => Ok(Outcome::Done(Departure::Left)),
+                }
+            })
+            .await?
+        });
+        Ok(match outcome {
+            Outcome::Done(departure) => Ok(departure),
+            Outcome::Refused(err) => Err(err),
+        })
+    }
+
+    /// Signals from `device` are the user's from now on, if they have no device yet (they
+    /// reconnected during the call); false if the call is on another of their devices.
+    pub async fn claim_device(&self, id: CallId, user: &UserId, device: ConnectionId) -> StoreResult<bool> {
+        let sid = id.to_string();
+        let dev = device.to_string();
+        with_conn!(self, |conn| {
+            diesel::update(
+                call_participants::table
+                    .find((&sid, user.as_str()))
+                    .filter(call_participants::status.eq("joined"))
+                    .filter(call_participants::device.is_null()),
+            )
+            .set(call_participants::device.eq(&dev))
+            .execute(conn)
+            .await?;
+            let current: Option<Option<String>> = call_participants::table
+                .find((&sid, user.as_str()))
+                .select(call_participants::device)
+                .first(conn)
+                .await
+                .optional()?;
+            Ok(current.flatten().is_none_or(|d| d == dev))
+        })
+    }
+
+    /// The user's last connection anywhere closed (`Some(at)`) or they are back (`None`,
+    /// which also frees their device: the next one to signal takes the call).
+    pub async fn mark_call_presence(&self, user: &UserId, away_since: Option<Timestamp>) -> StoreResult<()> {
+        let live = call_participants::table
+            .filter(call_participants::user_id.eq(user.as_str()))
+            .filter(call_participants::status.eq_any(["joined", "ringing"]));
+        with_conn!(self, |conn| {
+            match away_since {
+                Some(at) => {
+                    diesel::update(live.filter(call_participants::away_since.is_null()))
+                        .set(call_participants::away_since.eq(at.millis()))
+                        .execute(conn)
+                        .await?
+                }
+                None => {
+                    diesel::update(live)
+                        .set((
+                            call_participants::away_since.eq(None::<i64>),
+                            call_participants::device.eq(None::<String>),
+                        ))
+                        .execute(conn)
+                        .await?
+                }
+            };
+        });
+        Ok(())
+    }
+
+    /// Invitees still ringing past the deadline have missed the call; a call nobody
+    /// answered ends as missed. Safe to run on every node at once.
+    pub async fn expire_ringing(&self, now: Timestamp) -> StoreResult<Vec<Expired>> {
+        let due: Vec<String> = with_conn!(self, |conn| {
+            calls::table
+                .filter(calls::state.ne("ended"))
+                .filter(calls::ring_deadline.le(now.millis()))
+                .inner_join(call_participants::table)
+                .filter(call_participants::status.eq("ringing"))
+                .select(calls::id)
+                .distinct()
+                .load(conn)
+                .await?
+        });
+        let mut expired = Vec::new();
+        for sid in due {
+            let (users, ended) = with_conn!(self, |conn| {
+                conn.transaction::<_, Tx, _>(async |conn| {
+                    let users: Vec<String> = diesel::update(
+                        call_participants::table
+                            .filter(call_participants::call_id.eq(&sid))
+                            .filter(call_participants::status.eq("ringing")),
+                    )
+                    .set((call_participants::status.eq("missed"), call_participants::left_at.eq(now.millis())))
+                    .returning(call_participants::user_id)
+                    .get_results(conn)
+                    .await?;
+                    for user in &users {
+                        release!(conn, &sid, &rows::user_id(user.clone()));
+                        log!(conn, &sid, now.millis(), Some(&rows::user_id(user.clone())), "missed");
+                    }
+                    let unanswered = diesel::update(calls::table.find(&sid).filter(calls::state.eq("ringing")))
+                        .set(calls::state.eq("ringing"))
+                        .execute(conn)
+                        .await?;
+                    let ended = if !users.is_empty() && unanswered == 1 {
+                        finish!(conn, &sid, now.millis(), EndReason::Missed);
+                        Some(EndReason::Missed)
+                    } else {
+                        None
+                    };
+                    Ok((users, ended))
+                })
+                .await?
+            });
+            if !users.is_empty() {
+                expired.push(Expired {
+                    call: CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?,
+                    users: users.into_iter().map(rows::user_id).collect(),
+                    ended,
+                });
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Parties away since before `cutoff` drop out (`disconnected`); a call left with at
+    /// most one party ends. Safe to run on every node at once.
+    pub async fn expire_away(&self, cutoff: Timestamp) -> StoreResult<Vec<(CallId, UserId)>> {
+        let due: Vec<(String, String)> = with_conn!(self, |conn| {
+            call_participants::table
+                .filter(call_participants::status.eq_any(["joined", "ringing"]))
+                .filter(call_participants::away_since.le(cutoff.millis()))
+                .select((call_participants::call_id, call_participants::user_id))
+                .load(conn)
+                .await?
+        });
+        let mut gone = Vec::new();
+        for (sid, user) in due {
+            let (id, user) = (CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?, rows::user_id(user));
+            // Reuses the hang-up path; a refusal means another node got there first.
+            let status: Option<String> = with_conn!(self, |conn| {
+                call_participants::table
+                    .find((&sid, user.as_str()))
+                    .select(call_participants::status)
+                    .first(conn)
+                    .await
+                    .optional()?
+            });
+            let done = match status.as_deref() {
+                Some("ringing") => self.decline_call(id, &user).await?.is_ok(),
+                Some("joined") => self.leave_call(id, &user, EndReason::Disconnected).await?.is_ok(),
+                _ => false,
+            };
+            if done {
+                gone.push((id, user));
+            }
+        }
+        Ok(gone)
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = calls)]
+struct CallRow {
+    id: String,
+    room_id: String,
+    caller_id: String,
+    media: String,
+    state: String,
+    created_at: i64,
+    answered_at: Option<i64>,
+    ended_at: Option<i64>,
+    end_reason: Option<String>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = call_participants)]
+struct PartyRow {
+    user_id: String,
+    role: String,
+    status: String,
+    device: Option<String>,
+}
+
+fn record(row: CallRow, parties: Vec<PartyRow>) -> CallRecord {
+    let devices = parties
+        .iter()
+        .filter_map(|p| Some((rows::user_id(p.user_id.clone()), ConnectionId::parse(p.device.as_deref()?)?)))
+        .collect();
+    let call = Call {
+        id: CallId::parse(&row.id).unwrap_or_default(),
+        room_id: rows::room_id(&row.room_id),
+        caller_id: rows::user_id(row.caller_id),
+        callee_ids: parties.iter().filter(|p| p.role == "callee").map(|p| rows::user_id(p.user_id.clone())).collect(),
+        media: if row.media == "audio" { Media::Audio } else { Media::Video },
+        state: CallState::parse(&row.state),
+        created_at: Timestamp::from_millis(row.created_at),
+        answered_at: row.answered_at.map(Timestamp::from_millis),
+        ended_at: row.ended_at.map(Timestamp::from_millis),
+        end_reason: row.end_reason.as_deref().and_then(EndReason::parse),
+        duration_secs: match (row.answered_at, row.ended_at) {
+            (Some(answered), Some(ended)) => Some((ended - answered) / 1000),
+            _ => None,
+        },
+        participants: parties
+            .into_iter()
+            .map(|p| CallParticipant { user_id: rows::user_id(p.user_id), status: p.status })
+            .collect(),
+    };
+    CallRecord { call, devices }
+}

@@ -80,6 +80,12 @@ ensure_nginx() {
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || _apt_install nginx
 }
 
+# Stock Socket.IO clients (v4 and v2) for the Socket.IO tests, pinned by package-lock.json.
+ensure_socketio_clients() {
+    command -v npm >/dev/null 2>&1 || _apt_install nodejs npm
+    (cd tests/socketio && npm ci --no-audit --no-fund --loglevel=error >&2)
+}
+
 stop_services() {
     if [ -n "$_started_pg" ]; then
         local run=()

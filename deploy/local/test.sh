@@ -8,6 +8,7 @@ trap stop_services EXIT
 start_postgres
 start_redis
 ensure_nginx
+ensure_socketio_clients
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"

@@ -1,6 +1,7 @@
-//! The connection actor: one per WebSocket. It owns the socket: reads frames, parses them at
-//! the edge into typed commands, enforces the per-connection limits, and runs a writer that
-//! drains the connection's bounded outbox into the socket.
+//! The connection actor: one per WebSocket, native or Socket.IO. It owns the socket: reads
+//! frames, decodes them at the edge into typed commands through the connection's framing,
+//! enforces the per-connection limits, and runs a writer that drains the connection's
+//! bounded outbox into the socket.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
 
 use super::hub::{Connect, Disconnect};
 use super::outbox::OutboxReceiver;
@@ -16,15 +18,32 @@ use super::{Caller, Outbound, Outbox, Services, commands};
 use crate::auth::Identity;
 use crate::domain::{ConnectionId, Error};
 use crate::metrics::Metrics;
-use crate::protocol::{Reply, native};
+use crate::protocol::socketio::{self, EngineVersion};
+use crate::protocol::{AckId, Framing, Inbound, Reply};
 
 /// How long a closing connection may take to flush its queue and close frame to a client
 /// that is not reading, before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A Socket.IO client that never connects its namespace is closed after this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Who is connecting and how, as far as the upgrade request tells.
+pub struct Handshake {
+    pub framing: Framing,
+    /// Known at the upgrade (native, Engine.IO 3), or after Socket.IO's connect packet.
+    pub identity: Option<Identity>,
+    /// A token from the query string, used when a Socket.IO connect packet carries none.
+    pub query_token: Option<String>,
+    /// Why the upgrade's credentials were refused (Engine.IO 3 answers with connect_error).
+    pub refusal: Option<String>,
+}
 
 pub struct Connection {
     id: ConnectionId,
-    identity: Identity,
+    framing: Framing,
+    identity: Option<Identity>,
+    query_token: Option<String>,
+    refusal: Option<String>,
     services: Arc<Services>,
     outbox: Outbox,
     writer: Option<(Session, OutboxReceiver)>,
@@ -36,7 +55,7 @@ pub struct Connection {
 
 impl Connection {
     /// Starts the actor for an upgraded socket.
-    pub fn start(identity: Identity, services: Arc<Services>, session: Session, stream: AggregatedMessageStream) {
+    pub fn start(handshake: Handshake, services: Arc<Services>, session: Session, stream: AggregatedMessageStream) {
         let settings = &services.settings;
         let id = ConnectionId::new();
         let (outbox, receiver) = Outbox::new(id, settings.outbound_queue, services.metrics.clone());
@@ -52,7 +71,10 @@ impl Connection {
             ctx.add_stream(stream);
             Connection {
                 id,
-                identity,
+                framing: handshake.framing,
+                identity: handshake.identity,
+                query_token: handshake.query_token,
+                refusal: handshake.refusal,
                 services,
                 outbox,
                 writer: Some((session, receiver)),
@@ -63,31 +85,90 @@ impl Connection {
         });
     }
 
-    fn caller(&self) -> Caller {
-        Caller { user: self.identity.user.clone(), connection: self.id }
+    /// Hands the authenticated connection to the hub; no frame is read before it is
+    /// registered and has had its first frame.
+    fn register(&mut self, ctx: &mut Context<Self>) {
+        let Some(identity) = self.identity.clone() else { return };
+        let hello = self.framing.hello(&identity.user, &self.services.node, self.id);
+        let connect = self.services.hub.send(Connect { identity, outbox: self.outbox.clone(), hello });
+        ctx.wait(connect.into_actor(self).map(|registered, connection, _| {
+            if !matches!(registered, Ok(Ok(()))) {
+                tracing::error!(connection = %connection.id, "could not register connection");
+                connection.outbox.close(CloseCode::Error, "server error: please reconnect");
+            }
+        }));
+    }
+
+    fn push_text(&self, text: String, event: &'static str) {
+        self.outbox.push(Outbound::Text { text: text.into(), event });
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         let metrics = self.services.metrics.clone();
-        if !self.within_rate() {
-            let id = native::decode(text, &self.identity.user).id;
+        let acting = self.identity.as_ref().map(|i| i.user.clone());
+        let inbound = self.framing.decode(text, acting.as_ref());
+        if matches!(inbound, Inbound::Request { .. } | Inbound::Connect { .. }) && !self.within_rate() {
             metrics.frames_in.with_label_values(&["rate_limited"]).inc();
-            return self.answer(id, Err(Error::RateLimited));
-        }
-        let inbound = native::decode(text, &self.identity.user);
-        let command = match inbound.command {
-            Ok(command) => command,
-            Err(err) => {
-                metrics.frames_in.with_label_values(&["invalid"]).inc();
-                return self.answer(inbound.id, Err(err));
+            if let Inbound::Request { id, .. } = inbound {
+                self.answer(id, Err(Error::RateLimited));
             }
+            return;
+        }
+        match inbound {
+            Inbound::Request { id, command, .. } => {
+                let (Some(user), Ok(command)) = (acting, command.as_ref()) else {
+                    metrics.frames_in.with_label_values(&["invalid"]).inc();
+                    return self.answer(id, command.map(|_| Reply::Done));
+                };
+                metrics.frames_in.with_label_values(&[command.event()]).inc();
+                // Started now, awaited later: a connection's commands reach their room in
+                // the order they were sent, while their replies may come back in any order.
+                let caller = Caller { user, connection: self.id };
+                let reply = commands::execute(self.services.clone(), caller, command.clone());
+                ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
+            }
+            Inbound::Connect { auth } => self.connect_namespace(auth, ctx),
+            Inbound::Answer(text) => self.push_text(text, "connect_error"),
+            Inbound::Ping => self.push_text("3".into(), "pong"),
+            Inbound::Pong | Inbound::Ignore => {}
+            Inbound::Disconnect => {
+                self.outbox.close(CloseCode::Normal, "goodbye");
+            }
+            Inbound::Protocol(reason) => {
+                tracing::debug!(connection = %self.id, reason, "protocol error");
+                self.outbox.close(CloseCode::Protocol, &reason);
+            }
+            Inbound::Binary => {
+                self.outbox.close(CloseCode::Unsupported, "binary packets are not supported: send JSON");
+            }
+        }
+    }
+
+    /// Socket.IO's namespace connect: authenticates from the auth payload (or the query).
+    fn connect_namespace(&mut self, auth: Option<Value>, ctx: &mut Context<Self>) {
+        let Framing::SocketIo(version) = self.framing else { return };
+        if self.identity.is_some() {
+            self.outbox.close(CloseCode::Protocol, "second connect");
+            return;
+        }
+        let field = |name: &str| auth.as_ref().and_then(|a| a.get(name)).and_then(Value::as_str).map(str::to_owned);
+        if let Some(api) = field("api").filter(|api| api != "native") {
+            let reason = format!("api `{api}` is not available on this server");
+            return self.push_text(socketio::connect_error(version, "not authorized", &reason), "connect_error");
+        }
+        let Some(token) = field("token").or_else(|| self.query_token.clone()) else {
+            let refusal = socketio::connect_error(version, "not authorized", "missing token");
+            return self.push_text(refusal, "connect_error");
         };
-        metrics.frames_in.with_label_values(&[command.event()]).inc();
-        let id = inbound.id;
-        // Started now, awaited later: a connection's commands reach their room in the order
-        // they were sent, while their replies may come back in any order.
-        let reply = commands::execute(self.services.clone(), self.caller(), command);
-        ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
+        match self.services.auth.verify(&token) {
+            Ok(identity) => {
+                self.identity = Some(identity);
+                self.register(ctx);
+            }
+            Err(e) => {
+                self.push_text(socketio::connect_error(version, "not authorized", &e.to_string()), "connect_error")
+            }
+        }
     }
 
     /// Counts a frame against the rate limit. A connection that keeps sending past it is
@@ -97,7 +178,7 @@ impl Connection {
             return true;
         }
         if self.strikes.check().is_err() {
-            tracing::warn!(user = %self.identity.user, connection = %self.id, "closing a flooding connection");
+            tracing::warn!(connection = %self.id, "closing a flooding connection");
             self.outbox.close(CloseCode::Policy, "rate limit exceeded");
         }
         false
@@ -105,16 +186,33 @@ impl Connection {
 
     /// Every frame with an id gets exactly one ack; a failed frame without one gets an
     /// `error` event.
-    fn answer(&self, id: Option<serde_json::Number>, result: Result<Reply, Error>) {
+    fn answer(&self, id: Option<AckId>, result: Result<Reply, Error>) {
         if let Err(err) = &result {
             self.services.metrics.errors.with_label_values(&[err.code().as_str()]).inc();
         }
-        let frame = match (id, &result) {
-            (Some(id), _) => Outbound::Text { text: native::encode_ack(&id, &result).into(), event: "ack" },
-            (None, Err(err)) => Outbound::Text { text: native::encode_error(err).into(), event: "error" },
-            (None, Ok(_)) => return,
-        };
-        self.outbox.push(frame);
+        match (id, &result) {
+            (Some(id), _) => self.push_text(self.framing.ack(&id, &result), "ack"),
+            (None, Err(err)) => self.push_text(self.framing.error(err), "error"),
+            (None, Ok(_)) => {}
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        let settings = &self.services.settings;
+        if self.last_heard.elapsed() > settings.heartbeat_timeout() {
+            tracing::info!(connection = %self.id, "heartbeat timeout");
+            self.outbox.close(CloseCode::Away, "heartbeat timeout");
+            return;
+        }
+        match self.framing {
+            Framing::Native => {
+                self.outbox.push(Outbound::Ping);
+            }
+            // Engine.IO 4 servers ping at the application level, whatever else is sent.
+            Framing::SocketIo(EngineVersion::V4) => self.push_text("2".into(), "ping"),
+            // Engine.IO 3 clients ping; the server only watches.
+            Framing::SocketIo(EngineVersion::V3) => {}
+        }
     }
 }
 
@@ -131,32 +229,35 @@ impl Actor for Connection {
         let metrics = self.services.metrics.clone();
         // The writer runs beside the actor; when it ends (closed, or the client is gone)
         // the actor stops.
-        ctx.spawn(write_frames(session, receiver, metrics).into_actor(self).map(|_, _, ctx| ctx.stop()));
+        let framing = self.framing;
+        ctx.spawn(write_frames(session, receiver, metrics, framing).into_actor(self).map(|_, _, ctx| ctx.stop()));
 
-        let connect = self.services.hub.send(Connect { identity: self.identity.clone(), outbox: self.outbox.clone() });
-        // No frame is read before the connection is registered and has had its hello.
-        ctx.wait(connect.into_actor(self).map(|registered, connection, _| {
-            if !matches!(registered, Ok(Ok(()))) {
-                tracing::error!(user = %connection.identity.user, "could not register connection");
-                connection.outbox.close(CloseCode::Error, "server error: please reconnect");
+        let services = self.services.clone();
+        let settings = &services.settings;
+        if let Framing::SocketIo(version) = self.framing {
+            let interval = settings.heartbeat_interval().as_millis() as u64;
+            let timeout = (settings.heartbeat_timeout() - settings.heartbeat_interval()).as_millis() as u64;
+            self.push_text(socketio::open(&self.id.to_string(), interval, timeout, settings.max_frame_bytes), "open");
+            if let Some(refusal) = self.refusal.take() {
+                // Engine.IO 3 authenticates from the query: refuse the namespace.
+                self.push_text(socketio::connect_error(version, "not authorized", &refusal), "connect_error");
+            } else if self.identity.is_none() {
+                ctx.run_later(CONNECT_TIMEOUT, |connection, _| {
+                    if connection.identity.is_none() {
+                        connection.outbox.close(CloseCode::Policy, "no namespace connect");
+                    }
+                });
             }
-        }));
-
-        let settings = &self.services.settings;
-        let timeout = settings.heartbeat_timeout();
-        ctx.run_interval(settings.heartbeat_interval(), move |connection, _| {
-            if connection.last_heard.elapsed() > timeout {
-                tracing::info!(user = %connection.identity.user, "heartbeat timeout");
-                connection.outbox.close(CloseCode::Away, "heartbeat timeout");
-            } else {
-                connection.outbox.push(Outbound::Ping);
-            }
-        });
+        }
+        self.register(ctx);
+        ctx.run_interval(settings.heartbeat_interval(), |connection, _| connection.heartbeat());
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.services.metrics.connections.dec();
-        self.services.hub.do_send(Disconnect { user: self.identity.user.clone(), connection: self.id });
+        if let Some(identity) = &self.identity {
+            self.services.hub.do_send(Disconnect { user: identity.user.clone(), connection: self.id });
+        }
     }
 }
 
@@ -165,6 +266,9 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
         self.last_heard = Instant::now();
         match item {
             Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Ok(AggregatedMessage::Binary(_)) if self.framing != Framing::Native => {
+                self.outbox.close(CloseCode::Unsupported, "binary packets are not supported: send JSON");
+            }
             Ok(AggregatedMessage::Binary(_)) => {
                 let refusal = if self.within_rate() {
                     Error::bad_request("binary frames are not supported: send JSON text frames")
@@ -205,7 +309,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
 
 /// Drains the outbox into the socket until a close is asked for, then (except for a slow
 /// reader, whose queue is dropped) flushes what is queued and sends the close frame.
-async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metrics: Arc<Metrics>) {
+async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metrics: Arc<Metrics>, framing: Framing) {
     loop {
         let item = tokio::select! {
             biased;
@@ -216,14 +320,14 @@ async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metric
         tokio::select! {
             biased;
             _ = receiver.close.changed() => break,
-            sent = send(&mut session, item, &metrics) => if sent.is_err() { return },
+            sent = send(&mut session, item, &metrics, framing) => if sent.is_err() { return },
         }
     }
     let reason = receiver.close.borrow().clone();
     let flush = async {
         if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
             while let Ok(item) = receiver.queue.try_recv() {
-                if send(&mut session, item, &metrics).await.is_err() {
+                if send(&mut session, item, &metrics, framing).await.is_err() {
                     return;
                 }
             }
@@ -233,11 +337,16 @@ async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metric
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
 }
 
-async fn send(session: &mut Session, item: Outbound, metrics: &Metrics) -> Result<(), actix_ws::Closed> {
+async fn send(
+    session: &mut Session,
+    item: Outbound,
+    metrics: &Metrics,
+    framing: Framing,
+) -> Result<(), actix_ws::Closed> {
     match item {
         Outbound::Push(delivery) => {
             metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
-            session.text(delivery.native_text()).await
+            session.text(framing.push(&delivery)).await
         }
         Outbound::Text { text, event } => {
             metrics.frames_out.with_label_values(&[event]).inc();

@@ -13,7 +13,7 @@ use super::{Caller, Outbound, Outbox, Services};
 use crate::auth::Identity;
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::domain::{ConnectionId, Error, RoomId, Timestamp, UserId};
-use crate::protocol::{Delivery, PresenceState, Push, Reply, RoomCommand, native};
+use crate::protocol::{Delivery, PresenceState, Push, Reply, RoomCommand};
 
 #[derive(Default)]
 pub struct Hub {
@@ -152,6 +152,9 @@ impl Actor for Hub {
 pub struct Connect {
     pub identity: Identity,
     pub outbox: Outbox,
+    /// The connection's first frame (`hello`, or Socket.IO's connect reply), queued by the
+    /// hub so that no push can precede it.
+    pub hello: String,
 }
 
 #[derive(Message)]
@@ -206,13 +209,9 @@ impl Handler<Connect> for Hub {
                     return Err(err);
                 }
             };
-            let services = hub.services();
             let outbox = msg.outbox;
             // hello goes first: nothing can be queued before it, and pushes follow it.
-            outbox.push(Outbound::Text {
-                text: native::encode_hello(&user, &services.node, outbox.connection).into(),
-                event: "hello",
-            });
+            outbox.push(Outbound::Text { text: msg.hello.into(), event: "hello" });
             let local = hub.users.entry(user.clone()).or_default();
             let first = local.connections.is_empty();
             local.connections.insert(outbox.connection, outbox.clone());

@@ -1,17 +1,22 @@
 //! `GET /ws`: authenticate before the upgrade (401 otherwise), then hand the socket to a
-//! connection actor.
+//! connection actor speaking native frames.
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 
 use crate::actors::Services;
-use crate::actors::connection::Connection;
+use crate::actors::connection::{Connection, Handshake};
+use crate::protocol::Framing;
 
 pub async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
     services: web::Data<Services>,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(token) = bearer(&req).or_else(|| query_token(&req)) else {
+    if let Some(api) = query(&req, "api").filter(|api| api != "native") {
+        return Ok(HttpResponse::BadRequest()
+            .json(serde_json::json!({"error": {"code": "bad_request", "message": format!("api `{api}` is not available on this server")}})));
+    }
+    let Some(token) = bearer(&req).or_else(|| query(&req, "token")) else {
         return Ok(unauthorized("missing token: pass ?token=… or Authorization: Bearer …"));
     };
     let identity = match services.auth.verify(&token) {
@@ -21,7 +26,8 @@ pub async fn upgrade(
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = services.settings.max_frame_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
-    Connection::start(identity, services.into_inner(), session, stream);
+    let handshake = Handshake { framing: Framing::Native, identity: Some(identity), query_token: None, refusal: None };
+    Connection::start(handshake, services.into_inner(), session, stream);
     Ok(response)
 }
 
@@ -35,6 +41,7 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
-fn query_token(req: &HttpRequest) -> Option<String> {
-    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok()?.get("token").cloned()
+/// A query-string parameter.
+pub(super) fn query(req: &HttpRequest, name: &str) -> Option<String> {
+    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok()?.get(name).cloned()
 }

@@ -146,11 +146,23 @@ impl Push {
 pub struct Delivery {
     pub push: Push,
     native: OnceLock<ByteString>,
+    socketio: OnceLock<ByteString>,
 }
 
 impl Delivery {
     pub fn new(push: Push) -> Self {
-        Self { push, native: OnceLock::new() }
+        Self { push, native: OnceLock::new(), socketio: OnceLock::new() }
+    }
+
+    /// `42["event",data]`, encoded at most once.
+    pub fn socketio_text(&self) -> ByteString {
+        self.socketio
+            .get_or_init(|| {
+                let mut value = serde_json::to_value(&self.push).expect("pushes serialize to JSON");
+                let data = value.get_mut("data").map(serde_json::Value::take).unwrap_or_default();
+                super::socketio::event(self.push.event(), &data).into()
+            })
+            .clone()
     }
 
     pub fn native_text(&self) -> ByteString {

@@ -4,7 +4,10 @@
 
 mod command;
 mod events;
+mod framing;
 pub mod native;
+pub mod socketio;
 
 pub use command::{CallCommand, Command, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};
+pub use framing::{AckId, Framing, Inbound};

@@ -426,24 +426,20 @@ impl Store {
         Ok(found.map(|(lat, lng)| Location { lat, lng }))
     }
 
-    /// Users within `radius_km` of `center`, nearest first. Reads only the 3 × 3 geohash
-    /// cells around the centre at the finest precision whose cells are at least the radius
-    /// wide (index range scans on `locations.geohash`), then measures exact distances.
+    /// Users within `radius_km` of `center`, nearest first. Reads only the geohash cells
+    /// covering the circle's bounding box (index range scans on `locations.geohash`), then
+    /// measures exact distances.
     pub async fn users_near(&self, center: Location, radius_km: f64) -> StoreResult<Vec<(UserId, f64)>> {
         let cells = covering_cells(center, radius_km);
         let candidates: Vec<(String, f64, f64)> = with_conn!(self, |conn| {
-            let mut found = Vec::new();
+            // One statement: an OR of range scans on the geohash index ('~' sorts after
+            // every geohash character, so `cell~` bounds the cell's prefix range).
+            let mut query = locations::table.select((locations::user_id, locations::lat, locations::lng)).into_boxed();
             for cell in &cells {
-                let upper = format!("{cell}~");
-                let rows: Vec<(String, f64, f64)> = locations::table
-                    .filter(locations::geohash.ge(cell))
-                    .filter(locations::geohash.lt(&upper))
-                    .select((locations::user_id, locations::lat, locations::lng))
-                    .load(conn)
-                    .await?;
-                found.extend(rows);
+                query =
+                    query.or_filter(locations::geohash.ge(cell.clone()).and(locations::geohash.lt(format!("{cell}~"))));
             }
-            found
+            query.load(conn).await?
         });
         let mut near: Vec<(UserId, f64)> = candidates
             .into_iter()
@@ -456,27 +452,41 @@ impl Store {
     }
 }
 
-/// The centre cell and its neighbours at the finest precision whose cells are at least
-/// `radius_km` across at this latitude: together they cover the whole circle.
+/// Most cells one nearby query reads: the finest precision whose cells cover the circle's
+/// bounding box in at most this many is used.
+const MAX_CELLS: usize = 36;
+
+/// The geohash cells that cover the bounding box of the circle, at the finest precision
+/// that needs at most `MAX_CELLS` of them. Each cell is one index range scan.
 fn covering_cells(center: Location, radius_km: f64) -> Vec<String> {
     const KM_PER_DEGREE: f64 = 111.32;
-    let shrink = center.lat.to_radians().cos().max(0.01);
+    let dlat = radius_km / KM_PER_DEGREE;
+    let dlng = (radius_km / (KM_PER_DEGREE * center.lat.to_radians().cos().max(0.01))).min(180.0);
+    let (south, north) = ((center.lat - dlat).max(-90.0), (center.lat + dlat).min(90.0));
+    let (west, east) = ((center.lng - dlng).max(-180.0), (center.lng + dlng).min(180.0));
+    let cell_size = |precision: usize| {
+        let bits = 5 * precision as i32;
+        (180.0 / 2f64.powi(bits / 2), 360.0 / 2f64.powi((bits + 1) / 2))
+    };
+    let steps = |span: f64, size: f64| (span / size).ceil() as usize + 1;
     let precision = (1..=GEOHASH_PRECISION)
         .rev()
         .find(|&p| {
-            let bits = 5 * p as i32;
-            let lng_bits = (bits + 1) / 2;
-            let lat_bits = bits / 2;
-            let lat_km = 180.0 / 2f64.powi(lat_bits) * KM_PER_DEGREE;
-            let lng_km = 360.0 / 2f64.powi(lng_bits) * KM_PER_DEGREE * shrink;
-            lat_km.min(lng_km) >= radius_km
+            let (lat_size, lng_size) = cell_size(p);
+            steps(north - south, lat_size) * steps(east - west, lng_size) <= MAX_CELLS
         })
         .unwrap_or(1);
-    let coord = geohash::Coord { x: center.lng, y: center.lat };
-    let cell = geohash::encode(coord, precision).expect("validated coordinates encode");
-    let mut cells = vec![cell.clone()];
-    if let Ok(n) = geohash::neighbors(&cell) {
-        cells.extend([n.n, n.ne, n.e, n.se, n.s, n.sw, n.w, n.nw]);
+    // Sampling the box at cell-size steps (edges included) hits every cell it touches.
+    let (lat_size, lng_size) = cell_size(precision);
+    let mut cells = Vec::new();
+    for i in 0..=steps(north - south, lat_size) {
+        let lat = (south + i as f64 * lat_size).min(north);
+        for j in 0..=steps(east - west, lng_size) {
+            let lng = (west + j as f64 * lng_size).min(east);
+            if let Ok(cell) = geohash::encode(geohash::Coord { x: lng, y: lat }, precision) {
+                cells.push(cell);
+            }
+        }
     }
     cells.sort();
     cells.dedup();
@@ -488,11 +498,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_radii_use_fine_cells() {
+    fn small_radii_use_fine_cells_and_cover_the_circle() {
         let center = Location::parse(48.85, 2.35).unwrap();
         assert_eq!(covering_cells(center, 0.5)[0].len(), 6);
-        assert_eq!(covering_cells(center, 3.0)[0].len(), 5);
-        assert_eq!(covering_cells(center, 50.0)[0].len(), 3);
-        assert_eq!(covering_cells(center, 3.0).len(), 9);
+        assert_eq!(covering_cells(center, 5.0)[0].len(), 5);
+        assert_eq!(covering_cells(center, 100.0)[0].len(), 3);
+        for radius in [0.5, 5.0, 42.0, 300.0] {
+            let cells = covering_cells(center, radius);
+            assert!(cells.len() <= MAX_CELLS, "{radius}: {}", cells.len());
+            // Points on the circle fall in a covered cell.
+            for bearing in 0..16 {
+                let angle = bearing as f64 * std::f64::consts::PI / 8.0;
+                let lat = center.lat + radius / 111.32 * angle.sin() * 0.999;
+                let lng = center.lng + radius / (111.32 * center.lat.to_radians().cos()) * angle.cos() * 0.999;
+                let cell = geohash::encode(geohash::Coord { x: lng, y: lat }, cells[0].len()).unwrap();
+                assert!(cells.contains(&cell), "{radius} km, bearing {bearing}: {cell} not covered");
+            }
+        }
     }
 }

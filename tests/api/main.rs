@@ -9,3 +9,4 @@ mod lifecycle;
 mod limits;
 mod presence;
 mod social;
+mod socketio;

@@ -1,0 +1,55 @@
+//! `/socket.io/`: the Socket.IO endpoint, WebSocket transport only. Engine.IO 4 clients
+//! authenticate in the namespace connect packet (or the query); Engine.IO 3 clients in the
+//! query. Long-polling gets the stock server's HTTP 400, with a hint.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::websocket::query;
+use crate::actors::Services;
+use crate::actors::connection::{Connection, Handshake};
+use crate::protocol::Framing;
+use crate::protocol::socketio::EngineVersion;
+
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    services: web::Data<Services>,
+) -> actix_web::Result<HttpResponse> {
+    if query(&req, "transport").as_deref() != Some("websocket") {
+        return Ok(refuse(0, "Transport unknown"));
+    }
+    let Some(version) = query(&req, "EIO").as_deref().and_then(EngineVersion::from_query) else {
+        return Ok(refuse(5, "Unsupported protocol version"));
+    };
+    if query(&req, "sid").is_some() {
+        return Ok(refuse(1, "Session ID unknown"));
+    }
+    let query_token = query(&req, "token");
+    let (identity, refusal) = match version {
+        EngineVersion::V4 => (None, None),
+        EngineVersion::V3 => match query(&req, "api").filter(|api| api != "native") {
+            Some(api) => (None, Some(format!("api `{api}` is not available on this server"))),
+            None => match query_token.as_deref().map(|token| services.auth.verify(token)) {
+                Some(Ok(identity)) => (Some(identity), None),
+                Some(Err(e)) => (None, Some(e.to_string())),
+                None => (None, Some("missing token".to_owned())),
+            },
+        },
+    };
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let limit = services.settings.max_frame_bytes;
+    let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
+    let handshake = Handshake { framing: Framing::SocketIo(version), identity, query_token, refusal };
+    Connection::start(handshake, services.into_inner(), session, stream);
+    Ok(response)
+}
+
+/// The stock server's refusal body, plus a hint for the usual cause.
+fn refuse(code: u8, message: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(serde_json::json!({
+        "code": code,
+        "message": message,
+        "hint": "Switchboard serves Socket.IO over the websocket transport only: \
+                 set transports: [\"websocket\"] in the client",
+    }))
+}

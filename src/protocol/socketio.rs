@@ -1,0 +1,183 @@
+//! Socket.IO over WebSocket (Engine.IO 3 and 4): the packet grammar, in and out. Only the
+//! default namespace and JSON payloads are served; binary packets are refused.
+//!
+//! An Engine.IO text frame starts with its type (`0` open, `1` close, `2` ping, `3` pong,
+//! `4` message, `6` noop); a Socket.IO packet is `4` + type (`0` connect, `1` disconnect,
+//! `2` event, `3` ack, `4` connect error, `5`/`6` binary) + optional `/namespace,` +
+//! optional ack id + JSON.
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineVersion {
+    /// socket.io-client 2.x, Java 1.x, Swift `.version(.two)`: the client pings.
+    V3,
+    /// socket.io-client 3+/4, Java 2.x, Swift 16: the server pings.
+    V4,
+}
+
+impl EngineVersion {
+    pub fn from_query(eio: &str) -> Option<Self> {
+        match eio {
+            "3" => Some(Self::V3),
+            "4" => Some(Self::V4),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Packet {
+    Ping,
+    Pong,
+    Close,
+    Noop,
+    Connect {
+        namespace: String,
+        auth: Option<Value>,
+    },
+    Disconnect,
+    Event {
+        namespace: String,
+        ack: Option<u64>,
+        event: String,
+        data: Value,
+    },
+    /// The client acknowledging a server event (the server asks for none).
+    Ack,
+    Binary,
+    Invalid(String),
+}
+
+pub fn parse(text: &str) -> Packet {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some('2') => Packet::Ping,
+        Some('3') => Packet::Pong,
+        Some('1') => Packet::Close,
+        Some('6') => Packet::Noop,
+        Some('4') => parse_socket(chars.as_str()),
+        _ => Packet::Invalid(format!("unknown Engine.IO packet `{}`", text.chars().take(8).collect::<String>())),
+    }
+}
+
+fn parse_socket(packet: &str) -> Packet {
+    let Some(kind) = packet.chars().next() else { return Packet::Invalid("empty Socket.IO packet".into()) };
+    let mut rest = &packet[1..];
+    // Binary packets carry an attachment count: `51-…`.
+    if matches!(kind, '5' | '6') {
+        return Packet::Binary;
+    }
+    let mut namespace = "/".to_owned();
+    if rest.starts_with('/') {
+        let end = rest.find(',').unwrap_or(rest.len());
+        // A namespace may carry a query (EIO 3 sends `/nsp?token=…,`); the query is ignored.
+        namespace = rest[..end].split('?').next().unwrap_or("/").to_owned();
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let ack = if digits > 0 { rest[..digits].parse().ok() } else { None };
+    let json = &rest[digits..];
+    let payload = if json.is_empty() {
+        None
+    } else {
+        match serde_json::from_str::<Value>(json) {
+            Ok(value) => Some(value),
+            Err(e) => return Packet::Invalid(format!("packet payload is not JSON: {e}")),
+        }
+    };
+    match kind {
+        '0' => Packet::Connect { namespace, auth: payload },
+        '1' => Packet::Disconnect,
+        '2' => match payload {
+            Some(Value::Array(mut args)) if args.first().is_some_and(Value::is_string) => {
+                let Value::String(event) = args.remove(0) else { unreachable!("checked above") };
+                let data = if args.is_empty() { Value::Null } else { args.remove(0) };
+                Packet::Event { namespace, ack, event, data }
+            }
+            _ => Packet::Invalid("an event is a JSON array starting with the event name".into()),
+        },
+        '3' => Packet::Ack,
+        other => Packet::Invalid(format!("unknown Socket.IO packet type `{other}`")),
+    }
+}
+
+/// The open packet. Clients read every field (Java fails without one; Swift wants integers).
+pub fn open(sid: &str, ping_interval_ms: u64, ping_timeout_ms: u64, max_payload: usize) -> String {
+    format!(
+        "0{}",
+        json!({"sid": sid, "upgrades": [], "pingInterval": ping_interval_ms, "pingTimeout": ping_timeout_ms, "maxPayload": max_payload})
+    )
+}
+
+/// The namespace connect reply. No `pid`: clients would try connection-state recovery.
+pub fn connected(version: EngineVersion, sid: &str) -> String {
+    match version {
+        EngineVersion::V4 => format!("40{}", json!({"sid": sid})),
+        EngineVersion::V3 => "40".to_owned(),
+    }
+}
+
+pub fn connect_error(version: EngineVersion, message: &str, reason: &str) -> String {
+    match version {
+        EngineVersion::V4 => format!("44{}", json!({"message": message, "data": {"reason": reason}})),
+        EngineVersion::V3 => format!("44{}", json!(message)),
+    }
+}
+
+pub fn invalid_namespace(namespace: &str) -> String {
+    format!("44{namespace},{}", json!({"message": "Invalid namespace"}))
+}
+
+pub fn event(name: &str, data: &Value) -> String {
+    format!("42{}", json!([name, data]))
+}
+
+pub fn ack(id: u64, value: &Value) -> String {
+    format!("43{id}{}", json!([value]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_with_and_without_acks() {
+        assert_eq!(
+            parse(r#"420["hello","a",{"n":1}]"#),
+            Packet::Event { namespace: "/".into(), ack: Some(0), event: "hello".into(), data: json!("a") }
+        );
+        assert_eq!(
+            parse(r#"42["noack",[1,2,3]]"#),
+            Packet::Event { namespace: "/".into(), ack: None, event: "noack".into(), data: json!([1, 2, 3]) }
+        );
+        assert_eq!(
+            parse(r#"42/,12["x"]"#),
+            Packet::Event { namespace: "/".into(), ack: Some(12), event: "x".into(), data: Value::Null }
+        );
+    }
+
+    #[test]
+    fn parses_connects_and_control_packets() {
+        assert_eq!(
+            parse(r#"40{"token":"t"}"#),
+            Packet::Connect { namespace: "/".into(), auth: Some(json!({"token": "t"})) }
+        );
+        assert_eq!(parse("40/,"), Packet::Connect { namespace: "/".into(), auth: None });
+        assert_eq!(parse("40/nope?token=x,"), Packet::Connect { namespace: "/nope".into(), auth: None });
+        assert_eq!(parse("2"), Packet::Ping);
+        assert_eq!(parse("3"), Packet::Pong);
+        assert_eq!(parse("41"), Packet::Disconnect);
+        assert_eq!(parse(r#"451-["b",{"_placeholder":true,"num":0}]"#), Packet::Binary);
+        assert!(matches!(parse(r#"42{"not":"array"}"#), Packet::Invalid(_)));
+        assert!(matches!(parse("9"), Packet::Invalid(_)));
+    }
+
+    #[test]
+    fn encodes_what_stock_clients_expect() {
+        assert_eq!(ack(3, &json!({"ok": true})), r#"433[{"ok":true}]"#);
+        assert_eq!(event("welcome", &json!({"msg": "hi"})), r#"42["welcome",{"msg":"hi"}]"#);
+        assert_eq!(connected(EngineVersion::V3, "x"), "40");
+        assert_eq!(invalid_namespace("/nope"), r#"44/nope,{"message":"Invalid namespace"}"#);
+    }
+}

@@ -1,50 +1,14 @@
 //! Calls as clients see them.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use super::{Error, RoomId, Timestamp, UserId};
+use super::{RoomId, Timestamp, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CallId(Uuid);
-
-impl CallId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, Error> {
-        Uuid::parse_str(raw).map(Self).map_err(|_| Error::bad_request("call_id must be a UUID"))
-    }
-}
-
-impl Default for CallId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TryFrom<String> for CallId {
-    type Error = Error;
-    fn try_from(raw: String) -> Result<Self, Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<CallId> for String {
-    fn from(id: CallId) -> String {
-        id.to_string()
-    }
-}
-
-impl fmt::Display for CallId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+super::ids::uuid_id!(
+    /// A call.
+    CallId,
+    "call_id"
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

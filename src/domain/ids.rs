@@ -51,44 +51,60 @@ impl fmt::Display for UserId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct RoomId(Uuid);
+/// Defines an id that is a time-ordered UUID (v7) on the wire as a string, parsed once at
+/// the edge; `field` names it in error messages.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(uuid::Uuid);
 
-impl RoomId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
+        impl $name {
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
 
-    pub fn parse(raw: &str) -> Result<Self, Error> {
-        Uuid::parse_str(raw).map(Self).map_err(|_| Error::bad_request("room_id must be a UUID"))
-    }
+            pub fn parse(raw: &str) -> Result<Self, $crate::domain::Error> {
+                uuid::Uuid::parse_str(raw)
+                    .map(Self)
+                    .map_err(|_| $crate::domain::Error::bad_request(concat!($field, " must be a UUID")))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::domain::Error;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
+pub(crate) use uuid_id;
 
-impl Default for RoomId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TryFrom<String> for RoomId {
-    type Error = Error;
-    fn try_from(raw: String) -> Result<Self, Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<RoomId> for String {
-    fn from(id: RoomId) -> String {
-        id.to_string()
-    }
-}
-
-impl fmt::Display for RoomId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_id!(
+    /// A chat room.
+    RoomId,
+    "room_id"
+);
 
 /// One WebSocket connection; unique across the cluster (a v4 UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

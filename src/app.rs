@@ -56,7 +56,12 @@ impl Application {
         let auth = Authenticator::new(settings.jwt_secret());
         let (went_offline, offline) = mpsc::unbounded_channel();
         let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, _) = match &settings.redis_url {
-            None => (Arc::new(LocalBus::new(node.clone(), metrics.clone())), Arc::new(LocalPresence::default()), None),
+            None => {
+                // A single node starts with nobody connected: calls left going by an
+                // earlier run end after the grace period.
+                store.mark_all_call_parties_away(crate::domain::Timestamp::now()).await?;
+                (Arc::new(LocalBus::new(node.clone(), metrics.clone())), Arc::new(LocalPresence::default()), None)
+            }
             Some(url) => {
                 let (bus, redis) = RedisBus::connect(url, &settings.redis_prefix, node.clone(), metrics.clone())
                     .await

@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{CallId, EndReason, Error, RoomKind, Timestamp, UserId};
+use crate::domain::{Call, CallId, EndReason, Error, RoomKind, Timestamp, UserId};
 use crate::protocol::{CallCommand, Push, Reply};
 use crate::store::{CallRecord, Departure};
 
@@ -46,7 +46,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
             party_of(&load(services, call).await?, me)?;
             store.accept_call(call, me, caller.connection).await??;
             let record = load(services, call).await?;
-            for user in record.call.users().filter(|u| *u != me) {
+            for user in reachable(&record.call).filter(|u| *u != me) {
                 push_to(services, user, Push::CallAccepted { call: record.call.clone() }, None);
             }
             // The callee's other devices stop ringing.
@@ -77,10 +77,10 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
             if !matches!(status, "joined" | "ringing") {
                 return Err(Error::Conflict("you are not in this call".into()));
             }
-            if status == "joined" && !store.claim_device(call, me, caller.connection).await? {
-                return Err(Error::forbidden("this call is on another of your devices"));
+            if status == "joined" {
+                store.take_device(call, me, caller.connection).await?;
             }
-            let others: Vec<&UserId> = record.call.users().filter(|u| *u != me).collect();
+            let others: Vec<&UserId> = reachable(&record.call).filter(|u| *u != me).collect();
             let target = match (to, others.as_slice()) {
                 (Some(to), _) => to,
                 (None, [only]) => (*only).clone(),
@@ -121,6 +121,11 @@ fn party_of<'a>(record: &'a CallRecord, user: &UserId) -> Result<&'a crate::doma
     record.call.participant(user).ok_or_else(|| Error::forbidden("you are not a party to this call"))
 }
 
+/// The parties a call's pushes go to: everyone but callees who were busy (they never rang).
+fn reachable(call: &Call) -> impl Iterator<Item = &UserId> {
+    call.participants.iter().filter(|p| p.status != "busy").map(|p| &p.user_id)
+}
+
 fn push_to(services: &Services, user: &UserId, push: Push, skip: Option<&Caller>) {
     let skip = skip.map(|c| c.connection);
     services.bus.publish(Topic::User(user.clone()), BusEvent::Push { push, skip });
@@ -139,13 +144,13 @@ async fn announce_departure(
     let record = load(services, call).await?;
     match departure {
         Departure::Ended(reason) => {
-            for party in record.call.users() {
+            for party in reachable(&record.call) {
                 let skip = if party == user { acting } else { None };
                 push_to(services, party, Push::CallEnded { call: record.call.clone(), reason }, skip);
             }
         }
         Departure::Left => {
-            for party in record.call.users().filter(|u| *u != user) {
+            for party in reachable(&record.call).filter(|u| *u != user) {
                 push_to(services, party, Push::CallLeft { call: record.call.clone(), user_id: user.clone() }, None);
             }
             push_to(services, user, Push::CallEnded { call: record.call.clone(), reason: own }, acting);
@@ -199,7 +204,7 @@ async fn sweep(services: &Services) -> Result<(), Error> {
     for expired in services.store.expire_ringing(now).await? {
         let record = load(services, expired.call).await?;
         let told: Vec<&UserId> = match expired.ended {
-            Some(_) => record.call.users().collect(),
+            Some(_) => reachable(&record.call).collect(),
             None => expired.users.iter().collect(),
         };
         for user in told {
@@ -211,12 +216,12 @@ async fn sweep(services: &Services) -> Result<(), Error> {
         let record = load(services, call).await?;
         match record.call.end_reason {
             Some(reason) => {
-                for party in record.call.users() {
+                for party in reachable(&record.call) {
                     push_to(services, party, Push::CallEnded { call: record.call.clone(), reason }, None);
                 }
             }
             None => {
-                for party in record.call.users().filter(|u| **u != user) {
+                for party in reachable(&record.call).filter(|u| **u != user) {
                     push_to(services, party, Push::CallLeft { call: record.call.clone(), user_id: user.clone() }, None);
                 }
             }

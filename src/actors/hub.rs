@@ -246,6 +246,14 @@ impl Handler<Disconnect> for Hub {
                 entry.actor.do_send(Detach { connection: msg.connection });
             }
         }
+        // A call on this connection falls back to the party's other connections.
+        let store = self.services().store.clone();
+        let (user, connection) = (msg.user.clone(), msg.connection);
+        actix::spawn(async move {
+            if let Err(e) = store.release_device(&user, connection).await {
+                tracing::warn!(error = %e, "could not release a call device");
+            }
+        });
         if self.forget_if_idle(&msg.user) {
             self.publish_presence(&msg.user, false, Timestamp::now(), ctx);
         }

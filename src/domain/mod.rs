@@ -12,5 +12,5 @@ pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media};
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, UserId};
-pub use social::{Location, NearbyUser, Notification, RequestKind};
+pub use social::{EARTH_RADIUS_KM, Location, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;

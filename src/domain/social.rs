@@ -32,6 +32,9 @@ impl RequestKind {
     }
 }
 
+/// Mean Earth radius: distances and nearby cell covers use the same sphere.
+pub const EARTH_RADIUS_KM: f64 = 6371.0088;
+
 /// A validated position: finite, latitude within ±90, longitude within ±180.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Location {
@@ -52,7 +55,6 @@ impl Location {
 
     /// Great-circle distance in kilometres (haversine, mean Earth radius).
     pub fn distance_km(self, other: Location) -> f64 {
-        const EARTH_RADIUS_KM: f64 = 6371.0088;
         let (lat1, lat2) = (self.lat.to_radians(), other.lat.to_radians());
         let dlat = lat2 - lat1;
         let dlng = (other.lng - self.lng).to_radians();

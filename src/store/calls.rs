@@ -101,6 +101,30 @@ macro_rules! finish {
     }};
 }
 
+/// Ends the call once nobody can talk any more (at most one joined party and nobody
+/// ringing): as `$unanswered` if no callee ever answered, else as `$answered`. Evaluates to
+/// the reason it ended with, if it did.
+macro_rules! settle {
+    ($conn:expr, $sid:expr, $now:expr, $unanswered:expr, $answered:expr) => {{
+        let state: String = calls::table.find($sid).select(calls::state).first($conn).await?;
+        let count = |status: &'static str| {
+            call_participants::table
+                .filter(call_participants::call_id.eq($sid))
+                .filter(call_participants::status.eq(status))
+                .count()
+        };
+        let joined: i64 = count("joined").get_result($conn).await?;
+        let ringing: i64 = count("ringing").get_result($conn).await?;
+        if state != "ended" && ringing == 0 && joined <= 1 {
+            let reason: EndReason = if state == "ringing" { $unanswered } else { $answered };
+            finish!($conn, $sid, $now, reason);
+            Some(reason)
+        } else {
+            None
+        }
+    }};
+}
+
 type Tx = diesel::result::Error;
 
 /// A refusal decided inside a transaction (rolled back), carried out as a domain error.
@@ -126,13 +150,22 @@ impl Store {
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
         let outcome = with_conn!(self, |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
-                let free = insert_into(call_lines::table)
-                    .values((call_lines::user_id.eq(caller.as_str()), call_lines::call_id.eq(&sid)))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                if free == 0 {
-                    return Ok(Outcome::Refused(Error::Busy("you are already in a call".into())));
+                // Lines are taken in user-id order, so that two calls taking the same lines
+                // (two users calling each other at once) cannot deadlock.
+                let mut everyone: Vec<&UserId> = callees.iter().chain([caller]).collect();
+                everyone.sort();
+                let mut free_lines = std::collections::HashSet::new();
+                for user in everyone {
+                    let free = insert_into(call_lines::table)
+                        .values((call_lines::user_id.eq(user.as_str()), call_lines::call_id.eq(&sid)))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    if free == 1 {
+                        free_lines.insert(user.clone());
+                    } else if user == caller {
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
                 }
                 insert_into(calls::table)
                     .values((
@@ -160,13 +193,9 @@ impl Store {
                 log!(conn, &sid, now, Some(caller), "started");
                 let mut ringing = 0;
                 for callee in callees {
-                    let free = insert_into(call_lines::table)
-                        .values((call_lines::user_id.eq(callee.as_str()), call_lines::call_id.eq(&sid)))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
-                    let status = if free == 1 { "ringing" } else { "busy" };
-                    ringing += free;
+                    let free = free_lines.contains(callee);
+                    let status = if free { "ringing" } else { "busy" };
+                    ringing += usize::from(free);
                     insert_into(call_participants::table)
                         .values((
                             call_participants::call_id.eq(&sid),
@@ -183,7 +212,14 @@ impl Store {
                 }
                 Ok(Outcome::Done(()))
             })
-            .await?
+            .await
+            // The caller's own line was taken: nothing of this call is kept.
+            .or_else(|e| match e {
+                diesel::result::Error::RollbackTransaction => {
+                    Ok(Outcome::Refused(Error::Busy("you are already in a call".into())))
+                }
+                e => Err(e),
+            })?
         });
         Ok(match outcome {
             Outcome::Done(()) => Ok(id),
@@ -281,18 +317,10 @@ impl Store {
                 }
                 release!(conn, &sid, user);
                 log!(conn, &sid, now, Some(user), "declined");
-                let others: Vec<(String, String)> = call_participants::table
-                    .filter(call_participants::call_id.eq(&sid))
-                    .filter(call_participants::role.eq("callee"))
-                    .filter(call_participants::status.eq_any(["ringing", "joined"]))
-                    .select((call_participants::user_id, call_participants::status))
-                    .load(conn)
-                    .await?;
-                if others.is_empty() {
-                    finish!(conn, &sid, now, EndReason::Declined);
-                    return Ok(Outcome::Done(Departure::Ended(EndReason::Declined)));
-                }
-                Ok(Outcome::Done(Departure::Left))
+                Ok(Outcome::Done(match settle!(conn, &sid, now, EndReason::Declined, EndReason::Hangup) {
+                    Some(reason) => Departure::Ended(reason),
+                    None => Departure::Left,
+                }))
             })
             .await?
         });
@@ -324,33 +352,20 @@ impl Store {
                 }
                 release!(conn, &sid, user);
                 log!(conn, &sid, now, Some(user), "left");
-                let state: String = calls::table.find(&sid).select(calls::state).first(conn).await?;
-                let joined: i64 = call_participants::table
-                    .filter(call_participants::call_id.eq(&sid))
-                    .filter(call_participants::status.eq("joined"))
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                let ringing: i64 = call_participants::table
-                    .filter(call_participants::call_id.eq(&sid))
-                    .filter(call_participants::status.eq("ringing"))
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                let ended = match state.as_str() {
+                let unanswered: bool =
+                    calls::table.find(&sid).select(calls::state).first::<String>(conn).await?.as_str() == "ringing";
+                let ended = if unanswered {
                     // Nobody answered yet: the caller leaving cancels the ringing.
-                    "ringing" => Some(if reason == EndReason::Disconnected { reason } else { EndReason::Cancelled }),
-                    _ if joined <= 1 && ringing == 0 => Some(reason),
-                    _ if joined == 0 => Some(reason),
-                    _ => None,
+                    let reason = if reason == EndReason::Disconnected { reason } else { EndReason::Cancelled };
+                    finish!(conn, &sid, now, reason);
+                    Some(reason)
+                } else {
+                    settle!(conn, &sid, now, reason, reason)
                 };
-                match ended {
-                    Some(reason) => {
-                        finish!(conn, &sid, now, reason);
-                        Ok(Outcome::Done(Departure::Ended(reason)))
-                    }
-                    None => Ok(Outcome::Done(Departure::Left)),
-                }
+                Ok(Outcome::Done(match ended {
+                    Some(reason) => Departure::Ended(reason),
+                    None => Departure::Left,
+                }))
             })
             .await?
         });
@@ -360,29 +375,52 @@ impl Store {
         })
     }
 
-    /// Signals from `device` are the user's from now on, if they have no device yet (they
-    /// reconnected during the call); false if the call is on another of their devices.
-    pub async fn claim_device(&self, id: CallId, user: &UserId, device: ConnectionId) -> StoreResult<bool> {
+    /// The joined party's signals come from `device`: it becomes (or stays) the connection
+    /// their call is on, so a reconnected client takes its call back by signalling.
+    pub async fn take_device(&self, id: CallId, user: &UserId, device: ConnectionId) -> StoreResult<()> {
         let sid = id.to_string();
-        let dev = device.to_string();
+        with_conn!(self, |conn| {
+            diesel::update(
+                call_participants::table.find((&sid, user.as_str())).filter(call_participants::status.eq("joined")),
+            )
+            .set(call_participants::device.eq(device.to_string()))
+            .execute(conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// A connection closed: calls on it fall back to all of the party's connections until
+    /// one of them signals.
+    pub async fn release_device(&self, user: &UserId, device: ConnectionId) -> StoreResult<()> {
         with_conn!(self, |conn| {
             diesel::update(
                 call_participants::table
-                    .find((&sid, user.as_str()))
+                    .filter(call_participants::user_id.eq(user.as_str()))
                     .filter(call_participants::status.eq("joined"))
-                    .filter(call_participants::device.is_null()),
+                    .filter(call_participants::device.eq(device.to_string())),
             )
-            .set(call_participants::device.eq(&dev))
+            .set(call_participants::device.eq(None::<String>))
             .execute(conn)
             .await?;
-            let current: Option<Option<String>> = call_participants::table
-                .find((&sid, user.as_str()))
-                .select(call_participants::device)
-                .first(conn)
-                .await
-                .optional()?;
-            Ok(current.flatten().is_none_or(|d| d == dev))
-        })
+        });
+        Ok(())
+    }
+
+    /// At the start of a single node, nobody is connected: every party of a call still
+    /// going counts as away from now (the sweeper ends those calls after the grace period).
+    pub async fn mark_all_call_parties_away(&self, at: Timestamp) -> StoreResult<()> {
+        with_conn!(self, |conn| {
+            diesel::update(
+                call_participants::table
+                    .filter(call_participants::status.eq_any(["joined", "ringing"]))
+                    .filter(call_participants::away_since.is_null()),
+            )
+            .set(call_participants::away_since.eq(at.millis()))
+            .execute(conn)
+            .await?;
+        });
+        Ok(())
     }
 
     /// The user's last connection anywhere closed (`Some(at)`) or they are back (`None`,
@@ -444,15 +482,10 @@ impl Store {
                         release!(conn, &sid, &rows::user_id(user.clone()));
                         log!(conn, &sid, now.millis(), Some(&rows::user_id(user.clone())), "missed");
                     }
-                    let unanswered = diesel::update(calls::table.find(&sid).filter(calls::state.eq("ringing")))
-                        .set(calls::state.eq("ringing"))
-                        .execute(conn)
-                        .await?;
-                    let ended = if !users.is_empty() && unanswered == 1 {
-                        finish!(conn, &sid, now.millis(), EndReason::Missed);
-                        Some(EndReason::Missed)
-                    } else {
+                    let ended = if users.is_empty() {
                         None
+                    } else {
+                        settle!(conn, &sid, now.millis(), EndReason::Missed, EndReason::Hangup)
                     };
                     Ok((users, ended))
                 })

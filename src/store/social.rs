@@ -459,11 +459,20 @@ const MAX_CELLS: usize = 36;
 /// The geohash cells that cover the bounding box of the circle, at the finest precision
 /// that needs at most `MAX_CELLS` of them. Each cell is one index range scan.
 fn covering_cells(center: Location, radius_km: f64) -> Vec<String> {
-    const KM_PER_DEGREE: f64 = 111.32;
-    let dlat = radius_km / KM_PER_DEGREE;
-    let dlng = (radius_km / (KM_PER_DEGREE * center.lat.to_radians().cos().max(0.01))).min(180.0);
+    // The circle's exact extent on the sphere the distances are measured on, padded by 1%
+    // against rounding; the longitude extent is the circle's widest, not its centre's.
+    let angle = (radius_km / crate::domain::EARTH_RADIUS_KM * 1.01).min(std::f64::consts::PI);
+    let dlat = angle.to_degrees();
+    let (sin_a, cos_lat) = (angle.sin(), center.lat.to_radians().cos());
+    let dlng = if angle < std::f64::consts::FRAC_PI_2 && sin_a < cos_lat {
+        (sin_a / cos_lat).asin().to_degrees()
+    } else {
+        180.0
+    };
     let (south, north) = ((center.lat - dlat).max(-90.0), (center.lat + dlat).min(90.0));
-    let (west, east) = ((center.lng - dlng).max(-180.0), (center.lng + dlng).min(180.0));
+    // Near a pole the circle covers every longitude.
+    let polar = north >= 90.0 || south <= -90.0;
+    let (west, east) = if polar { (-180.0, 180.0) } else { (center.lng - dlng, center.lng + dlng) };
     let cell_size = |precision: usize| {
         let bits = 5 * precision as i32;
         (180.0 / 2f64.powi(bits / 2), 360.0 / 2f64.powi((bits + 1) / 2))
@@ -482,7 +491,9 @@ fn covering_cells(center: Location, radius_km: f64) -> Vec<String> {
     for i in 0..=steps(north - south, lat_size) {
         let lat = (south + i as f64 * lat_size).min(north);
         for j in 0..=steps(east - west, lng_size) {
+            // Longitudes past ±180 wrap to the other side of the antimeridian.
             let lng = (west + j as f64 * lng_size).min(east);
+            let lng = (lng + 180.0).rem_euclid(360.0) - 180.0;
             if let Ok(cell) = geohash::encode(geohash::Coord { x: lng, y: lat }, precision) {
                 cells.push(cell);
             }
@@ -497,6 +508,29 @@ fn covering_cells(center: Location, radius_km: f64) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The point `km` away from `from` along `bearing` (radians), on the same sphere.
+    fn destination(from: Location, km: f64, bearing: f64) -> Location {
+        let d = km / crate::domain::EARTH_RADIUS_KM;
+        let (lat1, lng1) = (from.lat.to_radians(), from.lng.to_radians());
+        let lat2 = (lat1.sin() * d.cos() + lat1.cos() * d.sin() * bearing.cos()).asin();
+        let lng2 = lng1 + (bearing.sin() * d.sin() * lat1.cos()).atan2(d.cos() - lat1.sin() * lat2.sin());
+        Location { lat: lat2.to_degrees(), lng: ((lng2.to_degrees() + 540.0) % 360.0) - 180.0 }
+    }
+
+    #[test]
+    fn covers_circles_at_high_latitudes_and_across_the_antimeridian() {
+        for (lat, lng, radius) in [(84.0, 10.0, 310.0), (-60.0, 179.9, 50.0), (0.0, -179.99, 5.0), (71.0, 25.0, 120.0)]
+        {
+            let center = Location::parse(lat, lng).unwrap();
+            let cells = covering_cells(center, radius);
+            for bearing in 0..64 {
+                let point = destination(center, radius * 0.999, bearing as f64 * std::f64::consts::TAU / 64.0);
+                let cell = geohash::encode(geohash::Coord { x: point.lng, y: point.lat }, cells[0].len()).unwrap();
+                assert!(cells.contains(&cell), "({lat},{lng}) {radius} km, bearing {bearing}: {cell} not covered");
+            }
+        }
+    }
+
     #[test]
     fn small_radii_use_fine_cells_and_cover_the_circle() {
         let center = Location::parse(48.85, 2.35).unwrap();
@@ -506,12 +540,12 @@ mod tests {
         for radius in [0.5, 5.0, 42.0, 300.0] {
             let cells = covering_cells(center, radius);
             assert!(cells.len() <= MAX_CELLS, "{radius}: {}", cells.len());
-            // Points on the circle fall in a covered cell.
-            for bearing in 0..16 {
-                let angle = bearing as f64 * std::f64::consts::PI / 8.0;
-                let lat = center.lat + radius / 111.32 * angle.sin() * 0.999;
-                let lng = center.lng + radius / (111.32 * center.lat.to_radians().cos()) * angle.cos() * 0.999;
-                let cell = geohash::encode(geohash::Coord { x: lng, y: lat }, cells[0].len()).unwrap();
+            // Points just inside the circle (by the same distance the query filters with)
+            // fall in covered cells.
+            for bearing in 0..64 {
+                let point = destination(center, radius * 0.999, bearing as f64 * std::f64::consts::TAU / 64.0);
+                assert!(center.distance_km(point) <= radius);
+                let cell = geohash::encode(geohash::Coord { x: point.lng, y: point.lat }, cells[0].len()).unwrap();
                 assert!(cells.contains(&cell), "{radius} km, bearing {bearing}: {cell} not covered");
             }
         }

@@ -292,6 +292,11 @@ impl Client {
         }
     }
 
+    /// Forgets pushed `event`s received so far.
+    pub fn drop_events(&mut self, event: &str) {
+        self.inbox.retain(|f| f["event"] != event);
+    }
+
     /// Asserts no `event` arrives within `wait`.
     pub async fn no_event(&mut self, event: &str, wait: Duration) {
         assert!(!self.inbox.iter().any(|f| f["event"] == event), "unexpected {event} already received");

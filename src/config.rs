@@ -167,6 +167,12 @@ impl Settings {
                  set SWITCHBOARD_DATABASE_URL=postgres://… (SQLite is a single node's file)"
                 .into());
         }
+        if self.default_api != "native" {
+            return Err(format!(
+                "SWITCHBOARD_DEFAULT_API={}: only the native API is served so far (the seed dialects are planned)",
+                self.default_api
+            ));
+        }
         if self.max_frame_bytes < 1024 {
             return Err("SWITCHBOARD_MAX_FRAME_BYTES must be at least 1024".into());
         }

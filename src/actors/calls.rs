@@ -203,12 +203,13 @@ async fn sweep(services: &Services) -> Result<(), Error> {
     let now = Timestamp::now();
     for expired in services.store.expire_ringing(now).await? {
         let record = load(services, expired.call).await?;
-        let told: Vec<&UserId> = match expired.ended {
-            Some(_) => reachable(&record.call).collect(),
-            None => expired.users.iter().collect(),
+        // The whole call ended (everyone hears its reason), or only these parties missed it.
+        let (told, reason): (Vec<&UserId>, EndReason) = match expired.ended {
+            Some(reason) => (reachable(&record.call).collect(), reason),
+            None => (expired.users.iter().collect(), EndReason::Missed),
         };
         for user in told {
-            push_to(services, user, Push::CallEnded { call: record.call.clone(), reason: EndReason::Missed }, None);
+            push_to(services, user, Push::CallEnded { call: record.call.clone(), reason }, None);
         }
     }
     let grace = services.settings.call_grace_secs as i64 * 1000;

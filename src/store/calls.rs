@@ -115,7 +115,8 @@ macro_rules! settle {
         };
         let joined: i64 = count("joined").get_result($conn).await?;
         let ringing: i64 = count("ringing").get_result($conn).await?;
-        if state != "ended" && ringing == 0 && joined <= 1 {
+        // An answered call also ends when everyone who had joined has left.
+        if state != "ended" && ((ringing == 0 && joined <= 1) || (state == "active" && joined == 0)) {
             let reason: EndReason = if state == "ringing" { $unanswered } else { $answered };
             finish!($conn, $sid, $now, reason);
             Some(reason)

@@ -4,11 +4,13 @@
 mod chat;
 mod error;
 mod ids;
+mod live;
 mod social;
 mod time;
 
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind};
 pub use error::{Error, ErrorCode};
-pub use ids::{ConnectionId, NodeId, RoomId, UserId};
+pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
+pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};
 pub use social::{Location, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;

@@ -6,5 +6,5 @@ mod command;
 mod events;
 pub mod native;
 
-pub use command::{Command, RoomCommand, SocialCommand};
+pub use command::{Command, LiveCommand, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};

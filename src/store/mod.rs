@@ -2,6 +2,7 @@
 //! embedded SQLite (the default). The database is the truth; nothing here knows about wires.
 
 mod chat;
+mod live;
 mod rows;
 pub mod schema;
 mod social;
@@ -21,6 +22,7 @@ use futures_util::FutureExt;
 use crate::domain;
 
 pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
+pub use live::LiveJoin;
 pub use social::{LikeOutcome, RequestOutcome};
 pub use users::Profile;
 pub use writer::{MessageWriter, NewMessage, StoredMessage};

@@ -6,5 +6,6 @@ mod chat;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod live;
 mod presence;
 mod social;

@@ -8,6 +8,7 @@ mod helpers;
 
 mod chat;
 mod faults;
+mod live;
 mod nginx;
 mod presence;
 mod social;

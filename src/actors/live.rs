@@ -264,7 +264,7 @@ impl Handler<ToLive> for Hub {
         }
         let user = msg.caller.user.clone();
         let sent = actor.send(Execute { caller: msg.caller, command: msg.command });
-        Box::pin(async move { sent.await }.into_actor(self).map(move |result, hub, _| {
+        Box::pin(sent.into_actor(self).map(move |result, hub, _| {
             if let Some(entry) = hub.live.sessions.get_mut(&session).filter(|e| e.actor == actor) {
                 entry.in_flight = entry.in_flight.saturating_sub(1);
             }
@@ -306,6 +306,8 @@ pub struct LiveActor {
     services: Arc<Services>,
     session: Known,
     local: HashMap<ConnectionId, (UserId, Outbox)>,
+    /// How many of `local` each user has: who is in the session, as this node knows it.
+    local_users: HashMap<UserId, usize>,
     /// Comments per user per second in this session, on this node.
     comments: Arc<DefaultKeyedRateLimiter<UserId>>,
     viewers: ViewerPushes,
@@ -361,6 +363,7 @@ impl LiveActor {
             services,
             session: Known::Loading,
             local: HashMap::new(),
+            local_users: HashMap::new(),
             comments,
             viewers: ViewerPushes::default(),
         }
@@ -392,7 +395,7 @@ impl LiveActor {
     }
 
     fn has_local(&self, user: &UserId) -> bool {
-        self.local.values().any(|(u, _)| u == user)
+        self.local_users.contains_key(user)
     }
 
     /// Reads the viewer count and pushes it to the host's connections here if it changed.
@@ -485,14 +488,24 @@ struct Execute {
 impl Handler<Attach> for LiveActor {
     type Result = ();
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
-        self.local.insert(msg.outbox.connection, (msg.user, msg.outbox));
+        let connection = msg.outbox.connection;
+        if !self.local.contains_key(&connection) {
+            *self.local_users.entry(msg.user.clone()).or_default() += 1;
+        }
+        self.local.insert(connection, (msg.user, msg.outbox));
     }
 }
 
 impl Handler<Detach> for LiveActor {
     type Result = ();
     fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
-        self.local.remove(&msg.connection);
+        let Some((user, _)) = self.local.remove(&msg.connection) else { return };
+        if let Some(count) = self.local_users.get_mut(&user) {
+            *count -= 1;
+            if *count == 0 {
+                self.local_users.remove(&user);
+            }
+        }
     }
 }
 

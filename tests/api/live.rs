@@ -240,6 +240,7 @@ async fn live_viewer_count_is_throttled(db: Db) {
     let mut host = app.connect("host").await;
     let id = create(&mut host, "busy").await;
     let mut viewers = Vec::new();
+    let joining = Instant::now();
     for i in 0..8 {
         let mut viewer = app.connect(&format!("v{i}")).await;
         viewer.ok("live.join", json!({"session_id": id})).await;
@@ -253,8 +254,9 @@ async fn live_viewer_count_is_throttled(db: Db) {
             break;
         }
     }
-    // The joins took well under a second: one push at once, then the rest coalesced.
-    assert!(pushes.len() <= 3, "{pushes:?}");
+    // One push at once, then at most one per second while joins go on (however many).
+    let joins = joining.elapsed();
+    assert!(pushes.len() as f64 <= joins.as_secs_f64() + 2.0, "{} pushes for {joins:?} of joins", pushes.len());
     for pair in pushes.windows(2) {
         assert!(pair[1].0 - pair[0].0 >= Duration::from_millis(900), "pushed too often: {pushes:?}");
         assert_ne!(pair[0].1, pair[1].1, "an unchanged count was pushed");

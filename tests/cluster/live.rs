@@ -92,20 +92,20 @@ async fn live_session_across_nodes() {
 /// `cargo test` the raised limit is merely shared. A hard limit that is too low fails here
 /// with that explanation instead of with obscure connect errors. (A production node's
 /// limit is the service manager's business: `LimitNOFILE`, `ulimit -n`.)
-fn ensure_open_files(needed: u64) {
+fn ensure_open_files(needed: libc::rlim_t) {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read or write the struct they are given.
     let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     assert_eq!(got, 0, "getrlimit(RLIMIT_NOFILE) failed");
-    if limit.rlim_cur as u64 >= needed {
+    if limit.rlim_cur >= needed {
         return;
     }
     assert!(
-        limit.rlim_max as u64 >= needed,
+        limit.rlim_max >= needed,
         "this test needs {needed} open files, but the hard limit is {}: raise it (ulimit -Hn) to run it",
         limit.rlim_max
     );
-    limit.rlim_cur = needed as libc::rlim_t;
+    limit.rlim_cur = needed;
     // SAFETY: as above.
     let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     assert_eq!(set, 0, "setrlimit(RLIMIT_NOFILE) to {needed} failed");
@@ -117,7 +117,7 @@ async fn live_two_thousand_viewers_on_two_nodes_get_every_comment_once() {
     const COMMENTS: usize = 5;
     /// Connections opened (and joined) at once.
     const CONCURRENCY: usize = 100;
-    ensure_open_files(2 * VIEWERS as u64 + 2048);
+    ensure_open_files(2 * VIEWERS as libc::rlim_t + 2048);
     let cluster = Cluster::start_with(2, redis_url(), |s| {
         s.live_comment_rate = 100;
         // Idle clients are not read while the others connect: keep pings out of the way.

@@ -146,6 +146,7 @@ impl Actor for Hub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        self.start_live_sweeper(ctx);
     }
 }
 

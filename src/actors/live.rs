@@ -94,6 +94,32 @@ async fn depart(services: &Services, user: &UserId) -> Result<(), Error> {
     Ok(())
 }
 
+/// Ends the sessions whose host has been offline everywhere for longer than the grace
+/// period. The departure check after a disconnect covers the usual case; this sweep covers
+/// what it cannot see: a node stopped or restarted before its check ran, or a host whose
+/// node went away while nobody noticed. `last_seen` is stored when a user goes offline.
+async fn sweep_departed_hosts(services: &Services) -> Result<(), Error> {
+    let sessions = services.store.live_hosts().await?;
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let mut hosts: Vec<UserId> = sessions.iter().map(|(_, host)| host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    let online = services.presence.online_among(hosts.clone()).await?;
+    hosts.retain(|host| !online.contains(host));
+    let seen = services.store.last_seen(&hosts).await?;
+    let grace = i64::try_from(services.settings.live_host_grace().as_millis()).unwrap_or(i64::MAX);
+    let cutoff = crate::domain::Timestamp::now().millis().saturating_sub(grace);
+    for (session, host) in sessions {
+        let gone = hosts.contains(&host) && seen.get(&host).is_none_or(|at| at.millis() <= cutoff);
+        if gone && end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {
+            tracing::info!(%host, %session, "live session ended by the sweep: the host is gone");
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The hub's registry of live sessions on this node.
 
@@ -240,6 +266,20 @@ impl Hub {
             actix::spawn(async move {
                 if let Err(e) = depart(&services, &user).await {
                     tracing::warn!(%user, error = %e, "could not settle the live sessions of a departed user");
+                }
+            });
+        });
+    }
+
+    /// Runs `sweep_departed_hosts` every grace period (at least every 5 s) for the life of
+    /// the node.
+    pub(super) fn start_live_sweeper(&mut self, ctx: &mut Context<Self>) {
+        let every = self.services().settings.live_host_grace().max(Duration::from_secs(5));
+        ctx.run_interval(every, |hub, _| {
+            let services = hub.services();
+            actix::spawn(async move {
+                if let Err(e) = sweep_departed_hosts(&services).await {
+                    tracing::warn!(error = %e, "live session sweep failed");
                 }
             });
         });

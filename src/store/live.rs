@@ -279,6 +279,18 @@ impl Store {
         Ok(hosted.chain(watched.iter().map(|id| (session_id(id), false))).collect())
     }
 
+    /// Every live session and its host (for the sweep that ends sessions of hosts gone for good).
+    pub async fn live_hosts(&self) -> StoreResult<Vec<(SessionId, UserId)>> {
+        let rows: Vec<(String, String)> = with_conn!(self, |conn| {
+            live_sessions::table
+                .filter(live_sessions::state.eq(LiveState::Live.as_str()))
+                .select((live_sessions::id, live_sessions::host_id))
+                .load(conn)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(id, host)| (session_id(&id), rows::user_id(host))).collect())
+    }
+
     /// Raises `user`'s hand; false if it was already raised.
     pub async fn raise_hand(&self, session: SessionId, user: &UserId) -> StoreResult<bool> {
         let id = session.to_string();

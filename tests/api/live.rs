@@ -308,10 +308,30 @@ async fn live_host_left_ends_after_grace(db: Db) {
     assert_eq!(other.fails("live.join", json!({"session_id": id})).await, "conflict");
 }
 
+async fn live_sessions_of_hosts_gone_for_good_are_swept(db: Db) {
+    // A session whose host is offline and whose departure check never ran (its node was
+    // stopped or restarted first): here, one written by another node whose host never
+    // connected to this one.
+    let url = fresh_database(db).await;
+    let store = switchboard::store::Store::connect(&switchboard::store::Backend::from_url(&url).unwrap(), 2)
+        .await
+        .expect("store");
+    let host = switchboard::domain::UserId::parse("gone").unwrap();
+    let title = switchboard::domain::LiveTitle::parse("orphan").unwrap();
+    let id = store.create_live_session(&host, &title).await.expect("session").id.to_string();
+    let app = spawn_on(url, |s| s.live_host_grace_secs = 1).await;
+    let mut viewer = app.connect("viewer").await;
+    viewer.ok("live.join", json!({"session_id": id})).await;
+    let ended = viewer.event("live.ended").await;
+    assert_eq!(ended["reason"], "host_left");
+    assert_eq!(ended["session"]["id"], id.as_str());
+}
+
 both!(
     live_session_flow,
     live_refusals,
     live_comment_rate_limit,
     live_viewer_count_is_throttled,
     live_host_left_ends_after_grace,
+    live_sessions_of_hosts_gone_for_good_are_swept,
 );

@@ -13,6 +13,7 @@ CREATE TABLE live_sessions (
     end_reason TEXT CHECK (end_reason IN ('host_ended', 'host_left'))
 );
 CREATE INDEX live_sessions_by_host ON live_sessions (host_id, state);
+CREATE INDEX live_sessions_by_state ON live_sessions (state);
 
 -- One row per user watching; kept when the session ends (the count is frozen then).
 CREATE TABLE live_viewers (

@@ -1,8 +1,7 @@
 //! The bus: every delivery between actors goes through it, so that nodes bridged by Redis
-//! behave as one. A node subscribes only to the topics of the users and rooms it holds; each
-//! topic has one local sink (the hub for users, the room's actor for rooms, the live session's
-//! actor for live sessions), so a connection
-//! receives each event once.
+//! behave as one. A node subscribes only to the topics of the users, rooms and live sessions
+//! it holds; each topic has one local sink (the hub for users, the room's actor for rooms, the
+//! session's actor for live sessions), so a connection receives each event once.
 
 mod local;
 mod redis;

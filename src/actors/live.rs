@@ -103,16 +103,14 @@ async fn sweep_departed_hosts(services: &Services) -> Result<(), Error> {
     if sessions.is_empty() {
         return Ok(());
     }
-    let mut hosts: Vec<UserId> = sessions.iter().map(|(_, host)| host.clone()).collect();
-    hosts.sort();
-    hosts.dedup();
-    let online = services.presence.online_among(hosts.clone()).await?;
-    hosts.retain(|host| !online.contains(host));
-    let seen = services.store.last_seen(&hosts).await?;
+    let hosts: HashSet<UserId> = sessions.iter().map(|(_, host)| host.clone()).collect();
+    let online = services.presence.online_among(hosts.iter().cloned().collect()).await?;
+    let offline: Vec<UserId> = hosts.into_iter().filter(|host| !online.contains(host)).collect();
+    let seen = services.store.last_seen(&offline).await?;
     let grace = i64::try_from(services.settings.live_host_grace().as_millis()).unwrap_or(i64::MAX);
     let cutoff = crate::domain::Timestamp::now().millis().saturating_sub(grace);
     for (session, host) in sessions {
-        let gone = hosts.contains(&host) && seen.get(&host).is_none_or(|at| at.millis() <= cutoff);
+        let gone = !online.contains(&host) && seen.get(&host).is_none_or(|at| at.millis() <= cutoff);
         if gone && end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {
             tracing::info!(%host, %session, "live session ended by the sweep: the host is gone");
         }
@@ -413,9 +411,16 @@ impl LiveActor {
     fn load(&mut self, ctx: &mut Context<Self>) {
         self.session = Known::Loading;
         let (store, id) = (self.services.store.clone(), self.id);
-        ctx.wait(async move { store.live_session(id).await }.into_actor(self).map(|loaded, actor, _| {
+        ctx.wait(async move { store.live_session(id).await }.into_actor(self).map(|loaded, actor, ctx| {
             actor.session = match loaded {
-                Ok(Some(session)) => Known::Session { live: session.is_live(), host: session.host_id },
+                Ok(Some(session)) => {
+                    if !session.is_live() {
+                        // Nothing will happen in it any more: no need to listen (a late
+                        // "joined" may have started this actor).
+                        actor.services.hub.do_send(LiveClosed { session: actor.id, actor: ctx.address() });
+                    }
+                    Known::Session { live: session.is_live(), host: session.host_id }
+                }
                 Ok(None) => Known::Missing,
                 Err(e) => {
                     tracing::error!(session = %actor.id, error = %e, "loading a live session failed");

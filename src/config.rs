@@ -130,6 +130,20 @@ pub struct Settings {
     /// Seconds a graceful shutdown waits for connections to close.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    // --- live sessions ---
+    /// Seconds a live session waits for a host who lost every connection before it ends with
+    /// `host_left` (also how long a viewer without connections stays counted).
+    #[arg(long, env = "SWITCHBOARD_LIVE_HOST_GRACE_SECS", default_value_t = 30)]
+    pub live_host_grace_secs: u64,
+
+    /// Longest live comment, in characters.
+    #[arg(long, env = "SWITCHBOARD_LIVE_COMMENT_MAX_CHARS", default_value_t = 500)]
+    pub live_comment_max_chars: usize,
+
+    /// Comments one user may post per second in one session, sustained (bursts of twice that).
+    #[arg(long, env = "SWITCHBOARD_LIVE_COMMENT_RATE", default_value_t = 2)]
+    pub live_comment_rate: u32,
 }
 
 impl Settings {
@@ -147,6 +161,10 @@ impl Settings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn live_host_grace(&self) -> Duration {
+        Duration::from_secs(self.live_host_grace_secs)
     }
 
     /// The configured secret, or the development one.
@@ -181,6 +199,9 @@ impl Settings {
         }
         if self.outbound_queue == 0 {
             return Err("SWITCHBOARD_OUTBOUND_QUEUE must be positive".into());
+        }
+        if self.live_comment_rate == 0 || self.live_comment_max_chars == 0 {
+            return Err("SWITCHBOARD_LIVE_COMMENT_RATE and SWITCHBOARD_LIVE_COMMENT_MAX_CHARS must be positive".into());
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::hub::ToRoom;
-use super::{Caller, Services, calls, social};
+use super::{Caller, Services, calls, live, social};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, UserId};
 use crate::protocol::{Command, PresenceState, Push, Reply};
@@ -23,6 +23,7 @@ pub fn execute(services: Arc<Services>, caller: Caller, command: Command) -> Box
             let sent = services.hub.send(ToRoom { caller, room, command });
             Box::pin(async move { sent.await.map_err(|_| Error::Unavailable("node is shutting down".into()))? })
         }
+        Command::Live(command) => live::execute(services, caller, command),
         other => Box::pin(async move { execute_other(&services, &caller, other).await }),
     }
 }
@@ -90,7 +91,7 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
                 .collect();
             Ok(Reply::Presence { users })
         }
-        Command::Room { .. } => execute(services.clone(), caller.clone(), command).await,
+        Command::Room { .. } | Command::Live(_) => execute(services.clone(), caller.clone(), command).await,
         Command::Social(command) => social::execute(services, caller, command).await,
         Command::Call(command) => calls::execute(services, caller, command).await,
     }

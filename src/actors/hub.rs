@@ -1,6 +1,7 @@
 //! The node hub: which users are connected to this node, on which connections, and which
 //! room actors serve them. It owns the user topics, starts and stops room actors as local
-//! members come and go, and publishes presence.
+//! members come and go, and publishes presence. Live sessions are tracked the same way in its
+//! `LiveRegistry` (see `live.rs`, which holds that part of the hub).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_ws::CloseCode;
 
+use super::live::LiveRegistry;
 use super::room::{Attach, Close, Detach, Execute, RoomActor};
 use super::{Caller, Outbound, Outbox, Services};
 use crate::auth::Identity;
@@ -18,13 +20,15 @@ use crate::protocol::{Delivery, PresenceState, Push, Reply, RoomCommand};
 #[derive(Default)]
 pub struct Hub {
     services: Option<Arc<Services>>,
-    users: HashMap<UserId, LocalUser>,
+    pub(super) users: HashMap<UserId, LocalUser>,
     rooms: HashMap<RoomId, LocalRoom>,
+    /// Live sessions that users connected here are in.
+    pub(super) live: LiveRegistry,
 }
 
 #[derive(Default)]
-struct LocalUser {
-    connections: HashMap<ConnectionId, Outbox>,
+pub(super) struct LocalUser {
+    pub(super) connections: HashMap<ConnectionId, Outbox>,
     rooms: HashSet<RoomId>,
 }
 
@@ -45,7 +49,7 @@ impl Hub {
         built.expect("Hub::create runs its closure at once")
     }
 
-    fn services(&self) -> Arc<Services> {
+    pub(super) fn services(&self) -> Arc<Services> {
         self.services.clone().expect("hub services are set at start")
     }
 
@@ -76,6 +80,7 @@ impl Hub {
             return false;
         }
         let local = self.users.remove(user).unwrap_or_default();
+        self.forget_live_user(user);
         let bus = self.services().bus.clone();
         bus.unsubscribe(&Topic::User(user.clone()));
         for room in local.rooms {
@@ -143,6 +148,7 @@ impl Actor for Hub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        self.start_live_sweeper(ctx);
     }
 }
 
@@ -199,11 +205,13 @@ impl Handler<Connect> for Hub {
         }
         let load = async move {
             services.store.touch_user(&msg.identity.user, &msg.identity.profile, Timestamp::now()).await?;
-            Ok::<_, Error>(services.store.rooms_of(&msg.identity.user).await?)
+            let rooms = services.store.rooms_of(&msg.identity.user).await?;
+            let live = services.store.live_sessions_of(&msg.identity.user).await?;
+            Ok::<_, Error>((rooms, live))
         };
-        Box::pin(load.into_actor(self).map(move |rooms, hub, ctx| {
-            let rooms = match rooms {
-                Ok(rooms) => rooms,
+        Box::pin(load.into_actor(self).map(move |loaded, hub, ctx| {
+            let (rooms, live) = match loaded {
+                Ok(loaded) => loaded,
                 Err(err) => {
                     hub.forget_if_idle(&user);
                     return Err(err);
@@ -222,6 +230,10 @@ impl Handler<Connect> for Hub {
             }
             for room in rooms {
                 hub.attach_user(&user, room);
+            }
+            hub.live_connection_opened(&user, &outbox);
+            for (session, _) in live {
+                hub.attach_live(&user, session);
             }
             if first {
                 hub.publish_presence(&user, true, Timestamp::now(), ctx);
@@ -254,8 +266,13 @@ impl Handler<Disconnect> for Hub {
                 tracing::warn!(error = %e, "could not release a call device");
             }
         });
+        self.live_connection_closed(&msg.user, msg.connection);
+        let in_live = self.in_live(&msg.user);
         if self.forget_if_idle(&msg.user) {
             self.publish_presence(&msg.user, false, Timestamp::now(), ctx);
+            if in_live {
+                self.schedule_live_departure(msg.user.clone(), ctx);
+            }
         }
     }
 }
@@ -307,6 +324,7 @@ impl Handler<WentOffline> for Hub {
 
     fn handle(&mut self, msg: WentOffline, ctx: &mut Self::Context) {
         if !self.users.contains_key(&msg.user) {
+            self.schedule_live_departure(msg.user.clone(), ctx);
             self.announce(msg.user, false, Timestamp::now(), ctx);
         }
     }
@@ -342,6 +360,10 @@ impl Handler<Delivered> for Hub {
             }
             BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),
             BusEvent::RoomChanged { .. } => {}
+            // --- live sessions ---
+            BusEvent::JoinedLive { session_id } => self.attach_live(user, *session_id),
+            BusEvent::LeftLive { session_id } => self.detach_live(user, *session_id),
+            BusEvent::LiveViewersChanged { session_id } => self.live_viewers_changed(*session_id),
         }
     }
 }

@@ -1,11 +1,13 @@
-//! Actors: a connection actor per WebSocket, one hub per node (who is connected here), and a
-//! room actor per room with members connected here. Commands flow connection → hub → room;
+//! Actors: a connection actor per WebSocket, one hub per node (who is connected here), a
+//! room actor per room with members connected here, and a live actor per live session with
+//! someone in it connected here. Commands flow connection → hub → room;
 //! events flow bus → hub or room → connection outboxes.
 
 mod calls;
 mod commands;
 pub mod connection;
 pub mod hub;
+mod live;
 mod outbox;
 mod room;
 mod social;

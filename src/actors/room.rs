@@ -234,6 +234,7 @@ impl Handler<Delivered> for RoomActor {
             BusEvent::Push { push, skip } => (push, skip),
             BusEvent::RoomChanged { .. } => return self.load(ctx),
             BusEvent::JoinedRoom { .. } | BusEvent::ToConnection { .. } => return,
+            BusEvent::JoinedLive { .. } | BusEvent::LeftLive { .. } | BusEvent::LiveViewersChanged { .. } => return,
         };
         match push {
             Push::MessageNew { message } => self.deliver_message(message.seq, push.clone(), *skip, ctx),

@@ -1,7 +1,7 @@
 //! The bus: every delivery between actors goes through it, so that nodes bridged by Redis
-//! behave as one. A node subscribes only to the topics of the users and rooms it holds; each
-//! topic has one local sink (the hub for users, the room's actor for rooms), so a connection
-//! receives each event once.
+//! behave as one. A node subscribes only to the topics of the users, rooms and live sessions
+//! it holds; each topic has one local sink (the hub for users, the room's actor for rooms, the
+//! session's actor for live sessions), so a connection receives each event once.
 
 mod local;
 mod redis;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::{Message, Recipient};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
+use crate::domain::{ConnectionId, NodeId, RoomId, SessionId, UserId};
 use crate::protocol::Push;
 
 pub use local::LocalBus;
@@ -24,6 +24,8 @@ pub const ENVELOPE_VERSION: u16 = 1;
 pub enum Topic {
     User(UserId),
     Room(RoomId),
+    /// A live session: its comments, accepted hands and end, for everyone in it.
+    Live(SessionId),
 }
 
 /// What travels between nodes, typed and versioned, with the node it came from.
@@ -48,6 +50,15 @@ pub enum BusEvent {
     JoinedRoom { room_id: RoomId },
     /// On a room topic: the room's members or blocks changed; its actors reload them.
     RoomChanged { room_id: RoomId },
+    // --- live sessions ---
+    /// On a user topic: the user joined (or hosts) `session_id`; their nodes attach their
+    /// connections to it.
+    JoinedLive { session_id: SessionId },
+    /// On a user topic: the user left `session_id`; their nodes detach their connections.
+    LeftLive { session_id: SessionId },
+    /// On the host's user topic: the viewer count may have changed; the host's nodes read it
+    /// and push `live.viewers` (throttled).
+    LiveViewersChanged { session_id: SessionId },
 }
 
 /// An envelope arriving at a topic's local sink.

@@ -17,7 +17,7 @@ use redis::{PushInfo, PushKind};
 use tokio::sync::mpsc;
 
 use super::{Bus, BusEvent, Delivered, ENVELOPE_VERSION, Envelope, LocalBus, Topic};
-use crate::domain::{NodeId, RoomId, UserId};
+use crate::domain::{NodeId, RoomId, SessionId, UserId};
 use crate::metrics::Metrics;
 
 /// Publishes waiting for Redis before new ones are dropped (and counted).
@@ -79,6 +79,7 @@ impl RedisBus {
         match topic {
             Topic::User(user) => format!("{}:u:{user}", self.prefix),
             Topic::Room(room) => format!("{}:r:{room}", self.prefix),
+            Topic::Live(session) => format!("{}:l:{session}", self.prefix),
         }
     }
 
@@ -86,6 +87,8 @@ impl RedisBus {
         let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
         if let Some(user) = rest.strip_prefix("u:") {
             UserId::parse(user).ok().map(Topic::User)
+        } else if let Some(session) = rest.strip_prefix("l:") {
+            SessionId::parse(session).ok().map(Topic::Live)
         } else {
             RoomId::parse(rest.strip_prefix("r:")?).ok().map(Topic::Room)
         }

@@ -1,4 +1,4 @@
-//! Identifiers. A `UserId` is the token's `sub`; room ids are UUIDs; connection ids are
+//! Identifiers. A `UserId` is the token's `sub`; room and live session ids are UUIDs; connection ids are
 //! unique per node and never leave it except inside bus envelopes.
 
 use std::fmt;
@@ -105,6 +105,46 @@ uuid_id!(
     RoomId,
     "room_id"
 );
+
+/// A live session (a UUID v7, so ids sort by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        Uuid::parse_str(raw).map(Self).map_err(|_| Error::bad_request("session_id must be a UUID"))
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TryFrom<String> for SessionId {
+    type Error = Error;
+    fn try_from(raw: String) -> Result<Self, Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> String {
+        id.to_string()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// One WebSocket connection; unique across the cluster (a v4 UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,12 +5,14 @@ mod call;
 mod chat;
 mod error;
 mod ids;
+mod live;
 mod social;
 mod time;
 
 pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media};
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind};
 pub use error::{Error, ErrorCode};
-pub use ids::{ConnectionId, NodeId, RoomId, UserId};
+pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
+pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};
 pub use social::{EARTH_RADIUS_KM, Location, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;

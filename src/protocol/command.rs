@@ -4,7 +4,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::domain::{CallId, Error, Location, Media, MessageKind, RequestKind, RoomCursor, RoomId, Timestamp, UserId};
+use crate::domain::{
+    CallId, Error, Location, Media, MessageKind, RequestKind, RoomCursor, RoomId, SessionId, Timestamp, UserId,
+};
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 100;
@@ -35,6 +37,8 @@ pub enum Command {
     },
     Social(SocialCommand),
     Call(CallCommand),
+    /// Live sessions: everything but `live.create` is routed to the session's actor.
+    Live(LiveCommand),
 }
 
 /// Call signaling.
@@ -83,6 +87,126 @@ pub enum SocialCommand {
 /// Largest radius a nearby query may ask for, in kilometres.
 pub const MAX_NEARBY_KM: f64 = 500.0;
 
+/// Live session commands. Host rights (ending, hands, invites) are checked where they run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveCommand {
+    Create {
+        title: String,
+    },
+    Join {
+        session: SessionId,
+    },
+    Leave {
+        session: SessionId,
+    },
+    Comment {
+        session: SessionId,
+        text: String,
+    },
+    Comments {
+        session: SessionId,
+        before: Option<String>,
+        limit: i64,
+    },
+    RaiseHand {
+        session: SessionId,
+    },
+    /// `user` is whose hand: the caller's own when `None`.
+    LowerHand {
+        session: SessionId,
+        user: Option<UserId>,
+    },
+    AcceptHand {
+        session: SessionId,
+        user: UserId,
+    },
+    Hands {
+        session: SessionId,
+    },
+    Invite {
+        session: SessionId,
+        user: UserId,
+    },
+    End {
+        session: SessionId,
+    },
+}
+
+impl LiveCommand {
+    /// The session this command acts on (`None` for `live.create`).
+    pub fn session(&self) -> Option<SessionId> {
+        match self {
+            Self::Create { .. } => None,
+            Self::Join { session }
+            | Self::Leave { session }
+            | Self::Comment { session, .. }
+            | Self::Comments { session, .. }
+            | Self::RaiseHand { session }
+            | Self::LowerHand { session, .. }
+            | Self::AcceptHand { session, .. }
+            | Self::Hands { session }
+            | Self::Invite { session, .. }
+            | Self::End { session } => Some(*session),
+        }
+    }
+
+    pub fn event(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "live.create",
+            Self::Join { .. } => "live.join",
+            Self::Leave { .. } => "live.leave",
+            Self::Comment { .. } => "live.comment",
+            Self::Comments { .. } => "live.comments",
+            Self::RaiseHand { .. } => "live.raise_hand",
+            Self::LowerHand { .. } => "live.lower_hand",
+            Self::AcceptHand { .. } => "live.accept_hand",
+            Self::Hands { .. } => "live.hands",
+            Self::Invite { .. } => "live.invite",
+            Self::End { .. } => "live.end",
+        }
+    }
+
+    fn parse(event: &str, data: Value) -> Result<Self, Error> {
+        Ok(match event {
+            "live.create" => {
+                let d: LiveCreate = fields(data)?;
+                Self::Create { title: d.title }
+            }
+            "live.join" | "live.leave" | "live.raise_hand" | "live.hands" | "live.end" => {
+                let session = fields::<SessionRef>(data)?.session_id;
+                match event {
+                    "live.join" => Self::Join { session },
+                    "live.leave" => Self::Leave { session },
+                    "live.raise_hand" => Self::RaiseHand { session },
+                    "live.hands" => Self::Hands { session },
+                    _ => Self::End { session },
+                }
+            }
+            "live.comment" => {
+                let d: LiveCommentData = fields(data)?;
+                Self::Comment { session: d.session_id, text: d.text }
+            }
+            "live.comments" => {
+                let d: LiveComments = fields(data)?;
+                Self::Comments { session: d.session_id, before: d.before, limit: page_size(d.limit)? }
+            }
+            "live.lower_hand" => {
+                let d: SessionUserMaybe = fields(data)?;
+                Self::LowerHand { session: d.session_id, user: d.user_id }
+            }
+            "live.accept_hand" | "live.invite" => {
+                let d: SessionUser = fields(data)?;
+                if event == "live.invite" {
+                    Self::Invite { session: d.session_id, user: d.user_id }
+                } else {
+                    Self::AcceptHand { session: d.session_id, user: d.user_id }
+                }
+            }
+            other => return Err(Error::UnknownEvent(other.to_owned())),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomCommand {
     Send { kind: MessageKind, body: String, client_id: Option<String> },
@@ -122,6 +246,7 @@ impl Command {
                 SocialCommand::UpdateLocation { .. } => "location.update",
                 SocialCommand::Nearby { .. } => "location.nearby",
             },
+            Self::Live(command) => command.event(),
             Self::Room { command, .. } => match command {
                 RoomCommand::Send { .. } => "message.send",
                 RoomCommand::History { .. } => "message.history",
@@ -269,6 +394,7 @@ impl Command {
                 }
                 Self::Social(SocialCommand::Nearby { radius_km: d.radius_km, limit: page_size(d.limit)? })
             }
+            live if live.starts_with("live.") => Self::Live(LiveCommand::parse(live, data)?),
             other => return Err(Error::UnknownEvent(other.to_owned())),
         })
     }
@@ -471,6 +597,43 @@ struct Typing {
     typing: bool,
 }
 
+// --- live session payloads ---
+
+#[derive(Deserialize)]
+struct LiveCreate {
+    title: String,
+}
+
+#[derive(Deserialize)]
+struct SessionRef {
+    session_id: SessionId,
+}
+
+#[derive(Deserialize)]
+struct LiveCommentData {
+    session_id: SessionId,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct LiveComments {
+    session_id: SessionId,
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct SessionUser {
+    session_id: SessionId,
+    user_id: UserId,
+}
+
+#[derive(Deserialize)]
+struct SessionUserMaybe {
+    session_id: SessionId,
+    user_id: Option<UserId>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,5 +665,27 @@ mod tests {
                 .code(),
             crate::domain::ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn parses_live_events() {
+        let session = SessionId::new();
+        let id = session.to_string();
+        assert_eq!(
+            Command::parse("live.comment", json!({"session_id": id, "text": "hi"})).unwrap(),
+            Command::Live(LiveCommand::Comment { session, text: "hi".into() })
+        );
+        assert_eq!(
+            Command::parse("live.lower_hand", json!({"session_id": id})).unwrap(),
+            Command::Live(LiveCommand::LowerHand { session, user: None })
+        );
+        assert_eq!(
+            Command::parse("live.comments", json!({"session_id": id})).unwrap(),
+            Command::Live(LiveCommand::Comments { session, before: None, limit: DEFAULT_PAGE })
+        );
+        assert_eq!(Command::parse("live.end", json!({"session_id": id})).unwrap().event(), "live.end");
+        let bad = Command::parse("live.join", json!({"session_id": "nope"})).unwrap_err();
+        assert_eq!(bad.code(), crate::domain::ErrorCode::BadRequest);
+        assert_eq!(Command::parse("live.nope", json!({})).unwrap_err().code(), crate::domain::ErrorCode::UnknownEvent);
     }
 }

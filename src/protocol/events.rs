@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Call, CallId, EndReason, Message, NearbyUser, Notification, Room, RoomId, Timestamp, UserId};
+use crate::domain::{
+    Call, CallId, EndReason, LiveComment, LiveEndReason, LiveSession, Message, NearbyUser, Notification, RaisedHand,
+    Room, RoomId, SessionId, Timestamp, UserId,
+};
 
 /// The `data` of a successful reply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,6 +76,18 @@ pub enum Reply {
     Nearby {
         users: Vec<NearbyUser>,
     },
+    // --- live sessions ---
+    LiveSession {
+        session: LiveSession,
+    },
+    LiveHands {
+        session_id: SessionId,
+        hands: Vec<RaisedHand>,
+    },
+    LiveComments {
+        comments: Vec<LiveComment>,
+        has_more: bool,
+    },
     /// The event has no reply of its own: the ack is `{"ack":id,"ok":true}`.
     Done,
 }
@@ -119,6 +134,22 @@ pub enum Push {
     CallLeft { call: Call, user_id: UserId },
     #[serde(rename = "call.signal")]
     CallSignal { call_id: CallId, from: UserId, signal: serde_json::Value },
+    // --- live sessions ---
+    /// To the host: the session's viewer count changed (throttled).
+    #[serde(rename = "live.viewers")]
+    LiveViewers { session_id: SessionId, viewers: i64 },
+    #[serde(rename = "live.comment")]
+    LiveComment(LiveComment),
+    #[serde(rename = "live.hand_raised")]
+    LiveHandRaised { session_id: SessionId, user_id: UserId },
+    #[serde(rename = "live.hand_lowered")]
+    LiveHandLowered { session_id: SessionId, user_id: UserId },
+    #[serde(rename = "live.hand_accepted")]
+    LiveHandAccepted { session_id: SessionId, user_id: UserId },
+    #[serde(rename = "live.invited")]
+    LiveInvited { session: LiveSession },
+    #[serde(rename = "live.ended")]
+    LiveEnded { session: LiveSession, reason: LiveEndReason },
 }
 
 impl Push {
@@ -136,6 +167,13 @@ impl Push {
             Self::CallEnded { .. } => "call.ended",
             Self::CallLeft { .. } => "call.left",
             Self::CallSignal { .. } => "call.signal",
+            Self::LiveViewers { .. } => "live.viewers",
+            Self::LiveComment(_) => "live.comment",
+            Self::LiveHandRaised { .. } => "live.hand_raised",
+            Self::LiveHandLowered { .. } => "live.hand_lowered",
+            Self::LiveHandAccepted { .. } => "live.hand_accepted",
+            Self::LiveInvited { .. } => "live.invited",
+            Self::LiveEnded { .. } => "live.ended",
         }
     }
 }

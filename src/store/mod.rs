@@ -3,6 +3,7 @@
 
 mod calls;
 mod chat;
+mod live;
 mod rows;
 pub mod schema;
 mod social;
@@ -23,6 +24,7 @@ use crate::domain;
 
 pub use calls::{CallRecord, Departure, Expired};
 pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
+pub use live::LiveJoin;
 pub use social::{LikeOutcome, RequestOutcome};
 pub use users::Profile;
 pub use writer::{MessageWriter, NewMessage, StoredMessage};

@@ -166,3 +166,44 @@ diesel::table! {
 
 diesel::joinable!(call_participants -> calls (call_id));
 diesel::allow_tables_to_appear_in_same_query!(calls, call_participants, call_lines, call_events);
+
+diesel::table! {
+    live_sessions (id) {
+        id -> Text,
+        host_id -> Text,
+        title -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        ended_at -> Nullable<BigInt>,
+        end_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    live_viewers (session_id, user_id) {
+        session_id -> Text,
+        user_id -> Text,
+        joined_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    live_hands (session_id, user_id) {
+        session_id -> Text,
+        user_id -> Text,
+        raised_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    live_comments (id) {
+        id -> Text,
+        session_id -> Text,
+        user_id -> Text,
+        text -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(live_viewers -> live_sessions (session_id));
+diesel::allow_tables_to_appear_in_same_query!(live_sessions, live_viewers, live_hands, live_comments);

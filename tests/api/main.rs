@@ -7,6 +7,7 @@ mod chat;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod live;
 mod presence;
 mod social;
 mod socketio;

@@ -9,6 +9,7 @@ mod helpers;
 mod calls;
 mod chat;
 mod faults;
+mod live;
 mod nginx;
 mod presence;
 mod social;

@@ -60,7 +60,7 @@ async fn users_of_a_killed_node_go_offline() {
     doomed.start_kill().unwrap(); // SIGKILL: no drain, no goodbye
     doomed.wait().await.unwrap();
     let started = std::time::Instant::now();
-        // Bob's arrival may be announced late (he connected before their room existed): wait
+    // Bob's arrival may be announced late (he connected before their room existed): wait
     // for the offline push itself.
     let offline = tokio::time::timeout(
         Duration::from_secs(30),

@@ -1,0 +1,800 @@
+//! Live sessions. One `LiveActor` per session that has someone in it (its host or a viewer)
+//! connected to this node: it holds those users' local connections, fans the session topic
+//! out to them (comments, accepted hands, the end), runs the session's commands, rate-limits
+//! comments, and on the host's nodes pushes the viewer count to the host at most once per
+//! `VIEWERS_PUSH_INTERVAL`.
+//!
+//! The store is the truth about who is in a session (`live_viewers` holds one row per user,
+//! so counts are exact across nodes and devices). The hub keeps this node's view of it in a
+//! `LiveRegistry`: which sessions each local user is in. It starts a session's actor and
+//! subscribes its topic for the first local user in it, and stops both after the last, like
+//! rooms. `JoinedLive` and `LeftLive` on a user's topic keep every node holding that user
+//! current. Every session event is published once, on the session topic (or, when only the
+//! host or one user is addressed, on that user's topic).
+//!
+//! A user whose last connection anywhere has been closed for `SWITCHBOARD_LIVE_HOST_GRACE_SECS`
+//! leaves: a viewer stops being counted, a host's sessions end with `host_left`.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::{Caller, Hub, Outbound, Outbox, Services, social};
+use crate::bus::{BusEvent, Delivered, Topic};
+use crate::domain::{CommentText, ConnectionId, Error, LiveEndReason, LiveSession, LiveTitle, SessionId, UserId};
+use crate::protocol::{Delivery, LiveCommand, Push, Reply};
+
+/// The host hears of viewer count changes at most this often (per node holding the host).
+pub const VIEWERS_PUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the comment rate limiter forgets users who stopped commenting.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// Starts a live command and returns its reply. Session commands are handed to the hub
+/// before this returns, so one connection's commands reach the session in the order sent.
+pub fn execute(
+    services: Arc<Services>,
+    caller: Caller,
+    command: LiveCommand,
+) -> BoxFuture<'static, Result<Reply, Error>> {
+    match (command.session(), command) {
+        (Some(session), command) => {
+            let sent = services.hub.send(ToLive { caller, session, command });
+            Box::pin(async move { sent.await.map_err(|_| Error::Unavailable("node is shutting down".into()))? })
+        }
+        (None, LiveCommand::Create { title }) => Box::pin(async move { create(&services, &caller, &title).await }),
+        (None, _) => Box::pin(async { Err(Error::Internal) }),
+    }
+}
+
+async fn create(services: &Services, caller: &Caller, title: &str) -> Result<Reply, Error> {
+    let title = LiveTitle::parse(title)?;
+    let session = services.store.create_live_session(&caller.user, &title).await?;
+    // Every node holding the host's connections starts listening (this one included).
+    services.bus.publish(Topic::User(caller.user.clone()), BusEvent::JoinedLive { session_id: session.id });
+    Ok(Reply::LiveSession { session })
+}
+
+/// Ends a live session (once, whoever races to end it on any node) and tells everyone in it.
+/// `None` for an unknown session.
+async fn end_session(
+    services: &Services,
+    session: SessionId,
+    reason: LiveEndReason,
+    skip: Option<ConnectionId>,
+) -> Result<Option<LiveSession>, Error> {
+    let Some((ended, changed)) = services.store.end_live(session, reason).await? else { return Ok(None) };
+    if changed {
+        let push = Push::LiveEnded { session: ended.clone(), reason };
+        services.bus.publish(Topic::Live(session), BusEvent::Push { push, skip });
+    }
+    Ok(Some(ended))
+}
+
+/// After the grace period: a user who is still offline everywhere leaves the sessions they
+/// watch, and the sessions they host end with `host_left`.
+async fn depart(services: &Services, user: &UserId) -> Result<(), Error> {
+    if services.presence.online_among(vec![user.clone()]).await?.contains(user) {
+        return Ok(());
+    }
+    for (session, hosting) in services.store.live_sessions_of(user).await? {
+        if hosting {
+            if end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {
+                tracing::info!(%user, %session, "live session ended: the host left");
+            }
+        } else if let Some((left, true)) = services.store.leave_live(session, user).await? {
+            services.bus.publish(Topic::User(left.host_id), BusEvent::LiveViewersChanged { session_id: session });
+            services.bus.publish(Topic::User(user.clone()), BusEvent::LeftLive { session_id: session });
+        }
+    }
+    Ok(())
+}
+
+/// Ends the sessions whose host has been offline everywhere for longer than the grace
+/// period. The departure check after a disconnect covers the usual case; this sweep covers
+/// what it cannot see: a node stopped or restarted before its check ran, or a host whose
+/// node went away while nobody noticed. `last_seen` is stored when a user goes offline.
+async fn sweep_departed_hosts(services: &Services) -> Result<(), Error> {
+    let sessions = services.store.live_hosts().await?;
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let hosts: HashSet<UserId> = sessions.iter().map(|(_, host)| host.clone()).collect();
+    let online = services.presence.online_among(hosts.iter().cloned().collect()).await?;
+    let offline: Vec<UserId> = hosts.into_iter().filter(|host| !online.contains(host)).collect();
+    let seen = services.store.last_seen(&offline).await?;
+    let grace = i64::try_from(services.settings.live_host_grace().as_millis()).unwrap_or(i64::MAX);
+    let cutoff = crate::domain::Timestamp::now().millis().saturating_sub(grace);
+    for (session, host) in sessions {
+        let gone = !online.contains(&host) && seen.get(&host).is_none_or(|at| at.millis() <= cutoff);
+        if gone && end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {
+            tracing::info!(%host, %session, "live session ended by the sweep: the host is gone");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The hub's registry of live sessions on this node.
+
+/// Which live sessions this node's users are in, and their actors.
+#[derive(Default)]
+pub struct LiveRegistry {
+    sessions: HashMap<SessionId, LocalLive>,
+    by_user: HashMap<UserId, HashSet<SessionId>>,
+}
+
+struct LocalLive {
+    actor: Addr<LiveActor>,
+    users: HashSet<UserId>,
+    /// Commands sent to the actor and not answered yet: an idle actor is not stopped under them.
+    in_flight: usize,
+}
+
+/// A command for one live session, from a connection of this node.
+#[derive(Message)]
+#[rtype(result = "Result<Reply, Error>")]
+pub struct ToLive {
+    pub caller: Caller,
+    pub session: SessionId,
+    pub command: LiveCommand,
+}
+
+/// From a session's actor: the session ended; stop listening to it here.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LiveClosed {
+    session: SessionId,
+    actor: Addr<LiveActor>,
+}
+
+impl Hub {
+    /// The session's actor on this node, started (and its topic subscribed) if needed.
+    fn live_actor(&mut self, session: SessionId) -> Addr<LiveActor> {
+        let services = self.services();
+        let entry = self.live.sessions.entry(session).or_insert_with(|| {
+            let actor = LiveActor::new(session, services.clone()).start();
+            services.bus.subscribe(Topic::Live(session), actor.clone().recipient());
+            LocalLive { actor, users: HashSet::new(), in_flight: 0 }
+        });
+        entry.actor.clone()
+    }
+
+    /// `user` (connected here) is in `session`: their connections here receive its events.
+    pub(super) fn attach_live(&mut self, user: &UserId, session: SessionId) {
+        let Some(outboxes) = self.users.get(user).map(|u| u.connections.values().cloned().collect::<Vec<_>>()) else {
+            return;
+        };
+        if !self.live.by_user.entry(user.clone()).or_default().insert(session) {
+            return;
+        }
+        let actor = self.live_actor(session);
+        if let Some(entry) = self.live.sessions.get_mut(&session) {
+            entry.users.insert(user.clone());
+        }
+        for outbox in outboxes {
+            actor.do_send(Attach { user: user.clone(), outbox });
+        }
+    }
+
+    pub(super) fn detach_live(&mut self, user: &UserId, session: SessionId) {
+        let Some(sessions) = self.live.by_user.get_mut(user) else { return };
+        if !sessions.remove(&session) {
+            return;
+        }
+        if sessions.is_empty() {
+            self.live.by_user.remove(user);
+        }
+        if let Some(entry) = self.live.sessions.get_mut(&session) {
+            entry.users.remove(user);
+            for connection in self.users.get(user).into_iter().flat_map(|u| u.connections.keys()) {
+                entry.actor.do_send(Detach { connection: *connection });
+            }
+        }
+        self.drop_live_if_idle(session);
+    }
+
+    /// Stops a session's actor and unsubscribes its topic once nobody here is in it.
+    fn drop_live_if_idle(&mut self, session: SessionId) {
+        if self.live.sessions.get(&session).is_some_and(|e| e.users.is_empty() && e.in_flight == 0) {
+            self.close_live(session);
+        }
+    }
+
+    fn close_live(&mut self, session: SessionId) {
+        let Some(entry) = self.live.sessions.remove(&session) else { return };
+        self.services().bus.unsubscribe(&Topic::Live(session));
+        entry.actor.do_send(Close);
+        for user in entry.users {
+            if let Some(sessions) = self.live.by_user.get_mut(&user) {
+                sessions.remove(&session);
+                if sessions.is_empty() {
+                    self.live.by_user.remove(&user);
+                }
+            }
+        }
+    }
+
+    /// A new connection of `user`: it joins the sessions the user is in here.
+    pub(super) fn live_connection_opened(&mut self, user: &UserId, outbox: &Outbox) {
+        for session in self.live.by_user.get(user).into_iter().flatten() {
+            if let Some(entry) = self.live.sessions.get(session) {
+                entry.actor.do_send(Attach { user: user.clone(), outbox: outbox.clone() });
+            }
+        }
+    }
+
+    pub(super) fn live_connection_closed(&mut self, user: &UserId, connection: ConnectionId) {
+        for session in self.live.by_user.get(user).into_iter().flatten() {
+            if let Some(entry) = self.live.sessions.get(session) {
+                entry.actor.do_send(Detach { connection });
+            }
+        }
+    }
+
+    /// True if `user` is in a live session this node listens to for them.
+    pub(super) fn in_live(&self, user: &UserId) -> bool {
+        self.live.by_user.contains_key(user)
+    }
+
+    /// `user` has no connection left here: forget their sessions.
+    pub(super) fn forget_live_user(&mut self, user: &UserId) {
+        let Some(sessions) = self.live.by_user.remove(user) else { return };
+        for session in sessions {
+            if let Some(entry) = self.live.sessions.get_mut(&session) {
+                entry.users.remove(user);
+            }
+            self.drop_live_if_idle(session);
+        }
+    }
+
+    /// `user` went offline here (or with a dead node): after the grace period, if they are
+    /// still offline everywhere, they leave their live sessions (see `depart`).
+    pub(super) fn schedule_live_departure(&mut self, user: UserId, ctx: &mut Context<Self>) {
+        let grace = self.services().settings.live_host_grace();
+        ctx.run_later(grace, move |hub, _| {
+            if hub.users.contains_key(&user) {
+                return; // back on this node
+            }
+            let services = hub.services();
+            actix::spawn(async move {
+                if let Err(e) = depart(&services, &user).await {
+                    tracing::warn!(%user, error = %e, "could not settle the live sessions of a departed user");
+                }
+            });
+        });
+    }
+
+    /// Runs `sweep_departed_hosts` every grace period (at least every 5 s) for the life of
+    /// the node.
+    pub(super) fn start_live_sweeper(&mut self, ctx: &mut Context<Self>) {
+        let every = self.services().settings.live_host_grace().max(Duration::from_secs(5));
+        ctx.run_interval(every, |hub, _| {
+            let services = hub.services();
+            actix::spawn(async move {
+                if let Err(e) = sweep_departed_hosts(&services).await {
+                    tracing::warn!(error = %e, "live session sweep failed");
+                }
+            });
+        });
+    }
+
+    /// The host's topic said the viewer count may have changed: this node's actor checks.
+    pub(super) fn live_viewers_changed(&mut self, session: SessionId) {
+        if let Some(entry) = self.live.sessions.get(&session) {
+            entry.actor.do_send(ViewersChanged);
+        }
+    }
+}
+
+impl Handler<ToLive> for Hub {
+    type Result = ResponseActFuture<Self, Result<Reply, Error>>;
+
+    fn handle(&mut self, msg: ToLive, _: &mut Self::Context) -> Self::Result {
+        let session = msg.session;
+        let actor = self.live_actor(session);
+        if let Some(entry) = self.live.sessions.get_mut(&session) {
+            entry.in_flight += 1;
+        }
+        let user = msg.caller.user.clone();
+        let sent = actor.send(Execute { caller: msg.caller, command: msg.command });
+        Box::pin(sent.into_actor(self).map(move |result, hub, _| {
+            if let Some(entry) = hub.live.sessions.get_mut(&session).filter(|e| e.actor == actor) {
+                entry.in_flight = entry.in_flight.saturating_sub(1);
+            }
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Error::Unavailable("live session is restarting; retry".into())),
+            };
+            let reply = outcome.map(|outcome| {
+                // The user's nodes also hear of it on their topic; attaching here at once means
+                // the reply is never followed by a missed event.
+                match outcome.membership {
+                    Some(Membership::Joined) => hub.attach_live(&user, session),
+                    Some(Membership::Left) => hub.detach_live(&user, session),
+                    None => {}
+                }
+                outcome.reply
+            });
+            hub.drop_live_if_idle(session);
+            reply
+        }))
+    }
+}
+
+impl Handler<LiveClosed> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: LiveClosed, _: &mut Self::Context) {
+        if self.live.sessions.get(&msg.session).is_some_and(|e| e.actor == msg.actor) {
+            self.close_live(msg.session);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The session actor.
+
+pub struct LiveActor {
+    id: SessionId,
+    services: Arc<Services>,
+    session: Known,
+    local: HashMap<ConnectionId, (UserId, Outbox)>,
+    /// How many of `local` each user has: who is in the session, as this node knows it.
+    local_users: HashMap<UserId, usize>,
+    /// Comments per user per second in this session, on this node.
+    comments: Arc<DefaultKeyedRateLimiter<UserId>>,
+    viewers: ViewerPushes,
+}
+
+enum Known {
+    Loading,
+    Session {
+        host: UserId,
+        live: bool,
+    },
+    /// The session does not exist.
+    Missing,
+    /// The store failed; the next command retries.
+    Failed,
+}
+
+/// The throttle of `live.viewers` pushes to the host's connections on this node.
+#[derive(Default)]
+struct ViewerPushes {
+    /// The count last pushed, and when.
+    last: Option<(i64, Instant)>,
+    /// A read of the count is scheduled or running.
+    busy: bool,
+    /// The count changed again while a read was running: read once more after it.
+    again: bool,
+}
+
+/// What a command changed about the caller's place in the session, for the hub.
+enum Membership {
+    Joined,
+    Left,
+}
+
+struct Outcome {
+    reply: Reply,
+    membership: Option<Membership>,
+}
+
+impl From<Reply> for Outcome {
+    fn from(reply: Reply) -> Self {
+        Self { reply, membership: None }
+    }
+}
+
+impl LiveActor {
+    fn new(id: SessionId, services: Arc<Services>) -> Self {
+        let rate = nonzero(services.settings.live_comment_rate);
+        let burst = nonzero(services.settings.live_comment_rate.saturating_mul(2));
+        let comments = Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)));
+        Self {
+            id,
+            services,
+            session: Known::Loading,
+            local: HashMap::new(),
+            local_users: HashMap::new(),
+            comments,
+            viewers: ViewerPushes::default(),
+        }
+    }
+
+    /// Loads the host and state; nothing is handled until they are known.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        self.session = Known::Loading;
+        let (store, id) = (self.services.store.clone(), self.id);
+        ctx.wait(async move { store.live_session(id).await }.into_actor(self).map(|loaded, actor, ctx| {
+            actor.session = match loaded {
+                Ok(Some(session)) => {
+                    if !session.is_live() {
+                        // Nothing will happen in it any more: no need to listen (a late
+                        // "joined" may have started this actor).
+                        actor.services.hub.do_send(LiveClosed { session: actor.id, actor: ctx.address() });
+                    }
+                    Known::Session { live: session.is_live(), host: session.host_id }
+                }
+                Ok(None) => Known::Missing,
+                Err(e) => {
+                    tracing::error!(session = %actor.id, error = %e, "loading a live session failed");
+                    Known::Failed
+                }
+            }
+        }));
+    }
+
+    fn fan_out(&self, push: Push, skip: Option<ConnectionId>) {
+        let delivery = Arc::new(Delivery::new(push));
+        for (connection, (_, outbox)) in &self.local {
+            if Some(*connection) != skip {
+                outbox.push(Outbound::Push(delivery.clone()));
+            }
+        }
+    }
+
+    fn has_local(&self, user: &UserId) -> bool {
+        self.local_users.contains_key(user)
+    }
+
+    /// Reads the viewer count and pushes it to the host's connections here if it changed.
+    fn push_viewers(&mut self, ctx: &mut Context<Self>) {
+        self.viewers.again = false;
+        let (store, id) = (self.services.store.clone(), self.id);
+        ctx.spawn(async move { store.live_viewer_count(id).await }.into_actor(self).map(|count, actor, ctx| {
+            match count {
+                Ok(count) if actor.viewers.last.is_none_or(|(last, _)| last != count) => {
+                    actor.viewers.last = Some((count, Instant::now()));
+                    if let Known::Session { host, .. } = &actor.session {
+                        let delivery =
+                            Arc::new(Delivery::new(Push::LiveViewers { session_id: actor.id, viewers: count }));
+                        for (user, outbox) in actor.local.values() {
+                            if user == host {
+                                outbox.push(Outbound::Push(delivery.clone()));
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(session = %actor.id, error = %e, "could not read the viewer count"),
+            }
+            actor.viewers.busy = false;
+            if actor.viewers.again {
+                actor.schedule_viewers(ctx);
+            }
+        }));
+    }
+
+    /// Leading edge at once, then at most one read per interval; changes meanwhile coalesce.
+    fn schedule_viewers(&mut self, ctx: &mut Context<Self>) {
+        if self.viewers.busy {
+            self.viewers.again = true;
+            return;
+        }
+        self.viewers.busy = true;
+        let wait =
+            self.viewers.last.map_or(Duration::ZERO, |(_, at)| VIEWERS_PUSH_INTERVAL.saturating_sub(at.elapsed()));
+        ctx.run_later(wait, |actor, ctx| actor.push_viewers(ctx));
+    }
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Actor for LiveActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        self.load(ctx);
+        ctx.run_interval(LIMITER_SWEEP, |actor, _| {
+            actor.comments.retain_recent();
+            actor.comments.shrink_to_fit();
+        });
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Attach {
+    user: UserId,
+    outbox: Outbox,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Detach {
+    connection: ConnectionId,
+}
+
+/// Nobody here is in the session any more, or it ended: stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Close;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ViewersChanged;
+
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, Error>")]
+struct Execute {
+    caller: Caller,
+    command: LiveCommand,
+}
+
+impl Handler<Attach> for LiveActor {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
+        let connection = msg.outbox.connection;
+        if !self.local.contains_key(&connection) {
+            *self.local_users.entry(msg.user.clone()).or_default() += 1;
+        }
+        self.local.insert(connection, (msg.user, msg.outbox));
+    }
+}
+
+impl Handler<Detach> for LiveActor {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
+        let Some((user, _)) = self.local.remove(&msg.connection) else { return };
+        if let Some(count) = self.local_users.get_mut(&user) {
+            *count -= 1;
+            if *count == 0 {
+                self.local_users.remove(&user);
+            }
+        }
+    }
+}
+
+impl Handler<Close> for LiveActor {
+    type Result = ();
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<ViewersChanged> for LiveActor {
+    type Result = ();
+    fn handle(&mut self, _: ViewersChanged, ctx: &mut Self::Context) {
+        self.schedule_viewers(ctx);
+    }
+}
+
+impl Handler<Delivered> for LiveActor {
+    type Result = ();
+    fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
+        let BusEvent::Push { push, skip } = &msg.envelope.event else { return };
+        self.fan_out(push.clone(), *skip);
+        if let Push::LiveEnded { .. } = push {
+            if let Known::Session { live, .. } = &mut self.session {
+                *live = false;
+            }
+            self.services.hub.do_send(LiveClosed { session: self.id, actor: ctx.address() });
+        }
+    }
+}
+
+impl Handler<Execute> for LiveActor {
+    type Result = ResponseFuture<Result<Outcome, Error>>;
+
+    fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
+        let (host, live) = match &self.session {
+            Known::Session { host, live } => (host.clone(), *live),
+            Known::Missing => return Box::pin(async { Err(Error::not_found("no such live session")) }),
+            Known::Loading | Known::Failed => {
+                self.load(ctx);
+                return Box::pin(async { Err(Error::Unavailable("live session is loading; retry".into())) });
+            }
+        };
+        let cx = SessionCx { services: self.services.clone(), session: self.id, host, live, caller: msg.caller };
+        match msg.command {
+            LiveCommand::Comment { text, .. } => {
+                // Checked here, in arrival order, so that the rate limit counts what was sent.
+                let text = match CommentText::parse(text, self.services.settings.live_comment_max_chars) {
+                    Ok(text) => text,
+                    Err(err) => return Box::pin(async move { Err(err) }),
+                };
+                let limiter = self.comments.clone();
+                if self.has_local(&cx.caller.user) {
+                    let limited = limiter.check_key(&cx.caller.user).is_err();
+                    Box::pin(async move { cx.comment(text, None, limited).await })
+                } else {
+                    Box::pin(async move { cx.comment(text, Some(limiter), false).await })
+                }
+            }
+            command => Box::pin(async move { cx.run(command).await }),
+        }
+    }
+}
+
+/// One command's view of its session.
+struct SessionCx {
+    services: Arc<Services>,
+    session: SessionId,
+    host: UserId,
+    /// As last known on this node; the store has the final word where it matters.
+    live: bool,
+    caller: Caller,
+}
+
+impl SessionCx {
+    fn is_host(&self) -> bool {
+        self.caller.user == self.host
+    }
+
+    fn host_only(&self, what: &str) -> Result<(), Error> {
+        if self.is_host() { Ok(()) } else { Err(Error::forbidden(format!("only the host may {what}"))) }
+    }
+
+    fn still_live(&self) -> Result<(), Error> {
+        if self.live { Ok(()) } else { Err(ended()) }
+    }
+
+    /// The host or a viewer who joined.
+    async fn in_session(&self) -> Result<(), Error> {
+        if self.is_host() || self.services.store.is_live_viewer(self.session, &self.caller.user).await? {
+            Ok(())
+        } else {
+            Err(Error::forbidden("join the live session first"))
+        }
+    }
+
+    /// Pushes to everyone in the session (on every node), except the calling connection.
+    fn to_session(&self, push: Push) {
+        let event = BusEvent::Push { push, skip: Some(self.caller.connection) };
+        self.services.bus.publish(Topic::Live(self.session), event);
+    }
+
+    /// Pushes to every connection of `user`, except the calling connection.
+    fn to_user(&self, user: &UserId, push: Push) {
+        let event = BusEvent::Push { push, skip: Some(self.caller.connection) };
+        self.services.bus.publish(Topic::User(user.clone()), event);
+    }
+
+    fn viewers_changed(&self) {
+        let event = BusEvent::LiveViewersChanged { session_id: self.session };
+        self.services.bus.publish(Topic::User(self.host.clone()), event);
+    }
+
+    /// `limiter` is given when the rate is still to be checked (after the membership check).
+    async fn comment(
+        self,
+        text: CommentText,
+        limiter: Option<Arc<DefaultKeyedRateLimiter<UserId>>>,
+        limited: bool,
+    ) -> Result<Outcome, Error> {
+        self.still_live()?;
+        if let Some(limiter) = limiter {
+            self.in_session().await?;
+            if limiter.check_key(&self.caller.user).is_err() {
+                return Err(Error::RateLimited);
+            }
+        } else if limited {
+            return Err(Error::RateLimited);
+        }
+        let comment = self.services.store.add_live_comment(self.session, &self.caller.user, &text).await?;
+        self.to_session(Push::LiveComment(comment));
+        Ok(Reply::Done.into())
+    }
+
+    async fn run(self, command: LiveCommand) -> Result<Outcome, Error> {
+        let store = &self.services.store;
+        let me = &self.caller.user;
+        match command {
+            LiveCommand::Join { .. } => {
+                if !self.is_host() {
+                    social::not_blocked(&self.services, &self.host, me).await?;
+                }
+                let join = store.join_live(self.session, me).await?.ok_or_else(not_found)?;
+                if !join.session.is_live() {
+                    return Err(ended());
+                }
+                if join.joined {
+                    self.services
+                        .bus
+                        .publish(Topic::User(me.clone()), BusEvent::JoinedLive { session_id: self.session });
+                    self.viewers_changed();
+                }
+                Ok(Outcome {
+                    reply: Reply::LiveSession { session: join.session },
+                    membership: Some(Membership::Joined),
+                })
+            }
+            LiveCommand::Leave { .. } => {
+                if self.is_host() {
+                    return Err(Error::bad_request("the host ends the session with live.end"));
+                }
+                let (session, left) = store.leave_live(self.session, me).await?.ok_or_else(not_found)?;
+                if left {
+                    self.services.bus.publish(Topic::User(me.clone()), BusEvent::LeftLive { session_id: self.session });
+                    self.viewers_changed();
+                }
+                Ok(Outcome { reply: Reply::LiveSession { session }, membership: Some(Membership::Left) })
+            }
+            LiveCommand::Comments { before, limit, .. } => {
+                self.in_session().await?;
+                let (comments, has_more) = store.live_comments(self.session, before.as_deref(), limit).await?;
+                Ok(Reply::LiveComments { comments, has_more }.into())
+            }
+            LiveCommand::RaiseHand { .. } => {
+                if self.is_host() {
+                    return Err(Error::bad_request("the host does not raise a hand"));
+                }
+                self.still_live()?;
+                self.in_session().await?;
+                if store.raise_hand(self.session, me).await? {
+                    let push = Push::LiveHandRaised { session_id: self.session, user_id: me.clone() };
+                    self.to_user(&self.host, push);
+                }
+                Ok(Reply::Done.into())
+            }
+            LiveCommand::LowerHand { user, .. } => {
+                let whose = user.unwrap_or_else(|| me.clone());
+                if whose != *me {
+                    self.host_only("lower another user's hand")?;
+                }
+                if store.take_hand(self.session, &whose).await? {
+                    let push = Push::LiveHandLowered { session_id: self.session, user_id: whose.clone() };
+                    self.to_user(&self.host, push.clone());
+                    if whose != self.host {
+                        self.to_user(&whose, push);
+                    }
+                }
+                Ok(Reply::Done.into())
+            }
+            LiveCommand::AcceptHand { user, .. } => {
+                self.host_only("accept a hand")?;
+                self.still_live()?;
+                if !store.take_hand(self.session, &user).await? {
+                    return Err(Error::not_found(format!("{user} has no raised hand")));
+                }
+                self.to_session(Push::LiveHandAccepted { session_id: self.session, user_id: user });
+                Ok(Reply::Done.into())
+            }
+            LiveCommand::Hands { .. } => {
+                self.host_only("list raised hands")?;
+                let hands = store.raised_hands(self.session).await?;
+                Ok(Reply::LiveHands { session_id: self.session, hands }.into())
+            }
+            LiveCommand::Invite { user, .. } => {
+                self.host_only("invite")?;
+                if user == self.host {
+                    return Err(Error::bad_request("that is you"));
+                }
+                social::not_blocked(&self.services, &self.host, &user).await?;
+                let session = store.live_session(self.session).await?.ok_or_else(not_found)?;
+                if !session.is_live() {
+                    return Err(ended());
+                }
+                let event = BusEvent::Push { push: Push::LiveInvited { session }, skip: None };
+                self.services.bus.publish(Topic::User(user), event);
+                Ok(Reply::Done.into())
+            }
+            LiveCommand::End { .. } => {
+                self.host_only("end the session")?;
+                let ended =
+                    end_session(&self.services, self.session, LiveEndReason::HostEnded, Some(self.caller.connection))
+                        .await?
+                        .ok_or_else(not_found)?;
+                Ok(Reply::LiveSession { session: ended }.into())
+            }
+            LiveCommand::Create { .. } | LiveCommand::Comment { .. } => Err(Error::Internal),
+        }
+    }
+}
+
+fn not_found() -> Error {
+    Error::not_found("no such live session")
+}
+
+fn ended() -> Error {
+    Error::Conflict("the live session has ended".into())
+}

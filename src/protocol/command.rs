@@ -367,7 +367,7 @@ impl Command {
             }
             "block" => {
                 let d: Block = fields(data)?;
-                Self::Social(SocialCommand::Block { user: d.user_id, blocked: d.blocked.map_or(true, |b| b.0) })
+                Self::Social(SocialCommand::Block { user: d.user_id, blocked: d.blocked.is_none_or(|b| b.0) })
             }
             "block.list" => Self::Social(SocialCommand::ListBlocks),
             "report" => {

@@ -36,21 +36,15 @@ impl Target {
     /// `url` is `ws://host:port` (the `/ws` path is added) or a full `ws://host:port/ws`.
     pub fn new(url: &str, secret: &str) -> Result<Self> {
         let url = url.trim_end_matches('/');
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-            bail!("--url must start with ws:// or wss:// (got {url})");
+        // No TLS client is compiled in: put the generator next to the server or its proxy.
+        if !url.starts_with("ws://") {
+            bail!("--url must start with ws:// (got {url}); wss:// is not supported");
         }
         if url.contains('?') {
             bail!("--url must not carry a query: the token is added by the generator");
         }
-        let endpoint = if url.ends_with("/ws") {
-            url.to_owned()
-        } else {
-            format!("{url}/ws")
-        };
-        Ok(Self {
-            endpoint,
-            secret: secret.to_owned(),
-        })
+        let endpoint = if url.ends_with("/ws") { url.to_owned() } else { format!("{url}/ws") };
+        Ok(Self { endpoint, secret: secret.to_owned() })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -70,12 +64,8 @@ pub fn mint_token(secret: &str, user: &str, ttl_secs: u64) -> Result<String> {
         "sub": user,
         "exp": jsonwebtoken::get_current_timestamp() + ttl_secs,
     });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .context("signing a token")
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .context("signing a token")
 }
 
 /// The reply to one request.
@@ -94,11 +84,17 @@ pub struct Ack {
 pub enum Frame {
     Ack(Ack),
     /// A pushed event (`message.new`, `presence`, `error`, …).
-    Event { event: String, data: Value },
+    Event {
+        event: String,
+        data: Value,
+    },
     /// A text frame that is neither, or a binary frame.
     Malformed(String),
     /// The socket ended: a close frame (with its code) or a transport error. Always last.
-    Closed { code: Option<u16>, reason: String },
+    Closed {
+        code: Option<u16>,
+        reason: String,
+    },
 }
 
 /// One inbound frame and the instant it was read off the socket.
@@ -122,13 +118,11 @@ impl Connection {
     pub async fn connect(target: &Target, user: &str, timeout: Duration) -> Result<Self> {
         let url = target.url_for(user)?;
         // Nagle off: small frames must leave at once or latency measures the kernel's timer.
-        let (socket, _response) = tokio::time::timeout(
-            timeout,
-            tokio_tungstenite::connect_async_with_config(url.as_str(), None, true),
-        )
-        .await
-        .map_err(|_| anyhow!("connecting as {user}: no upgrade within {timeout:?}"))?
-        .with_context(|| format!("connecting as {user} to {}", target.endpoint()))?;
+        let (socket, _response) =
+            tokio::time::timeout(timeout, tokio_tungstenite::connect_async_with_config(url.as_str(), None, true))
+                .await
+                .map_err(|_| anyhow!("connecting as {user}: no upgrade within {timeout:?}"))?
+                .with_context(|| format!("connecting as {user} to {}", target.endpoint()))?;
         let (sink, stream) = socket.split();
 
         let (outgoing, to_socket) = mpsc::unbounded_channel();
@@ -144,13 +138,7 @@ impl Connection {
             Frame::Event { event, .. } if event == "hello" => {}
             other => bail!("{user}: expected hello first, got {other:?}"),
         }
-        Ok(Self {
-            user: user.to_owned(),
-            outgoing,
-            inbound,
-            writer,
-            next_id: 1,
-        })
+        Ok(Self { user: user.to_owned(), outgoing, inbound, writer, next_id: 1 })
     }
 
     pub fn user(&self) -> &str {
@@ -187,11 +175,7 @@ impl Connection {
                     if ack.ok {
                         return Ok(ack.data);
                     }
-                    bail!(
-                        "{}: {event} failed with {}",
-                        self.user,
-                        ack.error_code.as_deref().unwrap_or("?")
-                    );
+                    bail!("{}: {event} failed with {}", self.user, ack.error_code.as_deref().unwrap_or("?"));
                 }
                 Frame::Closed { code, reason } => {
                     bail!("{}: closed ({code:?} {reason}) awaiting {event}", self.user)
@@ -203,9 +187,7 @@ impl Connection {
 
     /// Sends a normal close frame and waits briefly for it to leave.
     pub async fn close(self) {
-        let Self {
-            outgoing, writer, ..
-        } = self;
+        let Self { outgoing, writer, .. } = self;
         drop(outgoing);
         let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
     }
@@ -221,23 +203,11 @@ fn decode_frame(text: &str) -> Frame {
     };
     if let Some(id) = frame.get("ack").and_then(Value::as_i64) {
         let ok = frame.get("ok").and_then(Value::as_bool).unwrap_or(false);
-        let error_code = frame
-            .get("error")
-            .and_then(|e| e.get("code"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        return Frame::Ack(Ack {
-            id,
-            ok,
-            data: frame.remove("data").unwrap_or(Value::Null),
-            error_code,
-        });
+        let error_code = frame.get("error").and_then(|e| e.get("code")).and_then(Value::as_str).map(str::to_owned);
+        return Frame::Ack(Ack { id, ok, data: frame.remove("data").unwrap_or(Value::Null), error_code });
     }
     if let Some(Value::String(event)) = frame.remove("event") {
-        return Frame::Event {
-            event,
-            data: frame.remove("data").unwrap_or(Value::Null),
-        };
+        return Frame::Event { event, data: frame.remove("data").unwrap_or(Value::Null) };
     }
     Frame::Malformed(text.chars().take(200).collect())
 }
@@ -266,12 +236,8 @@ async fn write_loop(mut sink: Sink, mut queue: mpsc::UnboundedReceiver<Message>)
             return;
         }
     }
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "load test done".into(),
-        })))
-        .await;
+    let _ =
+        sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "load test done".into() }))).await;
     let _ = sink.close().await;
 }
 
@@ -280,34 +246,27 @@ async fn write_loop(mut sink: Sink, mut queue: mpsc::UnboundedReceiver<Message>)
 async fn read_loop(mut stream: Stream, out: mpsc::UnboundedSender<Inbound>) {
     let closed = loop {
         let Some(next) = stream.next().await else {
-            break Frame::Closed {
-                code: None,
-                reason: "stream ended".into(),
-            };
+            break Frame::Closed { code: None, reason: "stream ended".into() };
         };
         let at = Instant::now();
         let frame = match next {
             Ok(Message::Text(text)) => decode_frame(text.as_str()),
             Ok(Message::Binary(_)) => Frame::Malformed("binary frame".into()),
-            Ok(Message::Close(close)) => break Frame::Closed {
-                code: close.as_ref().map(|c| u16::from(c.code)),
-                reason: close.map(|c| c.reason.to_string()).unwrap_or_default(),
-            },
+            Ok(Message::Close(close)) => {
+                break Frame::Closed {
+                    code: close.as_ref().map(|c| u16::from(c.code)),
+                    reason: close.map(|c| c.reason.to_string()).unwrap_or_default(),
+                };
+            }
             Ok(_) => continue,
             Err(e) => {
-                break Frame::Closed {
-                    code: None,
-                    reason: e.to_string(),
-                };
+                break Frame::Closed { code: None, reason: e.to_string() };
             }
         };
         // The scenario may have stopped listening; keep draining regardless.
         let _ = out.send(Inbound { at, frame });
     };
-    let _ = out.send(Inbound {
-        at: Instant::now(),
-        frame: closed,
-    });
+    let _ = out.send(Inbound { at: Instant::now(), frame: closed });
 }
 
 #[cfg(test)]
@@ -316,8 +275,7 @@ mod tests {
 
     #[test]
     fn decodes_acks_and_events() {
-        match decode_frame(r#"{"ack":3,"ok":false,"error":{"code":"rate_limited","message":"x"}}"#)
-        {
+        match decode_frame(r#"{"ack":3,"ok":false,"error":{"code":"rate_limited","message":"x"}}"#) {
             Frame::Ack(ack) => {
                 assert_eq!(ack.id, 3);
                 assert!(!ack.ok);
@@ -338,14 +296,8 @@ mod tests {
     #[test]
     fn builds_the_endpoint() {
         let secret = "a-secret-of-enough-length";
-        assert_eq!(
-            Target::new("ws://h:1/", secret).unwrap().endpoint(),
-            "ws://h:1/ws"
-        );
-        assert_eq!(
-            Target::new("ws://h:1/ws", secret).unwrap().endpoint(),
-            "ws://h:1/ws"
-        );
+        assert_eq!(Target::new("ws://h:1/", secret).unwrap().endpoint(), "ws://h:1/ws");
+        assert_eq!(Target::new("ws://h:1/ws", secret).unwrap().endpoint(), "ws://h:1/ws");
         assert!(Target::new("http://h:1", secret).is_err());
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -23,10 +23,7 @@ pub struct LatencyRecorder {
 
 impl LatencyRecorder {
     pub fn new() -> Self {
-        Self {
-            histogram: Histogram::new_with_bounds(1, MAX_TRACKED_US, 3)
-                .expect("static histogram bounds are valid"),
-        }
+        Self { histogram: Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).expect("static histogram bounds are valid") }
     }
 
     pub fn record(&mut self, latency: Duration) {
@@ -35,9 +32,7 @@ impl LatencyRecorder {
     }
 
     pub fn merge(&mut self, other: &LatencyRecorder) {
-        self.histogram
-            .add(&other.histogram)
-            .expect("recorders share bounds");
+        self.histogram.add(&other.histogram).expect("recorders share bounds");
     }
 
     /// Count, mean and percentiles in milliseconds (all `null` when nothing was recorded).
@@ -105,6 +100,28 @@ pub struct Progress {
     pub acked: AtomicU64,
     pub delivered: AtomicU64,
     pub errors: AtomicU64,
+    stopped: AtomicBool,
+}
+
+/// Per-second progress, kept for the report's `timeline` (stalls show up here, not in
+/// percentiles).
+pub struct Timeline {
+    /// Seconds since the start of the run and the counts during that second.
+    samples: Vec<(f64, [u64; 4])>,
+}
+
+impl Timeline {
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.samples
+                .iter()
+                .map(|(t, [sent, acked, delivered, errors])| {
+                    json!({"t": round3(*t), "sent": sent, "acked": acked,
+                           "delivered": delivered, "errors": errors})
+                })
+                .collect(),
+        )
+    }
 }
 
 impl Progress {
@@ -112,32 +129,44 @@ impl Progress {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Prints per-second rates to stderr until the returned handle is aborted.
-    pub fn spawn_reporter(self: &Arc<Self>, started: Instant) -> tokio::task::JoinHandle<()> {
+    fn snapshot(&self) -> [u64; 4] {
+        [
+            self.sent.load(Ordering::Relaxed),
+            self.acked.load(Ordering::Relaxed),
+            self.delivered.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        ]
+    }
+
+    /// Prints per-second counts to stderr until `stop`; the task returns the timeline.
+    pub fn spawn_reporter(self: &Arc<Self>, started: Instant) -> tokio::task::JoinHandle<Timeline> {
         let progress = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::from_std(started) + Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
             let mut last = [0u64; 4];
-            loop {
+            let mut samples = Vec::new();
+            while !progress.stopped.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let now = [
-                    progress.sent.load(Ordering::Relaxed),
-                    progress.acked.load(Ordering::Relaxed),
-                    progress.delivered.load(Ordering::Relaxed),
-                    progress.errors.load(Ordering::Relaxed),
-                ];
+                let now = progress.snapshot();
+                let delta: [u64; 4] = std::array::from_fn(|i| now[i] - last[i]);
+                let t = started.elapsed().as_secs_f64();
                 eprintln!(
-                    "[{:>4.0}s] sent/s {:>6}  acked/s {:>6}  delivered/s {:>6}  errors {}",
-                    started.elapsed().as_secs_f64(),
-                    now[0] - last[0],
-                    now[1] - last[1],
-                    now[2] - last[2],
-                    now[3],
+                    "[{t:>4.0}s] sent/s {:>6}  acked/s {:>6}  delivered/s {:>6}  errors {}",
+                    delta[0], delta[1], delta[2], now[3],
                 );
+                samples.push((t, delta));
                 last = now;
             }
+            Timeline { samples }
         })
+    }
+
+    /// Makes the reporter return after its next tick.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
     }
 }
 

@@ -3,10 +3,14 @@
 //! Each pair is a sender and a receiver with a direct room. Senders send on a fixed schedule
 //! (the total `--rate`, spread evenly over the senders and phase-shifted so the sends are
 //! evenly spaced overall) whether or not earlier messages were acknowledged, so a slow server
-//! cannot slow the offered load down (no coordinated omission). Latencies are measured from
-//! the *scheduled* send time; how late the generator actually sent is reported separately
-//! as `send_lag`. A message's `client_id` is `RUN-PAIR-N`: N indexes the pair's ledger of
-//! scheduled times. One task drives both connections of a pair, so the ledger needs no lock.
+//! cannot slow the offered load down: sending never waits for the socket, so a stalled
+//! server shows up as latency, not as a lower send rate (no coordinated omission).
+//! Latencies are measured from the instant a frame is handed to the connection's writer.
+//! How late that was against the schedule is reported separately as `send_lag`: tokio's
+//! timer has 1 ms granularity, so ~1 ms is normal; more means the generator is short of CPU
+//! and the offered load was burstier than asked. A message's `client_id` is `RUN-PAIR-N`:
+//! N indexes the pair's ledger of send times. One task drives both connections of a pair,
+//! so the ledger needs no lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{Common, close_all, connect_all, open_direct_rooms, sleep_until};
+use super::{Common, close_all, connect_all, note_unexpected, open_direct_rooms, sleep_until};
 use crate::client::{Connection, Frame, Inbound};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
 
@@ -82,7 +86,8 @@ impl Plan {
 
 /// One scheduled message in a pair's ledger.
 struct Sent {
-    scheduled: Instant,
+    sent_at: Instant,
+    /// Scheduled inside the measured window.
     measured: bool,
     acked: bool,
     /// The server refused it (error ack): it will never be delivered.
@@ -155,18 +160,12 @@ pub async fn run(args: LatencyArgs) -> Result<Value> {
     );
 
     // Receivers first, so each is online before its room exists and sees every message.
-    let senders: Vec<String> = (0..args.pairs)
-        .map(|i| format!("lt-{run_id}-p{i}-s"))
-        .collect();
-    let receivers: Vec<String> = (0..args.pairs)
-        .map(|i| format!("lt-{run_id}-p{i}-r"))
-        .collect();
+    let senders: Vec<String> = (0..args.pairs).map(|i| format!("lt-{run_id}-p{i}-s")).collect();
+    let receivers: Vec<String> = (0..args.pairs).map(|i| format!("lt-{run_id}-p{i}-r")).collect();
     let setup = Instant::now();
-    let receiver_conns =
-        connect_all(&target, receivers.clone(), args.common.connect_concurrency).await?;
+    let receiver_conns = connect_all(&target, receivers.clone(), args.common.connect_concurrency).await?;
     let sender_conns = connect_all(&target, senders, args.common.connect_concurrency).await?;
-    let with_rooms =
-        open_direct_rooms(sender_conns, receivers, args.common.connect_concurrency).await?;
+    let with_rooms = open_direct_rooms(sender_conns, receivers, args.common.connect_concurrency).await?;
     eprintln!(
         "set up {} connections and {} rooms in {:.1} s",
         2 * args.pairs,
@@ -177,12 +176,7 @@ pub async fn run(args: LatencyArgs) -> Result<Value> {
         .into_iter()
         .zip(receiver_conns)
         .enumerate()
-        .map(|(index, ((sender, room), receiver))| Pair {
-            index,
-            sender,
-            receiver,
-            room,
-        })
+        .map(|(index, ((sender, room), receiver))| Pair { index, sender, receiver, room })
         .collect();
 
     let t0 = Instant::now() + Duration::from_millis(200);
@@ -217,15 +211,14 @@ pub async fn run(args: LatencyArgs) -> Result<Value> {
         conns.push(pair.sender);
         conns.push(pair.receiver);
     }
-    reporter.abort();
+    progress.stop();
+    let timeline = reporter.await?;
     close_all(conns).await;
 
-    let report = report(&args, &run_id, &target, &total);
+    let mut report = report(&args, &run_id, &target, &total);
+    report["timeline"] = timeline.to_json();
     print(&report);
-    super::rate_limit_hint(
-        total.errors.get("rate_limited"),
-        total.errors.get("close:1008"),
-    );
+    super::rate_limit_hint(total.errors.get("rate_limited"), total.errors.get("close:1008"));
     Ok(report)
 }
 
@@ -257,7 +250,8 @@ async fn drive_pair(
                     sending = false;
                     continue;
                 }
-                out.send_lag.record(Instant::now().saturating_duration_since(next_at));
+                let sent_at = Instant::now();
+                out.send_lag.record(sent_at.saturating_duration_since(next_at));
                 let n = ledger.len();
                 let data = json!({
                     "room_id": pair.room,
@@ -270,7 +264,7 @@ async fn drive_pair(
                         awaiting_ack.insert(id, n);
                         let measured = plan.in_window(next_at);
                         ledger.push(Sent {
-                            scheduled: next_at,
+                            sent_at,
                             measured,
                             acked: false,
                             failed: false,
@@ -302,7 +296,7 @@ async fn drive_pair(
                         if a.ok {
                             sent.acked = true;
                             if sent.measured {
-                                out.ack.record(at.saturating_duration_since(sent.scheduled));
+                                out.ack.record(at.saturating_duration_since(sent.sent_at));
                             }
                             out.acked_in_window += u64::from(plan.in_window(at));
                             Progress::bump(&progress.acked);
@@ -347,7 +341,7 @@ async fn drive_pair(
                         undelivered -= 1;
                     }
                     if sent.measured {
-                        out.delivery.record(at.saturating_duration_since(sent.scheduled));
+                        out.delivery.record(at.saturating_duration_since(sent.sent_at));
                     }
                     out.delivered_in_window += u64::from(plan.in_window(at));
                     Progress::bump(&progress.delivered);
@@ -375,36 +369,6 @@ async fn drive_pair(
         }
     }
     (out, pair)
-}
-
-/// Counts frames a scenario does not expect; returns true when the connection closed.
-pub(super) fn note_unexpected(frame: Frame, errors: &mut ErrorCounts, progress: &Progress) -> bool {
-    match frame {
-        Frame::Closed { code, reason } => {
-            errors.add(match code {
-                Some(code) => format!("close:{code}"),
-                None => format!("disconnected: {reason}"),
-            });
-            Progress::bump(&progress.errors);
-            true
-        }
-        Frame::Event { event, data } if event == "error" => {
-            errors.add(format!(
-                "error_event:{}",
-                data["code"].as_str().unwrap_or("?")
-            ));
-            Progress::bump(&progress.errors);
-            false
-        }
-        Frame::Malformed(text) => {
-            eprintln!("malformed frame from the server: {text}");
-            errors.add("malformed_frame");
-            Progress::bump(&progress.errors);
-            false
-        }
-        // Presence, room.created and other pushes are not what this scenario measures.
-        Frame::Event { .. } | Frame::Ack(_) => false,
-    }
 }
 
 fn report(args: &LatencyArgs, run_id: &str, target: &crate::client::Target, t: &Outcome) -> Value {
@@ -461,10 +425,7 @@ fn print(r: &Value) {
     if let Some(by_kind) = r["errors"]["by_kind"].as_object().filter(|m| !m.is_empty()) {
         println!("  errors by kind: {}", Value::Object(by_kind.clone()));
     }
-    if r["send_lag_ms"]["p99"]
-        .as_f64()
-        .is_some_and(|p99| p99 > LAG_WARNING.as_secs_f64() * 1000.0)
-    {
+    if r["send_lag_ms"]["p99"].as_f64().is_some_and(|p99| p99 > LAG_WARNING.as_secs_f64() * 1000.0) {
         println!(
             "  warning: the generator sent late (send lag p99 over {} ms); latencies include its delay",
             LAG_WARNING.as_millis()

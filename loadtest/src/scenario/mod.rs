@@ -13,7 +13,8 @@ use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use crate::client::{Connection, Target};
+use crate::client::{Connection, Frame, Target};
+use crate::stats::{ErrorCounts, Progress};
 
 /// The server's development secret (`switchboard` without `SWITCHBOARD_JWT_SECRET`).
 pub const DEV_SECRET: &str = "switchboard-dev-secret-never-use-in-production";
@@ -70,11 +71,7 @@ pub fn body(bytes: usize) -> String {
 }
 
 /// Connects every user, `concurrency` at a time, in the order given.
-pub async fn connect_all(
-    target: &Target,
-    users: Vec<String>,
-    concurrency: usize,
-) -> Result<Vec<Connection>> {
+pub async fn connect_all(target: &Target, users: Vec<String>, concurrency: usize) -> Result<Vec<Connection>> {
     futures_util::stream::iter(users)
         .map(|user| async move { Connection::connect(target, &user, SETUP_TIMEOUT).await })
         .buffered(concurrency.max(1))
@@ -84,13 +81,8 @@ pub async fn connect_all(
 
 /// Opens (or finds) the direct room between `conn`'s user and `peer`; returns its id.
 pub async fn open_direct_room(conn: &mut Connection, peer: &str) -> Result<String> {
-    let data = conn
-        .request("room.direct", json!({"user_id": peer}), SETUP_TIMEOUT)
-        .await?;
-    data["room"]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("room.direct ack without room.id: {data}"))
+    let data = conn.request("room.direct", json!({"user_id": peer}), SETUP_TIMEOUT).await?;
+    data["room"]["id"].as_str().map(str::to_owned).with_context(|| format!("room.direct ack without room.id: {data}"))
 }
 
 /// Opens one direct room per connection, `concurrency` at a time.
@@ -124,6 +116,33 @@ pub fn rate_limit_hint(rate_limited: u64, floods: u64) {
 /// Closes every connection, all at once.
 pub async fn close_all(conns: Vec<Connection>) {
     futures_util::future::join_all(conns.into_iter().map(Connection::close)).await;
+}
+
+/// Counts frames a scenario does not expect; returns true when the connection closed.
+pub fn note_unexpected(frame: Frame, errors: &mut ErrorCounts, progress: &Progress) -> bool {
+    match frame {
+        Frame::Closed { code, reason } => {
+            errors.add(match code {
+                Some(code) => format!("close:{code}"),
+                None => format!("disconnected: {reason}"),
+            });
+            Progress::bump(&progress.errors);
+            true
+        }
+        Frame::Event { event, data } if event == "error" => {
+            errors.add(format!("error_event:{}", data["code"].as_str().unwrap_or("?")));
+            Progress::bump(&progress.errors);
+            false
+        }
+        Frame::Malformed(text) => {
+            eprintln!("malformed frame from the server: {text}");
+            errors.add("malformed_frame");
+            Progress::bump(&progress.errors);
+            false
+        }
+        // Presence, room.created and other pushes are not what this scenario measures.
+        Frame::Event { .. } | Frame::Ack(_) => false,
+    }
 }
 
 /// `sleep_until` for std instants.

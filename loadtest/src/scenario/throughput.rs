@@ -15,8 +15,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::latency::note_unexpected;
-use super::{Common, close_all, connect_all, open_direct_rooms, sleep_until};
+use super::{Common, close_all, connect_all, note_unexpected, open_direct_rooms, sleep_until};
 use crate::client::{Connection, Frame, Inbound};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
 
@@ -99,27 +98,17 @@ pub async fn run(args: ThroughputArgs) -> Result<Value> {
         target.endpoint()
     );
 
-    let senders: Vec<String> = (0..args.senders)
-        .map(|i| format!("lt-{run_id}-t{i}"))
-        .collect();
+    let senders: Vec<String> = (0..args.senders).map(|i| format!("lt-{run_id}-t{i}")).collect();
     let peers: Vec<String> = senders.iter().map(|s| format!("{s}-peer")).collect();
     let setup = Instant::now();
     let conns = connect_all(&target, senders, args.common.connect_concurrency).await?;
     let with_rooms = open_direct_rooms(conns, peers, args.common.connect_concurrency).await?;
-    eprintln!(
-        "set up {} connections and rooms in {:.1} s",
-        args.senders,
-        setup.elapsed().as_secs_f64()
-    );
+    eprintln!("set up {} connections and rooms in {:.1} s", args.senders, setup.elapsed().as_secs_f64());
 
     let t0 = Instant::now();
     let measure_start = t0 + Duration::from_secs(args.warmup);
     let send_end = measure_start + Duration::from_secs(args.duration);
-    let plan = Plan {
-        measure_start,
-        send_end,
-        grace_end: send_end + Duration::from_secs(args.grace),
-    };
+    let plan = Plan { measure_start, send_end, grace_end: send_end + Duration::from_secs(args.grace) };
     let progress = Arc::new(Progress::default());
     let reporter = progress.spawn_reporter(t0);
     let body = Arc::new(super::body(args.common.body_bytes));
@@ -128,14 +117,7 @@ pub async fn run(args: ThroughputArgs) -> Result<Value> {
         .map(|(conn, room)| {
             let progress = Arc::clone(&progress);
             let body = Arc::clone(&body);
-            tokio::spawn(drive_sender(
-                conn,
-                room,
-                args.inflight,
-                plan,
-                body,
-                progress,
-            ))
+            tokio::spawn(drive_sender(conn, room, args.inflight, plan, body, progress))
         })
         .collect();
 
@@ -153,15 +135,14 @@ pub async fn run(args: ThroughputArgs) -> Result<Value> {
         per_sender.push(outcome.acked_in_window);
         conns.push(conn);
     }
-    reporter.abort();
+    progress.stop();
+    let timeline = reporter.await?;
     close_all(conns).await;
 
-    let report = report(&args, &run_id, &target, &total, &per_sender);
+    let mut report = report(&args, &run_id, &target, &total, &per_sender);
+    report["timeline"] = timeline.to_json();
     print(&report);
-    super::rate_limit_hint(
-        total.errors.get("rate_limited"),
-        total.errors.get("close:1008"),
-    );
+    super::rate_limit_hint(total.errors.get("rate_limited"), total.errors.get("close:1008"));
     Ok(report)
 }
 
@@ -183,10 +164,7 @@ async fn drive_sender(
     refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     // Fills every free slot; false when the connection is gone.
-    let mut top_up = |conn: &mut Connection,
-                      outstanding: &mut HashMap<i64, Instant>,
-                      out: &mut Outcome|
-     -> bool {
+    let mut top_up = |conn: &mut Connection, outstanding: &mut HashMap<i64, Instant>, out: &mut Outcome| -> bool {
         while outstanding.len() < inflight {
             let data = json!({
                 "room_id": room,
@@ -307,10 +285,7 @@ fn print(r: &Value) {
         r["per_sender_acks_per_sec"]["max"]
     );
     println!("  ack  {}", describe_latency(&r["ack_ms"]));
-    println!(
-        "  sent {}  acked {}  unacked {}  errors {}",
-        r["sent"], r["acked"], r["unacked"], r["errors"]["total"]
-    );
+    println!("  sent {}  acked {}  unacked {}  errors {}", r["sent"], r["acked"], r["unacked"], r["errors"]["total"]);
     if let Some(by_kind) = r["errors"]["by_kind"].as_object().filter(|m| !m.is_empty()) {
         println!("  errors by kind: {}", Value::Object(by_kind.clone()));
     }

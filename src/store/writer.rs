@@ -182,10 +182,18 @@ async fn commit(store: &Store, batch: &[NewMessage]) -> Result<Vec<Result<Stored
                     continue;
                 };
                 let client_ids: Vec<&str> = indexes.iter().filter_map(|&i| batch[i].client_id.as_deref()).collect();
+                let senders: Vec<&str> = indexes
+                    .iter()
+                    .filter(|&&i| batch[i].client_id.is_some())
+                    .map(|&i| batch[i].sender.as_str())
+                    .collect();
                 let mut known: HashMap<(String, String), MessageRow> = HashMap::new();
                 if !client_ids.is_empty() {
+                    // All three columns, so the lookup is a probe of the unique
+                    // (room_id, sender_id, client_id) index, not a scan of the room.
                     let stored: Vec<MessageRow> = messages::table
                         .filter(messages::room_id.eq(room))
+                        .filter(messages::sender_id.eq_any(&senders))
                         .filter(messages::client_id.eq_any(&client_ids))
                         .select(MessageRow::as_select())
                         .load(conn)

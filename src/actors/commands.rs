@@ -1,5 +1,6 @@
-//! Commands that are not about one existing room: opening rooms, listing them, presence.
-//! Room commands are forwarded to the room's actor through the hub.
+//! Dispatch of every command: rooms are opened, listed and presence answered here; room
+//! commands go to the room's actor through the hub, and calls, live sessions and social
+//! commands to their own modules.
 
 use std::collections::HashSet;
 use std::sync::Arc;

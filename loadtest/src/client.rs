@@ -51,7 +51,13 @@ impl Target {
         &self.endpoint
     }
 
-    fn url_for(&self, user: &str) -> Result<String> {
+    /// `host:port` of the endpoint (for plain HTTP requests such as `/metrics`).
+    pub fn authority(&self) -> &str {
+        let rest = self.endpoint.strip_prefix("ws://").unwrap_or(&self.endpoint);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    pub fn url_for(&self, user: &str) -> Result<String> {
         let token = mint_token(&self.secret, user, TOKEN_TTL_SECS)?;
         // A JWT is base64url segments joined by dots: safe in a query string as is.
         Ok(format!("{}?token={token}", self.endpoint))
@@ -193,11 +199,11 @@ impl Connection {
     }
 }
 
-fn encode_request(event: &str, id: i64, data: Value) -> String {
+pub fn encode_request(event: &str, id: i64, data: Value) -> String {
     json!({"event": event, "id": id, "data": data}).to_string()
 }
 
-fn decode_frame(text: &str) -> Frame {
+pub fn decode_frame(text: &str) -> Frame {
     let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else {
         return Frame::Malformed(text.chars().take(200).collect());
     };
@@ -299,5 +305,6 @@ mod tests {
         assert_eq!(Target::new("ws://h:1/", secret).unwrap().endpoint(), "ws://h:1/ws");
         assert_eq!(Target::new("ws://h:1/ws", secret).unwrap().endpoint(), "ws://h:1/ws");
         assert!(Target::new("http://h:1", secret).is_err());
+        assert_eq!(Target::new("ws://h:1", secret).unwrap().authority(), "h:1");
     }
 }

@@ -9,7 +9,9 @@ mod stats;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use scenario::group_fanout::GroupFanoutArgs;
 use scenario::latency::LatencyArgs;
+use scenario::live::LiveArgs;
 use scenario::throughput::ThroughputArgs;
 
 #[derive(Parser)]
@@ -25,6 +27,10 @@ enum Scenario {
     Latency(LatencyArgs),
     /// Closed-loop durable message throughput (acks per second).
     Throughput(ThroughputArgs),
+    /// One host's live comments fanned out to many viewers: deliveries/s and latency.
+    Live(LiveArgs),
+    /// Cluster: which nodes receive a group's messages (from the nodes' /metrics).
+    GroupFanout(GroupFanoutArgs),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -38,6 +44,14 @@ async fn main() -> Result<()> {
         Scenario::Throughput(args) => {
             let out = args.common.out.clone();
             (scenario::throughput::run(args).await?, out)
+        }
+        Scenario::Live(args) => {
+            let out = args.common.out.clone();
+            (scenario::live::run(args).await?, out)
+        }
+        Scenario::GroupFanout(args) => {
+            let out = args.common.out.clone();
+            (scenario::group_fanout::run(args).await?, out)
         }
     };
     if let Some(path) = out {

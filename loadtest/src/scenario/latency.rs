@@ -10,7 +10,8 @@
 //! timer has 1 ms granularity, so ~1 ms is normal; more means the generator is short of CPU
 //! and the offered load was burstier than asked. A message's `client_id` is `RUN-PAIR-N`:
 //! N indexes the pair's ledger of send times. One task drives both connections of a pair,
-//! so the ledger needs no lock.
+//! so the ledger needs no lock. With `--receiver-url` the receivers connect to another node
+//! of a cluster than the senders, so delivery crosses the bus (Redis) between nodes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{Common, close_all, connect_all, note_unexpected, open_direct_rooms, sleep_until};
-use crate::client::{Connection, Frame, Inbound};
+use crate::client::{Connection, Frame, Inbound, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
 
 /// When `send_lag` p99 exceeds this, the generator warns that it could not keep the schedule.
@@ -31,6 +32,11 @@ const LAG_WARNING: Duration = Duration::from_millis(5);
 pub struct LatencyArgs {
     #[command(flatten)]
     pub common: Common,
+
+    /// Server the receivers connect to (default: --url). Give another node of a cluster to
+    /// measure cross-node delivery: senders stay on --url.
+    #[arg(long)]
+    pub receiver_url: Option<String>,
 
     /// Sender/receiver pairs, each with its own direct room.
     #[arg(long, default_value_t = 50)]
@@ -149,21 +155,26 @@ pub async fn run(args: LatencyArgs) -> Result<Value> {
         bail!("--pairs, --rate and --duration must be positive");
     }
     let target = args.common.target()?;
+    let receiver_target = match &args.receiver_url {
+        Some(url) => Target::new(url, &args.common.jwt_secret)?,
+        None => target.clone(),
+    };
     let run_id = super::new_run_id();
     eprintln!(
-        "latency run {run_id}: {} pairs, {} msg/s for {} s (+{} s warm-up) against {}",
+        "latency run {run_id}: {} pairs, {} msg/s for {} s (+{} s warm-up), senders on {}, receivers on {}",
         args.pairs,
         args.rate,
         args.duration,
         args.warmup,
-        target.endpoint()
+        target.endpoint(),
+        receiver_target.endpoint()
     );
 
     // Receivers first, so each is online before its room exists and sees every message.
     let senders: Vec<String> = (0..args.pairs).map(|i| format!("lt-{run_id}-p{i}-s")).collect();
     let receivers: Vec<String> = (0..args.pairs).map(|i| format!("lt-{run_id}-p{i}-r")).collect();
     let setup = Instant::now();
-    let receiver_conns = connect_all(&target, receivers.clone(), args.common.connect_concurrency).await?;
+    let receiver_conns = connect_all(&receiver_target, receivers.clone(), args.common.connect_concurrency).await?;
     let sender_conns = connect_all(&target, senders, args.common.connect_concurrency).await?;
     let with_rooms = open_direct_rooms(sender_conns, receivers, args.common.connect_concurrency).await?;
     eprintln!(
@@ -215,7 +226,7 @@ pub async fn run(args: LatencyArgs) -> Result<Value> {
     let timeline = reporter.await?;
     close_all(conns).await;
 
-    let mut report = report(&args, &run_id, &target, &total);
+    let mut report = report(&args, &run_id, &target, &receiver_target, &total);
     report["timeline"] = timeline.to_json();
     print(&report);
     super::rate_limit_hint(total.errors.get("rate_limited"), total.errors.get("close:1008"));
@@ -371,9 +382,10 @@ async fn drive_pair(
     (out, pair)
 }
 
-fn report(args: &LatencyArgs, run_id: &str, target: &crate::client::Target, t: &Outcome) -> Value {
+fn report(args: &LatencyArgs, run_id: &str, target: &Target, receiver_target: &Target, t: &Outcome) -> Value {
     let secs = args.duration as f64;
     let mut params = args.common.params(target);
+    params["receiver_url"] = json!(receiver_target.endpoint());
     params["pairs"] = json!(args.pairs);
     params["rate"] = json!(args.rate);
     params["duration_secs"] = json!(args.duration);

@@ -2,7 +2,9 @@
 //! naming (a random run id, so repeated runs never collide on a reused database), and the
 //! set-up steps (connect many users, open a direct room).
 
+pub mod group_fanout;
 pub mod latency;
+pub mod live;
 pub mod throughput;
 
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use crate::stats::{ErrorCounts, Progress};
 pub const DEV_SECRET: &str = "switchboard-dev-secret-never-use-in-production";
 
 /// Time allowed for one connect or one set-up request.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Args)]
 pub struct Common {

@@ -128,11 +128,6 @@ macro_rules! settle {
 
 type Tx = diesel::result::Error;
 
-/// A refusal decided inside a transaction (rolled back), carried out as a domain error.
-enum Outcome<T> {
-    Done(T),
-    Refused(Error),
-}
 
 impl Store {
     /// Starts a call: the caller's line, then a line for each callee who is free; callees
@@ -211,20 +206,20 @@ impl Store {
                 if ringing == 0 {
                     finish!(conn, &sid, now, EndReason::Busy);
                 }
-                Ok(Outcome::Done(()))
+                Ok(Ok(()))
             })
             .await
             // The caller's own line was taken: nothing of this call is kept.
             .or_else(|e| match e {
                 diesel::result::Error::RollbackTransaction => {
-                    Ok(Outcome::Refused(Error::Busy("you are already in a call".into())))
+                    Ok(Err(Error::Busy("you are already in a call".into())))
                 }
                 e => Err(e),
             })?
         });
         Ok(match outcome {
-            Outcome::Done(()) => Ok(id),
-            Outcome::Refused(err) => Err(err),
+            Ok(()) => Ok(id),
+            Err(err) => Err(err),
         })
     }
 
@@ -282,20 +277,20 @@ impl Store {
                 .execute(conn)
                 .await?;
                 if answered == 0 {
-                    return Ok(Outcome::Refused(Error::Conflict("this call is not ringing for you".into())));
+                    return Ok(Err(Error::Conflict("this call is not ringing for you".into())));
                 }
                 diesel::update(calls::table.find(&sid).filter(calls::state.eq("ringing")))
                     .set((calls::state.eq("active"), calls::answered_at.eq(now)))
                     .execute(conn)
                     .await?;
                 log!(conn, &sid, now, Some(user), "accepted");
-                Ok(Outcome::Done(()))
+                Ok(Ok(()))
             })
             .await?
         });
         Ok(match outcome {
-            Outcome::Done(()) => Ok(()),
-            Outcome::Refused(err) => Err(err),
+            Ok(()) => Ok(()),
+            Err(err) => Err(err),
         })
     }
 
@@ -314,21 +309,18 @@ impl Store {
                 .execute(conn)
                 .await?;
                 if declined == 0 {
-                    return Ok(Outcome::Refused(Error::Conflict("this call is not ringing for you".into())));
+                    return Ok(Err(Error::Conflict("this call is not ringing for you".into())));
                 }
                 release!(conn, &sid, user);
                 log!(conn, &sid, now, Some(user), "declined");
-                Ok(Outcome::Done(match settle!(conn, &sid, now, EndReason::Declined, EndReason::Hangup) {
+                Ok(Ok(match settle!(conn, &sid, now, EndReason::Declined, EndReason::Hangup) {
                     Some(reason) => Departure::Ended(reason),
                     None => Departure::Left,
                 }))
             })
             .await?
         });
-        Ok(match outcome {
-            Outcome::Done(departure) => Ok(departure),
-            Outcome::Refused(err) => Err(err),
-        })
+        Ok(outcome)
     }
 
     /// A joined party hangs up. The caller hanging up while nobody answered cancels the
@@ -349,7 +341,7 @@ impl Store {
                 .execute(conn)
                 .await?;
                 if left == 0 {
-                    return Ok(Outcome::Refused(Error::Conflict("you are not in this call".into())));
+                    return Ok(Err(Error::Conflict("you are not in this call".into())));
                 }
                 release!(conn, &sid, user);
                 log!(conn, &sid, now, Some(user), "left");
@@ -363,17 +355,14 @@ impl Store {
                 } else {
                     settle!(conn, &sid, now, reason, reason)
                 };
-                Ok(Outcome::Done(match ended {
+                Ok(Ok(match ended {
                     Some(reason) => Departure::Ended(reason),
                     None => Departure::Left,
                 }))
             })
             .await?
         });
-        Ok(match outcome {
-            Outcome::Done(departure) => Ok(departure),
-            Outcome::Refused(err) => Err(err),
-        })
+        Ok(outcome)
     }
 
     /// The joined party's signals come from `device`: it becomes (or stays) the connection

@@ -84,10 +84,6 @@ async fn run() -> anyhow::Result<()> {
     // the whole table), for comparison.
     let started = Instant::now();
     let all = store.users_near(people[0].1, 400.0).await?;
-    println!(
-        "full scan of {} users: {:.1} ms per query",
-        all.len(),
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    println!("full scan of {} users: {:.1} ms per query", all.len(), started.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }

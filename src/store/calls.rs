@@ -128,7 +128,6 @@ macro_rules! settle {
 
 type Tx = diesel::result::Error;
 
-
 impl Store {
     /// Starts a call: the caller's line, then a line for each callee who is free; callees
     /// already on a line are `busy`. With nobody to ring, the call ends at once as busy.
@@ -211,9 +210,7 @@ impl Store {
             .await
             // The caller's own line was taken: nothing of this call is kept.
             .or_else(|e| match e {
-                diesel::result::Error::RollbackTransaction => {
-                    Ok(Err(Error::Busy("you are already in a call".into())))
-                }
+                diesel::result::Error::RollbackTransaction => Ok(Err(Error::Busy("you are already in a call".into()))),
                 e => Err(e),
             })?
         });

@@ -189,7 +189,8 @@ async fn run_layout(
     let mut as_expected = true;
     for (i, node) in nodes.iter().enumerate() {
         let members = placement.iter().filter(|&&p| p == i).count();
-        let delta = |name: &str| after[i].get(name).copied().unwrap_or(0.0) - before[i].get(name).copied().unwrap_or(0.0);
+        let delta =
+            |name: &str| after[i].get(name).copied().unwrap_or(0.0) - before[i].get(name).copied().unwrap_or(0.0);
         let published = delta("switchboard_bus_published_total");
         let received = delta("switchboard_bus_received_total");
         let dropped = delta("switchboard_bus_dropped_total");
@@ -327,7 +328,9 @@ async fn wait_for_event(conn: &mut Connection, wanted: &str) -> Result<()> {
 async fn scrape_all(nodes: &[Target]) -> Result<Vec<BTreeMap<String, f64>>> {
     let mut out = Vec::new();
     for node in nodes {
-        out.push(scrape(node.authority()).await.with_context(|| format!("reading http://{}/metrics", node.authority()))?);
+        out.push(
+            scrape(node.authority()).await.with_context(|| format!("reading http://{}/metrics", node.authority()))?,
+        );
     }
     Ok(out)
 }

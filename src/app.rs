@@ -126,6 +126,7 @@ impl Application {
         tracing::info!(open, "asked connections to reconnect elsewhere");
         server.await?;
         services.writer.flush().await;
+        services.presence.retire().await;
         tracing::info!("shutdown complete");
         Ok(())
     }

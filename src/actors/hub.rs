@@ -24,6 +24,8 @@ pub struct Hub {
     rooms: HashMap<RoomId, LocalRoom>,
     /// Live sessions that users connected here are in.
     pub(super) live: LiveRegistry,
+    /// Set by `CloseAll`: every connection is being handed over to other nodes.
+    draining: bool,
 }
 
 #[derive(Default)]
@@ -258,17 +260,24 @@ impl Handler<Disconnect> for Hub {
                 entry.actor.do_send(Detach { connection: msg.connection });
             }
         }
-        // A call on this connection falls back to the party's other connections.
-        let store = self.services().store.clone();
-        let (user, connection) = (msg.user.clone(), msg.connection);
-        actix::spawn(async move {
-            if let Err(e) = store.release_device(&user, connection).await {
-                tracing::warn!(error = %e, "could not release a call device");
-            }
-        });
+        // A cluster node draining hands its users over: they reconnect to other nodes within
+        // moments. Their offline work (several queries each, for thousands of users at once)
+        // is left to the presence reaper, which runs once this node's heartbeat is gone and
+        // announces only the users who did not come back anywhere.
+        let handed_over = self.draining && self.services().redis.is_some();
+        if !handed_over {
+            // A call on this connection falls back to the party's other connections.
+            let store = self.services().store.clone();
+            let (user, connection) = (msg.user.clone(), msg.connection);
+            actix::spawn(async move {
+                if let Err(e) = store.release_device(&user, connection).await {
+                    tracing::warn!(error = %e, "could not release a call device");
+                }
+            });
+        }
         self.live_connection_closed(&msg.user, msg.connection);
         let in_live = self.in_live(&msg.user);
-        if self.forget_if_idle(&msg.user) {
+        if self.forget_if_idle(&msg.user) && !handed_over {
             self.publish_presence(&msg.user, false, Timestamp::now(), ctx);
             if in_live {
                 self.schedule_live_departure(msg.user.clone(), ctx);
@@ -372,6 +381,7 @@ impl Handler<CloseAll> for Hub {
     type Result = usize;
 
     fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        self.draining = true;
         let mut count = 0;
         for outbox in self.users.values().flat_map(|u| u.connections.values()) {
             outbox.close(CloseCode::Restart, "server restarting: reconnect");

@@ -21,4 +21,10 @@ pub trait PresenceDirectory: Send + Sync + 'static {
     fn disconnected(&self, user: UserId) -> BoxFuture<'static, bool>;
     /// Which of `users` are online on any node.
     fn online_among(&self, users: Vec<UserId>) -> BoxFuture<'static, Result<HashSet<UserId>, Error>>;
+
+    /// The node is going away (after its drain): stop vouching for its users, so that the
+    /// other nodes reap the ones who did not reconnect elsewhere.
+    fn retire(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }

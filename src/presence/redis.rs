@@ -25,6 +25,8 @@ use crate::domain::{Error, NodeId, UserId};
 pub struct RedisPresence {
     keys: Keys,
     redis: ConnectionManager,
+    /// Set when the node retires: the heartbeat stops.
+    retired: std::sync::atomic::AtomicBool,
     /// Users connected here: re-asserted after a Redis outage.
     local: Mutex<HashSet<UserId>>,
 }
@@ -66,6 +68,7 @@ impl RedisPresence {
         let presence = Arc::new(Self {
             keys: Keys { prefix: prefix.to_owned(), node: node.to_string() },
             redis,
+            retired: Default::default(),
             local: Mutex::default(),
         });
         let me = presence.keys.node.clone();
@@ -80,6 +83,9 @@ impl RedisPresence {
             loop {
                 tick.tick().await;
                 let Some(presence) = weak.upgrade() else { return };
+                if presence.retired.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
                 match presence.beat(ttl, !healthy).await {
                     Ok(()) => healthy = true,
                     Err(e) => {
@@ -222,6 +228,18 @@ impl PresenceDirectory for Arc<RedisPresence> {
     fn disconnected(&self, user: UserId) -> BoxFuture<'static, bool> {
         self.local.lock().expect("presence lock").remove(&user);
         Box::pin(self.clone().alone(user, false))
+    }
+
+    fn retire(&self) -> BoxFuture<'static, ()> {
+        self.retired.store(true, std::sync::atomic::Ordering::Relaxed);
+        let presence = self.clone();
+        Box::pin(async move {
+            let mut redis = presence.redis.clone();
+            let heartbeat = presence.keys.heartbeat(&presence.keys.node);
+            if let Err(e) = redis.del::<_, ()>(heartbeat).await {
+                tracing::warn!(error = %e, "could not retire this node's heartbeat");
+            }
+        })
     }
 
     fn online_among(&self, users: Vec<UserId>) -> BoxFuture<'static, Result<HashSet<UserId>, Error>> {

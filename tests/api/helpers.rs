@@ -292,6 +292,11 @@ impl Client {
         }
     }
 
+    /// Whether a frame satisfying `wanted` was received and kept (not yet consumed).
+    pub fn has_event(&self, wanted: impl Fn(&Value) -> bool) -> bool {
+        self.inbox.iter().any(wanted)
+    }
+
     /// Forgets pushed `event`s received so far.
     pub fn drop_events(&mut self, event: &str) {
         self.inbox.retain(|f| f["event"] != event);

@@ -75,3 +75,48 @@ async fn users_of_a_killed_node_go_offline() {
     assert_eq!(alice.ok("presence.query", json!({"user_ids": ["bob"]})).await["users"][0]["online"], false);
     drop(bob);
 }
+
+#[actix_web::test]
+async fn a_drained_node_hands_its_users_over() {
+    let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
+    let mut env = cluster.process_env("drained");
+    env.push(("SWITCHBOARD_NODE_TTL_SECS".into(), "3".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (mut drained, port) = spawn_process(&env).await;
+    let token = |user: &str| cluster.nodes[0].token(user);
+    let on_drained = |user: &str| format!("ws://127.0.0.1:{port}/ws?token={}", token(user));
+
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let mut bob = Client::connect_url(&on_drained("bob")).await;
+    let mut carol = Client::connect_url(&on_drained("carol")).await;
+    direct_room(&mut bob, &alice).await;
+    direct_room(&mut carol, &alice).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.no_event("message.new", Duration::from_millis(10)).await;
+    alice.drop_events("presence");
+
+    std::process::Command::new("kill").args(["-TERM", &drained.id().unwrap().to_string()]).status().unwrap();
+    assert_eq!(bob.close_code().await, Some(1012));
+    assert_eq!(carol.close_code().await, Some(1012));
+    // Carol reconnects through the load balancer to the other node; bob does not come back.
+    let _carol = cluster.nodes[0].connect("carol").await;
+    assert!(tokio::time::timeout(Duration::from_secs(30), drained.wait()).await.unwrap().unwrap().success());
+
+    let offline = tokio::time::timeout(
+        Duration::from_secs(30),
+        alice.event_matching(|f| f["event"] == "presence" && f["data"]["online"] == false),
+    )
+    .await
+    .expect("bob is reaped as offline")["data"]
+        .clone();
+    assert_eq!(offline["user_id"], "bob");
+    assert!(offline["last_seen"].is_string());
+    // Carol never went offline: no push about her, and she is online.
+    assert!(
+        !alice
+            .has_event(|f| f["event"] == "presence" && f["data"]["user_id"] == "carol" && f["data"]["online"] == false)
+    );
+    let carol_now = alice.ok("presence.query", json!({"user_ids": ["carol", "bob"]})).await["users"].clone();
+    assert_eq!(carol_now[0]["online"], true);
+    assert_eq!(carol_now[1]["online"], false);
+}

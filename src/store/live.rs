@@ -127,7 +127,7 @@ impl Store {
                 None => None,
                 Some(row) => {
                     let viewers: i64 =
-                        live_viewers::table.filter(live_viewers::session_id.eq(&id)).count().get_result(conn).await?;
+                        live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?;
                     Some(row.into_session(viewers))
                 }
             }
@@ -155,9 +155,14 @@ impl Store {
                         .execute(conn)
                         .await?
                         == 1;
+                    if joined {
+                        diesel::update(live_sessions::table.find(&id))
+                            .set(live_sessions::viewers.eq(live_sessions::viewers + 1))
+                            .execute(conn)
+                            .await?;
+                    }
                 }
-                let viewers: i64 =
-                    live_viewers::table.filter(live_viewers::session_id.eq(&id)).count().get_result(conn).await?;
+                let viewers: i64 = live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?;
                 Ok(Some(LiveJoin { session: row.into_session(viewers), joined }))
             })
             .await?
@@ -175,10 +180,15 @@ impl Store {
                 let mut left = false;
                 if row.is_live() {
                     left = diesel::delete(live_viewers::table.find((&id, user.as_str()))).execute(conn).await? == 1;
+                    if left {
+                        diesel::update(live_sessions::table.find(&id))
+                            .set(live_sessions::viewers.eq(live_sessions::viewers - 1))
+                            .execute(conn)
+                            .await?;
+                    }
                     diesel::delete(live_hands::table.find((&id, user.as_str()))).execute(conn).await?;
                 }
-                let viewers: i64 =
-                    live_viewers::table.filter(live_viewers::session_id.eq(&id)).count().get_result(conn).await?;
+                let viewers: i64 = live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?;
                 Ok(Some((row.into_session(viewers), left)))
             })
             .await?
@@ -224,8 +234,7 @@ impl Store {
                     }
                 };
                 diesel::delete(live_hands::table.filter(live_hands::session_id.eq(&id))).execute(conn).await?;
-                let viewers: i64 =
-                    live_viewers::table.filter(live_viewers::session_id.eq(&id)).count().get_result(conn).await?;
+                let viewers: i64 = live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?;
                 Ok(Some((row.into_session(viewers), changed)))
             })
             .await?
@@ -250,7 +259,7 @@ impl Store {
     pub async fn live_viewer_count(&self, session: SessionId) -> StoreResult<i64> {
         let id = session.to_string();
         Ok(with_conn!(self, |conn| {
-            live_viewers::table.filter(live_viewers::session_id.eq(&id)).count().get_result(conn).await?
+            live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?
         }))
     }
 

@@ -176,6 +176,7 @@ diesel::table! {
         created_at -> BigInt,
         ended_at -> Nullable<BigInt>,
         end_reason -> Nullable<Text>,
+        viewers -> BigInt,
     }
 }
 

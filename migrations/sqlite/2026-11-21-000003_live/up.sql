@@ -10,7 +10,10 @@ CREATE TABLE live_sessions (
     state      TEXT NOT NULL CHECK (state IN ('live', 'ended')),
     created_at INTEGER NOT NULL,
     ended_at   INTEGER,
-    end_reason TEXT CHECK (end_reason IN ('host_ended', 'host_left'))
+    end_reason TEXT CHECK (end_reason IN ('host_ended', 'host_left')),
+    -- the number of live_viewers rows, kept in step by the same transactions (joins must not
+    -- count the whole audience)
+    viewers    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX live_sessions_by_host ON live_sessions (host_id, state);
 CREATE INDEX live_sessions_by_state ON live_sessions (state);

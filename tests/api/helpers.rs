@@ -293,6 +293,7 @@ impl Client {
     }
 
     /// Whether a frame satisfying `wanted` was received and kept (not yet consumed).
+    #[allow(dead_code)] // used by the cluster tests, which share these helpers
     pub fn has_event(&self, wanted: impl Fn(&Value) -> bool) -> bool {
         self.inbox.iter().any(wanted)
     }

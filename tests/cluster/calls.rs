@@ -46,11 +46,8 @@ async fn a_call_whose_node_dies_while_ringing_does_not_ring_forever() {
         s.node_ttl_secs = 3;
     })
     .await;
-    let mut env = cluster.process_env("doomed");
-    env.push(("SWITCHBOARD_CALL_RING_SECS".into(), "3".into()));
-    env.push(("SWITCHBOARD_NODE_TTL_SECS".into(), "3".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (mut doomed, port) = spawn_process(&env).await;
+    let extra = [("SWITCHBOARD_CALL_RING_SECS", "3"), ("SWITCHBOARD_NODE_TTL_SECS", "3")];
+    let (mut doomed, port) = cluster.spawn_node_process("doomed", &extra).await;
 
     let mut bob = cluster.nodes[0].connect("bob").await;
     let url = format!("ws://127.0.0.1:{port}/ws?token={}", cluster.nodes[0].token("alice"));

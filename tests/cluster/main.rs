@@ -64,14 +64,17 @@ impl Cluster {
         self.nodes.push(node);
     }
 
-    /// Environment for a node started as a process in this cluster.
-    pub fn process_env(&self, node: &str) -> Vec<(String, String)> {
-        vec![
-            ("SWITCHBOARD_DATABASE_URL".into(), self.database_url.clone()),
-            ("SWITCHBOARD_REDIS_URL".into(), self.redis_url.clone()),
-            ("SWITCHBOARD_REDIS_PREFIX".into(), self.prefix.clone()),
-            ("SWITCHBOARD_NODE_ID".into(), node.into()),
-        ]
+    /// Starts a node of this cluster as a real process (to kill or drain it), with `extra`
+    /// settings; the child and its port.
+    pub async fn spawn_node_process(&self, node: &str, extra: &[(&str, &str)]) -> (tokio::process::Child, u16) {
+        let mut env = vec![
+            ("SWITCHBOARD_DATABASE_URL", self.database_url.as_str()),
+            ("SWITCHBOARD_REDIS_URL", self.redis_url.as_str()),
+            ("SWITCHBOARD_REDIS_PREFIX", self.prefix.as_str()),
+            ("SWITCHBOARD_NODE_ID", node),
+        ];
+        env.extend_from_slice(extra);
+        spawn_process(&env).await
     }
 }
 

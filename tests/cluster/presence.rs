@@ -45,10 +45,7 @@ async fn presence_is_cluster_wide() {
 async fn users_of_a_killed_node_go_offline() {
     let ttl = "3";
     let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
-    let mut env: Vec<(String, String)> = cluster.process_env("doomed");
-    env.push(("SWITCHBOARD_NODE_TTL_SECS".into(), ttl.into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (mut doomed, port) = spawn_process(&env).await;
+    let (mut doomed, port) = cluster.spawn_node_process("doomed", &[("SWITCHBOARD_NODE_TTL_SECS", ttl)]).await;
 
     let mut alice = cluster.nodes[0].connect("alice").await;
     let bob_url = format!("ws://127.0.0.1:{port}/ws?token={}", cluster.nodes[0].token("bob"));
@@ -79,10 +76,7 @@ async fn users_of_a_killed_node_go_offline() {
 #[actix_web::test]
 async fn a_drained_node_hands_its_users_over() {
     let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
-    let mut env = cluster.process_env("drained");
-    env.push(("SWITCHBOARD_NODE_TTL_SECS".into(), "3".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (mut drained, port) = spawn_process(&env).await;
+    let (mut drained, port) = cluster.spawn_node_process("drained", &[("SWITCHBOARD_NODE_TTL_SECS", "3")]).await;
     let token = |user: &str| cluster.nodes[0].token(user);
     let on_drained = |user: &str| format!("ws://127.0.0.1:{port}/ws?token={}", token(user));
 

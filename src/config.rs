@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::dialect::Api;
+
 /// The secret that signs tokens; never printed.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -67,8 +69,8 @@ pub struct Settings {
     pub node_id: Option<String>,
 
     /// The API dialect a connection gets when it names none.
-    #[arg(long, env = "SWITCHBOARD_DEFAULT_API", default_value = "native")]
-    pub default_api: String,
+    #[arg(long, env = "SWITCHBOARD_DEFAULT_API", default_value = "native", value_parser = parse_api)]
+    pub default_api: Api,
 
     /// Largest inbound WebSocket frame, in bytes; a larger one closes with 1009.
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
@@ -185,12 +187,6 @@ impl Settings {
                  set SWITCHBOARD_DATABASE_URL=postgres://… (SQLite is a single node's file)"
                 .into());
         }
-        if self.default_api != "native" {
-            return Err(format!(
-                "SWITCHBOARD_DEFAULT_API={}: only the native API is served so far (the seed dialects are planned)",
-                self.default_api
-            ));
-        }
         if self.max_frame_bytes < 1024 {
             return Err("SWITCHBOARD_MAX_FRAME_BYTES must be at least 1024".into());
         }
@@ -205,4 +201,8 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn parse_api(raw: &str) -> Result<Api, String> {
+    Api::parse(raw).map_err(|e| e.to_string())
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod dialect;
 pub mod domain;
 pub mod http;
 pub mod metrics;

@@ -4,32 +4,39 @@
 //! bounded outbox into the socket.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::hub::{Connect, Disconnect};
 use super::outbox::OutboxReceiver;
 use super::{Caller, Outbound, Outbox, Services, commands};
 use crate::auth::Identity;
+use crate::dialect::{self, Api, Edge, Lookup};
 use crate::domain::{ConnectionId, Error};
 use crate::metrics::Metrics;
 use crate::protocol::socketio::{self, EngineVersion};
-use crate::protocol::{AckId, Framing, Inbound, Reply};
+use crate::protocol::{AckId, Framing, Inbound, Reply, native};
 
 /// How long a closing connection may take to flush its queue and close frame to a client
 /// that is not reading, before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A Socket.IO client that never connects its namespace is closed after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// Dialect requests waiting for translation, per connection: they run one at a time (a
+/// seed event may be several commands, and the next must not overtake it).
+const DIALECT_QUEUE: usize = 32;
 
 /// Who is connecting and how, as far as the upgrade request tells.
 pub struct Handshake {
     pub framing: Framing,
+    /// The API named at the upgrade (or the default); Socket.IO's connect packet may name another.
+    pub api: Api,
     /// Known at the upgrade (native, Engine.IO 3), or after Socket.IO's connect packet.
     pub identity: Option<Identity>,
     /// A token from the query string, used when a Socket.IO connect packet carries none.
@@ -41,6 +48,11 @@ pub struct Handshake {
 pub struct Connection {
     id: ConnectionId,
     framing: Framing,
+    api: Api,
+    /// A dialect connection's requests, translated in order by its worker.
+    dialect: Option<mpsc::Sender<DialectRequest>>,
+    /// The API the writer translates pushes into, fixed at registration.
+    wire_api: Arc<OnceLock<Api>>,
     identity: Option<Identity>,
     query_token: Option<String>,
     refusal: Option<String>,
@@ -72,6 +84,9 @@ impl Connection {
             Connection {
                 id,
                 framing: handshake.framing,
+                api: handshake.api,
+                dialect: None,
+                wire_api: Arc::default(),
                 identity: handshake.identity,
                 query_token: handshake.query_token,
                 refusal: handshake.refusal,
@@ -89,6 +104,13 @@ impl Connection {
     /// registered and has had its first frame.
     fn register(&mut self, ctx: &mut Context<Self>) {
         let Some(identity) = self.identity.clone() else { return };
+        let _ = self.wire_api.set(self.api);
+        if self.api != Api::Native {
+            let (sender, requests) = mpsc::channel(DIALECT_QUEUE);
+            self.dialect = Some(sender);
+            let edge = Edge::new(self.services.clone(), Caller { user: identity.user.clone(), connection: self.id });
+            ctx.spawn(translate_requests(self.api, edge, requests, self.outbox.clone(), self.framing).into_actor(self));
+        }
         let hello = self.framing.hello(&identity.user, &self.services.node, self.id);
         let connect = self.services.hub.send(Connect { identity, outbox: self.outbox.clone(), hello });
         ctx.wait(connect.into_actor(self).map(|registered, connection, _| {
@@ -106,7 +128,7 @@ impl Connection {
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         let metrics = self.services.metrics.clone();
         let acting = self.identity.as_ref().map(|i| i.user.clone());
-        let inbound = self.framing.decode(text, acting.as_ref());
+        let inbound = self.framing.decode(text, acting.is_some());
         if matches!(inbound, Inbound::Request { .. } | Inbound::Connect { .. }) && !self.within_rate() {
             metrics.frames_in.with_label_values(&["rate_limited"]).inc();
             if let Inbound::Request { id, .. } = inbound {
@@ -115,8 +137,23 @@ impl Connection {
             return;
         }
         match inbound {
-            Inbound::Request { id, command, .. } => {
-                let (Some(user), Ok(command)) = (acting, command.as_ref()) else {
+            Inbound::Request { id, event, data } => {
+                let Some(user) = acting else { return };
+                if let Some(dialect) = &self.dialect {
+                    let data = match data {
+                        Ok(data) => data,
+                        Err(err) => return self.answer(id, Err(err)),
+                    };
+                    metrics.frames_in.with_label_values(&[self.api.as_str()]).inc();
+                    if let Err(mpsc::error::TrySendError::Full(request)) =
+                        dialect.try_send(DialectRequest { id, event, data })
+                    {
+                        self.answer(request.id, Err(Error::RateLimited));
+                    }
+                    return;
+                }
+                let command = data.and_then(|data| native::command(&event, data, &user));
+                let Ok(command) = command.as_ref() else {
                     metrics.frames_in.with_label_values(&["invalid"]).inc();
                     return self.answer(id, command.map(|_| Reply::Done));
                 };
@@ -152,9 +189,13 @@ impl Connection {
             return;
         }
         let field = |name: &str| auth.as_ref().and_then(|a| a.get(name)).and_then(Value::as_str).map(str::to_owned);
-        if let Some(api) = field("api").filter(|api| api != "native") {
-            let reason = format!("api `{api}` is not available on this server");
-            return self.push_text(socketio::connect_error(version, "not authorized", &reason), "connect_error");
+        if let Some(api) = field("api") {
+            match Api::parse(&api) {
+                Ok(api) => self.api = api,
+                Err(e) => {
+                    return self.push_text(socketio::connect_error(version, "not authorized", &e.to_string()), "connect_error");
+                }
+            }
         }
         let Some(token) = field("token").or_else(|| self.query_token.clone()) else {
             let refusal = socketio::connect_error(version, "not authorized", "missing token");
@@ -229,8 +270,8 @@ impl Actor for Connection {
         let metrics = self.services.metrics.clone();
         // The writer runs beside the actor; when it ends (closed, or the client is gone)
         // the actor stops.
-        let framing = self.framing;
-        ctx.spawn(write_frames(session, receiver, metrics, framing).into_actor(self).map(|_, _, ctx| ctx.stop()));
+        let wire = Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(self.services.clone()) };
+        ctx.spawn(write_frames(session, receiver, metrics, wire).into_actor(self).map(|_, _, ctx| ctx.stop()));
 
         let services = self.services.clone();
         let settings = &services.settings;
@@ -309,7 +350,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
 
 /// Drains the outbox into the socket until a close is asked for, then (except for a slow
 /// reader, whose queue is dropped) flushes what is queued and sends the close frame.
-async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metrics: Arc<Metrics>, framing: Framing) {
+async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metrics: Arc<Metrics>, wire: Wire) {
     loop {
         let item = tokio::select! {
             biased;
@@ -320,14 +361,14 @@ async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metric
         tokio::select! {
             biased;
             _ = receiver.close.changed() => break,
-            sent = send(&mut session, item, &metrics, framing) => if sent.is_err() { return },
+            sent = send(&mut session, item, &metrics, &wire) => if sent.is_err() { return },
         }
     }
     let reason = receiver.close.borrow().clone();
     let flush = async {
         if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
             while let Ok(item) = receiver.queue.try_recv() {
-                if send(&mut session, item, &metrics, framing).await.is_err() {
+                if send(&mut session, item, &metrics, &wire).await.is_err() {
                     return;
                 }
             }
@@ -337,22 +378,81 @@ async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metric
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
 }
 
-async fn send(
-    session: &mut Session,
-    item: Outbound,
-    metrics: &Metrics,
+/// How a connection's pushes reach the wire: its framing and, once connected, its API.
+struct Wire {
     framing: Framing,
-) -> Result<(), actix_ws::Closed> {
+    /// Set when the connection registers (a Socket.IO client names its API in the connect
+    /// packet, after the writer has started); no push arrives before.
+    api: Arc<OnceLock<Api>>,
+    lookup: Lookup,
+}
+
+async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &Wire) -> Result<(), actix_ws::Closed> {
     match item {
-        Outbound::Push(delivery) => {
-            metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
-            session.text(framing.push(&delivery)).await
-        }
+        Outbound::Push(delivery) => match wire.api.get().copied().unwrap_or(Api::Native) {
+            Api::Native => {
+                metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
+                session.text(wire.framing.push(&delivery)).await
+            }
+            api => {
+                let emits = match delivery.translated(api, &wire.lookup).await {
+                    Ok(emits) => emits,
+                    Err(err) => {
+                        // The client recovers a lost push from history; the connection goes on.
+                        tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
+                        return Ok(());
+                    }
+                };
+                for emit in emits {
+                    metrics.frames_out.with_label_values(&[emit.event]).inc();
+                    session.text(wire.framing.event(emit.event, &emit.data)).await?;
+                }
+                Ok(())
+            }
+        },
         Outbound::Text { text, event } => {
             metrics.frames_out.with_label_values(&[event]).inc();
             session.text(text).await
         }
         Outbound::Ping => session.ping(b"").await,
         Outbound::Pong(bytes) => session.pong(&bytes).await,
+    }
+}
+
+/// A dialect event waiting for its turn.
+struct DialectRequest {
+    id: Option<AckId>,
+    event: String,
+    data: Value,
+}
+
+/// Runs a dialect connection's requests one at a time, in the order they came: the reply
+/// events go out as they are, and an ack (when asked for) carries the first one's payload.
+async fn translate_requests(
+    api: Api,
+    edge: Edge,
+    mut requests: mpsc::Receiver<DialectRequest>,
+    outbox: Outbox,
+    framing: Framing,
+) {
+    while let Some(DialectRequest { id, event, data }) = requests.recv().await {
+        match dialect::handle(api, &edge, &event, data).await {
+            Ok(emits) => {
+                if let Some(id) = &id {
+                    let reply = emits.first().map(|e| e.data.clone()).unwrap_or(Value::Null);
+                    outbox.push(Outbound::Text { text: framing.ack_data(id, &reply).into(), event: "ack" });
+                }
+                for emit in emits {
+                    outbox.push(Outbound::Text { text: framing.event(emit.event, &emit.data).into(), event: emit.event });
+                }
+            }
+            Err(err) => {
+                let text = match &id {
+                    Some(id) => framing.ack(id, &Err(err)),
+                    None => framing.error(&err),
+                };
+                outbox.push(Outbound::Text { text: text.into(), event: "error" });
+            }
+        }
     }
 }

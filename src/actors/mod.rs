@@ -4,7 +4,7 @@
 //! events flow bus → hub or room → connection outboxes.
 
 mod calls;
-mod commands;
+pub(crate) mod commands;
 pub mod connection;
 pub mod hub;
 mod live;

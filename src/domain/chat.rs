@@ -47,6 +47,14 @@ impl MessageKind {
     }
 }
 
+/// Media bodies point at the file: an http(s) URL, or the key an app's own upload store
+/// gave it (`2eb3….png`, as the legacy apps send), which cannot smuggle in another scheme.
+fn is_media_reference(body: &str) -> bool {
+    body.starts_with("https://")
+        || body.starts_with("http://")
+        || !body.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':')
+}
+
 /// A message body a client may send: non-empty, within the size limit, and a URL for media.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBody(String);
@@ -62,8 +70,11 @@ impl MessageBody {
         if body.len() > max_bytes {
             return Err(Error::TooLarge(format!("body is over {max_bytes} bytes")));
         }
-        if kind.is_media() && !(body.starts_with("https://") || body.starts_with("http://")) {
-            return Err(Error::bad_request(format!("a {} message's body must be an http(s) URL", kind.as_str())));
+        if kind.is_media() && !is_media_reference(&body) {
+            return Err(Error::bad_request(format!(
+                "a {} message's body must be an http(s) URL or a file key (no spaces, no other scheme)",
+                kind.as_str()
+            )));
         }
         Ok(Self(body))
     }
@@ -111,6 +122,8 @@ pub struct Message {
     pub body: String,
     pub client_id: Option<String>,
     pub created_at: Timestamp,
+    /// A numeric alias of `id`, unique and increasing, for clients that need integer ids.
+    pub number: i64,
 }
 
 /// A room as one member sees it: `unread`, `last_read_seq` and `last_message` are theirs.
@@ -129,6 +142,8 @@ pub struct Room {
     pub last_seq: i64,
     /// When the room last had a message (or was created): `room.list` orders and pages by it.
     pub last_activity_at: Timestamp,
+    /// A numeric alias of `id`, unique, for clients that need integer ids.
+    pub number: i64,
 }
 
 #[cfg(test)]
@@ -138,7 +153,9 @@ mod tests {
     #[test]
     fn media_bodies_are_urls() {
         assert!(MessageBody::parse(MessageKind::Image, "https://x/y.png".into(), 100).is_ok());
-        assert!(MessageBody::parse(MessageKind::Image, "y.png".into(), 100).is_err());
+        assert!(MessageBody::parse(MessageKind::Image, "y.png".into(), 100).is_ok());
+        assert!(MessageBody::parse(MessageKind::Image, "javascript:alert(1)".into(), 100).is_err());
+        assert!(MessageBody::parse(MessageKind::Image, "a cat.png".into(), 100).is_err());
         assert!(MessageBody::parse(MessageKind::Text, "  ".into(), 100).is_err());
         assert!(MessageBody::parse(MessageKind::Text, "hello".into(), 3).is_err());
         assert!(MessageBody::parse(MessageKind::System, "hi".into(), 100).is_err());

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::websocket::query;
 use crate::actors::Services;
 use crate::actors::connection::{Connection, Handshake};
+use crate::dialect::Api;
 use crate::protocol::Framing;
 use crate::protocol::socketio::EngineVersion;
 
@@ -25,21 +26,26 @@ pub async fn upgrade(
         return Ok(refuse(1, "Session ID unknown"));
     }
     let query_token = query(&req, "token");
-    let (identity, refusal) = match version {
-        EngineVersion::V4 => (None, None),
-        EngineVersion::V3 => match query(&req, "api").filter(|api| api != "native") {
-            Some(api) => (None, Some(format!("api `{api}` is not available on this server"))),
-            None => match query_token.as_deref().map(|token| services.auth.verify(token)) {
-                Some(Ok(identity)) => (Some(identity), None),
-                Some(Err(e)) => (None, Some(e.to_string())),
-                None => (None, Some("missing token".to_owned())),
-            },
+    // The query may name the API (Engine.IO 3 clients can only use the query); Engine.IO 4
+    // clients may name it in the connect packet's auth payload instead.
+    let (api, bad_api) = match query(&req, "api").map(|api| Api::parse(&api)) {
+        None => (services.settings.default_api, None),
+        Some(Ok(api)) => (api, None),
+        Some(Err(e)) => (services.settings.default_api, Some(e.to_string())),
+    };
+    let (identity, refusal) = match (version, bad_api) {
+        (_, Some(refusal)) => (None, Some(refusal)),
+        (EngineVersion::V4, None) => (None, None),
+        (EngineVersion::V3, None) => match query_token.as_deref().map(|token| services.auth.verify(token)) {
+            Some(Ok(identity)) => (Some(identity), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (None, Some("missing token".to_owned())),
         },
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = services.settings.max_frame_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
-    let handshake = Handshake { framing: Framing::SocketIo(version), identity, query_token, refusal };
+    let handshake = Handshake { framing: Framing::SocketIo(version), api, identity, query_token, refusal };
     Connection::start(handshake, services.into_inner(), session, stream);
     Ok(response)
 }

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 
 use crate::actors::Services;
 use crate::actors::connection::{Connection, Handshake};
+use crate::dialect::Api;
 use crate::protocol::Framing;
 
 pub async fn upgrade(
@@ -12,10 +13,14 @@ pub async fn upgrade(
     body: web::Payload,
     services: web::Data<Services>,
 ) -> actix_web::Result<HttpResponse> {
-    if let Some(api) = query(&req, "api").filter(|api| api != "native") {
-        return Ok(HttpResponse::BadRequest()
-            .json(serde_json::json!({"error": {"code": "bad_request", "message": format!("api `{api}` is not available on this server")}})));
-    }
+    let api = match query(&req, "api").map(|api| Api::parse(&api)) {
+        None => services.settings.default_api,
+        Some(Ok(api)) => api,
+        Some(Err(e)) => {
+            return Ok(HttpResponse::BadRequest()
+                .json(serde_json::json!({"error": {"code": "bad_request", "message": e.to_string()}})));
+        }
+    };
     let Some(token) = bearer(&req).or_else(|| query(&req, "token")) else {
         return Ok(unauthorized("missing token: pass ?token=… or Authorization: Bearer …"));
     };
@@ -26,7 +31,8 @@ pub async fn upgrade(
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = services.settings.max_frame_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
-    let handshake = Handshake { framing: Framing::Native, identity: Some(identity), query_token: None, refusal: None };
+    let handshake =
+        Handshake { framing: Framing::Native, api, identity: Some(identity), query_token: None, refusal: None };
     Connection::start(handshake, services.into_inner(), session, stream);
     Ok(response)
 }

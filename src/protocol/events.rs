@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
+use crate::dialect::{self, Api, Emit, Lookup};
 use crate::domain::{
-    Call, CallId, EndReason, LiveComment, LiveEndReason, LiveSession, Message, NearbyUser, Notification, RaisedHand,
+    Call, CallId, EndReason, Error, LiveComment, LiveEndReason, LiveSession, Message, NearbyUser, Notification, RaisedHand,
     Room, RoomId, SessionId, Timestamp, UserId,
 };
 
@@ -185,11 +186,24 @@ pub struct Delivery {
     pub push: Push,
     native: OnceLock<ByteString>,
     socketio: OnceLock<ByteString>,
+    /// The push as each seed dialect shows it (listener events), translated at most once.
+    dialects: [tokio::sync::OnceCell<Vec<Emit>>; 3],
 }
 
 impl Delivery {
     pub fn new(push: Push) -> Self {
-        Self { push, native: OnceLock::new(), socketio: OnceLock::new() }
+        Self { push, native: OnceLock::new(), socketio: OnceLock::new(), dialects: Default::default() }
+    }
+
+    /// The push in `api`'s listener events, translated by the first connection that needs it.
+    pub async fn translated(&self, api: Api, lookup: &Lookup) -> Result<&[Emit], Error> {
+        let slot = match api {
+            Api::Native => return Err(Error::Internal),
+            Api::Social => &self.dialects[0],
+            Api::Messenger => &self.dialects[1],
+            Api::Rooms => &self.dialects[2],
+        };
+        slot.get_or_try_init(|| dialect::push(api, lookup, &self.push)).await.map(Vec::as_slice)
     }
 
     /// `42["event",data]`, encoded at most once.

@@ -6,7 +6,7 @@ use bytestring::ByteString;
 use serde_json::{Number, Value, json};
 
 use super::socketio::{self, EngineVersion, Packet};
-use super::{Command, Delivery, Reply, native};
+use super::{Delivery, Reply, native};
 use crate::domain::{ConnectionId, Error, NodeId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +25,12 @@ pub enum AckId {
 /// One decoded inbound frame.
 #[derive(Debug)]
 pub enum Inbound {
+    /// An event, parsed no further than its name: `data` is an error when the frame itself
+    /// was bad. The connection's API turns it into commands.
     Request {
         id: Option<AckId>,
         event: String,
-        command: Result<Command, Error>,
+        data: Result<Value, Error>,
     },
     /// Socket.IO namespace connect, with its auth payload.
     Connect {
@@ -50,12 +52,14 @@ pub enum Inbound {
 impl Framing {
     /// Decodes a text frame. `acting` is `None` until a Socket.IO client has connected, when
     /// events are a protocol error.
-    pub fn decode(self, text: &str, acting: Option<&UserId>) -> Inbound {
+    pub fn decode(self, text: &str, connected: bool) -> Inbound {
         match self {
             Framing::Native => {
-                let Some(acting) = acting else { return Inbound::Protocol("not authenticated".into()) };
-                let inbound = native::decode(text, acting);
-                Inbound::Request { id: inbound.id.map(AckId::Native), event: inbound.event, command: inbound.command }
+                if !connected {
+                    return Inbound::Protocol("not authenticated".into());
+                }
+                let inbound = native::decode(text);
+                Inbound::Request { id: inbound.id.map(AckId::Native), event: inbound.event, data: inbound.data }
             }
             Framing::SocketIo(_) => match socketio::parse(text) {
                 Packet::Ping => Inbound::Ping,
@@ -69,14 +73,11 @@ impl Framing {
                 Packet::Event { namespace, ack, .. } if namespace != "/" => Inbound::Request {
                     id: ack.map(AckId::SocketIo),
                     event: "?".into(),
-                    command: Err(Error::bad_request(format!("namespace {namespace} is not served"))),
+                    data: Err(Error::bad_request(format!("namespace {namespace} is not served"))),
                 },
+                Packet::Event { .. } if !connected => Inbound::Protocol("event before namespace connect".into()),
                 Packet::Event { ack, event, data, .. } => {
-                    let Some(acting) = acting else {
-                        return Inbound::Protocol("event before namespace connect".into());
-                    };
-                    let command = native::check_identity(&data, acting).and_then(|()| Command::parse(&event, data));
-                    Inbound::Request { id: ack.map(AckId::SocketIo), event, command }
+                    Inbound::Request { id: ack.map(AckId::SocketIo), event, data: Ok(data) }
                 }
                 Packet::Binary => Inbound::Binary,
                 Packet::Invalid(reason) => Inbound::Protocol(reason),
@@ -88,6 +89,22 @@ impl Framing {
         match id {
             AckId::Native(id) => native::encode_ack(id, result),
             AckId::SocketIo(id) => socketio::ack(*id, &reply_value(result)),
+        }
+    }
+
+    /// The ack of a dialect request: the listener's payload as the reply's data.
+    pub fn ack_data(self, id: &AckId, data: &Value) -> String {
+        match id {
+            AckId::Native(id) => json!({"ack": id, "ok": true, "data": data}).to_string(),
+            AckId::SocketIo(id) => socketio::ack(*id, data),
+        }
+    }
+
+    /// An event the server sends of its own accord (a dialect's listener event).
+    pub fn event(self, event: &str, data: &Value) -> String {
+        match self {
+            Framing::Native => json!({"event": event, "data": data}).to_string(),
+            Framing::SocketIo(_) => socketio::event(event, data),
         }
     }
 

@@ -8,6 +8,6 @@ mod framing;
 pub mod native;
 pub mod socketio;
 
-pub use command::{CallCommand, Command, LiveCommand, RoomCommand, SocialCommand};
+pub use command::{CallCommand, Command, DEFAULT_PAGE, LiveCommand, MAX_PAGE, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};
 pub use framing::{AckId, Framing, Inbound};

@@ -18,10 +18,10 @@ pub struct Inbound {
     pub id: Option<Number>,
     /// The event name as sent (`"?"` when the frame had none), for metrics.
     pub event: String,
-    pub command: Result<Command, Error>,
+    pub data: Result<Value, Error>,
 }
 
-pub fn decode(text: &str, acting: &UserId) -> Inbound {
+pub fn decode(text: &str) -> Inbound {
     let frame: Value = match serde_json::from_str(text) {
         Ok(frame) => frame,
         Err(e) => return malformed(None, format!("frame is not JSON: {e}")),
@@ -37,16 +37,21 @@ pub fn decode(text: &str, acting: &UserId) -> Inbound {
     let Some(Value::String(event)) = frame.remove("event") else {
         return malformed(id, "frame needs a string `event`".into());
     };
-    let data = frame.remove("data").unwrap_or(Value::Null);
-    let command = check_identity(&data, acting).and_then(|()| Command::parse(&event, data));
-    Inbound { id, event, command }
+    Inbound { id, event, data: Ok(frame.remove("data").unwrap_or(Value::Null)) }
 }
 
 fn malformed(id: Option<Number>, message: String) -> Inbound {
-    Inbound { id, event: "?".into(), command: Err(Error::BadRequest(message)) }
+    Inbound { id, event: "?".into(), data: Err(Error::BadRequest(message)) }
 }
 
-pub fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
+/// The native API: a payload naming another acting user is refused, then the event parses
+/// into its command.
+pub fn command(event: &str, data: Value, acting: &UserId) -> Result<Command, Error> {
+    check_identity(&data, acting)?;
+    Command::parse(event, data)
+}
+
+fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
     for field in ACTING_USER_FIELDS {
         if let Some(claimed) = data.get(field).filter(|v| !v.is_null()) {
             let agrees = match claimed {
@@ -101,17 +106,18 @@ mod tests {
 
     #[test]
     fn keeps_the_id_of_a_bad_frame() {
-        let inbound = decode(r#"{"event":"nope","id":7}"#, &alice());
+        let inbound = decode(r#"{"event":"nope","id":7}"#);
         assert_eq!(inbound.id, Some(7.into()));
-        assert!(inbound.command.is_err());
-        let inbound = decode("not json", &alice());
+        assert!(command(&inbound.event, inbound.data.unwrap(), &alice()).is_err());
+        let inbound = decode("not json");
         assert_eq!(inbound.id, None);
+        assert!(inbound.data.is_err());
     }
 
     #[test]
     fn refuses_a_payload_claiming_another_sender() {
-        let inbound =
-            decode(r#"{"event":"message.send","data":{"sender_id":"mallory","room_id":"x","body":"hi"}}"#, &alice());
-        assert_eq!(inbound.command.unwrap_err().code(), crate::domain::ErrorCode::Forbidden);
+        let inbound = decode(r#"{"event":"message.send","data":{"sender_id":"mallory","room_id":"x","body":"hi"}}"#);
+        let refused = command(&inbound.event, inbound.data.unwrap(), &alice()).unwrap_err();
+        assert_eq!(refused.code(), crate::domain::ErrorCode::Forbidden);
     }
 }

@@ -18,6 +18,8 @@ pub struct RoomMembers {
     pub kind: RoomKind,
     pub members: Vec<UserId>,
     pub last_seq: i64,
+    /// The room's numeric alias.
+    pub number: i64,
 }
 
 /// Which page of history to read; at most one cursor.
@@ -114,8 +116,8 @@ impl Store {
     pub async fn room_members(&self, room: RoomId) -> StoreResult<Option<RoomMembers>> {
         let id = room.to_string();
         let (row, members) = with_conn!(self, |conn| {
-            let row: Option<RoomRow> =
-                rooms::table.find(&id).select(RoomRow::as_select()).first(conn).await.optional()?;
+            let row: Option<(RoomRow, i64)> =
+                rooms::table.find(&id).select((RoomRow::as_select(), rooms::number)).first(conn).await.optional()?;
             let members: Vec<String> = room_members::table
                 .filter(room_members::room_id.eq(&id))
                 .order(room_members::user_id)
@@ -124,11 +126,12 @@ impl Store {
                 .await?;
             (row, members)
         });
-        Ok(row.map(|row| RoomMembers {
+        Ok(row.map(|(row, number)| RoomMembers {
             id: room,
             kind: row.kind(),
             members: members.into_iter().map(rows::user_id).collect(),
             last_seq: row.last_seq,
+            number,
         }))
     }
 
@@ -181,7 +184,7 @@ impl Store {
             let mut query = room_members::table
                 .inner_join(rooms::table)
                 .filter(room_members::user_id.eq(me))
-                .select((RoomRow::as_select(), MemberRow::as_select()))
+                .select((RoomRow::as_select(), MemberRow::as_select(), rooms::number))
                 .order((rooms::last_activity_at.desc(), rooms::id.desc()))
                 .into_boxed();
             match filter {
@@ -208,8 +211,8 @@ impl Store {
                     query = query.limit(limit);
                 }
             }
-            let page: Vec<(RoomRow, MemberRow)> = query.load(conn).await?;
-            let ids: Vec<String> = page.iter().map(|(room, _)| room.id.clone()).collect();
+            let page: Vec<(RoomRow, MemberRow, i64)> = query.load(conn).await?;
+            let ids: Vec<String> = page.iter().map(|(room, _, _)| room.id.clone()).collect();
             let members: Vec<(String, String)> = room_members::table
                 .filter(room_members::room_id.eq_any(&ids))
                 .order((room_members::room_id, room_members::joined_at, room_members::user_id))
@@ -247,7 +250,7 @@ impl Store {
 
         Ok(page
             .into_iter()
-            .map(|(room, member)| {
+            .map(|(room, member, number)| {
                 let last_message =
                     last_by_room.remove(&room.id).filter(|m| m.seq > member.cleared_seq).map(Message::from);
                 Room {
@@ -262,6 +265,7 @@ impl Store {
                     last_read_seq: member.last_read_seq,
                     last_seq: room.last_seq,
                     last_activity_at: Timestamp::from_millis(room.last_activity_at),
+                    number,
                 }
             })
             .collect())
@@ -323,6 +327,19 @@ impl Store {
                 .await?
         });
         Ok(rows.into_iter().map(Message::from).collect())
+    }
+
+    /// Each member's read mark in `room`.
+    pub async fn read_marks(&self, room: RoomId) -> StoreResult<HashMap<UserId, i64>> {
+        let id = room.to_string();
+        let marks: Vec<(String, i64)> = with_conn!(self, |conn| {
+            room_members::table
+                .filter(room_members::room_id.eq(&id))
+                .select((room_members::user_id, room_members::last_read_seq))
+                .load(conn)
+                .await?
+        });
+        Ok(marks.into_iter().map(|(user, seq)| (rows::user_id(user), seq)).collect())
     }
 
     /// Moves the reader's mark forward to `seq` (default: the latest), never backward and

@@ -54,6 +54,7 @@ pub struct MessageRow {
     pub body: String,
     pub client_id: Option<String>,
     pub created_at: i64,
+    pub number: i64,
 }
 
 /// Ids in the database were validated when written; a row that no longer parses is a bug
@@ -83,6 +84,7 @@ impl From<MessageRow> for Message {
             body: row.body,
             client_id: row.client_id,
             created_at: Timestamp::from_millis(row.created_at),
+            number: row.number,
         }
     }
 }

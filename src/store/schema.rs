@@ -20,6 +20,7 @@ diesel::table! {
         last_seq -> BigInt,
         last_activity_at -> BigInt,
         direct_key -> Nullable<Text>,
+        number -> BigInt,
     }
 }
 
@@ -43,6 +44,7 @@ diesel::table! {
         body -> Text,
         client_id -> Nullable<Text>,
         created_at -> BigInt,
+        number -> BigInt,
     }
 }
 

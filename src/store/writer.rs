@@ -92,6 +92,14 @@ impl MessageWriter {
 /// and rows inside one transaction cost no extra fsync.
 trait InsertMessages {
     fn insert_messages(&mut self, rows: &[MessageRow]) -> impl Future<Output = QueryResult<()>> + Send;
+    /// `count` fresh message numbers, increasing; numbers left unused leave gaps.
+    fn reserve_numbers(&mut self, count: usize) -> impl Future<Output = QueryResult<Vec<i64>>> + Send;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Reserved {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    number: i64,
 }
 
 impl InsertMessages for diesel_async::AsyncPgConnection {
@@ -102,6 +110,16 @@ impl InsertMessages for diesel_async::AsyncPgConnection {
         }
         Ok(())
     }
+
+    async fn reserve_numbers(&mut self, count: usize) -> QueryResult<Vec<i64>> {
+        // A sequence: nodes writing at once never wait on one another for numbers.
+        let reserved: Vec<Reserved> =
+            diesel::sql_query("SELECT nextval('message_numbers') AS number FROM generate_series(1, $1)")
+                .bind::<diesel::sql_types::BigInt, _>(count as i64)
+                .load(self)
+                .await?;
+        Ok(reserved.into_iter().map(|r| r.number).collect())
+    }
 }
 
 impl InsertMessages for super::SqliteAsync {
@@ -110,6 +128,13 @@ impl InsertMessages for super::SqliteAsync {
             insert_into(messages::table).values(row).execute(self).await?;
         }
         Ok(())
+    }
+
+    async fn reserve_numbers(&mut self, count: usize) -> QueryResult<Vec<i64>> {
+        // SQLite serves one node and this writer is its only writer of messages.
+        let highest: Option<i64> = messages::table.select(diesel::dsl::max(messages::number)).first(self).await?;
+        let first = highest.unwrap_or(0) + 1;
+        Ok((first..first + count as i64).collect())
     }
 }
 
@@ -167,6 +192,7 @@ async fn commit(store: &Store, batch: &[NewMessage]) -> Result<Vec<Result<Stored
             let mut results: Vec<Option<Result<StoredMessage, domain::Error>>> =
                 (0..batch.len()).map(|_| None).collect();
             let mut inserts: Vec<MessageRow> = Vec::with_capacity(batch.len());
+            let mut numbers = conn.reserve_numbers(batch.len()).await?.into_iter();
             for (room, indexes) in &by_room {
                 // Takes the room row's write lock until commit and reads its last seq.
                 let last_seq: Option<i64> = diesel::update(rooms::table.find(room))
@@ -224,6 +250,7 @@ async fn commit(store: &Store, batch: &[NewMessage]) -> Result<Vec<Result<Stored
                         body: request.body.clone().into_inner(),
                         client_id: request.client_id.clone(),
                         created_at: now,
+                        number: numbers.next().ok_or(diesel::result::Error::NotFound)?,
                     };
                     if let Some(key) = key {
                         known.insert(key, row.clone());

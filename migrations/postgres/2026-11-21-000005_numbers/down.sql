@@ -1,0 +1,3 @@
+ALTER TABLE messages DROP COLUMN number;
+DROP INDEX rooms_by_number;
+ALTER TABLE rooms DROP COLUMN number;

@@ -1,0 +1,219 @@
+//! Seed dialects: the three legacy Socket.IO APIs, translated at the edge into native commands and their replies and pushes back into the seeds' listener events.
+//!
+//! Each dialect is a table: an inbound event parses into native commands run as the
+//! caller, and a native push maps to the listener event its app waits for. Nothing past
+//! this module knows dialects exist; see docs/dialects.md for every choice made where a
+//! seed is silent.
+
+mod messenger;
+mod rooms;
+mod social;
+mod values;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::actors::{Caller, Services, commands};
+use crate::domain::{Call, CallState, Error, Message, MessageKind, Room, RoomId, Timestamp, UserId};
+use crate::protocol::{CallCommand, Command, Push, Reply, RoomCommand};
+use crate::store::{Profile, RoomMembers};
+
+/// The API a connection speaks: the native contract or one of the seed dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Native,
+    /// `shared/seeds/000_…`: follows, dating, group chat, video calls, live sessions.
+    Social,
+    /// `shared/seeds/001_…`: 1:1 messenger with numeric ids.
+    Messenger,
+    /// `shared/seeds/002_…`: rooms by title, status and calls.
+    Rooms,
+}
+
+impl Api {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        match raw {
+            "native" => Ok(Self::Native),
+            "social" => Ok(Self::Social),
+            "messenger" => Ok(Self::Messenger),
+            "rooms" => Ok(Self::Rooms),
+            other => {
+                Err(Error::bad_request(format!("api `{other}` is unknown: use native, social, messenger or rooms")))
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Social => "social",
+            Self::Messenger => "messenger",
+            Self::Rooms => "rooms",
+        }
+    }
+}
+
+/// One event for the client: a seed's listener name and its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emit {
+    pub event: &'static str,
+    pub data: Value,
+}
+
+impl Emit {
+    pub fn new(event: &'static str, data: Value) -> Self {
+        Self { event, data }
+    }
+}
+
+/// Translates one inbound dialect event: the events to send back, the first being the
+/// reply (what an ack carries).
+pub async fn handle(api: Api, edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
+    let data = if data.is_null() { Value::Object(Default::default()) } else { data };
+    match api {
+        Api::Native => Err(Error::Internal),
+        Api::Social => social::handle(edge, event, data).await,
+        Api::Messenger => messenger::handle(edge, event, data).await,
+        Api::Rooms => rooms::handle(edge, event, data).await,
+    }
+}
+
+/// The events a native push becomes in `api` (none when the seed has no such event). The
+/// result does not depend on who receives it, so a delivery translates once per node.
+pub async fn push(api: Api, lookup: &Lookup, push: &Push) -> Result<Vec<Emit>, Error> {
+    match api {
+        Api::Native => Err(Error::Internal),
+        Api::Social => social::push(lookup, push).await,
+        Api::Messenger => messenger::push(lookup, push).await,
+        Api::Rooms => rooms::push(lookup, push).await,
+    }
+}
+
+/// What a translation can do: run native commands as the caller, and look up what the
+/// seeds show beside them.
+pub struct Edge {
+    pub caller: Caller,
+    pub lookup: Lookup,
+}
+
+impl Edge {
+    pub fn new(services: Arc<Services>, caller: Caller) -> Self {
+        Self { caller, lookup: Lookup { services } }
+    }
+
+    pub fn me(&self) -> &UserId {
+        &self.caller.user
+    }
+
+    /// Identity comes from the token: a seed field naming the acting user must agree.
+    pub fn must_be_me(&self, field: &str, claimed: &values::Loose) -> Result<(), Error> {
+        if claimed.as_str() == self.me().as_str() {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!("`{field}` must be the authenticated user")))
+        }
+    }
+
+    pub async fn run(&self, command: Command) -> Result<Reply, Error> {
+        commands::execute(self.lookup.services.clone(), self.caller.clone(), command).await
+    }
+
+    pub async fn direct_room(&self, peer: UserId) -> Result<Room, Error> {
+        match self.run(Command::OpenDirectRoom { peer }).await? {
+            Reply::Room { room } => Ok(room),
+            _ => Err(Error::Internal),
+        }
+    }
+
+    pub async fn send(&self, room: RoomId, kind: MessageKind, body: String) -> Result<Message, Error> {
+        let command = RoomCommand::Send { kind, body, client_id: None };
+        match self.run(Command::Room { room, command }).await? {
+            Reply::Message { message } => Ok(message),
+            _ => Err(Error::Internal),
+        }
+    }
+
+    /// The newest page of the room's history, oldest first.
+    pub async fn history(&self, room: RoomId) -> Result<Vec<Message>, Error> {
+        let command = RoomCommand::History { before_seq: None, after_seq: None, limit: crate::protocol::MAX_PAGE };
+        match self.run(Command::Room { room, command }).await? {
+            Reply::History { messages, .. } => Ok(messages),
+            _ => Err(Error::Internal),
+        }
+    }
+
+    /// Marks the room read up to its latest message; the mark now in force.
+    pub async fn mark_read(&self, room: RoomId) -> Result<i64, Error> {
+        match self.run(Command::Room { room, command: RoomCommand::MarkRead { seq: None } }).await? {
+            Reply::Read { seq, .. } => Ok(seq),
+            _ => Err(Error::Internal),
+        }
+    }
+
+    /// The ringing or active call in `room`, if any (members only, as `call.history`).
+    pub async fn current_call(&self, room: RoomId) -> Result<Option<Call>, Error> {
+        match self.run(Command::Call(CallCommand::History { room, limit: 5 })).await? {
+            Reply::Calls { calls } => Ok(calls.into_iter().find(|call| call.state != CallState::Ended)),
+            _ => Err(Error::Internal),
+        }
+    }
+
+    pub async fn rooms(&self) -> Result<Vec<Room>, Error> {
+        match self.run(Command::ListRooms { limit: crate::protocol::MAX_PAGE, before: None }).await? {
+            Reply::Rooms { rooms } => Ok(rooms),
+            _ => Err(Error::Internal),
+        }
+    }
+}
+
+/// Read-only facts the seeds show beside the native objects: names and avatars, numeric
+/// room ids, direct peers, presence.
+pub struct Lookup {
+    services: Arc<Services>,
+}
+
+impl Lookup {
+    pub fn new(services: Arc<Services>) -> Self {
+        Self { services }
+    }
+
+    pub async fn profiles(&self, users: &[&UserId]) -> Result<HashMap<UserId, Profile>, Error> {
+        let users: Vec<UserId> = users.iter().map(|u| (*u).clone()).collect();
+        Ok(self.services.store.profiles(&users).await?)
+    }
+
+    pub async fn room(&self, room: RoomId) -> Result<RoomMembers, Error> {
+        self.services.store.room_members(room).await?.ok_or_else(|| Error::not_found("no such room"))
+    }
+
+    /// The direct room of a pair, if they have one (never creates it).
+    pub async fn direct_room(&self, a: &UserId, b: &UserId) -> Result<Option<RoomId>, Error> {
+        Ok(self.services.store.find_direct_room(a, b).await?)
+    }
+
+    pub async fn online(&self, users: Vec<UserId>) -> Result<HashSet<UserId>, Error> {
+        self.services.presence.online_among(users).await
+    }
+
+    pub async fn last_seen(&self, users: &[UserId]) -> Result<HashMap<UserId, Timestamp>, Error> {
+        Ok(self.services.store.last_seen(users).await?)
+    }
+
+    pub async fn live_session(&self, session: crate::domain::SessionId) -> Result<Option<crate::domain::LiveSession>, Error> {
+        Ok(self.services.store.live_session(session).await?)
+    }
+
+    pub async fn read_marks(&self, room: RoomId) -> Result<HashMap<UserId, i64>, Error> {
+        Ok(self.services.store.read_marks(room).await?)
+    }
+}
+
+/// The other member of a direct room (`None` for groups).
+pub fn peer_of(room: &RoomMembers, user: &UserId) -> Option<UserId> {
+    match room.kind {
+        crate::domain::RoomKind::Direct => room.members.iter().find(|m| *m != user).cloned(),
+        crate::domain::RoomKind::Group => None,
+    }
+}

@@ -193,7 +193,10 @@ impl Connection {
             match Api::parse(&api) {
                 Ok(api) => self.api = api,
                 Err(e) => {
-                    return self.push_text(socketio::connect_error(version, "not authorized", &e.to_string()), "connect_error");
+                    return self.push_text(
+                        socketio::connect_error(version, "not authorized", &e.to_string()),
+                        "connect_error",
+                    );
                 }
             }
         }
@@ -270,7 +273,8 @@ impl Actor for Connection {
         let metrics = self.services.metrics.clone();
         // The writer runs beside the actor; when it ends (closed, or the client is gone)
         // the actor stops.
-        let wire = Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(self.services.clone()) };
+        let wire =
+            Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(self.services.clone()) };
         ctx.spawn(write_frames(session, receiver, metrics, wire).into_actor(self).map(|_, _, ctx| ctx.stop()));
 
         let services = self.services.clone();
@@ -443,7 +447,8 @@ async fn translate_requests(
                     outbox.push(Outbound::Text { text: framing.ack_data(id, &reply).into(), event: "ack" });
                 }
                 for emit in emits {
-                    outbox.push(Outbound::Text { text: framing.event(emit.event, &emit.data).into(), event: emit.event });
+                    outbox
+                        .push(Outbound::Text { text: framing.event(emit.event, &emit.data).into(), event: emit.event });
                 }
             }
             Err(err) => {

@@ -98,8 +98,12 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
         "report_user" => {
             let d: UserPair = fields(data)?;
             edge.must_be_me("userId", &d.user_id)?;
-            let report =
-                SocialCommand::Report { user: d.user2_id.user()?, reason: REPORT_REASON.into(), message_id: None, room: None };
+            let report = SocialCommand::Report {
+                user: d.user2_id.user()?,
+                reason: REPORT_REASON.into(),
+                message_id: None,
+                room: None,
+            };
             edge.run(Command::Social(report)).await?;
             Ok(vec![Emit::new("report_data", json!({"success_message": "Report Added Successfully"}))])
         }
@@ -192,8 +196,13 @@ fn message_json(
 async fn chat_listing(edge: &Edge) -> Result<Value, Error> {
     let rooms = edge.rooms().await?;
     let me = edge.me();
-    let peers: Vec<UserId> =
-        rooms.iter().filter(|r| r.kind == RoomKind::Direct).flat_map(|r| r.members.iter()).filter(|m| *m != me).cloned().collect();
+    let peers: Vec<UserId> = rooms
+        .iter()
+        .filter(|r| r.kind == RoomKind::Direct)
+        .flat_map(|r| r.members.iter())
+        .filter(|m| *m != me)
+        .cloned()
+        .collect();
     let online = edge.lookup.online(peers.clone()).await?;
     let profiles = edge.lookup.profiles(&peers.iter().collect::<Vec<_>>()).await?;
     let rows = rooms

@@ -201,7 +201,10 @@ impl Lookup {
         Ok(self.services.store.last_seen(users).await?)
     }
 
-    pub async fn live_session(&self, session: crate::domain::SessionId) -> Result<Option<crate::domain::LiveSession>, Error> {
+    pub async fn live_session(
+        &self,
+        session: crate::domain::SessionId,
+    ) -> Result<Option<crate::domain::LiveSession>, Error> {
         Ok(self.services.store.live_session(session).await?)
     }
 

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::values::{Loose, fields};
 use super::{Edge, Emit, Lookup};
 use crate::domain::{
-    Call, CallState, Error, ErrorCode, LiveSession, Location, Media, Message, MessageKind, RequestKind, Room, UserId,
+    Call, CallState, Error, ErrorCode, LiveSession, Location, Media, Message, MessageKind, RequestKind, Room, RoomKind,
+    UserId,
 };
 use crate::protocol::{CallCommand, Command, LiveCommand, Push, Reply, SocialCommand};
 
@@ -200,7 +201,8 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             let d: VideoCall = fields(data)?;
             edge.must_be_me("sender_id", &d.sender_id)?;
             let room = d.chat_room_id.room()?;
-            let Reply::Call { call } = edge.run(Command::Call(CallCommand::Start { room, media: Media::Video })).await?
+            let Reply::Call { call } =
+                edge.run(Command::Call(CallCommand::Start { room, media: Media::Video })).await?
             else {
                 return Err(Error::Internal);
             };
@@ -282,6 +284,11 @@ pub async fn push(_lookup: &Lookup, push: &Push) -> Result<Vec<Emit>, Error> {
         Push::RoomRead { room_id, user_id, seq } => {
             vec![Emit::new("chatReceive", read_json(&room_id.to_string(), user_id, *seq))]
         }
+        // A direct room opens by an accepted request or a match: the seed's `createdChat`.
+        Push::RoomCreated { room } if room.kind == RoomKind::Direct => vec![Emit::new(
+            "createdChat",
+            json!({"chat_room": room.id, "user_1": room.members.first(), "user_2": room.members.get(1)}),
+        )],
         Push::RoomCreated { room } => vec![Emit::new("RoomCreated", room_json(room))],
         Push::Notification(notification) => {
             let (event, status) = match notification.kind.as_str() {

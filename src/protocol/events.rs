@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::dialect::{self, Api, Emit, Lookup};
 use crate::domain::{
-    Call, CallId, EndReason, Error, LiveComment, LiveEndReason, LiveSession, Message, NearbyUser, Notification, RaisedHand,
-    Room, RoomId, SessionId, Timestamp, UserId,
+    Call, CallId, EndReason, Error, LiveComment, LiveEndReason, LiveSession, Message, NearbyUser, Notification,
+    RaisedHand, Room, RoomId, SessionId, Timestamp, UserId,
 };
 
 /// The `data` of a successful reply.

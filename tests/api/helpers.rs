@@ -118,6 +118,12 @@ impl TestApp {
         self.auth.mint(&UserId::parse(user).unwrap(), &Profile::default(), 3600)
     }
 
+    /// A token whose claims carry a display profile.
+    pub fn token_with_profile(&self, user: &str, name: &str, avatar: &str) -> String {
+        let profile = Profile { name: Some(name.to_owned()), avatar: Some(avatar.to_owned()) };
+        self.auth.mint(&UserId::parse(user).unwrap(), &profile, 3600)
+    }
+
     pub fn ws_url(&self, token: &str) -> String {
         format!("ws://127.0.0.1:{}/ws?token={token}", self.port)
     }

@@ -4,6 +4,7 @@
 mod auth;
 mod calls;
 mod chat;
+mod dialects;
 mod helpers;
 mod lifecycle;
 mod limits;

@@ -1,5 +1,6 @@
 //! The connection actor: one per WebSocket, native or Socket.IO. It owns the socket: reads
-//! frames, decodes them at the edge into typed commands through the connection's framing,
+//! frames, decodes them at the edge into typed commands through the connection's framing (or
+//! queues them for its seed dialect's translator),
 //! enforces the per-connection limits, and runs a writer that drains the connection's
 //! bounded outbox into the socket.
 
@@ -18,7 +19,7 @@ use super::outbox::OutboxReceiver;
 use super::{Caller, Outbound, Outbox, Services, commands};
 use crate::auth::Identity;
 use crate::dialect::{self, Api, Edge, Lookup};
-use crate::domain::{ConnectionId, Error};
+use crate::domain::{ConnectionId, Error, UserId};
 use crate::metrics::Metrics;
 use crate::protocol::socketio::{self, EngineVersion};
 use crate::protocol::{AckId, Framing, Inbound, Reply, native};
@@ -139,30 +140,14 @@ impl Connection {
         match inbound {
             Inbound::Request { id, event, data } => {
                 let Some(user) = acting else { return };
-                if let Some(dialect) = &self.dialect {
-                    let data = match data {
-                        Ok(data) => data,
-                        Err(err) => return self.answer(id, Err(err)),
-                    };
-                    metrics.frames_in.with_label_values(&[self.api.as_str()]).inc();
-                    if let Err(mpsc::error::TrySendError::Full(request)) =
-                        dialect.try_send(DialectRequest { id, event, data })
-                    {
-                        self.answer(request.id, Err(Error::RateLimited));
+                match data {
+                    Err(err) => {
+                        metrics.frames_in.with_label_values(&["invalid"]).inc();
+                        self.answer(id, Err(err));
                     }
-                    return;
+                    Ok(data) if self.dialect.is_some() => self.translate(id, event, data),
+                    Ok(data) => self.execute(user, id, &event, data, ctx),
                 }
-                let command = data.and_then(|data| native::command(&event, data, &user));
-                let Ok(command) = command.as_ref() else {
-                    metrics.frames_in.with_label_values(&["invalid"]).inc();
-                    return self.answer(id, command.map(|_| Reply::Done));
-                };
-                metrics.frames_in.with_label_values(&[command.event()]).inc();
-                // Started now, awaited later: a connection's commands reach their room in
-                // the order they were sent, while their replies may come back in any order.
-                let caller = Caller { user, connection: self.id };
-                let reply = commands::execute(self.services.clone(), caller, command.clone());
-                ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
             }
             Inbound::Connect { auth } => self.connect_namespace(auth, ctx),
             Inbound::Answer(text) => self.push_text(text, "connect_error"),
@@ -178,6 +163,33 @@ impl Connection {
             Inbound::Binary => {
                 self.outbox.close(CloseCode::Unsupported, "binary packets are not supported: send JSON");
             }
+        }
+    }
+
+    /// A native event: parsed into its command and started now, awaited later, so that a
+    /// connection's commands reach their room in the order they were sent while their
+    /// replies may come back in any order.
+    fn execute(&mut self, user: UserId, id: Option<AckId>, event: &str, data: Value, ctx: &mut Context<Self>) {
+        let metrics = &self.services.metrics;
+        let command = match native::command(event, data, &user) {
+            Ok(command) => command,
+            Err(err) => {
+                metrics.frames_in.with_label_values(&["invalid"]).inc();
+                return self.answer(id, Err(err));
+            }
+        };
+        metrics.frames_in.with_label_values(&[command.event()]).inc();
+        let caller = Caller { user, connection: self.id };
+        let reply = commands::execute(self.services.clone(), caller, command);
+        ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
+    }
+
+    /// A dialect event: queued for the connection's translator, which runs them in order.
+    fn translate(&mut self, id: Option<AckId>, event: String, data: Value) {
+        let Some(dialect) = &self.dialect else { return };
+        self.services.metrics.frames_in.with_label_values(&[self.api.as_str()]).inc();
+        if let Err(mpsc::error::TrySendError::Full(request)) = dialect.try_send(DialectRequest { id, event, data }) {
+            self.answer(request.id, Err(Error::RateLimited));
         }
     }
 

@@ -1,8 +1,4 @@
-//! The connection actor: one per WebSocket, native or Socket.IO. It owns the socket: reads
-//! frames, decodes them at the edge into typed commands through the connection's framing (or
-//! queues them for its seed dialect's translator),
-//! enforces the per-connection limits, and runs a writer that drains the connection's
-//! bounded outbox into the socket.
+//! The connection actor: one per WebSocket, native or Socket.IO. It owns the socket: reads frames, decodes them at the edge into typed commands through the connection's framing (or queues them for its seed dialect's translator), enforces the per-connection limits, and runs a writer that drains the connection's bounded outbox into the socket.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};

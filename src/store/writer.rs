@@ -131,10 +131,16 @@ impl InsertMessages for super::SqliteAsync {
     }
 
     async fn reserve_numbers(&mut self, count: usize) -> QueryResult<Vec<i64>> {
-        // SQLite serves one node and this writer is its only writer of messages.
-        let highest: Option<i64> = messages::table.select(diesel::dsl::max(messages::number)).first(self).await?;
-        let first = highest.unwrap_or(0) + 1;
-        Ok((first..first + count as i64).collect())
+        // A write, so the transaction takes the write lock now (waiting out busy_timeout)
+        // rather than failing to upgrade a read lock later.
+        let reserved: Reserved = diesel::sql_query(
+            "UPDATE counters SET value = value + ? WHERE name = 'message_numbers' RETURNING value AS number",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(count as i64)
+        .get_result(self)
+        .await?;
+        let first = reserved.number - count as i64 + 1;
+        Ok((first..=reserved.number).collect())
     }
 }
 

@@ -1,4 +1,4 @@
-DROP INDEX messages_by_number;
+DROP TABLE counters;
 ALTER TABLE messages DROP COLUMN number;
 DROP TRIGGER rooms_number;
 DROP INDEX rooms_by_number;

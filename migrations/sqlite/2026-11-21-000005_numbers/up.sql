@@ -1,6 +1,7 @@
 -- Numeric aliases for rooms and messages (see the PostgreSQL migration). SQLite has no
--- sequences: a room takes its rowid (set by the trigger below), and the single writer
--- numbers messages after the highest number stored.
+-- sequences: a room takes its rowid (set by the trigger below), and the message writer
+-- takes numbers from a counter row (a write, so its transaction holds the write lock from
+-- its first statement on).
 ALTER TABLE rooms ADD COLUMN number INTEGER;
 UPDATE rooms SET number = rowid;
 CREATE UNIQUE INDEX rooms_by_number ON rooms (number);
@@ -11,4 +12,8 @@ END;
 
 ALTER TABLE messages ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
 UPDATE messages SET number = rowid;
-CREATE INDEX messages_by_number ON messages (number);
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO counters (name, value) SELECT 'message_numbers', COALESCE(MAX(number), 0) FROM messages;

@@ -105,11 +105,13 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             let room = d.room_title.room()?;
             let answered = d.answered.flag("answered")?;
             let call = edge.current_call(room).await?.ok_or_else(|| Error::not_found("no call in this room"))?;
-            let command = match (answered, &call.caller_id == edge.me()) {
+            // `false` from a callee while it rings declines; any other `false` hangs up
+            // (`cancelled` when the caller gives up on a ringing call).
+            let ringing_for_me = call.state == CallState::Ringing && call.caller_id != *edge.me();
+            let command = match (answered, ringing_for_me) {
                 (true, _) => CallCommand::Accept { call: call.id },
-                // The caller giving up is a hang-up (`cancelled` while ringing).
-                (false, true) => CallCommand::End { call: call.id },
-                (false, false) => CallCommand::Decline { call: call.id },
+                (false, true) => CallCommand::Decline { call: call.id },
+                (false, false) => CallCommand::End { call: call.id },
             };
             edge.run(Command::Call(command)).await?;
             let answer = json!({"status": answered, "type": "answer", "room_title": room});

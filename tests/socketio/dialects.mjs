@@ -206,6 +206,18 @@ async function rooms() {
   assert.deepEqual(await two.next("call response"),
     { status: false, type: "end", room_title: room, reason: "hangup" });
 
+  // A second call, answered, which the callee ends.
+  one.emit("call", { from_user: 1, to_user: 2, type: "Audio" });
+  assert.equal((await two.next("call response")).call_type, "Audio");
+  await one.next("call response");
+  two.emit("call answer", { from_user: 1, to_user: 2, room_title: room, answered: true });
+  await two.next("call response");
+  await one.next("call response");
+  two.emit("call answer", { from_user: 1, to_user: 2, room_title: room, answered: false });
+  assert.deepEqual(await two.next("call response"), { status: false, type: "answer", room_title: room });
+  assert.deepEqual(await one.next("call response"),
+    { status: false, type: "end", room_title: room, reason: "hangup" });
+
   one.emit("refresh", { room_title: room });
   assert.deepEqual(await one.next("user response"), { type: "status", refresh: true });
   const stranger = await connect("3", "rooms");

@@ -77,3 +77,28 @@ async fn social_seed_with_socketio_v4() {
 async fn social_seed_with_socketio_v2() {
     drive(Db::Sqlite, "social", "v3").await;
 }
+
+/// A dialect over the plain WebSocket: native framing, the seed's events and listeners.
+#[actix_web::test]
+async fn messenger_seed_over_plain_websocket() {
+    let app = spawn_app(Db::Sqlite).await;
+    let url = |user: &str, name: &str| {
+        format!("{}&api=messenger", app.ws_url(&app.token_with_profile(user, name, &format!("{user}.png"))))
+    };
+    let mut yash = Client::connect_url(&url("150", "yash")).await;
+    let mut sat = Client::connect_url(&url("151", "sat")).await;
+    let reply =
+        yash.request("send_message", serde_json::json!({"senderId": "150", "receiverId": 151, "message": "hi"})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["data"]["senderId"], 150);
+    assert_eq!(reply["data"]["recieverName"], "sat");
+    assert_eq!(yash.event("new_message").await, reply["data"]);
+    assert_eq!(sat.event("new_message").await, reply["data"]);
+    let refused = yash.request("send_message", serde_json::json!({"senderId": "151", "receiverId": "150"})).await;
+    assert_eq!(refused["ok"], false);
+    assert_eq!(yash.request("message.send", serde_json::json!({})).await["error"]["code"], "unknown_event");
+
+    let (status, body) = app.get(&format!("/ws?token={}&api=klingon", app.token("150"))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown"), "{body}");
+}

@@ -25,9 +25,6 @@ use crate::protocol::{AckId, Framing, Inbound, Reply, native};
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A Socket.IO client that never connects its namespace is closed after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
-/// Dialect requests waiting for translation, per connection: they run one at a time (a
-/// seed event may be several commands, and the next must not overtake it).
-const DIALECT_QUEUE: usize = 32;
 
 /// Who is connecting and how, as far as the upgrade request tells.
 pub struct Handshake {
@@ -103,7 +100,9 @@ impl Connection {
         let Some(identity) = self.identity.clone() else { return };
         let _ = self.wire_api.set(self.api);
         if self.api != Api::Native {
-            let (sender, requests) = mpsc::channel(DIALECT_QUEUE);
+            // Dialect requests run one at a time (a seed event may be several commands, and
+            // the next must not overtake it); a burst the rate limit allows may wait.
+            let (sender, requests) = mpsc::channel(self.services.settings.rate_burst.max(1) as usize);
             self.dialect = Some(sender);
             let edge = Edge::new(self.services.clone(), Caller { user: identity.user.clone(), connection: self.id });
             ctx.spawn(translate_requests(self.api, edge, requests, self.outbox.clone(), self.framing).into_actor(self));

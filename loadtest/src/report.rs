@@ -276,8 +276,11 @@ mod tests {
 
     #[test]
     fn compares_chat_mix_reports() {
-        let a = json!({"scenario": "chat-mix", "label": "a", "max_rate_within_limit": 6000.0, "steps": []});
-        let b = json!({"scenario": "chat-mix", "label": "b", "max_rate_within_limit": 1000.0, "steps": []});
+        let step = |rate: f64, p99: f64| json!({"offered_rate": rate, "delivery_ms": {"p99": p99}});
+        let a = json!({"scenario": "chat-mix", "label": "a", "max_rate_within_limit": 6000.0,
+                       "steps": [step(1000.0, 2.0), step(6000.0, 40.0)]});
+        let b = json!({"scenario": "chat-mix", "label": "b", "max_rate_within_limit": 1000.0,
+                       "steps": [step(1000.0, 20.0), step(1500.0, 90.0)]});
         let c = comparison(&[a.clone(), b.clone()]);
         assert_eq!(c[1].2, Some(6.0));
         let page = html(&[a, b]);

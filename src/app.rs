@@ -90,6 +90,9 @@ impl Application {
         CallSweeper::new(services.clone()).start();
         let routes = services.clone();
         let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
+            // actix leaves Nagle on: a push written while the previous one is unacknowledged
+            // would wait for the client's delayed ACK (40 ms on Linux).
+            .tcp_nodelay(true)
             .listen(listener)?
             .disable_signals()
             .shutdown_timeout(grace.as_secs())

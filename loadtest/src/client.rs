@@ -1,22 +1,29 @@
-//! The native-protocol client: one WebSocket per simulated user, driven by a writer task and
-//! a reader task so scenario code never blocks on the socket. Every inbound frame is
+//! The wire client: one WebSocket per simulated user, in either framing (native JSON or
+//! Socket.IO over Engine.IO 4), optionally bound to one of several 127.0.0.x source addresses
+//! so a run can exceed one address's ~64k ephemeral ports. A `Connection` has a writer task
+//! and a reader task so scenario code never blocks on the socket; every inbound frame is
 //! timestamped the moment it is read, before it is parsed or queued, so measured latencies
 //! exclude the generator's own queueing on the receive side.
 //!
-//! Framing lives in `encode_request` and `decode_frame` only; a Socket.IO client can reuse
-//! `Connection`'s shape with its own pair of functions.
+//! Framing lives in `encode_request`, `decode` and `handshake` only; everything above speaks
+//! `Frame`s. Switchboard serves the same events over both (docs/protocol.md §12).
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 /// Lifetime of the tokens the generator mints: comfortably longer than any run.
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
@@ -24,43 +31,115 @@ const TOKEN_TTL_SECS: u64 = 6 * 3600;
 /// How long `close` waits for the writer to send the close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// Where to connect and how to sign tokens.
+pub type Socket = WebSocketStream<TcpStream>;
+
+/// How frames are wrapped on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Framing {
+    /// `{"event":…,"id":…,"data":…}` on `/ws` (docs/protocol.md §2).
+    Native,
+    /// Engine.IO 4 / Socket.IO 4 packets on `/socket.io/` (`42["event",{…}]`, acks `43N[…]`).
+    Socketio,
+}
+
+impl Framing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Native => "native",
+            Framing::Socketio => "socketio",
+        }
+    }
+}
+
+/// Where to connect, how to frame, how to sign tokens and which source addresses to use.
 #[derive(Clone)]
 pub struct Target {
-    /// `ws://host:port` with the path of the WebSocket endpoint, without a query.
+    /// `ws://host:port` plus the endpoint's path (and, for Socket.IO, its fixed query).
     endpoint: String,
+    authority: String,
+    framing: Framing,
     secret: String,
+    /// Source addresses 127.0.0.1..=127.0.0.N, used round-robin (1: let the kernel choose).
+    sources: u8,
+    next_source: Arc<AtomicUsize>,
 }
 
 impl Target {
-    /// `url` is `ws://host:port` (the `/ws` path is added) or a full `ws://host:port/ws`.
-    pub fn new(url: &str, secret: &str) -> Result<Self> {
+    /// `url` is `ws://host:port` (the framing's path is added) or a full `ws://host:port/ws`.
+    pub fn new(url: &str, secret: &str, framing: Framing, sources: u8) -> Result<Self> {
         let url = url.trim_end_matches('/');
         // No TLS client is compiled in: put the generator next to the server or its proxy.
-        if !url.starts_with("ws://") {
+        let Some(rest) = url.strip_prefix("ws://") else {
             bail!("--url must start with ws:// (got {url}); wss:// is not supported");
-        }
+        };
         if url.contains('?') {
             bail!("--url must not carry a query: the token is added by the generator");
         }
-        let endpoint = if url.ends_with("/ws") { url.to_owned() } else { format!("{url}/ws") };
-        Ok(Self { endpoint, secret: secret.to_owned() })
+        let authority = rest.split('/').next().unwrap_or(rest).to_owned();
+        let endpoint = match framing {
+            Framing::Native if url.ends_with("/ws") => url.to_owned(),
+            Framing::Native => format!("ws://{authority}/ws"),
+            Framing::Socketio => format!("ws://{authority}/socket.io/?EIO=4&transport=websocket"),
+        };
+        Ok(Self {
+            endpoint,
+            authority,
+            framing,
+            secret: secret.to_owned(),
+            sources: sources.max(1),
+            next_source: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// `host:port` of the endpoint (for plain HTTP requests such as `/metrics`).
-    pub fn authority(&self) -> &str {
-        let rest = self.endpoint.strip_prefix("ws://").unwrap_or(&self.endpoint);
-        rest.split('/').next().unwrap_or(rest)
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
-    pub fn url_for(&self, user: &str) -> Result<String> {
-        let token = mint_token(&self.secret, user, TOKEN_TTL_SECS)?;
-        // A JWT is base64url segments joined by dots: safe in a query string as is.
-        Ok(format!("{}?token={token}", self.endpoint))
+    /// `host:port` of the endpoint (for plain HTTP requests such as `/metrics`).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    pub fn token_for(&self, user: &str) -> Result<String> {
+        mint_token(&self.secret, user, TOKEN_TTL_SECS)
+    }
+
+    /// The URL to upgrade for `user`: native carries the token in the query, Socket.IO in
+    /// its connect packet.
+    fn url_for(&self, user: &str) -> Result<String> {
+        Ok(match self.framing {
+            // A JWT is base64url segments joined by dots: safe in a query string as is.
+            Framing::Native => format!("{}?token={}", self.endpoint, self.token_for(user)?),
+            Framing::Socketio => self.endpoint.clone(),
+        })
+    }
+
+    /// A TCP connection to the server, from the next source address when several are set.
+    async fn open_tcp(&self) -> Result<TcpStream> {
+        let addr: SocketAddr = match self.authority.parse() {
+            Ok(addr) => addr,
+            Err(_) => tokio::net::lookup_host(&self.authority)
+                .await?
+                .next()
+                .ok_or_else(|| anyhow!("{} resolves to nothing", self.authority))?,
+        };
+        let stream = if self.sources > 1 && addr.ip().is_loopback() && addr.is_ipv4() {
+            // Binding first limits each source address to its own ephemeral range, so N
+            // addresses give N × the ports towards one server.
+            let n = self.next_source.fetch_add(1, Ordering::Relaxed) % usize::from(self.sources);
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(Ipv4Addr::new(127, 0, 0, 1 + n as u8).into(), 0))?;
+            socket.connect(addr).await?
+        } else {
+            TcpStream::connect(addr).await?
+        };
+        // Nagle off: small frames must leave at once or latency measures the kernel's timer.
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 }
 
@@ -72,6 +151,57 @@ pub fn mint_token(secret: &str, user: &str, ttl_secs: u64) -> Result<String> {
     });
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
         .context("signing a token")
+}
+
+/// Opens the WebSocket and completes the greeting (`hello`, or Socket.IO's open and connect
+/// packets). Small buffers: runs hold tens of thousands of these.
+pub async fn open(target: &Target, user: &str, timeout: Duration) -> Result<Socket> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let url = target.url_for(user)?;
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (mut socket, _response) = tokio::time::timeout_at(deadline, async {
+        let tcp = target.open_tcp().await?;
+        anyhow::Ok(tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(config)).await?)
+    })
+    .await
+    .map_err(|_| anyhow!("connecting as {user}: no upgrade within {timeout:?}"))?
+    .with_context(|| format!("connecting as {user} to {}", target.endpoint()))?;
+    handshake(&mut socket, target, user, deadline).await?;
+    Ok(socket)
+}
+
+async fn handshake(socket: &mut Socket, target: &Target, user: &str, deadline: tokio::time::Instant) -> Result<()> {
+    if target.framing == Framing::Socketio {
+        // The Engine.IO open packet comes first; then the namespace connect carries the token.
+        match next_text(socket, deadline, user).await? {
+            text if text.starts_with('0') => {}
+            other => bail!("{user}: expected the Engine.IO open packet, got {other}"),
+        }
+        let connect = format!("40{}", json!({"token": target.token_for(user)?}));
+        socket.send(Message::Text(connect.into())).await.with_context(|| format!("{user}: sending connect"))?;
+    }
+    loop {
+        let text = next_text(socket, deadline, user).await?;
+        match decode(target.framing, &text) {
+            Decoded::Frame(Frame::Event { event, .. }) if event == "hello" => return Ok(()),
+            Decoded::Ping => socket.send(Message::Text("3".into())).await?,
+            Decoded::Frame(other) => bail!("{user}: expected hello first, got {other:?}"),
+            Decoded::Ignore => {}
+        }
+    }
+}
+
+async fn next_text(socket: &mut Socket, deadline: tokio::time::Instant, user: &str) -> Result<String> {
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => bail!("{user}: greeting timed out"),
+            Ok(None) => bail!("{user}: closed during the greeting"),
+            Ok(Some(Err(e))) => bail!("{user}: greeting: {e}"),
+            Ok(Some(Ok(Message::Text(text)))) => return Ok(text.as_str().to_owned()),
+            Ok(Some(Ok(Message::Close(c)))) => bail!("{user}: closed during the greeting: {c:?}"),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
 }
 
 /// The reply to one request.
@@ -89,7 +219,8 @@ pub struct Ack {
 #[derive(Debug)]
 pub enum Frame {
     Ack(Ack),
-    /// A pushed event (`message.new`, `presence`, `error`, …).
+    /// A pushed event (`message.new`, `presence`, `error`, …). Socket.IO's connect reply is
+    /// reported as `hello`, its `connect_error` as `connect_error`.
     Event {
         event: String,
         data: Value,
@@ -103,6 +234,16 @@ pub enum Frame {
     },
 }
 
+/// A decoded text frame.
+#[derive(Debug)]
+pub enum Decoded {
+    Frame(Frame),
+    /// An Engine.IO ping: answer `3`.
+    Ping,
+    /// Transport chatter (Engine.IO pong, noop, open).
+    Ignore,
+}
+
 /// One inbound frame and the instant it was read off the socket.
 #[derive(Debug)]
 pub struct Inbound {
@@ -110,41 +251,145 @@ pub struct Inbound {
     pub frame: Frame,
 }
 
+/// An encoded request. `id: None` asks for no ack.
+pub fn encode_request(framing: Framing, event: &str, id: Option<i64>, data: Value) -> String {
+    match (framing, id) {
+        (Framing::Native, Some(id)) => json!({"event": event, "id": id, "data": data}).to_string(),
+        (Framing::Native, None) => json!({"event": event, "data": data}).to_string(),
+        (Framing::Socketio, Some(id)) => format!("42{id}{}", json!([event, data])),
+        (Framing::Socketio, None) => format!("42{}", json!([event, data])),
+    }
+}
+
+pub fn decode(framing: Framing, text: &str) -> Decoded {
+    match framing {
+        Framing::Native => Decoded::Frame(decode_native(text)),
+        Framing::Socketio => decode_socketio(text),
+    }
+}
+
+fn malformed(text: &str) -> Frame {
+    Frame::Malformed(text.chars().take(200).collect())
+}
+
+fn decode_native(text: &str) -> Frame {
+    let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else {
+        return malformed(text);
+    };
+    if let Some(id) = frame.get("ack").and_then(Value::as_i64) {
+        return ack(id, Value::Object(frame));
+    }
+    if let Some(Value::String(event)) = frame.remove("event") {
+        return Frame::Event { event, data: frame.remove("data").unwrap_or(Value::Null) };
+    }
+    malformed(text)
+}
+
+/// An ack from the native reply object (`ok`, `data`, `error`).
+fn ack(id: i64, mut reply: Value) -> Frame {
+    let ok = reply.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    let error_code = reply.get("error").and_then(|e| e.get("code")).and_then(Value::as_str).map(str::to_owned);
+    Frame::Ack(Ack { id, ok, data: reply.get_mut("data").map(Value::take).unwrap_or(Value::Null), error_code })
+}
+
+/// Engine.IO 4 packet type, then Socket.IO packet type for messages (`4`).
+fn decode_socketio(text: &str) -> Decoded {
+    match text.as_bytes().first() {
+        Some(b'2') => return Decoded::Ping,
+        Some(b'0' | b'3' | b'6') => return Decoded::Ignore,
+        Some(b'4') => {}
+        _ => return Decoded::Frame(malformed(text)),
+    }
+    let packet = &text[1..];
+    let (kind, rest) = packet.split_at(packet.len().min(1));
+    match kind {
+        "0" => {
+            Decoded::Frame(Frame::Event { event: "hello".into(), data: serde_json::from_str(rest).unwrap_or_default() })
+        }
+        "4" => Decoded::Frame(Frame::Event {
+            event: "connect_error".into(),
+            data: serde_json::from_str(rest).unwrap_or_default(),
+        }),
+        "1" => Decoded::Frame(Frame::Closed { code: None, reason: "Socket.IO disconnect".into() }),
+        "2" | "3" => {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let id = rest[..digits].parse::<i64>().ok();
+            let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(&rest[digits..]) else {
+                return Decoded::Frame(malformed(text));
+            };
+            if kind == "3" {
+                let Some(id) = id else { return Decoded::Frame(malformed(text)) };
+                let reply = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
+                return Decoded::Frame(ack(id, reply));
+            }
+            let mut args = args.into_iter();
+            match (args.next(), args.next()) {
+                (Some(Value::String(event)), data) => {
+                    Decoded::Frame(Frame::Event { event, data: data.unwrap_or(Value::Null) })
+                }
+                _ => Decoded::Frame(malformed(text)),
+            }
+        }
+        _ => Decoded::Frame(malformed(text)),
+    }
+}
+
+/// Where a connection's reader delivers frames: its own queue, or a queue shared by several
+/// connections (one task then drives them all, e.g. every member of a room) with a tag.
+enum InboundSink {
+    Own(mpsc::UnboundedSender<Inbound>),
+    Shared(usize, mpsc::UnboundedSender<(usize, Inbound)>),
+}
+
+impl InboundSink {
+    fn send(&self, inbound: Inbound) {
+        // The scenario may have stopped listening; the reader keeps draining regardless.
+        let _ = match self {
+            InboundSink::Own(tx) => tx.send(inbound).map_err(drop),
+            InboundSink::Shared(tag, tx) => tx.send((*tag, inbound)).map_err(drop),
+        };
+    }
+}
+
 /// An open, greeted connection for one user.
 pub struct Connection {
     user: String,
+    framing: Framing,
     outgoing: mpsc::UnboundedSender<Message>,
-    inbound: mpsc::UnboundedReceiver<Inbound>,
+    /// `None` when the frames go to a shared queue (`connect_shared`).
+    inbound: Option<mpsc::UnboundedReceiver<Inbound>>,
     writer: JoinHandle<()>,
+    reader: JoinHandle<()>,
     next_id: i64,
 }
 
 impl Connection {
-    /// Connects as `user` and waits for `hello`.
+    /// Connects as `user` and waits for the greeting; frames arrive through `recv`.
     pub async fn connect(target: &Target, user: &str, timeout: Duration) -> Result<Self> {
-        let url = target.url_for(user)?;
-        // Nagle off: small frames must leave at once or latency measures the kernel's timer.
-        let (socket, _response) =
-            tokio::time::timeout(timeout, tokio_tungstenite::connect_async_with_config(url.as_str(), None, true))
-                .await
-                .map_err(|_| anyhow!("connecting as {user}: no upgrade within {timeout:?}"))?
-                .with_context(|| format!("connecting as {user} to {}", target.endpoint()))?;
-        let (sink, stream) = socket.split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut conn = Self::start(target, user, timeout, InboundSink::Own(tx)).await?;
+        conn.inbound = Some(rx);
+        Ok(conn)
+    }
 
+    /// Connects as `user`; its frames go to `queue`, tagged with `tag`.
+    pub async fn connect_shared(
+        target: &Target,
+        user: &str,
+        timeout: Duration,
+        tag: usize,
+        queue: mpsc::UnboundedSender<(usize, Inbound)>,
+    ) -> Result<Self> {
+        Self::start(target, user, timeout, InboundSink::Shared(tag, queue)).await
+    }
+
+    async fn start(target: &Target, user: &str, timeout: Duration, sink: InboundSink) -> Result<Self> {
+        let socket = open(target, user, timeout).await?;
+        let (ws_sink, stream) = socket.split();
         let (outgoing, to_socket) = mpsc::unbounded_channel();
-        let (from_socket, mut inbound) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(write_loop(sink, to_socket));
-        tokio::spawn(read_loop(stream, from_socket));
-
-        let first = tokio::time::timeout(timeout, inbound.recv())
-            .await
-            .map_err(|_| anyhow!("{user}: no hello within {timeout:?}"))?
-            .ok_or_else(|| anyhow!("{user}: connection ended before hello"))?;
-        match first.frame {
-            Frame::Event { event, .. } if event == "hello" => {}
-            other => bail!("{user}: expected hello first, got {other:?}"),
-        }
-        Ok(Self { user: user.to_owned(), outgoing, inbound, writer, next_id: 1 })
+        let writer = tokio::spawn(write_loop(ws_sink, to_socket));
+        let reader = tokio::spawn(read_loop(stream, sink, target.framing, outgoing.clone()));
+        Ok(Self { user: user.to_owned(), framing: target.framing, outgoing, inbound: None, writer, reader, next_id: 1 })
     }
 
     pub fn user(&self) -> &str {
@@ -155,15 +400,26 @@ impl Connection {
     pub fn send(&mut self, event: &str, data: Value) -> Result<i64> {
         let id = self.next_id;
         self.next_id += 1;
-        self.outgoing
-            .send(Message::Text(encode_request(event, id, data).into()))
-            .map_err(|_| anyhow!("{}: connection is closed", self.user))?;
+        self.send_text(encode_request(self.framing, event, Some(id), data))?;
         Ok(id)
     }
 
-    /// The next inbound frame; `None` after `Frame::Closed` has been returned.
+    /// Queues an event that wants no ack.
+    pub fn notify(&mut self, event: &str, data: Value) -> Result<()> {
+        self.send_text(encode_request(self.framing, event, None, data))
+    }
+
+    fn send_text(&self, text: String) -> Result<()> {
+        self.outgoing.send(Message::Text(text.into())).map_err(|_| anyhow!("{}: connection is closed", self.user))
+    }
+
+    /// The next inbound frame; `None` after `Frame::Closed` has been returned (and always for
+    /// a connection made with `connect_shared`).
     pub async fn recv(&mut self) -> Option<Inbound> {
-        self.inbound.recv().await
+        match &mut self.inbound {
+            Some(inbound) => inbound.recv().await,
+            None => None,
+        }
     }
 
     /// Sends a request and waits for its ack, discarding pushes that arrive meanwhile (for
@@ -197,34 +453,16 @@ impl Connection {
         drop(outgoing);
         let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
     }
-}
 
-pub fn encode_request(event: &str, id: i64, data: Value) -> String {
-    json!({"event": event, "id": id, "data": data}).to_string()
-}
-
-pub fn decode_frame(text: &str) -> Frame {
-    let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else {
-        return Frame::Malformed(text.chars().take(200).collect());
-    };
-    if let Some(id) = frame.get("ack").and_then(Value::as_i64) {
-        let ok = frame.get("ok").and_then(Value::as_bool).unwrap_or(false);
-        let error_code = frame.get("error").and_then(|e| e.get("code")).and_then(Value::as_str).map(str::to_owned);
-        return Frame::Ack(Ack { id, ok, data: frame.remove("data").unwrap_or(Value::Null), error_code });
+    /// Drops the TCP connection without a close frame, as a lost network would.
+    pub fn abort(self) {
+        self.writer.abort();
+        self.reader.abort();
     }
-    if let Some(Value::String(event)) = frame.remove("event") {
-        return Frame::Event { event, data: frame.remove("data").unwrap_or(Value::Null) };
-    }
-    Frame::Malformed(text.chars().take(200).collect())
 }
 
-type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    Message,
->;
-type Stream = futures_util::stream::SplitStream<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
->;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+type Stream = futures_util::stream::SplitStream<Socket>;
 
 /// Drains the queue into the socket, flushing once per batch rather than once per frame.
 /// When every sender is gone it sends a normal close.
@@ -249,14 +487,26 @@ async fn write_loop(mut sink: Sink, mut queue: mpsc::UnboundedReceiver<Message>)
 
 /// Reads frames until the socket ends. Keeps reading after the scenario stops listening so
 /// the close handshake (and pongs, which tungstenite sends while reading) still happen.
-async fn read_loop(mut stream: Stream, out: mpsc::UnboundedSender<Inbound>) {
+/// Engine.IO pings are answered through the writer. The writer's queue is held weakly, so
+/// dropping the `Connection` still closes the socket.
+async fn read_loop(mut stream: Stream, out: InboundSink, framing: Framing, pongs: mpsc::UnboundedSender<Message>) {
+    let pongs = pongs.downgrade();
     let closed = loop {
         let Some(next) = stream.next().await else {
             break Frame::Closed { code: None, reason: "stream ended".into() };
         };
         let at = Instant::now();
         let frame = match next {
-            Ok(Message::Text(text)) => decode_frame(text.as_str()),
+            Ok(Message::Text(text)) => match decode(framing, text.as_str()) {
+                Decoded::Frame(frame) => frame,
+                Decoded::Ping => {
+                    if let Some(tx) = pongs.upgrade() {
+                        let _ = tx.send(Message::Text("3".into()));
+                    }
+                    continue;
+                }
+                Decoded::Ignore => continue,
+            },
             Ok(Message::Binary(_)) => Frame::Malformed("binary frame".into()),
             Ok(Message::Close(close)) => {
                 break Frame::Closed {
@@ -269,19 +519,25 @@ async fn read_loop(mut stream: Stream, out: mpsc::UnboundedSender<Inbound>) {
                 break Frame::Closed { code: None, reason: e.to_string() };
             }
         };
-        // The scenario may have stopped listening; keep draining regardless.
-        let _ = out.send(Inbound { at, frame });
+        out.send(Inbound { at, frame });
     };
-    let _ = out.send(Inbound { at: Instant::now(), frame: closed });
+    out.send(Inbound { at: Instant::now(), frame: closed });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn frame(d: Decoded) -> Frame {
+        match d {
+            Decoded::Frame(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn decodes_acks_and_events() {
-        match decode_frame(r#"{"ack":3,"ok":false,"error":{"code":"rate_limited","message":"x"}}"#) {
+    fn decodes_native_acks_and_events() {
+        match frame(decode(Framing::Native, r#"{"ack":3,"ok":false,"error":{"code":"rate_limited","message":"x"}}"#)) {
             Frame::Ack(ack) => {
                 assert_eq!(ack.id, 3);
                 assert!(!ack.ok);
@@ -289,22 +545,52 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match decode_frame(r#"{"event":"message.new","data":{"message":{"body":"hi"}}}"#) {
+        match frame(decode(Framing::Native, r#"{"event":"message.new","data":{"message":{"body":"hi"}}}"#)) {
             Frame::Event { event, data } => {
                 assert_eq!(event, "message.new");
                 assert_eq!(data["message"]["body"], "hi");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decode_frame("[1]"), Frame::Malformed(_)));
+        assert!(matches!(frame(decode(Framing::Native, "[1]")), Frame::Malformed(_)));
+    }
+
+    #[test]
+    fn decodes_socketio_packets() {
+        assert!(matches!(decode(Framing::Socketio, "2"), Decoded::Ping));
+        assert!(matches!(decode(Framing::Socketio, r#"0{"sid":"x"}"#), Decoded::Ignore));
+        match frame(decode(Framing::Socketio, r#"4312[{"ok":true,"data":{"message":{"seq":4}}}]"#)) {
+            Frame::Ack(ack) => {
+                assert_eq!(ack.id, 12);
+                assert!(ack.ok);
+                assert_eq!(ack.data["message"]["seq"], 4);
+            }
+            other => panic!("{other:?}"),
+        }
+        match frame(decode(Framing::Socketio, r#"42["message.new",{"message":{"seq":1}}]"#)) {
+            Frame::Event { event, data } => {
+                assert_eq!(event, "message.new");
+                assert_eq!(data["message"]["seq"], 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        match frame(decode(Framing::Socketio, r#"40{"sid":"abc"}"#)) {
+            Frame::Event { event, .. } => assert_eq!(event, "hello"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(encode_request(Framing::Socketio, "typing", Some(7), json!({"a":1})), r#"427["typing",{"a":1}]"#);
+        assert_eq!(encode_request(Framing::Socketio, "typing", None, json!({})), r#"42["typing",{}]"#);
     }
 
     #[test]
     fn builds_the_endpoint() {
         let secret = "a-secret-of-enough-length";
-        assert_eq!(Target::new("ws://h:1/", secret).unwrap().endpoint(), "ws://h:1/ws");
-        assert_eq!(Target::new("ws://h:1/ws", secret).unwrap().endpoint(), "ws://h:1/ws");
-        assert!(Target::new("http://h:1", secret).is_err());
-        assert_eq!(Target::new("ws://h:1", secret).unwrap().authority(), "h:1");
+        let native = |u: &str| Target::new(u, secret, Framing::Native, 1);
+        assert_eq!(native("ws://h:1/").unwrap().endpoint(), "ws://h:1/ws");
+        assert_eq!(native("ws://h:1/ws").unwrap().endpoint(), "ws://h:1/ws");
+        assert!(native("http://h:1").is_err());
+        assert_eq!(native("ws://h:1").unwrap().authority(), "h:1");
+        let sio = Target::new("ws://h:1", secret, Framing::Socketio, 1).unwrap();
+        assert_eq!(sio.endpoint(), "ws://h:1/socket.io/?EIO=4&transport=websocket");
     }
 }

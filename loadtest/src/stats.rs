@@ -1,16 +1,17 @@
 //! Measurement and reporting: latency histograms (HDR, microsecond resolution, merged from
-//! per-task recorders so hot paths never share a lock), error tallies, a once-a-second
-//! progress line, and the JSON report. Everything a scenario prints or writes goes through
-//! here, so later report formats (HTML/SVG) start from the same `serde_json::Value`.
+//! per-task recorders so hot paths never share a lock), error tallies, indicatif progress
+//! (a set-up bar, then a once-a-second status line with the per-second percentiles), and the
+//! JSON report, from which `report` draws the HTML/SVG plots.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 /// Largest latency a histogram tracks exactly; larger values are clamped to it.
@@ -29,6 +30,19 @@ impl LatencyRecorder {
     pub fn record(&mut self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.histogram.saturating_record(us.clamp(1, MAX_TRACKED_US));
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// The latency at quantile `q`, in ms (`None` when nothing was recorded).
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        (!self.histogram.is_empty()).then(|| ms(self.histogram.value_at_quantile(q)))
+    }
+
+    pub fn reset(&mut self) {
+        self.histogram.reset();
     }
 
     pub fn merge(&mut self, other: &LatencyRecorder) {
@@ -100,14 +114,24 @@ pub struct Progress {
     pub acked: AtomicU64,
     pub delivered: AtomicU64,
     pub errors: AtomicU64,
+    /// Delivery latencies of the current second (drained by the reporter each second). A
+    /// lock, but taken once per delivery at most a few ten thousand times a second.
+    window: Mutex<Option<LatencyRecorder>>,
     stopped: AtomicBool,
+}
+
+/// One second of the run.
+struct Sample {
+    t: f64,
+    counts: [u64; 4],
+    p50: Option<f64>,
+    p99: Option<f64>,
 }
 
 /// Per-second progress, kept for the report's `timeline` (stalls show up here, not in
 /// percentiles).
 pub struct Timeline {
-    /// Seconds since the start of the run and the counts during that second.
-    samples: Vec<(f64, [u64; 4])>,
+    samples: Vec<Sample>,
 }
 
 impl Timeline {
@@ -115,9 +139,10 @@ impl Timeline {
         Value::Array(
             self.samples
                 .iter()
-                .map(|(t, [sent, acked, delivered, errors])| {
-                    json!({"t": round3(*t), "sent": sent, "acked": acked,
-                           "delivered": delivered, "errors": errors})
+                .map(|s| {
+                    let [sent, acked, delivered, errors] = s.counts;
+                    json!({"t": round3(s.t), "sent": sent, "acked": acked, "delivered": delivered,
+                           "errors": errors, "p50_ms": s.p50, "p99_ms": s.p99})
                 })
                 .collect(),
         )
@@ -129,6 +154,12 @@ impl Progress {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds a delivery latency to the current second's percentiles.
+    pub fn record_latency(&self, latency: Duration) {
+        let mut window = self.window.lock().expect("no panics while holding the window");
+        window.get_or_insert_with(LatencyRecorder::new).record(latency);
+    }
+
     fn snapshot(&self) -> [u64; 4] {
         [
             self.sent.load(Ordering::Relaxed),
@@ -138,9 +169,11 @@ impl Progress {
         ]
     }
 
-    /// Prints per-second counts to stderr until `stop`; the task returns the timeline.
+    /// Shows per-second counts and percentiles until `stop`; the task returns the timeline.
     pub fn spawn_reporter(self: &Arc<Self>, started: Instant) -> tokio::task::JoinHandle<Timeline> {
         let progress = Arc::clone(self);
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed:>4}] {msg}").expect("static template"));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(
                 tokio::time::Instant::from_std(started) + Duration::from_secs(1),
@@ -152,14 +185,30 @@ impl Progress {
                 tick.tick().await;
                 let now = progress.snapshot();
                 let delta: [u64; 4] = std::array::from_fn(|i| now[i] - last[i]);
+                let (p50, p99) = {
+                    let mut window = progress.window.lock().expect("no panics while holding the window");
+                    let q = window.as_ref().map(|w| (w.quantile_ms(0.5), w.quantile_ms(0.99))).unwrap_or_default();
+                    if let Some(w) = window.as_mut() {
+                        w.reset();
+                    }
+                    q
+                };
                 let t = started.elapsed().as_secs_f64();
-                eprintln!(
-                    "[{t:>4.0}s] sent/s {:>6}  acked/s {:>6}  delivered/s {:>6}  errors {}",
-                    delta[0], delta[1], delta[2], now[3],
-                );
-                samples.push((t, delta));
+                let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+                bar.set_message(format!(
+                    "sent/s {:>6}  acked/s {:>6}  delivered/s {:>7}  p50 {:>6} ms  p99 {:>6} ms  errors {}",
+                    delta[0],
+                    delta[1],
+                    delta[2],
+                    fmt(p50),
+                    fmt(p99),
+                    now[3],
+                ));
+                bar.tick();
+                samples.push(Sample { t, counts: delta, p50, p99 });
                 last = now;
             }
+            bar.finish_and_clear();
             Timeline { samples }
         })
     }
@@ -168,6 +217,18 @@ impl Progress {
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
     }
+}
+
+/// A bar for a set-up phase of `total` steps (connections, joins, rooms).
+pub fn setup_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} ({per_sec}, {elapsed}) {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_owned());
+    bar
 }
 
 /// Writes the report as pretty JSON.

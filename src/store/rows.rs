@@ -42,7 +42,7 @@ impl MemberRow {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = messages)]
 pub struct MessageRow {

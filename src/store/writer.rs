@@ -87,10 +87,23 @@ impl MessageWriter {
     }
 }
 
-/// How each backend inserts a batch of messages: one multi-row statement per chunk on
-/// PostgreSQL (one round trip); row by row on SQLite, where diesel-async has no batch insert
-/// and rows inside one transaction cost no extra fsync.
-trait InsertMessages {
+/// A stored message's idempotency key: room, sender, client_id.
+type Key = (String, String, String);
+
+/// The batch's statements, per backend. PostgreSQL answers each step for every room of the
+/// batch in one statement (one round trip), so a commit costs the same handful of round trips
+/// however many rooms it touches; with one statement per room, a batch spread over a hundred
+/// rooms took ~300 round trips and commits ran at ~80 ms (chat mix, 2,500 events/s). SQLite
+/// runs in-process, where a statement per room costs no round trip and diesel-async has no
+/// batch insert.
+trait BatchWrites {
+    /// Takes the rooms' row write locks, in id order, until commit; returns their last seq
+    /// (a missing room is absent from the map).
+    fn lock_rooms(&mut self, rooms: &[&str]) -> impl Future<Output = QueryResult<HashMap<String, i64>>> + Send;
+    /// The stored messages among `keys`.
+    fn stored(&mut self, keys: &[Key]) -> impl Future<Output = QueryResult<Vec<MessageRow>>> + Send;
+    /// Sets each room's last seq and activity time.
+    fn set_last_seqs(&mut self, seqs: &[(String, i64)], now: i64) -> impl Future<Output = QueryResult<()>> + Send;
     fn insert_messages(&mut self, rows: &[MessageRow]) -> impl Future<Output = QueryResult<()>> + Send;
     /// `count` fresh message numbers, increasing; numbers left unused leave gaps.
     fn reserve_numbers(&mut self, count: usize) -> impl Future<Output = QueryResult<Vec<i64>>> + Send;
@@ -102,7 +115,57 @@ struct Reserved {
     number: i64,
 }
 
-impl InsertMessages for diesel_async::AsyncPgConnection {
+impl BatchWrites for diesel_async::AsyncPgConnection {
+    async fn lock_rooms(&mut self, ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
+        // ORDER BY with FOR UPDATE locks the rows as they leave the sort: in id order, so
+        // concurrent writers on other nodes cannot deadlock.
+        let rows: Vec<(String, i64)> = rooms::table
+            .filter(rooms::id.eq_any(ids))
+            .order(rooms::id.asc())
+            .select((rooms::id, rooms::last_seq))
+            .for_update()
+            .load(self)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn stored(&mut self, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
+        use diesel::sql_types::{Array, Text};
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = |f: fn(&Key) -> &String| keys.iter().map(|k| f(k).clone()).collect::<Vec<String>>();
+        // A join against the keys probes the unique (room_id, sender_id, client_id) index
+        // once per key.
+        diesel::sql_query(
+            "SELECT m.id, m.room_id, m.seq, m.sender_id, m.kind, m.body, m.client_id, m.created_at, m.number \
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room_id, sender_id, client_id) \
+             JOIN messages m ON m.room_id = k.room_id AND m.sender_id = k.sender_id AND m.client_id = k.client_id",
+        )
+        .bind::<Array<Text>, _>(column(|k| &k.0))
+        .bind::<Array<Text>, _>(column(|k| &k.1))
+        .bind::<Array<Text>, _>(column(|k| &k.2))
+        .load(self)
+        .await
+    }
+
+    async fn set_last_seqs(&mut self, seqs: &[(String, i64)], now: i64) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        diesel::sql_query(
+            "UPDATE rooms SET last_seq = v.seq, last_activity_at = $3 \
+             FROM unnest($1::text[], $2::int8[]) AS v(id, seq) WHERE rooms.id = v.id",
+        )
+        .bind::<Array<Text>, _>(seqs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(seqs.iter().map(|(_, seq)| *seq).collect::<Vec<_>>())
+        .bind::<BigInt, _>(now)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<()> {
         // 8 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
         for chunk in rows.chunks(1000) {
@@ -122,7 +185,50 @@ impl InsertMessages for diesel_async::AsyncPgConnection {
     }
 }
 
-impl InsertMessages for super::SqliteAsync {
+impl BatchWrites for super::SqliteAsync {
+    async fn lock_rooms(&mut self, ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
+        let mut seqs = HashMap::new();
+        for &id in ids {
+            // SQLite has one writer at a time: the write itself is the lock.
+            let last_seq: Option<i64> = diesel::update(rooms::table.find(id))
+                .set(rooms::last_seq.eq(rooms::last_seq))
+                .returning(rooms::last_seq)
+                .get_result(self)
+                .await
+                .optional()?;
+            if let Some(seq) = last_seq {
+                seqs.insert(id.to_owned(), seq);
+            }
+        }
+        Ok(seqs)
+    }
+
+    async fn stored(&mut self, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
+        let mut rows = Vec::new();
+        for (room, sender, client_id) in keys {
+            rows.extend(
+                messages::table
+                    .filter(messages::room_id.eq(room))
+                    .filter(messages::sender_id.eq(sender))
+                    .filter(messages::client_id.eq(client_id))
+                    .select(MessageRow::as_select())
+                    .load(self)
+                    .await?,
+            );
+        }
+        Ok(rows)
+    }
+
+    async fn set_last_seqs(&mut self, seqs: &[(String, i64)], now: i64) -> QueryResult<()> {
+        for (id, seq) in seqs {
+            diesel::update(rooms::table.find(id))
+                .set((rooms::last_seq.eq(seq), rooms::last_activity_at.eq(now)))
+                .execute(self)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<()> {
         for row in rows {
             insert_into(messages::table).values(row).execute(self).await?;
@@ -193,54 +299,37 @@ async fn commit(store: &Store, batch: &[NewMessage]) -> Result<Vec<Result<Stored
     for (index, request) in batch.iter().enumerate() {
         by_room.entry(request.room.to_string()).or_default().push(index);
     }
+    let room_ids: Vec<&str> = by_room.keys().map(String::as_str).collect();
+    let keys: Vec<Key> =
+        batch.iter().filter_map(|m| Some((m.room.to_string(), m.sender.to_string(), m.client_id.clone()?))).collect();
     let results = with_conn!(store, |conn| {
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
             let mut results: Vec<Option<Result<StoredMessage, domain::Error>>> =
                 (0..batch.len()).map(|_| None).collect();
+            let last_seqs = conn.lock_rooms(&room_ids).await?;
+            let mut known: HashMap<Key, MessageRow> = HashMap::new();
+            for row in conn.stored(&keys).await? {
+                if let Some(client_id) = row.client_id.clone() {
+                    known.insert((row.room_id.clone(), row.sender_id.clone(), client_id), row);
+                }
+            }
             let mut inserts: Vec<MessageRow> = Vec::with_capacity(batch.len());
+            let mut new_seqs: Vec<(String, i64)> = Vec::new();
             let mut numbers = conn.reserve_numbers(batch.len()).await?.into_iter();
             for (room, indexes) in &by_room {
-                // Takes the room row's write lock until commit and reads its last seq.
-                let last_seq: Option<i64> = diesel::update(rooms::table.find(room))
-                    .set(rooms::last_seq.eq(rooms::last_seq))
-                    .returning(rooms::last_seq)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                let Some(mut seq) = last_seq else {
+                let Some(&last_seq) = last_seqs.get(room) else {
                     for &index in indexes {
                         results[index] = Some(Err(domain::Error::not_found("no such room")));
                     }
                     continue;
                 };
-                let client_ids: Vec<&str> = indexes.iter().filter_map(|&i| batch[i].client_id.as_deref()).collect();
-                let senders: Vec<&str> = indexes
-                    .iter()
-                    .filter(|&&i| batch[i].client_id.is_some())
-                    .map(|&i| batch[i].sender.as_str())
-                    .collect();
-                let mut known: HashMap<(String, String), MessageRow> = HashMap::new();
-                if !client_ids.is_empty() {
-                    // All three columns, so the lookup is a probe of the unique
-                    // (room_id, sender_id, client_id) index, not a scan of the room.
-                    let stored: Vec<MessageRow> = messages::table
-                        .filter(messages::room_id.eq(room))
-                        .filter(messages::sender_id.eq_any(&senders))
-                        .filter(messages::client_id.eq_any(&client_ids))
-                        .select(MessageRow::as_select())
-                        .load(conn)
-                        .await?;
-                    for row in stored {
-                        if let Some(client_id) = row.client_id.clone() {
-                            known.insert((row.sender_id.clone(), client_id), row);
-                        }
-                    }
-                }
-                let first_new = inserts.len();
+                let mut seq = last_seq;
                 for &index in indexes {
                     let request = &batch[index];
-                    let key =
-                        request.client_id.as_ref().map(|client_id| (request.sender.to_string(), client_id.clone()));
+                    let key = request
+                        .client_id
+                        .as_ref()
+                        .map(|client_id| (room.clone(), request.sender.to_string(), client_id.clone()));
                     if let Some(existing) = key.as_ref().and_then(|key| known.get(key)) {
                         results[index] =
                             Some(Ok(StoredMessage { message: Message::from(existing.clone()), duplicate: true }));
@@ -264,13 +353,11 @@ async fn commit(store: &Store, batch: &[NewMessage]) -> Result<Vec<Result<Stored
                     results[index] = Some(Ok(StoredMessage { message: Message::from(row.clone()), duplicate: false }));
                     inserts.push(row);
                 }
-                if inserts.len() > first_new {
-                    diesel::update(rooms::table.find(room))
-                        .set((rooms::last_seq.eq(seq), rooms::last_activity_at.eq(now)))
-                        .execute(conn)
-                        .await?;
+                if seq > last_seq {
+                    new_seqs.push((room.clone(), seq));
                 }
             }
+            conn.set_last_seqs(&new_seqs, now).await?;
             conn.insert_messages(&inserts).await?;
             Ok(results)
         })

@@ -66,12 +66,12 @@ pub struct GroupFanoutArgs {
 }
 
 pub async fn run(args: GroupFanoutArgs) -> Result<Value> {
-    if args.members < 2 || args.messages == 0 || !(args.rate > 0.0) {
+    if args.members < 2 || args.messages == 0 || args.rate.is_nan() || args.rate <= 0.0 {
         bail!("--members must be at least 2, --messages and --rate positive");
     }
     let mut nodes = vec![args.common.target()?];
     for url in &args.other_urls {
-        nodes.push(Target::new(url, &args.common.jwt_secret)?);
+        nodes.push(args.common.target_for(url)?);
     }
     let run_id = super::new_run_id();
     eprintln!(
@@ -269,12 +269,11 @@ async fn receive(mut conn: Connection, prefix: String, messages: u64, deadline: 
     // Catch duplicates that trail the last first arrival.
     let linger = tokio::time::Instant::now() + Duration::from_millis(300);
     while let Ok(Some(Inbound { frame, .. })) = tokio::time::timeout_at(linger, conn.recv()).await {
-        if let Frame::Event { event, data } = frame {
-            if event == "message.new"
-                && data["message"]["client_id"].as_str().is_some_and(|c| c.starts_with(prefix.as_str()))
-            {
-                duplicates += 1;
-            }
+        if let Frame::Event { event, data } = frame
+            && event == "message.new"
+            && data["message"]["client_id"].as_str().is_some_and(|c| c.starts_with(prefix.as_str()))
+        {
+            duplicates += 1;
         }
     }
     Received { conn, first_arrival, duplicates, errors }
@@ -317,10 +316,10 @@ async fn wait_for_event(conn: &mut Connection, wanted: &str) -> Result<()> {
             .await
             .map_err(|_| anyhow!("{}: no {wanted} within {SETUP_TIMEOUT:?}", conn.user()))?
             .ok_or_else(|| anyhow!("{}: closed awaiting {wanted}", conn.user()))?;
-        if let Frame::Event { event, .. } = inbound.frame {
-            if event == wanted {
-                return Ok(());
-            }
+        if let Frame::Event { event, .. } = inbound.frame
+            && event == wanted
+        {
+            return Ok(());
         }
     }
 }

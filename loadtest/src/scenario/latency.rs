@@ -151,12 +151,12 @@ impl Outcome {
 }
 
 pub async fn run(args: LatencyArgs) -> Result<Value> {
-    if args.pairs == 0 || !(args.rate > 0.0) || args.duration == 0 {
+    if args.pairs == 0 || args.rate.is_nan() || args.rate <= 0.0 || args.duration == 0 {
         bail!("--pairs, --rate and --duration must be positive");
     }
     let target = args.common.target()?;
     let receiver_target = match &args.receiver_url {
-        Some(url) => Target::new(url, &args.common.jwt_secret)?,
+        Some(url) => args.common.target_for(url)?,
         None => target.clone(),
     };
     let run_id = super::new_run_id();
@@ -351,9 +351,11 @@ async fn drive_pair(
                     if !sent.failed {
                         undelivered -= 1;
                     }
+                    let latency = at.saturating_duration_since(sent.sent_at);
                     if sent.measured {
-                        out.delivery.record(at.saturating_duration_since(sent.sent_at));
+                        out.delivery.record(latency);
                     }
+                    progress.record_latency(latency);
                     out.delivered_in_window += u64::from(plan.in_window(at));
                     Progress::bump(&progress.delivered);
                 }

@@ -24,10 +24,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{Common, SETUP_TIMEOUT, note_unexpected, sleep_until};
-use crate::client::{Connection, Frame, Inbound, Target, decode_frame, encode_request};
+use crate::client::{Connection, Decoded, Frame, Inbound, Socket, Target, decode, encode_request};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
 
 /// When `send_lag` p99 exceeds this, the generator warns that it could not keep the schedule.
@@ -150,14 +149,14 @@ struct HostOutcome {
 }
 
 pub async fn run(args: LiveArgs) -> Result<Value> {
-    if args.viewers == 0 || !(args.rate > 0.0) || args.duration == 0 {
+    if args.viewers == 0 || args.rate.is_nan() || args.rate <= 0.0 || args.duration == 0 {
         bail!("--viewers, --rate and --duration must be positive");
     }
     let target = args.common.target()?;
     let viewer_targets: Vec<Target> = if args.viewer_urls.is_empty() {
         vec![target.clone()]
     } else {
-        args.viewer_urls.iter().map(|u| Target::new(u, &args.common.jwt_secret)).collect::<Result<_>>()?
+        args.viewer_urls.iter().map(|u| args.common.target_for(u)).collect::<Result<_>>()?
     };
     let run_id = super::new_run_id();
     eprintln!(
@@ -410,8 +409,6 @@ struct Viewer {
     stop: watch::Receiver<bool>,
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 impl Viewer {
     async fn run(mut self) -> ViewerOutcome {
         let mut out = ViewerOutcome::new(self.url);
@@ -440,6 +437,11 @@ impl Viewer {
             match next {
                 Some(Ok(Message::Text(text))) => {
                     let at = Instant::now();
+                    if text.as_str() == "2" {
+                        // Engine.IO ping (Socket.IO framing): answer or be dropped.
+                        let _ = socket.send(Message::Text("3".into())).await;
+                        continue;
+                    }
                     self.on_text(text.as_str(), at, &mut out);
                 }
                 Some(Ok(Message::Close(close))) => {
@@ -498,7 +500,8 @@ impl Viewer {
             return;
         }
         // Anything else: parse it, and count only what signals a problem.
-        match decode_frame(text) {
+        let Decoded::Frame(frame) = decode(self.target.framing(), text) else { return };
+        match frame {
             Frame::Event { event, data } if event == "error" => {
                 out.errors.add(format!("error_event:{}", data["code"].as_str().unwrap_or("?")));
                 Progress::bump(&self.progress.errors);
@@ -513,47 +516,40 @@ impl Viewer {
     }
 
     async fn connect_and_join(&self) -> Result<Socket> {
-        let url = self.target.url_for(&self.user)?;
-        // Small buffers: thousands of viewers each read short frames.
-        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        let (mut socket, _) = tokio::time::timeout(
-            SETUP_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
-        )
-        .await
-        .map_err(|_| anyhow!("{}: connect timed out", self.user))?
-        .map_err(|e| anyhow!("{}: connect: {e}", self.user))?;
+        let mut socket = crate::client::open(&self.target, &self.user, SETUP_TIMEOUT).await?;
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
-        match setup_frame(&mut socket, deadline, &self.user).await? {
-            Some(Frame::Event { event, .. }) if event == "hello" => {}
-            other => bail!("{}: expected hello first, got {other:?}", self.user),
-        }
-        socket
-            .send(Message::Text(encode_request("live.join", 1, json!({"session_id": self.session})).into()))
-            .await
-            .map_err(|e| anyhow!("{}: sending live.join: {e}", self.user))?;
+        let join = encode_request(self.target.framing(), "live.join", Some(1), json!({"session_id": self.session}));
+        socket.send(Message::Text(join.into())).await.map_err(|e| anyhow!("{}: sending live.join: {e}", self.user))?;
         loop {
-            if let Some(Frame::Ack(ack)) = setup_frame(&mut socket, deadline, &self.user).await? {
-                if ack.id == 1 {
-                    if ack.ok {
-                        return Ok(socket);
-                    }
-                    bail!("{}: live.join failed with {}", self.user, ack.error_code.as_deref().unwrap_or("?"));
+            if let Some(Frame::Ack(ack)) = self.setup_frame(&mut socket, deadline).await?
+                && ack.id == 1
+            {
+                if ack.ok {
+                    return Ok(socket);
                 }
+                bail!("{}: live.join failed with {}", self.user, ack.error_code.as_deref().unwrap_or("?"));
             }
         }
     }
-}
 
-/// The next frame during set-up, decoded (`None` for pings and the like).
-async fn setup_frame(socket: &mut Socket, deadline: tokio::time::Instant, user: &str) -> Result<Option<Frame>> {
-    match tokio::time::timeout_at(deadline, socket.next()).await {
-        Err(_) => Err(anyhow!("{user}: set-up timed out")),
-        Ok(None) => Err(anyhow!("{user}: closed during set-up")),
-        Ok(Some(Err(e))) => Err(anyhow!("{user}: set-up: {e}")),
-        Ok(Some(Ok(Message::Text(text)))) => Ok(Some(decode_frame(text.as_str()))),
-        Ok(Some(Ok(Message::Close(c)))) => Err(anyhow!("{user}: closed during set-up: {c:?}")),
-        Ok(Some(Ok(_))) => Ok(None),
+    /// The next frame during set-up, decoded (`None` for pings and the like).
+    async fn setup_frame(&self, socket: &mut Socket, deadline: tokio::time::Instant) -> Result<Option<Frame>> {
+        let user = &self.user;
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => Err(anyhow!("{user}: set-up timed out")),
+            Ok(None) => Err(anyhow!("{user}: closed during set-up")),
+            Ok(Some(Err(e))) => Err(anyhow!("{user}: set-up: {e}")),
+            Ok(Some(Ok(Message::Text(text)))) => match decode(self.target.framing(), text.as_str()) {
+                Decoded::Frame(frame) => Ok(Some(frame)),
+                Decoded::Ping => {
+                    socket.send(Message::Text("3".into())).await?;
+                    Ok(None)
+                }
+                Decoded::Ignore => Ok(None),
+            },
+            Ok(Some(Ok(Message::Close(c)))) => Err(anyhow!("{user}: closed during set-up: {c:?}")),
+            Ok(Some(Ok(_))) => Ok(None),
+        }
     }
 }
 

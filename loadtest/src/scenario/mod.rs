@@ -2,9 +2,12 @@
 //! naming (a random run id, so repeated runs never collide on a reused database), and the
 //! set-up steps (connect many users, open a direct room).
 
+pub mod chat_mix;
+pub mod connect;
 pub mod group_fanout;
 pub mod latency;
 pub mod live;
+pub mod reconnect_storm;
 pub mod throughput;
 
 use std::path::PathBuf;
@@ -15,7 +18,7 @@ use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use crate::client::{Connection, Frame, Target};
+use crate::client::{Connection, Frame, Framing, Target};
 use crate::stats::{ErrorCounts, Progress};
 
 /// The server's development secret (`switchboard` without `SWITCHBOARD_JWT_SECRET`).
@@ -34,9 +37,14 @@ pub struct Common {
     #[arg(long, default_value = DEV_SECRET, hide_default_value = true)]
     pub jwt_secret: String,
 
-    /// Write the JSON report here as well as printing it.
+    /// Write the JSON report here as well as printing it (and an HTML page with plots next
+    /// to it, same name with .html).
     #[arg(long)]
     pub out: Option<PathBuf>,
+
+    /// A name for this run in reports and comparisons (e.g. "switchboard", "socket.io").
+    #[arg(long)]
+    pub label: Option<String>,
 
     /// Connections opened at once during set-up.
     #[arg(long, default_value_t = 32)]
@@ -45,15 +53,31 @@ pub struct Common {
     /// Message body size, in bytes.
     #[arg(long, default_value_t = 64)]
     pub body_bytes: usize,
+
+    /// Wire framing: native JSON on /ws, or Socket.IO 4 (Engine.IO 4 over websocket) on
+    /// /socket.io/ (Switchboard serves both; the Socket.IO peer only the latter).
+    #[arg(long, value_enum, default_value = "native")]
+    pub framing: Framing,
+
+    /// Source addresses 127.0.0.1..=127.0.0.N to spread connections over (loopback servers
+    /// only): each address has its own ~64k ephemeral ports.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub source_ips: u8,
 }
 
 impl Common {
     pub fn target(&self) -> Result<Target> {
-        Target::new(&self.url, &self.jwt_secret)
+        self.target_for(&self.url)
+    }
+
+    /// Another server (a cluster node) with the same framing, secret and source addresses.
+    pub fn target_for(&self, url: &str) -> Result<Target> {
+        Target::new(url, &self.jwt_secret, self.framing, self.source_ips)
     }
 
     pub fn params(&self, target: &Target) -> Value {
-        json!({"url": target.endpoint(), "body_bytes": self.body_bytes})
+        json!({"url": target.endpoint(), "body_bytes": self.body_bytes, "framing": self.framing.name(),
+               "source_ips": self.source_ips})
     }
 }
 
@@ -74,11 +98,21 @@ pub fn body(bytes: usize) -> String {
 
 /// Connects every user, `concurrency` at a time, in the order given.
 pub async fn connect_all(target: &Target, users: Vec<String>, concurrency: usize) -> Result<Vec<Connection>> {
-    futures_util::stream::iter(users)
-        .map(|user| async move { Connection::connect(target, &user, SETUP_TIMEOUT).await })
+    let bar = crate::stats::setup_bar(users.len() as u64, "connections");
+    let conns = futures_util::stream::iter(users)
+        .map(|user| {
+            let bar = &bar;
+            async move {
+                let conn = Connection::connect(target, &user, SETUP_TIMEOUT).await;
+                bar.inc(1);
+                conn
+            }
+        })
         .buffered(concurrency.max(1))
         .try_collect()
-        .await
+        .await;
+    bar.finish_and_clear();
+    conns
 }
 
 /// Opens (or finds) the direct room between `conn`'s user and `peer`; returns its id.

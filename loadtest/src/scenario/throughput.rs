@@ -229,9 +229,8 @@ async fn drive_sender(
                 }
             },
             _ = refill.tick(), if sending => {
-                if Instant::now() >= plan.send_end {
-                    sending = false;
-                } else if !top_up(&mut conn, &mut outstanding, &mut out) {
+                // Past the end, or the connection is gone: stop refilling.
+                if Instant::now() >= plan.send_end || !top_up(&mut conn, &mut outstanding, &mut out) {
                     sending = false;
                 }
             }

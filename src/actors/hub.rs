@@ -287,44 +287,64 @@ impl Handler<Disconnect> for Hub {
 }
 
 impl Handler<ToRoom> for Hub {
-    type Result = ResponseActFuture<Self, Result<Reply, Error>>;
+    // A plain future, run as a task of its own. Not a `ResponseActFuture`: the hub's context
+    // polls every future it holds each time it wakes, and a room command is held until its
+    // commit, so at a few thousand messages a second the hub spent its time re-polling the
+    // requests in flight (quadratic; `oneshot::State::load` topped the profile).
+    type Result = ResponseFuture<Result<Reply, Error>>;
 
-    fn handle(&mut self, msg: ToRoom, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ToRoom, ctx: &mut Self::Context) -> Self::Result {
         let listening = self.rooms.get(&msg.room).filter(|entry| entry.users.contains(&msg.caller.user));
         if let Some(entry) = listening {
+            // Queued on the room actor now, so a connection's commands keep their order.
             let sent = entry.actor.send(Execute { caller: msg.caller, command: msg.command });
             return Box::pin(
-                async move { sent.await.map_err(|_| Error::Unavailable("room is restarting; retry".into()))? }
-                    .into_actor(self),
+                async move { sent.await.map_err(|_| Error::Unavailable("room is restarting; retry".into()))? },
             );
         }
         // Not a room this user listens to here: either not theirs, unknown, or joined a
         // moment ago on another path. The store decides.
         let store = self.services().store.clone();
-        let room = msg.room;
-        Box::pin(async move { store.room_members(room).await }.into_actor(self).then(move |loaded, hub, _| {
-            let outcome = match loaded {
-                Err(e) => Err(Error::from(e)),
-                Ok(None) => Err(Error::not_found("no such room")),
-                Ok(Some(room)) if !room.members.contains(&msg.caller.user) => {
-                    Err(Error::forbidden("you are not a member of this room"))
-                }
-                Ok(Some(_)) => {
-                    hub.attach_user(&msg.caller.user, msg.room);
-                    Ok(hub.rooms.get(&msg.room).map(|entry| entry.actor.clone()))
-                }
+        let hub = ctx.address();
+        Box::pin(async move {
+            let room = match store.room_members(msg.room).await {
+                Err(e) => return Err(Error::from(e)),
+                Ok(None) => return Err(Error::not_found("no such room")),
+                Ok(Some(room)) => room,
             };
-            async move {
-                match outcome? {
-                    Some(actor) => actor
-                        .send(Execute { caller: msg.caller, command: msg.command })
-                        .await
-                        .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?,
-                    None => Err(Error::Unavailable("you are disconnecting".into())),
-                }
+            if !room.members.contains(&msg.caller.user) {
+                return Err(Error::forbidden("you are not a member of this room"));
             }
-            .into_actor(hub)
-        }))
+            let actor = hub
+                .send(AttachRoom { user: msg.caller.user.clone(), room: msg.room })
+                .await
+                .map_err(|_| Error::Unavailable("node is shutting down".into()))?;
+            match actor {
+                Some(actor) => actor
+                    .send(Execute { caller: msg.caller, command: msg.command })
+                    .await
+                    .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?,
+                None => Err(Error::Unavailable("you are disconnecting".into())),
+            }
+        })
+    }
+}
+
+/// A member connected here turned out (from the store) to be in a room not yet attached:
+/// attach it; answers the room's actor.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<RoomActor>>")]
+struct AttachRoom {
+    user: UserId,
+    room: RoomId,
+}
+
+impl Handler<AttachRoom> for Hub {
+    type Result = Option<Addr<RoomActor>>;
+
+    fn handle(&mut self, msg: AttachRoom, _: &mut Self::Context) -> Self::Result {
+        self.attach_user(&msg.user, msg.room);
+        self.rooms.get(&msg.room).map(|entry| entry.actor.clone())
     }
 }
 

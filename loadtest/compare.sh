@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The chat mix against Switchboard, the Socket.IO peer and the bare relay, one after the other
+# on the same cores, then the ratios. Usage (from anywhere):
+#
+#   loadtest/compare.sh [OUT_DIR]          default OUT_DIR: loadtest/results/compare-<date>
+#
+# CPU sharing (2 cores): the server under test alone on core $SERVER_CPU (1); the generator,
+# PostgreSQL and Redis together on core $LOAD_CPU (0). Each server gets the same core in turn;
+# none runs while another is measured. Per run, the CPU seconds used by the server, the
+# generator and PostgreSQL are added to the JSON report (`cpu_secs`).
+#
+# Knobs (env): CHAT_MIX_ARGS (the generator's chat-mix flags), SERVER_CPU, LOAD_CPU,
+# WARMUP_ARGS (the unmeasured warm-up before each measured run, followed by ANALYZE),
+# SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO framing).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=${1:-loadtest/results/compare-$(date +%F)}
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+CHAT_MIX_ARGS=${CHAT_MIX_ARGS:---pairs 200 --groups 40 --group-size 5 --start-rate 500 --step-factor 1.4 --step-secs 10 --step-warmup 2 --connect-concurrency 96}
+WARMUP_ARGS=${WARMUP_ARGS:---pairs 200 --groups 40 --group-size 5 --rates 1000 --step-secs 8 --step-warmup 0 --p99-limit-ms 100000 --connect-concurrency 96}
+SB_PORT=18181 SIO_PORT=18195 BARE_PORT=18190
+mkdir -p "$OUT"
+
+cargo build --release -q --workspace
+LT="$ROOT/target/release/loadtest"
+(cd loadtest/peers/socketio && npm ci --no-audit --no-fund --loglevel=error)
+
+# shellcheck source=../deploy/local/services.sh
+source deploy/local/services.sh
+SERVER_PID=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    stop_services
+}
+trap cleanup EXIT
+start_postgres
+start_redis
+PG_ADMIN=$SWITCHBOARD_TEST_DATABASE_URL
+PG_BASE=${PG_ADMIN%/*}
+for db in sb_compare sio_compare; do psql -q "$PG_ADMIN" -c "CREATE DATABASE $db"; done
+
+# Pin PostgreSQL (the postmaster, whose backends inherit it, and its helpers) and Redis.
+PG_PID=$(head -1 "$SERVICES_DIR/pg/data/postmaster.pid")
+for pid in $PG_PID $(pgrep -P "$PG_PID"); do taskset -a -cp "$LOAD_CPU" "$pid" >/dev/null; done
+taskset -a -cp "$LOAD_CPU" "$(cat "$REDIS_DIR/redis.pid")" >/dev/null
+
+cpu_secs() { # utime + stime of a process and its children so far, in seconds
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+pg_cpu() { local s=0; for p in $PG_PID $(pgrep -P "$PG_PID"); do s=$(echo "$s + $(cpu_secs "$p")" | bc); done; echo "$s"; }
+
+wait_port() {
+    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+    echo "nothing listens on port $1" >&2; return 1
+}
+
+# run NAME FRAMING PORT DB -- SERVER COMMAND…: start the server pinned, warm up, ANALYZE,
+# measure, stop.
+run() {
+    local name=$1 framing=$2 port=$3 db=$4; shift 5
+    echo "== $name" >&2
+    taskset -c "$SERVER_CPU" "$@" >"$OUT/$name.server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$port"
+    taskset -c "$LOAD_CPU" "$LT" chat-mix --url "ws://127.0.0.1:$port" --framing "$framing" $WARMUP_ARGS \
+        >/dev/null 2>&1 || true
+    [ -n "$db" ] && psql -q "$PG_BASE/$db" -c "ANALYZE" >/dev/null
+    local s0 p0 g
+    s0=$(cpu_secs "$SERVER_PID"); p0=$(pg_cpu)
+    local start=$SECONDS
+    taskset -c "$LOAD_CPU" "$LT" chat-mix --url "ws://127.0.0.1:$port" --framing "$framing" --label "$name" \
+        $CHAT_MIX_ARGS --out "$OUT/$name.json" > "$OUT/$name.txt" 2>&1 &
+    local gen=$!
+    local gcpu=0
+    while kill -0 "$gen" 2>/dev/null; do gcpu=$(cpu_secs "$gen"); sleep 1; done
+    wait "$gen" || { echo "$name: the generator failed, see $OUT/$name.txt" >&2; }
+    local wall=$((SECONDS - start))
+    s=$(cpu_secs "$SERVER_PID"); p=$(pg_cpu)
+    python3 - "$OUT/$name.json" "$(echo "$s - $s0" | bc)" "$gcpu" "$(echo "$p - $p0" | bc)" "$wall" <<'PY'
+import json, sys
+path, server, gen, pg, wall = sys.argv[1], *map(float, sys.argv[2:])
+r = json.load(open(path))
+r["cpu_secs"] = {"server": round(server, 2), "generator": round(gen, 2), "postgres": round(pg, 2), "wall": wall}
+json.dump(r, open(path, "w"), indent=2)
+PY
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    tail -n +2 "$OUT/$name.txt" | grep -E "^step|max rate" >&2 || true
+}
+
+SB_ENV=(SWITCHBOARD_DATABASE_URL="$PG_BASE/sb_compare" SWITCHBOARD_BIND="127.0.0.1:$SB_PORT"
+        SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 RUST_LOG=warn)
+run switchboard native $SB_PORT sb_compare -- env "${SB_ENV[@]}" "$ROOT/target/release/switchboard" serve
+files=("$OUT/switchboard.json")
+if [ -z "${SKIP_SIO_FRAMING:-}" ]; then
+    run switchboard-socketio-framing socketio $SB_PORT sb_compare -- env "${SB_ENV[@]}" "$ROOT/target/release/switchboard" serve
+    files+=("$OUT/switchboard-socketio-framing.json")
+fi
+run socket.io socketio $SIO_PORT sio_compare -- env PORT=$SIO_PORT DATABASE_URL="$PG_BASE/sio_compare" \
+    node loadtest/peers/socketio/server.js
+run bare-relay native $BARE_PORT "" -- "$ROOT/target/release/bare-relay" "127.0.0.1:$BARE_PORT"
+files+=("$OUT/socket.io.json" "$OUT/bare-relay.json")
+
+"$LT" report --out "$OUT/compare.html" "${files[@]}"
+echo "results in $OUT (compare.html; one JSON, log and HTML per server)" >&2

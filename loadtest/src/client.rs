@@ -454,10 +454,13 @@ impl Connection {
         let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
     }
 
-    /// Drops the TCP connection without a close frame, as a lost network would.
-    pub fn abort(self) {
+    /// Drops the TCP connection without a close frame, as a lost network would. Resolves
+    /// once the socket is closed (its file descriptor free again).
+    pub async fn abort(self) {
         self.writer.abort();
         self.reader.abort();
+        let _ = self.writer.await;
+        let _ = self.reader.await;
     }
 }
 

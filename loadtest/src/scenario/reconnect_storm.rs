@@ -259,6 +259,17 @@ pub async fn run(args: ReconnectStormArgs) -> Result<Value> {
     Ok(report)
 }
 
+/// A failed reconnect's kind for the tally: the close code, or the root cause without the
+/// user it happened to.
+fn failure_kind(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    if let Some(at) = text.find("code: ") {
+        let code: String = text[at + 6..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        return format!("closed during the greeting ({code})");
+    }
+    e.root_cause().to_string().rsplit(": ").next().unwrap_or_default().chars().take(60).collect()
+}
+
 struct Client {
     index: usize,
     pair: usize,
@@ -347,7 +358,7 @@ impl Client {
             tokio::select! {
                 _ = sleep_until(self.plan.storm_at), if !stormed => {
                     stormed = true;
-                    conn.take().expect("connected").abort();
+                    conn.take().expect("connected").abort().await;
                     st.pending.clear();
                     st.reading = false;
                     st.away_since = Some(Instant::now());
@@ -408,9 +419,7 @@ impl Client {
                     return Some(c);
                 }
                 Err(e) => {
-                    st.out
-                        .errors
-                        .add(format!("reconnect: {}", e.root_cause().to_string().chars().take(60).collect::<String>()));
+                    st.out.errors.add(format!("reconnect: {}", failure_kind(&e)));
                     if Instant::now() >= self.plan.grace_end {
                         return None;
                     }

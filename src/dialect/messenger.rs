@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::values::{Loose, fields, numeric, unix_secs};
+use super::values::{Loose, numeric, unix_secs};
 use super::{Edge, Emit, Lookup, peer_of};
-use crate::domain::{Error, Message, MessageKind, RoomId, RoomKind, UserId};
-use crate::protocol::{Command, Push, RoomCommand, SocialCommand};
+use crate::domain::{Error, Message, MessageKind, RoomId, RoomKind, UserId, direct_peer};
+use crate::protocol::{Command, Push, RoomCommand, SocialCommand, fields};
 use crate::store::{Profile, RoomMembers};
 
 /// Reports carry a reason natively; the seed's `report_user` names none.
@@ -208,10 +208,7 @@ async fn chat_listing(edge: &Edge) -> Result<Value, Error> {
     let rows = rooms
         .iter()
         .map(|room| {
-            let peer = match room.kind {
-                RoomKind::Direct => room.members.iter().find(|m| *m != me),
-                RoomKind::Group => None,
-            };
+            let peer = direct_peer(room.kind, &room.members, me);
             let last = room.last_message.as_ref();
             let user_name = match peer {
                 Some(_) => name(&profiles, peer),

@@ -71,7 +71,6 @@ impl Emit {
 /// Translates one inbound dialect event: the events to send back, the first being the
 /// reply (what an ack carries).
 pub async fn handle(api: Api, edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
-    let data = if data.is_null() { Value::Object(Default::default()) } else { data };
     match api {
         Api::Native => Err(Error::Internal),
         Api::Social => social::handle(edge, event, data).await,
@@ -215,8 +214,5 @@ impl Lookup {
 
 /// The other member of a direct room (`None` for groups).
 pub fn peer_of(room: &RoomMembers, user: &UserId) -> Option<UserId> {
-    match room.kind {
-        crate::domain::RoomKind::Direct => room.members.iter().find(|m| *m != user).cloned(),
-        crate::domain::RoomKind::Group => None,
-    }
+    crate::domain::direct_peer(room.kind, &room.members, user).cloned()
 }

@@ -3,10 +3,12 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::values::{Loose, fields, minutes, numeric};
+use super::values::{Loose, minutes, numeric};
 use super::{Edge, Emit, Lookup};
-use crate::domain::{Call, CallState, EndReason, Error, Media, MessageKind, Room, RoomKind, Timestamp, UserId};
-use crate::protocol::{CallCommand, Command, Push, RoomCommand};
+use crate::domain::{
+    Call, CallState, EndReason, Error, Media, MessageKind, Room, RoomKind, Timestamp, UserId, direct_peer,
+};
+use crate::protocol::{CallCommand, Command, Push, RoomCommand, fields};
 
 #[derive(Deserialize)]
 struct Request {
@@ -198,7 +200,7 @@ async fn user_list(edge: &Edge) -> Result<Vec<Value>, Error> {
         .await?
         .into_iter()
         .filter(|room| room.kind == RoomKind::Direct)
-        .filter_map(|room| room.members.iter().find(|m| *m != me).cloned().map(|peer| (room, peer)))
+        .filter_map(|room| direct_peer(room.kind, &room.members, me).cloned().map(|peer| (room, peer)))
         .collect();
     let peers: Vec<UserId> = rooms.iter().map(|(_, peer)| peer.clone()).collect();
     let online = edge.lookup.online(peers.clone()).await?;

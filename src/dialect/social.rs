@@ -3,13 +3,13 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::values::{Loose, fields};
+use super::values::Loose;
 use super::{Edge, Emit, Lookup};
 use crate::domain::{
     Call, CallState, Error, ErrorCode, LiveSession, Location, Media, Message, MessageKind, RequestKind, Room, RoomKind,
     UserId,
 };
-use crate::protocol::{CallCommand, Command, LiveCommand, Push, Reply, SocialCommand};
+use crate::protocol::{CallCommand, Command, LiveCommand, Push, Reply, SocialCommand, fields};
 
 /// The seed's notification statuses.
 const REQUESTED: i64 = 1;

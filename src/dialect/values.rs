@@ -1,6 +1,5 @@
 //! Seed value types: ids that arrive as strings or numbers, ids shown as numbers where a seed shows numbers, and its time formats.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -54,11 +53,6 @@ impl Loose {
             _ => Err(Error::bad_request(format!("`{field}` must be 1 or 0"))),
         }
     }
-}
-
-/// Parses a seed payload; a missing or mistyped field is `bad_request`.
-pub fn fields<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
-    serde_json::from_value(data).map_err(|e| Error::bad_request(format!("invalid data: {e}")))
 }
 
 /// A user id as a seed that shows numeric ids expects it: a number when the id is one

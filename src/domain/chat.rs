@@ -126,6 +126,14 @@ pub struct Message {
     pub number: i64,
 }
 
+/// The member of a direct room who is not `user` (`None` for groups).
+pub fn direct_peer<'a>(kind: RoomKind, members: &'a [UserId], user: &UserId) -> Option<&'a UserId> {
+    match kind {
+        RoomKind::Direct => members.iter().find(|m| *m != user),
+        RoomKind::Group => None,
+    }
+}
+
 /// A room as one member sees it: `unread`, `last_read_seq` and `last_message` are theirs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Room {

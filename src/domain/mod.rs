@@ -10,7 +10,7 @@ mod social;
 mod time;
 
 pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media};
-pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind};
+pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, direct_peer};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};

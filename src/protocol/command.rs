@@ -404,7 +404,8 @@ fn room(room: RoomId, command: RoomCommand) -> Command {
     Command::Room { room, command }
 }
 
-fn fields<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
+/// Parses an event's data (absent means `{}`); a missing or mistyped field is `bad_request`.
+pub(crate) fn fields<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
     let data = if data.is_null() { Value::Object(Default::default()) } else { data };
     serde_json::from_value(data).map_err(|e| Error::bad_request(format!("invalid data: {e}")))
 }

@@ -8,6 +8,7 @@ mod framing;
 pub mod native;
 pub mod socketio;
 
+pub(crate) use command::fields;
 pub use command::{CallCommand, Command, DEFAULT_PAGE, LiveCommand, MAX_PAGE, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};
 pub use framing::{AckId, Framing, Inbound};

@@ -10,14 +10,14 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, mpsc};
 
 use crate::actors::hub::{CloseAll, WentOffline};
-use crate::actors::{CallSweeper, Hub, Services};
+use crate::actors::{CallDevices, CallSweeper, Hub, Services};
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
 use crate::config::Settings;
 use crate::domain::{NodeId, UserId};
 use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, PresenceDirectory, RedisPresence};
-use crate::store::{Backend, MessageWriter, Store};
+use crate::store::{Backend, Lifecycle, MessageWriter, Store};
 
 pub struct Application {
     server: Server,
@@ -53,6 +53,8 @@ impl Application {
             .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
         let writer =
             MessageWriter::start(store.clone(), settings.write_batch_max, settings.write_queue, metrics.clone());
+        let lifecycle =
+            Lifecycle::start(store.clone(), settings.lifecycle_batch_max, settings.lifecycle_queue, metrics.clone());
         let auth = Authenticator::new(settings.jwt_secret());
         let (went_offline, offline) = mpsc::unbounded_channel();
         let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, _) = match &settings.redis_url {
@@ -84,7 +86,20 @@ impl Application {
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
         let services = Hub::start_with(|hub| {
-            Arc::new(Services { settings, node, store, writer, bus, presence, redis, hub, metrics, auth })
+            Arc::new(Services {
+                settings,
+                node,
+                store,
+                writer,
+                lifecycle,
+                call_devices: CallDevices::default(),
+                bus,
+                presence,
+                redis,
+                hub,
+                metrics,
+                auth,
+            })
         });
         tokio::spawn(forward_offline(offline, services.hub.clone()));
         CallSweeper::new(services.clone()).start();

@@ -125,6 +125,15 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_WRITE_QUEUE", default_value_t = 8192)]
     pub write_queue: usize,
 
+    /// Most connects (or presence changes) whose queries one lifecycle batch runs together.
+    #[arg(long, env = "SWITCHBOARD_LIFECYCLE_BATCH_MAX", default_value_t = 512)]
+    pub lifecycle_batch_max: usize,
+
+    /// Connects (and, separately, presence changes) waiting for a lifecycle batch; a connect
+    /// finding the queue full is refused (1011, the client reconnects).
+    #[arg(long, env = "SWITCHBOARD_LIFECYCLE_QUEUE", default_value_t = 16384)]
+    pub lifecycle_queue: usize,
+
     /// Database connections per node.
     #[arg(long, env = "SWITCHBOARD_DB_POOL", default_value_t = 16)]
     pub db_pool: usize,

@@ -1,6 +1,8 @@
 //! Prometheus metrics for one node, rendered at `/metrics`.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -10,6 +12,9 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub write_batch_size: Histogram,
     pub commit_seconds: Histogram,
+    /// Connects or presence changes per lifecycle batch, by `kind`.
+    pub lifecycle_batch_size: HistogramVec,
+    pub lifecycle_seconds: HistogramVec,
     /// Frames not queued because a connection's outbound queue was full.
     pub outbound_dropped: IntCounter,
     /// Connections closed with 1013 for reading too slowly.
@@ -43,6 +48,18 @@ impl Metrics {
                     .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
             )
             .unwrap(),
+            lifecycle_batch_size: HistogramVec::new(
+                HistogramOpts::new("lifecycle_batch_size", "Connects or presence changes per lifecycle batch")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+                &["kind"],
+            )
+            .unwrap(),
+            lifecycle_seconds: HistogramVec::new(
+                HistogramOpts::new("lifecycle_seconds", "Lifecycle batch latency")
+                    .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
+                &["kind"],
+            )
+            .unwrap(),
             outbound_dropped: IntCounter::new("outbound_dropped_total", "Frames dropped for a full outbound queue")
                 .unwrap(),
             slow_closes: IntCounter::new("slow_consumer_closes_total", "Connections closed with 1013").unwrap(),
@@ -61,6 +78,8 @@ impl Metrics {
             Box::new(metrics.errors.clone()),
             Box::new(metrics.write_batch_size.clone()),
             Box::new(metrics.commit_seconds.clone()),
+            Box::new(metrics.lifecycle_batch_size.clone()),
+            Box::new(metrics.lifecycle_seconds.clone()),
             Box::new(metrics.outbound_dropped.clone()),
             Box::new(metrics.slow_closes.clone()),
             Box::new(metrics.bus_published.clone()),

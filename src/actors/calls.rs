@@ -3,16 +3,36 @@
 //! the grace period. The store holds each call's state, so any node can act on any call and
 //! no call depends on the node that started it.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Call, CallId, EndReason, Error, RoomKind, Timestamp, UserId};
+use crate::domain::{Call, CallId, ConnectionId, EndReason, Error, RoomKind, Timestamp, UserId};
 use crate::protocol::{CallCommand, Push, Reply};
 use crate::store::{CallRecord, Departure};
+
+/// This node's connections that may hold a call device (they started, answered or signalled
+/// in a call). Only these have a device to release when they close: most connections never
+/// join a call, and releasing on every disconnect was one query per client in a reconnect
+/// storm. Marked before the store records the device, so a disconnect racing it still
+/// releases.
+#[derive(Default)]
+pub struct CallDevices(Mutex<HashSet<ConnectionId>>);
+
+impl CallDevices {
+    fn mark(&self, connection: ConnectionId) {
+        self.0.lock().expect("call devices lock").insert(connection);
+    }
+
+    /// Forgets a closed connection; true if it may hold a device.
+    pub fn release(&self, connection: ConnectionId) -> bool {
+        self.0.lock().expect("call devices lock").remove(&connection)
+    }
+}
 
 pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCommand) -> Result<Reply, Error> {
     let store = &services.store;
@@ -33,6 +53,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
             }
             let ring = Duration::from_secs(services.settings.call_ring_secs);
             let deadline = Timestamp::from_millis(Timestamp::now().millis() + ring.as_millis() as i64);
+            services.call_devices.mark(caller.connection);
             let id = store.start_call(room, me, caller.connection, &callees, media, deadline).await??;
             let record = load(services, id).await?;
             for party in &record.call.participants {
@@ -44,6 +65,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
         }
         CallCommand::Accept { call } => {
             party_of(&load(services, call).await?, me)?;
+            services.call_devices.mark(caller.connection);
             store.accept_call(call, me, caller.connection).await??;
             let record = load(services, call).await?;
             for user in reachable(&record.call).filter(|u| *u != me) {
@@ -78,6 +100,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
                 return Err(Error::Conflict("you are not in this call".into()));
             }
             if status == "joined" {
+                services.call_devices.mark(caller.connection);
                 store.take_device(call, me, caller.connection).await?;
             }
             let others: Vec<&UserId> = reachable(&record.call).filter(|u| *u != me).collect();

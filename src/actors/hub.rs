@@ -16,6 +16,7 @@ use crate::auth::Identity;
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::domain::{ConnectionId, Error, RoomId, Timestamp, UserId};
 use crate::protocol::{Delivery, PresenceState, Push, Reply, RoomCommand};
+use crate::store::{Arrival, Peers, PresenceChange};
 
 #[derive(Default)]
 pub struct Hub {
@@ -101,47 +102,31 @@ impl Hub {
     /// The user's first connection here opened (`online`) or their last one closed: if
     /// that changed their state cluster-wide, tell their peers.
     fn publish_presence(&self, user: &UserId, online: bool, seen: Timestamp, ctx: &mut Context<Self>) {
-        let presence = self.services().presence.clone();
-        let change = if online { presence.connected(user.clone()) } else { presence.disconnected(user.clone()) };
-        let user = user.clone();
-        ctx.spawn(change.into_actor(self).map(move |changed, hub, ctx| {
-            if changed {
-                hub.announce(user, online, seen, ctx);
-            }
-        }));
-    }
-
-    /// Tells the user's direct peers they came online or went offline (storing `last_seen`
-    /// first). A change that is already out of date here when its peers are known (a quick
-    /// reconnect) is not published, so peers never end on a stale state.
-    fn announce(&self, user: UserId, online: bool, seen: Timestamp, ctx: &mut Context<Self>) {
         let services = self.services();
-        let load = async move {
-            if !online {
-                services.store.set_last_seen(&user, seen).await?;
-            }
-            // A call party who vanished is dropped after the grace period unless back by then.
-            services.store.mark_call_presence(&user, if online { None } else { Some(seen) }).await?;
-            let hidden = services.store.block_relations(&user).await?;
-            let mut peers = services.store.direct_peers(&user).await?;
-            peers.retain(|(_, peer)| !hidden.contains(peer));
-            Ok::<_, crate::store::StoreError>((user, peers))
+        let change = if online {
+            services.presence.connected(user.clone())
+        } else {
+            services.presence.disconnected(user.clone())
         };
-        ctx.spawn(load.into_actor(self).map(move |loaded, hub, _| {
-            let (user, peers) = match loaded {
-                Ok(loaded) => loaded,
-                Err(e) => return tracing::warn!(error = %e, "presence not published"),
-            };
-            if hub.users.get(&user).is_some_and(|u| !u.connections.is_empty()) != online {
-                return;
+        let (hub, user) = (ctx.address(), user.clone());
+        // A task of its own, not a future held in the hub's context (see `ToRoom`).
+        actix::spawn(async move {
+            if change.await {
+                announce(&services, hub, PresenceChange { user, online, seen }).await;
             }
-            let state = PresenceState { user_id: user, online, last_seen: Some(seen) };
-            for (_, peer) in peers {
-                hub.services()
-                    .bus
-                    .publish(Topic::User(peer), BusEvent::Push { push: Push::Presence(state.clone()), skip: None });
-            }
-        }));
+        });
+    }
+}
+
+/// Stores a presence change (`last_seen`, call presence) through the lifecycle batcher and
+/// hands the user's peers to the hub, which tells them unless the change is out of date by
+/// then.
+async fn announce(services: &Services, hub: Addr<Hub>, change: PresenceChange) {
+    match services.lifecycle.presence_changed(change.clone()).await {
+        Ok(peers) => {
+            let _ = hub.send(Announce { change, peers }).await;
+        }
+        Err(e) => tracing::warn!(user = %change.user, error = %e, "presence not published"),
     }
 }
 
@@ -194,7 +179,9 @@ pub struct WentOffline {
 pub struct CloseAll;
 
 impl Handler<Connect> for Hub {
-    type Result = ResponseActFuture<Self, Result<(), Error>>;
+    // A plain future, not a `ResponseActFuture` held in the hub's context while the store
+    // answers: in a reconnect storm thousands of connects wait at once (see `ToRoom`).
+    type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) -> Self::Result {
         let services = self.services();
@@ -205,43 +192,87 @@ impl Handler<Connect> for Hub {
             self.users.insert(user.clone(), LocalUser::default());
             services.bus.subscribe(Topic::User(user.clone()), ctx.address().recipient());
         }
-        let load = async move {
-            services.store.touch_user(&msg.identity.user, &msg.identity.profile, Timestamp::now()).await?;
-            let rooms = services.store.rooms_of(&msg.identity.user).await?;
-            let live = services.store.live_sessions_of(&msg.identity.user).await?;
-            Ok::<_, Error>((rooms, live))
+        let arrival = services.lifecycle.connect(user.clone(), msg.identity.profile);
+        let hub = ctx.address();
+        Box::pin(async move {
+            let arrival = arrival.await;
+            hub.send(Arrived { user, outbox: msg.outbox, hello: msg.hello, arrival })
+                .await
+                .map_err(|_| Error::Unavailable("node is shutting down".into()))?
+        })
+    }
+}
+
+/// A connection's rooms and live sessions are loaded (or failed to): register it.
+#[derive(Message)]
+#[rtype(result = "Result<(), Error>")]
+struct Arrived {
+    user: UserId,
+    outbox: Outbox,
+    hello: String,
+    arrival: Result<Arrival, Error>,
+}
+
+impl Handler<Arrived> for Hub {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, msg: Arrived, ctx: &mut Self::Context) -> Self::Result {
+        let user = msg.user;
+        let arrival = match msg.arrival {
+            Ok(arrival) => arrival,
+            Err(err) => {
+                self.forget_if_idle(&user);
+                return Err(err);
+            }
         };
-        Box::pin(load.into_actor(self).map(move |loaded, hub, ctx| {
-            let (rooms, live) = match loaded {
-                Ok(loaded) => loaded,
-                Err(err) => {
-                    hub.forget_if_idle(&user);
-                    return Err(err);
-                }
-            };
-            let outbox = msg.outbox;
-            // hello goes first: nothing can be queued before it, and pushes follow it.
-            outbox.push(Outbound::Text { text: msg.hello.into(), event: "hello" });
-            let local = hub.users.entry(user.clone()).or_default();
-            let first = local.connections.is_empty();
-            local.connections.insert(outbox.connection, outbox.clone());
-            for room in &local.rooms {
-                if let Some(entry) = hub.rooms.get(room) {
-                    entry.actor.do_send(Attach { outbox: outbox.clone() });
-                }
+        let outbox = msg.outbox;
+        // hello goes first: nothing can be queued before it, and pushes follow it.
+        outbox.push(Outbound::Text { text: msg.hello.into(), event: "hello" });
+        let local = self.users.entry(user.clone()).or_default();
+        let first = local.connections.is_empty();
+        local.connections.insert(outbox.connection, outbox.clone());
+        for room in &local.rooms {
+            if let Some(entry) = self.rooms.get(room) {
+                entry.actor.do_send(Attach { outbox: outbox.clone() });
             }
-            for room in rooms {
-                hub.attach_user(&user, room);
-            }
-            hub.live_connection_opened(&user, &outbox);
-            for (session, _) in live {
-                hub.attach_live(&user, session);
-            }
-            if first {
-                hub.publish_presence(&user, true, Timestamp::now(), ctx);
-            }
-            Ok(())
-        }))
+        }
+        for room in arrival.rooms {
+            self.attach_user(&user, room);
+        }
+        self.live_connection_opened(&user, &outbox);
+        for (session, _) in arrival.live {
+            self.attach_live(&user, session);
+        }
+        if first {
+            self.publish_presence(&user, true, Timestamp::now(), ctx);
+        }
+        Ok(())
+    }
+}
+
+/// A presence change is stored and its peers known: tell them, if still current.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Announce {
+    change: PresenceChange,
+    peers: Peers,
+}
+
+impl Handler<Announce> for Hub {
+    type Result = ();
+
+    /// A change that is already out of date here when its peers are known (a quick
+    /// reconnect) is not published, so peers never end on a stale state.
+    fn handle(&mut self, msg: Announce, _: &mut Self::Context) {
+        let PresenceChange { user, online, seen } = msg.change;
+        if self.users.get(&user).is_some_and(|u| !u.connections.is_empty()) != online {
+            return;
+        }
+        let bus = self.services().bus.clone();
+        let state = PresenceState { user_id: user, online, last_seen: Some(seen) };
+        for (_, peer) in msg.peers {
+            bus.publish(Topic::User(peer), BusEvent::Push { push: Push::Presence(state.clone()), skip: None });
+        }
     }
 }
 
@@ -265,7 +296,9 @@ impl Handler<Disconnect> for Hub {
         // is left to the presence reaper, which runs once this node's heartbeat is gone and
         // announces only the users who did not come back anywhere.
         let handed_over = self.draining && self.services().redis.is_some();
-        if !handed_over {
+        // Only a connection that took a call device has one to release (most never do).
+        let held_device = self.services().call_devices.release(msg.connection);
+        if held_device && !handed_over {
             // A call on this connection falls back to the party's other connections.
             let store = self.services().store.clone();
             let (user, connection) = (msg.user.clone(), msg.connection);
@@ -354,7 +387,9 @@ impl Handler<WentOffline> for Hub {
     fn handle(&mut self, msg: WentOffline, ctx: &mut Self::Context) {
         if !self.users.contains_key(&msg.user) {
             self.schedule_live_departure(msg.user.clone(), ctx);
-            self.announce(msg.user, false, Timestamp::now(), ctx);
+            let (services, hub) = (self.services(), ctx.address());
+            let change = PresenceChange { user: msg.user, online: false, seen: Timestamp::now() };
+            actix::spawn(async move { announce(&services, hub, change).await });
         }
     }
 }

@@ -22,9 +22,9 @@ use crate::config::Settings;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::metrics::Metrics;
 use crate::presence::PresenceDirectory;
-use crate::store::{MessageWriter, Store};
+use crate::store::{Lifecycle, MessageWriter, Store};
 
-pub use calls::CallSweeper;
+pub use calls::{CallDevices, CallSweeper};
 pub use hub::Hub;
 pub use outbox::{Outbound, Outbox};
 
@@ -34,6 +34,10 @@ pub struct Services {
     pub node: NodeId,
     pub store: Store,
     pub writer: MessageWriter,
+    /// Batches the store work of connects and presence changes.
+    pub lifecycle: Lifecycle,
+    /// This node's connections that took a call device.
+    pub call_devices: CallDevices,
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn PresenceDirectory>,
     /// Cluster mode's Redis connection (for readiness); `None` on a single node.

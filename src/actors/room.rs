@@ -11,9 +11,9 @@ use futures_util::future::BoxFuture;
 
 use super::{Caller, Outbound, Outbox, Services};
 use crate::bus::{BusEvent, Delivered, Topic};
-use crate::domain::{ConnectionId, Error, MessageBody, RoomId, RoomKind, UserId};
+use crate::domain::{ConnectionId, Error, MessageBody, RoomId, UserId};
 use crate::protocol::{Delivery, Push, Reply, RoomCommand};
-use crate::store::{HistoryQuery, NewMessage};
+use crate::store::{HistoryQuery, LoadedRoom, NewMessage};
 
 /// The hub subscribes and unsubscribes the room topic for this actor, so that a stopping
 /// actor can never remove the subscription of its successor.
@@ -63,19 +63,13 @@ impl RoomActor {
     /// Loads the member list; nothing is handled until it is known.
     fn load(&mut self, ctx: &mut Context<Self>) {
         self.members = Members::Loading;
-        let store = self.services.store.clone();
+        // Batched with the other rooms starting now: a reconnect storm starts thousands.
+        let lifecycle = self.services.lifecycle.clone();
         let id = self.id;
-        let load = async move {
-            let Some(loaded) = store.room_members(id).await? else { return Ok(None) };
-            let blocked = match loaded.members.as_slice() {
-                [a, b] if loaded.kind == RoomKind::Direct => store.blocked_between(a, b).await?,
-                _ => false,
-            };
-            Ok::<_, crate::store::StoreError>(Some((loaded, blocked)))
-        };
+        let load = async move { lifecycle.load_room(id).await };
         ctx.wait(load.into_actor(self).map(|loaded, room, _| {
             room.members = match loaded {
-                Ok(Some((loaded, blocked))) => {
+                Ok(Some(LoadedRoom { room: loaded, blocked })) => {
                     if room.order.next == 0 {
                         room.order.next = loaded.last_seq + 1;
                     }

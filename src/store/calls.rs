@@ -438,6 +438,66 @@ impl Store {
         Ok(())
     }
 
+    /// `mark_call_presence` for a batch of users (one statement for those back, one for those
+    /// away). Each user at most once: two changes of one user must not share a batch.
+    pub async fn mark_call_presence_many(&self, changes: &[(UserId, Option<Timestamp>)]) -> StoreResult<()> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        let back: Vec<&str> = changes.iter().filter(|(_, away)| away.is_none()).map(|(u, _)| u.as_str()).collect();
+        let away: Vec<(&str, i64)> =
+            changes.iter().filter_map(|(user, away)| Some((user.as_str(), away.as_ref()?.millis()))).collect();
+        let in_call = ["joined", "ringing"];
+        if !back.is_empty() {
+            with_conn!(self, |conn| {
+                diesel::update(
+                    call_participants::table
+                        .filter(call_participants::user_id.eq_any(&back))
+                        .filter(call_participants::status.eq_any(in_call)),
+                )
+                .set((call_participants::away_since.eq(None::<i64>), call_participants::device.eq(None::<String>)))
+                .execute(conn)
+                .await?;
+            });
+        }
+        if away.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Postgres(pool) => {
+                let mut conn = pool.get().await?;
+                diesel::sql_query(
+                    "UPDATE call_participants SET away_since = v.at \
+                     FROM unnest($1::text[], $2::int8[]) AS v(user_id, at) \
+                     WHERE call_participants.user_id = v.user_id AND call_participants.status IN ('joined', 'ringing') \
+                     AND call_participants.away_since IS NULL",
+                )
+                .bind::<Array<Text>, _>(away.iter().map(|(user, _)| *user).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(away.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Store::Sqlite(pool) => {
+                // In-process: a statement per user costs no round trip; one transaction syncs once.
+                let mut conn = pool.get().await?;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    for (user, at) in &away {
+                        diesel::update(
+                            call_participants::table
+                                .filter(call_participants::user_id.eq(*user))
+                                .filter(call_participants::status.eq_any(in_call))
+                                .filter(call_participants::away_since.is_null()),
+                        )
+                        .set(call_participants::away_since.eq(*at))
+                        .execute(conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Invitees still ringing past the deadline have missed the call; a call nobody
     /// answered ends as missed. Safe to run on every node at once.
     pub async fn expire_ringing(&self, now: Timestamp) -> StoreResult<Vec<Expired>> {

@@ -135,6 +135,38 @@ impl Store {
         }))
     }
 
+    /// `room_members` for a batch of rooms (one statement for the rooms, one for their
+    /// members); an unknown room is absent.
+    pub async fn room_members_many(&self, ids: &[RoomId]) -> StoreResult<HashMap<RoomId, RoomMembers>> {
+        let keys: Vec<String> = ids.iter().map(RoomId::to_string).collect();
+        let (found, members) = with_conn!(self, |conn| {
+            let found: Vec<(RoomRow, i64)> = rooms::table
+                .filter(rooms::id.eq_any(&keys))
+                .select((RoomRow::as_select(), rooms::number))
+                .load(conn)
+                .await?;
+            let members: Vec<(String, String)> = room_members::table
+                .filter(room_members::room_id.eq_any(&keys))
+                .order((room_members::room_id, room_members::user_id))
+                .select((room_members::room_id, room_members::user_id))
+                .load(conn)
+                .await?;
+            (found, members)
+        });
+        let mut by_room: HashMap<String, Vec<UserId>> = HashMap::new();
+        for (room, member) in members {
+            by_room.entry(room).or_default().push(rows::user_id(member));
+        }
+        Ok(found
+            .into_iter()
+            .map(|(row, number)| {
+                let id = rows::room_id(&row.id);
+                let members = by_room.remove(&row.id).unwrap_or_default();
+                (id, RoomMembers { id, kind: row.kind(), members, last_seq: row.last_seq, number })
+            })
+            .collect())
+    }
+
     /// Every room `user` belongs to, for subscribing their node to them.
     pub async fn rooms_of(&self, user: &UserId) -> StoreResult<Vec<RoomId>> {
         let ids: Vec<String> = with_conn!(self, |conn| {
@@ -165,6 +197,56 @@ impl Store {
                 .await?
         });
         Ok(pairs.into_iter().map(|(room, peer)| (rows::room_id(&room), rows::user_id(peer))).collect())
+    }
+
+    /// `rooms_of` for a batch of users, in one statement; a user without rooms is absent.
+    pub async fn rooms_of_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, Vec<RoomId>>> {
+        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
+            room_members::table
+                .filter(room_members::user_id.eq_any(&keys))
+                .select((room_members::user_id, room_members::room_id))
+                .load(conn)
+                .await?
+        });
+        let mut rooms: HashMap<UserId, Vec<RoomId>> = HashMap::new();
+        for (user, room) in pairs {
+            rooms.entry(rows::user_id(user)).or_default().push(rows::room_id(&room));
+        }
+        Ok(rooms)
+    }
+
+    /// `direct_peers` for a batch of users, in one statement: every member of the direct
+    /// rooms any of them is in, paired up here. A user without peers is absent.
+    pub async fn direct_peers_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, Vec<(RoomId, UserId)>>> {
+        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let members: Vec<(String, String)> = with_conn!(self, |conn| {
+            let mine = diesel::alias!(room_members as mine);
+            let theirs =
+                mine.filter(mine.field(room_members::user_id).eq_any(&keys)).select(mine.field(room_members::room_id));
+            room_members::table
+                .inner_join(rooms::table)
+                .filter(rooms::kind.eq(RoomKind::Direct.as_str()))
+                .filter(room_members::room_id.eq_any(theirs))
+                .select((room_members::room_id, room_members::user_id))
+                .load(conn)
+                .await?
+        });
+        let mut by_room: HashMap<String, Vec<String>> = HashMap::new();
+        for (room, member) in members {
+            by_room.entry(room).or_default().push(member);
+        }
+        let asked: std::collections::HashSet<&str> = keys.iter().copied().collect();
+        let mut peers: HashMap<UserId, Vec<(RoomId, UserId)>> = HashMap::new();
+        for (room, members) in &by_room {
+            for me in members.iter().filter(|m| asked.contains(m.as_str())) {
+                let mine = peers.entry(rows::user_id(me.clone())).or_default();
+                for peer in members.iter().filter(|m| *m != me) {
+                    mine.push((rows::room_id(room), rows::user_id(peer.clone())));
+                }
+            }
+        }
+        Ok(peers)
     }
 
     /// One room as `viewer` sees it, or `None` if unknown or `viewer` is not a member.

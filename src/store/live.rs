@@ -5,6 +5,8 @@
 //! on both backends), so a join racing an end on another node either lands before the end or
 //! sees the session ended.
 
+use std::collections::HashMap;
+
 use diesel::dsl::insert_into;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -286,6 +288,40 @@ impl Store {
         });
         let hosted = hosted.iter().map(|id| (session_id(id), true));
         Ok(hosted.chain(watched.iter().map(|id| (session_id(id), false))).collect())
+    }
+
+    /// `live_sessions_of` for a batch of users (one statement for the sessions they host,
+    /// one for those they watch); a user in none is absent.
+    pub async fn live_sessions_of_many(
+        &self,
+        users: &[UserId],
+    ) -> StoreResult<HashMap<UserId, Vec<(SessionId, bool)>>> {
+        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let live = LiveState::Live.as_str();
+        // (user, session) pairs.
+        type Pairs = Vec<(String, String)>;
+        let (hosted, watched): (Pairs, Pairs) = with_conn!(self, |conn| {
+            let hosted = live_sessions::table
+                .filter(live_sessions::host_id.eq_any(&keys))
+                .filter(live_sessions::state.eq(live))
+                .select((live_sessions::host_id, live_sessions::id))
+                .load(conn)
+                .await?;
+            let watched = live_viewers::table
+                .inner_join(live_sessions::table)
+                .filter(live_viewers::user_id.eq_any(&keys))
+                .filter(live_sessions::state.eq(live))
+                .select((live_viewers::user_id, live_viewers::session_id))
+                .load(conn)
+                .await?;
+            (hosted, watched)
+        });
+        let mut sessions: HashMap<UserId, Vec<(SessionId, bool)>> = HashMap::new();
+        let hosted = hosted.into_iter().map(|(user, id)| (user, id, true));
+        for (user, id, hosting) in hosted.chain(watched.into_iter().map(|(user, id)| (user, id, false))) {
+            sessions.entry(rows::user_id(user)).or_default().push((session_id(&id), hosting));
+        }
+        Ok(sessions)
     }
 
     /// Every live session and its host (for the sweep that ends sessions of hosts gone for good).

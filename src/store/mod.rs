@@ -3,6 +3,7 @@
 
 mod calls;
 mod chat;
+mod lifecycle;
 mod live;
 mod rows;
 pub mod schema;
@@ -24,6 +25,7 @@ use crate::domain;
 
 pub use calls::{CallRecord, Departure, Expired};
 pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
+pub use lifecycle::{Arrival, Lifecycle, LoadedRoom, Peers, PresenceChange};
 pub use live::LiveJoin;
 pub use social::{LikeOutcome, RequestOutcome};
 pub use users::Profile;

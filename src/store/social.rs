@@ -1,7 +1,7 @@
 //! Blocks, follow and friend requests, notifications, likes and matches, reports, and
 //! locations with a geohash index for nearby queries.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use diesel::dsl::insert_into;
 use diesel::prelude::*;
@@ -107,6 +107,30 @@ impl Store {
         Ok(mine.into_iter().chain(theirs).map(rows::user_id).collect())
     }
 
+    /// `block_relations` for a batch of users, in one statement; a user without blocks is
+    /// absent.
+    pub async fn block_relations_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, HashSet<UserId>>> {
+        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
+            blocks::table
+                .filter(blocks::blocker_id.eq_any(&keys).or(blocks::blocked_id.eq_any(&keys)))
+                .select((blocks::blocker_id, blocks::blocked_id))
+                .load(conn)
+                .await?
+        });
+        let asked: HashSet<&str> = keys.iter().copied().collect();
+        let mut hidden: HashMap<UserId, HashSet<UserId>> = HashMap::new();
+        for (blocker, blocked) in pairs {
+            if asked.contains(blocker.as_str()) {
+                hidden.entry(rows::user_id(blocker.clone())).or_default().insert(rows::user_id(blocked.clone()));
+            }
+            if asked.contains(blocked.as_str()) {
+                hidden.entry(rows::user_id(blocked)).or_default().insert(rows::user_id(blocker));
+            }
+        }
+        Ok(hidden)
+    }
+
     /// True if either of `a` and `b` has blocked the other.
     pub async fn blocked_between(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
         let (a, b) = (a.as_str(), b.as_str());
@@ -121,6 +145,27 @@ impl Store {
                 .await?
         });
         Ok(found > 0)
+    }
+
+    /// `blocked_between` for a batch of pairs, in one statement: the pairs (as given) with a
+    /// block either way.
+    pub async fn blocked_pairs(&self, pairs: &[(UserId, UserId)]) -> StoreResult<HashSet<(UserId, UserId)>> {
+        if pairs.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let users: Vec<&str> =
+            pairs.iter().flat_map(|(a, b)| [a.as_str(), b.as_str()]).collect::<HashSet<_>>().into_iter().collect();
+        let found: Vec<(String, String)> = with_conn!(self, |conn| {
+            blocks::table
+                .filter(blocks::blocker_id.eq_any(&users))
+                .filter(blocks::blocked_id.eq_any(&users))
+                .select((blocks::blocker_id, blocks::blocked_id))
+                .load(conn)
+                .await?
+        });
+        let found: HashSet<(String, String)> = found.into_iter().collect();
+        let blocked = |a: &UserId, b: &UserId| found.contains(&(a.to_string(), b.to_string()));
+        Ok(pairs.iter().filter(|(a, b)| blocked(a, b) || blocked(b, a)).cloned().collect())
     }
 
     /// The direct room of a pair, if it was ever opened.

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use diesel_async::AsyncConnection;
+
 use diesel::dsl::insert_into;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
@@ -49,6 +51,77 @@ impl Store {
         Ok(())
     }
 
+    /// `touch_user` for a batch of connects, in one statement (`store::lifecycle`). Each user
+    /// at most once. Rows are written in id order, so batches of two nodes touching the same
+    /// users lock them in the same order and cannot deadlock.
+    pub async fn touch_users(&self, touches: &[(UserId, Profile)], seen: Timestamp) -> StoreResult<()> {
+        let now = seen.millis();
+        let mut touches: Vec<&(UserId, Profile)> = touches.iter().collect();
+        touches.sort_by(|a, b| a.0.cmp(&b.0));
+        let rows: Vec<_> = touches
+            .iter()
+            .map(|(user, profile)| {
+                (
+                    users::id.eq(user.as_str()),
+                    users::name.eq(profile.name.as_deref()),
+                    users::avatar.eq(profile.avatar.as_deref()),
+                    users::last_seen.eq(now),
+                    users::created_at.eq(now),
+                )
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keep_absent = |column: &str| {
+            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(&format!(
+                "COALESCE(excluded.{column}, users.{column})"
+            ))
+        };
+        match self {
+            Store::Postgres(pool) => {
+                let mut conn = pool.get().await?;
+                // 5 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
+                for chunk in rows.chunks(1000) {
+                    insert_into(users::table)
+                        .values(chunk)
+                        .on_conflict(users::id)
+                        .do_update()
+                        .set((
+                            users::name.eq(keep_absent("name")),
+                            users::avatar.eq(keep_absent("avatar")),
+                            users::last_seen.eq(excluded(users::last_seen)),
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            Store::Sqlite(pool) => {
+                // In-process: a statement per row costs no round trip. One transaction, so
+                // one sync to disk for the batch instead of one per user.
+                let mut conn = pool.get().await?;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    for row in rows {
+                        insert_into(users::table)
+                            .values(row)
+                            .on_conflict(users::id)
+                            .do_update()
+                            .set((
+                                users::name.eq(keep_absent("name")),
+                                users::avatar.eq(keep_absent("avatar")),
+                                users::last_seen.eq(excluded(users::last_seen)),
+                            ))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn set_last_seen(&self, user: &UserId, seen: Timestamp) -> StoreResult<()> {
         with_conn!(self, |conn| {
             diesel::update(users::table.find(user.as_str()))
@@ -56,6 +129,42 @@ impl Store {
                 .execute(conn)
                 .await?;
         });
+        Ok(())
+    }
+
+    /// `set_last_seen` for a batch of users going offline, in one statement. Each user at
+    /// most once.
+    pub async fn set_last_seen_many(&self, seen: &[(UserId, Timestamp)]) -> StoreResult<()> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        if seen.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Postgres(pool) => {
+                let mut conn = pool.get().await?;
+                diesel::sql_query(
+                    "UPDATE users SET last_seen = v.seen \
+                     FROM unnest($1::text[], $2::int8[]) AS v(id, seen) WHERE users.id = v.id",
+                )
+                .bind::<Array<Text>, _>(seen.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(seen.iter().map(|(_, at)| at.millis()).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Store::Sqlite(pool) => {
+                let mut conn = pool.get().await?;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    for (user, at) in seen {
+                        diesel::update(users::table.find(user.as_str()))
+                            .set(users::last_seen.eq(at.millis()))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+        }
         Ok(())
     }
 

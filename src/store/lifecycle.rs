@@ -1,0 +1,278 @@
+//! Batched connection lifecycle (group commit for connects, presence changes and room loads, as the writer does for messages): each queue's task takes everything waiting (up to the batch size) and runs one statement per step for the whole batch; a user (or room) appears at most once in a batch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Profile, RoomMembers, Store, StoreError};
+use crate::domain::{self, RoomId, RoomKind, SessionId, Timestamp, UserId};
+use crate::metrics::Metrics;
+
+/// What a connect needs from the store: the user's rooms and live sessions (`true` when hosting).
+#[derive(Debug, Clone, Default)]
+pub struct Arrival {
+    pub rooms: Vec<RoomId>,
+    pub live: Vec<(SessionId, bool)>,
+}
+
+/// A user's state changed cluster-wide (first connection anywhere, or the last one closed).
+#[derive(Debug, Clone)]
+pub struct PresenceChange {
+    pub user: UserId,
+    pub online: bool,
+    /// When it changed: stored as `last_seen` when going offline, and the call grace starts then.
+    pub seen: Timestamp,
+}
+
+/// Who is told of a presence change: the user's direct peers, less anyone either side blocked.
+pub type Peers = Vec<(RoomId, UserId)>;
+
+/// What a room actor needs when it starts: the room, and for a direct room whether its two
+/// members have a block between them.
+#[derive(Debug, Clone)]
+pub struct LoadedRoom {
+    pub room: RoomMembers,
+    pub blocked: bool,
+}
+
+struct ConnectJob {
+    user: UserId,
+    profile: Profile,
+    reply: oneshot::Sender<Result<Arrival, domain::Error>>,
+}
+
+struct PresenceJob {
+    change: PresenceChange,
+    reply: oneshot::Sender<Result<Peers, domain::Error>>,
+}
+
+struct RoomJob {
+    room: RoomId,
+    reply: oneshot::Sender<Result<Option<LoadedRoom>, domain::Error>>,
+}
+
+/// Handle to the node's lifecycle batchers; cheap to clone.
+#[derive(Clone)]
+pub struct Lifecycle {
+    connects: mpsc::Sender<ConnectJob>,
+    changes: mpsc::Sender<PresenceJob>,
+    rooms: mpsc::Sender<RoomJob>,
+}
+
+impl Lifecycle {
+    /// Starts one task each for connects, presence changes and room loads, each with a
+    /// queue of `queue` and batches of at most `max_batch`. The three run side by side, on
+    /// a pooled connection each while busy.
+    pub fn start(store: Store, max_batch: usize, queue: usize, metrics: Arc<Metrics>) -> Self {
+        let (connects, connect_inbox) = mpsc::channel(queue.max(1));
+        let (changes, change_inbox) = mpsc::channel(queue.max(1));
+        let (rooms, room_inbox) = mpsc::channel(queue.max(1));
+        let max_batch = max_batch.max(1);
+        tokio::spawn(run_connects(store.clone(), connect_inbox, max_batch, metrics.clone()));
+        tokio::spawn(run_changes(store.clone(), change_inbox, max_batch, metrics.clone()));
+        tokio::spawn(run_room_loads(store, room_inbox, max_batch, metrics));
+        Self { connects, changes, rooms }
+    }
+
+    /// Records a connect (user row and profile, `last_seen`) and loads what the hub attaches
+    /// the connection to. A full queue is refused with `unavailable` (the client reconnects)
+    /// rather than waited on: the database is that far behind.
+    pub fn connect(
+        &self,
+        user: UserId,
+        profile: Profile,
+    ) -> impl Future<Output = Result<Arrival, domain::Error>> + use<> {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.connects.try_send(ConnectJob { user, profile, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => domain::Error::Unavailable("too many connects at once; retry".into()),
+            mpsc::error::TrySendError::Closed(_) => domain::Error::Unavailable("node is shutting down".into()),
+        });
+        async move {
+            queued?;
+            answer.await.map_err(|_| domain::Error::Unavailable("node is shutting down".into()))?
+        }
+    }
+
+    /// Stores a presence change (`last_seen` when offline, the call parties' away mark) and
+    /// answers who is to be told. Waits for room in the queue: nobody is waiting on it, and a
+    /// dropped change would leave `last_seen` and calls wrong.
+    pub async fn presence_changed(&self, change: PresenceChange) -> Result<Peers, domain::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.changes
+            .send(PresenceJob { change, reply })
+            .await
+            .map_err(|_| domain::Error::Unavailable("node is shutting down".into()))?;
+        answer.await.map_err(|_| domain::Error::Unavailable("node is shutting down".into()))?
+    }
+
+    /// The room's members (`None` for an unknown room), for a room actor starting. Waits for
+    /// room in the queue.
+    pub async fn load_room(&self, room: RoomId) -> Result<Option<LoadedRoom>, domain::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.rooms
+            .send(RoomJob { room, reply })
+            .await
+            .map_err(|_| domain::Error::Unavailable("node is shutting down".into()))?;
+        answer.await.map_err(|_| domain::Error::Unavailable("node is shutting down".into()))?
+    }
+}
+
+/// Waits for the next job, then takes what else is queued, up to `max` jobs and stopping
+/// before a key (user or room) already in the batch (kept in `held` for the next one): the
+/// batched statements assume one row per user, and a user's changes must apply in order.
+async fn next_batch<J, K: Eq + std::hash::Hash>(
+    inbox: &mut mpsc::Receiver<J>,
+    held: &mut Option<J>,
+    max: usize,
+    key: fn(&J) -> K,
+) -> Option<Vec<J>> {
+    let first = match held.take() {
+        Some(job) => job,
+        None => inbox.recv().await?,
+    };
+    let mut keys: HashSet<K> = HashSet::from([key(&first)]);
+    let mut batch = vec![first];
+    while batch.len() < max {
+        let Ok(job) = inbox.try_recv() else { break };
+        if !keys.insert(key(&job)) {
+            *held = Some(job);
+            break;
+        }
+        batch.push(job);
+    }
+    Some(batch)
+}
+
+async fn run_connects(store: Store, mut inbox: mpsc::Receiver<ConnectJob>, max: usize, metrics: Arc<Metrics>) {
+    let mut held = None;
+    while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.user.clone()).await {
+        let started = Instant::now();
+        let touches: Vec<(UserId, Profile)> = batch.iter().map(|j| (j.user.clone(), j.profile.clone())).collect();
+        let loaded = load_arrivals(&store, &touches).await;
+        metrics.lifecycle_batch_size.with_label_values(&["connect"]).observe(batch.len() as f64);
+        metrics.lifecycle_seconds.with_label_values(&["connect"]).observe(started.elapsed().as_secs_f64());
+        match loaded {
+            Ok((mut rooms, mut live)) => {
+                for job in batch {
+                    let arrival = Arrival {
+                        rooms: rooms.remove(&job.user).unwrap_or_default(),
+                        live: live.remove(&job.user).unwrap_or_default(),
+                    };
+                    let _ = job.reply.send(Ok(arrival));
+                }
+            }
+            Err(err) => {
+                let err = domain::Error::from(err);
+                for job in batch {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+type Loaded = (HashMap<UserId, Vec<RoomId>>, HashMap<UserId, Vec<(SessionId, bool)>>);
+
+/// Decision: every connect still writes the user row. It creates the user on first connect,
+/// refreshes the profile the token carries, and sets `last_seen`, which docs/protocol.md
+/// promises is the latest connect while a user is online. Batched, that is one statement per
+/// batch, so skipping it for unchanged profiles would save little and cost that promise.
+async fn load_arrivals(store: &Store, touches: &[(UserId, Profile)]) -> Result<Loaded, StoreError> {
+    store.touch_users(touches, Timestamp::now()).await?;
+    let users: Vec<UserId> = touches.iter().map(|(user, _)| user.clone()).collect();
+    let rooms = store.rooms_of_many(&users).await?;
+    let live = store.live_sessions_of_many(&users).await?;
+    Ok((rooms, live))
+}
+
+async fn run_changes(store: Store, mut inbox: mpsc::Receiver<PresenceJob>, max: usize, metrics: Arc<Metrics>) {
+    let mut held = None;
+    while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.change.user.clone()).await {
+        let started = Instant::now();
+        let changes: Vec<PresenceChange> = batch.iter().map(|j| j.change.clone()).collect();
+        let loaded = store_changes(&store, &changes).await;
+        metrics.lifecycle_batch_size.with_label_values(&["presence"]).observe(batch.len() as f64);
+        metrics.lifecycle_seconds.with_label_values(&["presence"]).observe(started.elapsed().as_secs_f64());
+        match loaded {
+            Ok(mut peers) => {
+                for job in batch {
+                    let _ = job.reply.send(Ok(peers.remove(&job.change.user).unwrap_or_default()));
+                }
+            }
+            Err(err) => {
+                let err = domain::Error::from(err);
+                for job in batch {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The batch's presence changes, in the order the hub ran them one user at a time.
+async fn store_changes(store: &Store, changes: &[PresenceChange]) -> Result<HashMap<UserId, Peers>, StoreError> {
+    let offline: Vec<(UserId, Timestamp)> =
+        changes.iter().filter(|c| !c.online).map(|c| (c.user.clone(), c.seen)).collect();
+    store.set_last_seen_many(&offline).await?;
+    // A call party who vanished is dropped after the grace period unless back by then.
+    let away: Vec<(UserId, Option<Timestamp>)> =
+        changes.iter().map(|c| (c.user.clone(), (!c.online).then_some(c.seen))).collect();
+    store.mark_call_presence_many(&away).await?;
+    let users: Vec<UserId> = changes.iter().map(|c| c.user.clone()).collect();
+    let mut hidden = store.block_relations_many(&users).await?;
+    let mut peers = store.direct_peers_many(&users).await?;
+    for (user, peers) in peers.iter_mut() {
+        if let Some(hidden) = hidden.remove(user) {
+            peers.retain(|(_, peer)| !hidden.contains(peer));
+        }
+    }
+    Ok(peers)
+}
+
+async fn run_room_loads(store: Store, mut inbox: mpsc::Receiver<RoomJob>, max: usize, metrics: Arc<Metrics>) {
+    let mut held = None;
+    while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.room).await {
+        let started = Instant::now();
+        let rooms: Vec<RoomId> = batch.iter().map(|j| j.room).collect();
+        let loaded = load_rooms(&store, &rooms).await;
+        metrics.lifecycle_batch_size.with_label_values(&["room"]).observe(batch.len() as f64);
+        metrics.lifecycle_seconds.with_label_values(&["room"]).observe(started.elapsed().as_secs_f64());
+        match loaded {
+            Ok(mut loaded) => {
+                for job in batch {
+                    let _ = job.reply.send(Ok(loaded.remove(&job.room)));
+                }
+            }
+            Err(err) => {
+                let err = domain::Error::from(err);
+                for job in batch {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn load_rooms(store: &Store, ids: &[RoomId]) -> Result<HashMap<RoomId, LoadedRoom>, StoreError> {
+    let rooms = store.room_members_many(ids).await?;
+    let pairs: Vec<(UserId, UserId)> = rooms
+        .values()
+        .filter_map(|room| match room.members.as_slice() {
+            [a, b] if room.kind == RoomKind::Direct => Some((a.clone(), b.clone())),
+            _ => None,
+        })
+        .collect();
+    let blocked = store.blocked_pairs(&pairs).await?;
+    Ok(rooms
+        .into_iter()
+        .map(|(id, room)| {
+            let blocked = match room.members.as_slice() {
+                [a, b] if room.kind == RoomKind::Direct => blocked.contains(&(a.clone(), b.clone())),
+                _ => false,
+            };
+            (id, LoadedRoom { room, blocked })
+        })
+        .collect())
+}

@@ -113,7 +113,11 @@ async fn batched_writes_store_what_single_writes_do(db: Db) {
     let (room, _) = store.open_direct_room(&ann, &ben).await.unwrap();
     let (ann_device, ben_device) = (ConnectionId::new(), ConnectionId::new());
     let deadline = Timestamp::from_millis(Timestamp::now().millis() + 60_000);
-    let call = store.start_call(room, &ann, ann_device, &[ben.clone()], Media::Audio, deadline).await.unwrap().unwrap();
+    let call = store
+        .start_call(room, &ann, ann_device, std::slice::from_ref(&ben), Media::Audio, deadline)
+        .await
+        .unwrap()
+        .unwrap();
     store.accept_call(call, &ben, ben_device).await.unwrap().unwrap();
     let devices = store.call(call).await.unwrap().unwrap().devices;
     assert_eq!(devices, HashMap::from([(ann.clone(), ann_device), (ben.clone(), ben_device)]));
@@ -133,17 +137,18 @@ async fn many_connects_at_once_each_get_their_rooms_and_presence(db: Db) {
     // Small batches, so that the connects span several.
     let app = spawn_with(db, |s| s.lifecycle_batch_max = 7).await;
     const PAIRS: usize = 24;
+    let a_names: Vec<String> = (0..PAIRS).map(|p| format!("a{p}")).collect();
+    let b_names: Vec<String> = (0..PAIRS).map(|p| format!("b{p}")).collect();
+    let mut a_side = join_all(a_names.iter().map(|name| app.connect(name))).await;
+    let b_side = join_all(b_names.iter().map(|name| app.connect(name))).await;
     let mut rooms = Vec::new();
-    for p in 0..PAIRS {
-        let mut a = app.connect(&format!("a{p}")).await;
-        let b = app.connect(&format!("b{p}")).await;
-        rooms.push(direct_room(&mut a, &b).await);
-        a.close().await;
-        b.close().await;
+    for (a, b) in a_side.iter_mut().zip(&b_side) {
+        rooms.push(direct_room(a, b).await);
     }
+    join_all(a_side.into_iter().chain(b_side).map(Client::close)).await;
     // The a's, each with a second device of one user among them (its two connects cannot
     // share a batch).
-    let mut names: Vec<String> = (0..PAIRS).map(|p| format!("a{p}")).collect();
+    let mut names = a_names.clone();
     names.push("a0".into());
     let mut a_side = join_all(names.iter().map(|name| app.connect(name))).await;
     let second_a0 = a_side.pop().unwrap();
@@ -152,7 +157,6 @@ async fn many_connects_at_once_each_get_their_rooms_and_presence(db: Db) {
     for a in &mut a_side {
         a.drop_events("presence");
     }
-    let b_names: Vec<String> = (0..PAIRS).map(|p| format!("b{p}")).collect();
     let mut b_side = join_all(b_names.iter().map(|name| app.connect(name))).await;
     for (p, a) in a_side.iter_mut().enumerate() {
         let online = a.event("presence").await;

@@ -446,39 +446,60 @@ impl Store {
         let away: Vec<(&str, i64)> =
             changes.iter().filter_map(|(user, away)| Some((user.as_str(), away.as_ref()?.millis()))).collect();
         let in_call = ["joined", "ringing"];
-        if !back.is_empty() {
-            with_conn!(self, |conn| {
-                diesel::update(
-                    call_participants::table
-                        .filter(call_participants::user_id.eq_any(&back))
-                        .filter(call_participants::status.eq_any(in_call)),
-                )
-                .set((call_participants::away_since.eq(None::<i64>), call_participants::device.eq(None::<String>)))
-                .execute(conn)
-                .await?;
-            });
-        }
-        if away.is_empty() {
-            return Ok(());
-        }
         match self {
             Store::Postgres(pool) => {
+                // Each statement locks its rows in key order first, so batches of several
+                // nodes touching the same parties cannot deadlock.
                 let mut conn = pool.get().await?;
-                diesel::sql_query(
-                    "UPDATE call_participants SET away_since = v.at \
-                     FROM unnest($1::text[], $2::int8[]) AS v(user_id, at) \
-                     WHERE call_participants.user_id = v.user_id AND call_participants.status IN ('joined', 'ringing') \
-                     AND call_participants.away_since IS NULL",
-                )
-                .bind::<Array<Text>, _>(away.iter().map(|(user, _)| *user).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(away.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-                .execute(&mut *conn)
-                .await?;
+                if !back.is_empty() {
+                    diesel::sql_query(
+                        "UPDATE call_participants SET away_since = NULL, device = NULL \
+                         FROM (SELECT call_id, user_id FROM call_participants \
+                               WHERE user_id = ANY($1) AND status IN ('joined', 'ringing') \
+                               ORDER BY call_id, user_id FOR UPDATE) AS locked \
+                         WHERE call_participants.call_id = locked.call_id \
+                         AND call_participants.user_id = locked.user_id \
+                         AND call_participants.status IN ('joined', 'ringing')",
+                    )
+                    .bind::<Array<Text>, _>(&back)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                if !away.is_empty() {
+                    diesel::sql_query(
+                        "UPDATE call_participants SET away_since = v.at \
+                         FROM (SELECT call_id, user_id FROM call_participants \
+                               WHERE user_id = ANY($1) AND status IN ('joined', 'ringing') AND away_since IS NULL \
+                               ORDER BY call_id, user_id FOR UPDATE) AS locked \
+                         JOIN unnest($1::text[], $2::int8[]) AS v(user_id, at) ON v.user_id = locked.user_id \
+                         WHERE call_participants.call_id = locked.call_id \
+                         AND call_participants.user_id = locked.user_id \
+                         AND call_participants.status IN ('joined', 'ringing') \
+                         AND call_participants.away_since IS NULL",
+                    )
+                    .bind::<Array<Text>, _>(away.iter().map(|(user, _)| *user).collect::<Vec<_>>())
+                    .bind::<Array<BigInt>, _>(away.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
             Store::Sqlite(pool) => {
                 // In-process: a statement per user costs no round trip; one transaction syncs once.
                 let mut conn = pool.get().await?;
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    if !back.is_empty() {
+                        diesel::update(
+                            call_participants::table
+                                .filter(call_participants::user_id.eq_any(&back))
+                                .filter(call_participants::status.eq_any(in_call)),
+                        )
+                        .set((
+                            call_participants::away_since.eq(None::<i64>),
+                            call_participants::device.eq(None::<String>),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    }
                     for (user, at) in &away {
                         diesel::update(
                             call_participants::table

@@ -142,9 +142,13 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut conn = pool.get().await?;
+                // Rows are locked in id order first, like `touch_users`: the two run at once
+                // (a user going offline while others connect) and deadlocked otherwise.
                 diesel::sql_query(
                     "UPDATE users SET last_seen = v.seen \
-                     FROM unnest($1::text[], $2::int8[]) AS v(id, seen) WHERE users.id = v.id",
+                     FROM (SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE) AS locked \
+                     JOIN unnest($1::text[], $2::int8[]) AS v(id, seen) ON v.id = locked.id \
+                     WHERE users.id = locked.id",
                 )
                 .bind::<Array<Text>, _>(seen.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
                 .bind::<Array<BigInt>, _>(seen.iter().map(|(_, at)| at.millis()).collect::<Vec<_>>())

@@ -13,9 +13,10 @@ mod writer;
 
 use std::time::Duration;
 
+use deadpool::managed::{Hook, HookError, HookResult};
 use diesel::sqlite::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -125,9 +126,14 @@ impl Store {
         run_migrations(backend).await?;
         let store = match backend {
             Backend::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.clone());
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                config.recycling_method = RecyclingMethod::Fast;
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url.clone(), config);
                 let pool = Pool::builder(manager)
                     .max_size(pool_size)
+                    .pre_recycle(Hook::async_fn(|conn: &mut AsyncPgConnection, metrics| {
+                        Box::pin(verify_if_idle(conn, metrics.last_used()))
+                    }))
                     .wait_timeout(Some(Duration::from_secs(5)))
                     .create_timeout(Some(Duration::from_secs(5)))
                     .runtime(deadpool::Runtime::Tokio1)
@@ -168,6 +174,21 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// A pooled PostgreSQL connection taken again within this long is trusted without a test
+/// query. diesel-async's default sends `SELECT 1` before every use, which doubled the
+/// round trips of every store call (a reconnect storm's history reads above all). A
+/// connection idle for longer is still tested, so one left broken by a database restart is
+/// replaced rather than failing a request; a break in the last few seconds fails that one
+/// request, and the broken connection is dropped.
+const VERIFY_IDLE: Duration = Duration::from_secs(5);
+
+async fn verify_if_idle(conn: &mut AsyncPgConnection, idle: Duration) -> HookResult<PoolError> {
+    if idle < VERIFY_IDLE {
+        return Ok(());
+    }
+    conn.batch_execute("SELECT 1").await.map_err(|e| HookError::Message(e.to_string().into()))
 }
 
 /// WAL lets readers run beside the single writer; `synchronous=FULL` makes a commit durable

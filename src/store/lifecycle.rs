@@ -276,3 +276,25 @@ async fn load_rooms(store: &Store, ids: &[RoomId]) -> Result<HashMap<RoomId, Loa
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_batch_takes_what_is_queued_up_to_the_max_and_stops_before_a_repeated_key() {
+        let (queue, mut inbox) = mpsc::channel(16);
+        for job in ["a", "b", "a", "c", "d", "e", "f"] {
+            queue.try_send(job).unwrap();
+        }
+        let mut held = None;
+        let key = |job: &&str| job.to_string();
+        let mut batches = Vec::new();
+        drop(queue);
+        while let Some(batch) = next_batch(&mut inbox, &mut held, 3, key).await {
+            batches.push(batch);
+        }
+        // The second "a" waits for the next batch; no batch is longer than 3.
+        assert_eq!(batches, vec![vec!["a", "b"], vec!["a", "c", "d"], vec!["e", "f"]]);
+    }
+}

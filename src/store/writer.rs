@@ -130,91 +130,99 @@ impl BatchWrites for diesel_async::AsyncPgConnection {
         // overtaken; if a resent message then slips past the read, the unique client_id index
         // refuses its insert and the batch is retried by its senders.)
         let conn: &diesel_async::AsyncPgConnection = self;
-        let (last_seqs, stored, numbers) =
-            futures_util::future::try_join3(lock_rooms(conn, rooms), stored(conn, keys), reserve_numbers(conn, count))
-                .await?;
+        let (last_seqs, stored, numbers) = futures_util::future::try_join3(
+            postgres::lock_rooms(conn, rooms),
+            postgres::stored(conn, keys),
+            postgres::reserve_numbers(conn, count),
+        )
+        .await?;
         Ok(Read { last_seqs, stored, numbers })
     }
 
     async fn write(&mut self, seqs: &[(String, i64)], now: i64, rows: &[MessageRow]) -> QueryResult<()> {
         let conn: &diesel_async::AsyncPgConnection = self;
-        futures_util::future::try_join(set_last_seqs(conn, seqs, now), insert_messages(conn, rows)).await?;
+        futures_util::future::try_join(postgres::set_last_seqs(conn, seqs, now), postgres::insert_messages(conn, rows))
+            .await?;
         Ok(())
     }
 }
 
 /// The PostgreSQL statements, on a shared connection so that they can be pipelined.
+mod postgres {
+    use super::*;
+    use diesel_async::AsyncPgConnection;
 
-async fn lock_rooms(mut conn: &diesel_async::AsyncPgConnection, ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
-    // ORDER BY with FOR UPDATE locks the rows as they leave the sort: in id order, so
-    // concurrent writers on other nodes cannot deadlock.
-    let rows: Vec<(String, i64)> = rooms::table
-        .filter(rooms::id.eq_any(ids))
-        .order(rooms::id.asc())
-        .select((rooms::id, rooms::last_seq))
-        .for_update()
-        .load(&mut conn)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
-async fn stored(mut conn: &diesel_async::AsyncPgConnection, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
-    use diesel::sql_types::{Array, Text};
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let column = |f: fn(&Key) -> &String| keys.iter().map(|k| f(k).clone()).collect::<Vec<String>>();
-    // A join against the keys probes the unique (room_id, sender_id, client_id) index
-    // once per key.
-    diesel::sql_query(
-        "SELECT m.id, m.room_id, m.seq, m.sender_id, m.kind, m.body, m.client_id, m.created_at, m.number \
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room_id, sender_id, client_id) \
-             JOIN messages m ON m.room_id = k.room_id AND m.sender_id = k.sender_id AND m.client_id = k.client_id",
-    )
-    .bind::<Array<Text>, _>(column(|k| &k.0))
-    .bind::<Array<Text>, _>(column(|k| &k.1))
-    .bind::<Array<Text>, _>(column(|k| &k.2))
-    .load(&mut conn)
-    .await
-}
-
-async fn set_last_seqs(
-    mut conn: &diesel_async::AsyncPgConnection,
-    seqs: &[(String, i64)],
-    now: i64,
-) -> QueryResult<()> {
-    use diesel::sql_types::{Array, BigInt, Text};
-    if seqs.is_empty() {
-        return Ok(());
-    }
-    diesel::sql_query(
-        "UPDATE rooms SET last_seq = v.seq, last_activity_at = $3 \
-             FROM unnest($1::text[], $2::int8[]) AS v(id, seq) WHERE rooms.id = v.id",
-    )
-    .bind::<Array<Text>, _>(seqs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(seqs.iter().map(|(_, seq)| *seq).collect::<Vec<_>>())
-    .bind::<BigInt, _>(now)
-    .execute(&mut conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_messages(mut conn: &diesel_async::AsyncPgConnection, rows: &[MessageRow]) -> QueryResult<()> {
-    // 8 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
-    for chunk in rows.chunks(1000) {
-        insert_into(messages::table).values(chunk).execute(&mut conn).await?;
-    }
-    Ok(())
-}
-
-async fn reserve_numbers(mut conn: &diesel_async::AsyncPgConnection, count: usize) -> QueryResult<Vec<i64>> {
-    // A sequence: nodes writing at once never wait on one another for numbers.
-    let reserved: Vec<Reserved> =
-        diesel::sql_query("SELECT nextval('message_numbers') AS number FROM generate_series(1, $1)")
-            .bind::<diesel::sql_types::BigInt, _>(count as i64)
+    pub(super) async fn lock_rooms(mut conn: &AsyncPgConnection, ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
+        // ORDER BY with FOR UPDATE locks the rows as they leave the sort: in id order, so
+        // concurrent writers on other nodes cannot deadlock.
+        let rows: Vec<(String, i64)> = rooms::table
+            .filter(rooms::id.eq_any(ids))
+            .order(rooms::id.asc())
+            .select((rooms::id, rooms::last_seq))
+            .for_update()
             .load(&mut conn)
             .await?;
-    Ok(reserved.into_iter().map(|r| r.number).collect())
+        Ok(rows.into_iter().collect())
+    }
+
+    pub(super) async fn stored(mut conn: &AsyncPgConnection, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
+        use diesel::sql_types::{Array, Text};
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = |f: fn(&Key) -> &String| keys.iter().map(|k| f(k).clone()).collect::<Vec<String>>();
+        // A join against the keys probes the unique (room_id, sender_id, client_id) index
+        // once per key.
+        diesel::sql_query(
+            "SELECT m.id, m.room_id, m.seq, m.sender_id, m.kind, m.body, m.client_id, m.created_at, m.number \
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room_id, sender_id, client_id) \
+             JOIN messages m ON m.room_id = k.room_id AND m.sender_id = k.sender_id AND m.client_id = k.client_id",
+        )
+        .bind::<Array<Text>, _>(column(|k| &k.0))
+        .bind::<Array<Text>, _>(column(|k| &k.1))
+        .bind::<Array<Text>, _>(column(|k| &k.2))
+        .load(&mut conn)
+        .await
+    }
+
+    pub(super) async fn set_last_seqs(
+        mut conn: &AsyncPgConnection,
+        seqs: &[(String, i64)],
+        now: i64,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        diesel::sql_query(
+            "UPDATE rooms SET last_seq = v.seq, last_activity_at = $3 \
+             FROM unnest($1::text[], $2::int8[]) AS v(id, seq) WHERE rooms.id = v.id",
+        )
+        .bind::<Array<Text>, _>(seqs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(seqs.iter().map(|(_, seq)| *seq).collect::<Vec<_>>())
+        .bind::<BigInt, _>(now)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_messages(mut conn: &AsyncPgConnection, rows: &[MessageRow]) -> QueryResult<()> {
+        // 8 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
+        for chunk in rows.chunks(1000) {
+            insert_into(messages::table).values(chunk).execute(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn reserve_numbers(mut conn: &AsyncPgConnection, count: usize) -> QueryResult<Vec<i64>> {
+        // A sequence: nodes writing at once never wait on one another for numbers.
+        let reserved: Vec<Reserved> =
+            diesel::sql_query("SELECT nextval('message_numbers') AS number FROM generate_series(1, $1)")
+                .bind::<diesel::sql_types::BigInt, _>(count as i64)
+                .load(&mut conn)
+                .await?;
+        Ok(reserved.into_iter().map(|r| r.number).collect())
+    }
 }
 
 impl BatchWrites for super::SqliteAsync {

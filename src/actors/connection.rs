@@ -121,7 +121,7 @@ impl Connection {
     }
 
     fn push_text(&self, text: String, event: &'static str) {
-        self.outbox.push(Outbound::Text { text: text.into(), event });
+        self.outbox.push(Outbound::text(text, event));
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -340,7 +340,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
                 self.answer(None, Err(refusal))
             }
             Ok(AggregatedMessage::Ping(bytes)) => {
-                self.outbox.push(Outbound::Pong(bytes));
+                self.outbox.push(Outbound::Pong(Box::new(bytes)));
             }
             Ok(AggregatedMessage::Pong(_)) => {}
             Ok(AggregatedMessage::Close(_)) => {
@@ -375,17 +375,17 @@ async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metric
     loop {
         let item = tokio::select! {
             biased;
-            _ = receiver.close.changed() => break,
+            _ = receiver.close.closing() => break,
             item = receiver.queue.recv() => item,
         };
         let Some(item) = item else { break };
         tokio::select! {
             biased;
-            _ = receiver.close.changed() => break,
+            _ = receiver.close.closing() => break,
             sent = send(&mut session, item, &metrics, &wire) => if sent.is_err() { return },
         }
     }
-    let reason = receiver.close.borrow().clone();
+    let reason = receiver.close.reason();
     let flush = async {
         if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
             while let Ok(item) = receiver.queue.try_recv() {
@@ -416,7 +416,9 @@ async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &W
                 session.text(wire.framing.push(&delivery)).await
             }
             api => {
-                let emits = match delivery.translated(api, &wire.lookup).await {
+                // Boxed: the translation's lookups would otherwise size every idle
+                // connection's writer for them.
+                let emits = match Box::pin(delivery.translated(api, &wire.lookup)).await {
                     Ok(emits) => emits,
                     Err(err) => {
                         // The client recovers a lost push from history; the connection goes on.
@@ -431,9 +433,9 @@ async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &W
                 Ok(())
             }
         },
-        Outbound::Text { text, event } => {
-            metrics.frames_out.with_label_values(&[event]).inc();
-            session.text(text).await
+        Outbound::Text(frame) => {
+            metrics.frames_out.with_label_values(&[frame.event]).inc();
+            session.text(frame.text).await
         }
         Outbound::Ping => session.ping(b"").await,
         Outbound::Pong(bytes) => session.pong(&bytes).await,
@@ -461,11 +463,10 @@ async fn translate_requests(
             Ok(emits) => {
                 if let Some(id) = &id {
                     let reply = emits.first().map(|e| e.data.clone()).unwrap_or(Value::Null);
-                    outbox.push(Outbound::Text { text: framing.ack_data(id, &reply).into(), event: "ack" });
+                    outbox.push(Outbound::text(framing.ack_data(id, &reply), "ack"));
                 }
                 for emit in emits {
-                    outbox
-                        .push(Outbound::Text { text: framing.event(emit.event, &emit.data).into(), event: emit.event });
+                    outbox.push(Outbound::text(framing.event(emit.event, &emit.data), emit.event));
                 }
             }
             Err(err) => {
@@ -473,7 +474,7 @@ async fn translate_requests(
                     Some(id) => framing.ack(id, &Err(err)),
                     None => framing.error(&err),
                 };
-                outbox.push(Outbound::Text { text: text.into(), event: "error" });
+                outbox.push(Outbound::text(text, "error"));
             }
         }
     }

@@ -227,7 +227,7 @@ impl Handler<Arrived> for Hub {
         };
         let outbox = msg.outbox;
         // hello goes first: nothing can be queued before it, and pushes follow it.
-        outbox.push(Outbound::Text { text: msg.hello.into(), event: "hello" });
+        outbox.push(Outbound::text(msg.hello, "hello"));
         let local = self.users.entry(user.clone()).or_default();
         let first = local.connections.is_empty();
         local.connections.insert(outbox.connection, outbox.clone());

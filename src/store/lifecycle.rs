@@ -63,8 +63,8 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     /// Starts one task each for connects, presence changes and room loads, each with a
-    /// queue of `queue` and batches of at most `max_batch`. The three run side by side, on
-    /// a pooled connection each while busy.
+    /// queue of `queue` and batches of at most `max_batch`. The three run side by side; a
+    /// batch takes pooled connections only while it runs.
     pub fn start(store: Store, max_batch: usize, queue: usize, metrics: Arc<Metrics>) -> Self {
         let (connects, connect_inbox) = mpsc::channel(queue.max(1));
         let (changes, change_inbox) = mpsc::channel(queue.max(1));

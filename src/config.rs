@@ -125,12 +125,14 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_WRITE_QUEUE", default_value_t = 8192)]
     pub write_queue: usize,
 
-    /// Most connects (or presence changes) whose queries one lifecycle batch runs together.
+    /// Most connects, presence changes or room loads whose queries one lifecycle batch runs
+    /// together.
     #[arg(long, env = "SWITCHBOARD_LIFECYCLE_BATCH_MAX", default_value_t = 512)]
     pub lifecycle_batch_max: usize,
 
-    /// Connects (and, separately, presence changes) waiting for a lifecycle batch; a connect
-    /// finding the queue full is refused (1011, the client reconnects).
+    /// Connects (and, in queues of their own, presence changes and room loads) waiting for a
+    /// lifecycle batch; a connect finding its queue full is refused (1011, the client
+    /// reconnects); presence changes and room loads wait for room.
     #[arg(long, env = "SWITCHBOARD_LIFECYCLE_QUEUE", default_value_t = 16384)]
     pub lifecycle_queue: usize,
 

@@ -12,7 +12,7 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub write_batch_size: Histogram,
     pub commit_seconds: Histogram,
-    /// Connects or presence changes per lifecycle batch, by `kind`.
+    /// Connects, presence changes or room loads per lifecycle batch, by `kind`.
     pub lifecycle_batch_size: HistogramVec,
     pub lifecycle_seconds: HistogramVec,
     /// Frames not queued because a connection's outbound queue was full.
@@ -49,8 +49,11 @@ impl Metrics {
             )
             .unwrap(),
             lifecycle_batch_size: HistogramVec::new(
-                HistogramOpts::new("lifecycle_batch_size", "Connects or presence changes per lifecycle batch")
-                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+                HistogramOpts::new(
+                    "lifecycle_batch_size",
+                    "Connects, presence changes or room loads per lifecycle batch",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
                 &["kind"],
             )
             .unwrap(),

@@ -76,6 +76,16 @@ impl Hub {
         }
     }
 
+    /// Listens for `user` on the bus, once, with a local entry. Called on every connect and
+    /// again on arrival: another connection's disconnect, or a failed arrival, may have
+    /// forgotten the user while this connect's rooms were loading.
+    fn listen_for(&mut self, user: &UserId, ctx: &mut Context<Self>) {
+        if !self.users.contains_key(user) {
+            self.services().bus.subscribe(Topic::User(user.clone()), ctx.address().recipient());
+            self.users.insert(user.clone(), LocalUser::default());
+        }
+    }
+
     /// Stops listening for a user with no connection here (and for their rooms that no
     /// other local user needs). True if the user was forgotten.
     fn forget_if_idle(&mut self, user: &UserId) -> bool {
@@ -188,10 +198,7 @@ impl Handler<Connect> for Hub {
         let user = msg.identity.user.clone();
         // Listen for the user at once, so that rooms they join while their rooms load are
         // not missed.
-        if !self.users.contains_key(&user) {
-            self.users.insert(user.clone(), LocalUser::default());
-            services.bus.subscribe(Topic::User(user.clone()), ctx.address().recipient());
-        }
+        self.listen_for(&user, ctx);
         let arrival = services.lifecycle.connect(user.clone(), msg.identity.profile);
         let hub = ctx.address();
         Box::pin(async move {
@@ -228,7 +235,8 @@ impl Handler<Arrived> for Hub {
         let outbox = msg.outbox;
         // hello goes first: nothing can be queued before it, and pushes follow it.
         outbox.push(Outbound::text(msg.hello, "hello"));
-        let local = self.users.entry(user.clone()).or_default();
+        self.listen_for(&user, ctx);
+        let local = self.users.get_mut(&user).expect("listened for just now");
         let first = local.connections.is_empty();
         local.connections.insert(outbox.connection, outbox.clone());
         for room in &local.rooms {

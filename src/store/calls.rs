@@ -410,36 +410,9 @@ impl Store {
         Ok(())
     }
 
-    /// The user's last connection anywhere closed (`Some(at)`) or they are back (`None`,
-    /// which also frees their device: the next one to signal takes the call).
-    pub async fn mark_call_presence(&self, user: &UserId, away_since: Option<Timestamp>) -> StoreResult<()> {
-        let live = call_participants::table
-            .filter(call_participants::user_id.eq(user.as_str()))
-            .filter(call_participants::status.eq_any(["joined", "ringing"]));
-        with_conn!(self, |conn| {
-            match away_since {
-                Some(at) => {
-                    diesel::update(live.filter(call_participants::away_since.is_null()))
-                        .set(call_participants::away_since.eq(at.millis()))
-                        .execute(conn)
-                        .await?
-                }
-                None => {
-                    diesel::update(live)
-                        .set((
-                            call_participants::away_since.eq(None::<i64>),
-                            call_participants::device.eq(None::<String>),
-                        ))
-                        .execute(conn)
-                        .await?
-                }
-            };
-        });
-        Ok(())
-    }
-
-    /// `mark_call_presence` for a batch of users (one statement for those back, one for those
-    /// away). Each user at most once: two changes of one user must not share a batch.
+    /// Marks a batch of users away from their calls (`Some(at)`: their last connection anywhere
+    /// closed) or back (`None`, which also frees their device: the next one to signal takes
+    /// the call); one statement for those back, one for those away. Each user at most once: two changes of one user must not share a batch.
     pub async fn mark_call_presence_many(&self, changes: &[(UserId, Option<Timestamp>)]) -> StoreResult<()> {
         use diesel::sql_types::{Array, BigInt, Text};
         let back: Vec<&str> = changes.iter().filter(|(_, away)| away.is_none()).map(|(u, _)| u.as_str()).collect();

@@ -6,7 +6,6 @@ use diesel_async::AsyncConnection;
 
 use diesel::dsl::insert_into;
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use super::schema::users;
@@ -21,38 +20,9 @@ pub struct Profile {
 }
 
 impl Store {
-    /// Records a connect: creates the user if new, refreshes the profile fields the token
-    /// carries (absent ones are kept) and sets `last_seen`.
-    pub async fn touch_user(&self, user: &UserId, profile: &Profile, seen: Timestamp) -> StoreResult<()> {
-        let now = seen.millis();
-        with_conn!(self, |conn| {
-            insert_into(users::table)
-                .values((
-                    users::id.eq(user.as_str()),
-                    users::name.eq(&profile.name),
-                    users::avatar.eq(&profile.avatar),
-                    users::last_seen.eq(now),
-                    users::created_at.eq(now),
-                ))
-                .on_conflict(users::id)
-                .do_update()
-                .set((
-                    users::name.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                        "COALESCE(excluded.name, users.name)",
-                    )),
-                    users::avatar.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                        "COALESCE(excluded.avatar, users.avatar)",
-                    )),
-                    users::last_seen.eq(excluded(users::last_seen)),
-                ))
-                .execute(conn)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// `touch_user` for a batch of connects, in one statement (`store::lifecycle`). Each user
-    /// at most once. Rows are written in id order, so batches of two nodes touching the same
+    /// Records a batch of connects in one statement (`store::lifecycle`): creates each user if
+    /// new, refreshes the profile fields the token carries (absent ones are kept) and moves
+    /// `last_seen` forward to the connect. Each user at most once. Rows are written in id order, so batches of two nodes touching the same
     /// users lock them in the same order and cannot deadlock.
     pub async fn touch_users(&self, touches: &[(UserId, Profile)], seen: Timestamp) -> StoreResult<()> {
         let now = seen.millis();
@@ -78,6 +48,13 @@ impl Store {
                 "COALESCE(excluded.{column}, users.{column})"
             ))
         };
+        // Forward only: a disconnect batched separately may have stored a later time.
+        let latest_seen = || {
+            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(
+                "CASE WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen \
+                 THEN excluded.last_seen ELSE users.last_seen END",
+            )
+        };
         match self {
             Store::Postgres(pool) => {
                 let mut conn = pool.get().await?;
@@ -90,7 +67,7 @@ impl Store {
                         .set((
                             users::name.eq(keep_absent("name")),
                             users::avatar.eq(keep_absent("avatar")),
-                            users::last_seen.eq(excluded(users::last_seen)),
+                            users::last_seen.eq(latest_seen()),
                         ))
                         .execute(&mut *conn)
                         .await?;
@@ -109,7 +86,7 @@ impl Store {
                             .set((
                                 users::name.eq(keep_absent("name")),
                                 users::avatar.eq(keep_absent("avatar")),
-                                users::last_seen.eq(excluded(users::last_seen)),
+                                users::last_seen.eq(latest_seen()),
                             ))
                             .execute(conn)
                             .await?;
@@ -122,18 +99,9 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_last_seen(&self, user: &UserId, seen: Timestamp) -> StoreResult<()> {
-        with_conn!(self, |conn| {
-            diesel::update(users::table.find(user.as_str()))
-                .set(users::last_seen.eq(seen.millis()))
-                .execute(conn)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// `set_last_seen` for a batch of users going offline, in one statement. Each user at
-    /// most once.
+    /// Stores when each of a batch of users went offline, in one statement. Each user at
+    /// most once. `last_seen` only moves forward: connects and disconnects are batched
+    /// separately, and a reconnect's touch may be stored before the disconnect it followed.
     pub async fn set_last_seen_many(&self, seen: &[(UserId, Timestamp)]) -> StoreResult<()> {
         use diesel::sql_types::{Array, BigInt, Text};
         if seen.is_empty() {
@@ -148,7 +116,7 @@ impl Store {
                     "UPDATE users SET last_seen = v.seen \
                      FROM (SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE) AS locked \
                      JOIN unnest($1::text[], $2::int8[]) AS v(id, seen) ON v.id = locked.id \
-                     WHERE users.id = locked.id",
+                     WHERE users.id = locked.id AND (users.last_seen IS NULL OR users.last_seen < v.seen)",
                 )
                 .bind::<Array<Text>, _>(seen.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
                 .bind::<Array<BigInt>, _>(seen.iter().map(|(_, at)| at.millis()).collect::<Vec<_>>())
@@ -160,6 +128,7 @@ impl Store {
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                     for (user, at) in seen {
                         diesel::update(users::table.find(user.as_str()))
+                            .filter(users::last_seen.is_null().or(users::last_seen.lt(at.millis())))
                             .set(users::last_seen.eq(at.millis()))
                             .execute(conn)
                             .await?;

@@ -5,6 +5,7 @@ mod calls;
 mod chat;
 mod lifecycle;
 mod live;
+mod prepared;
 mod rows;
 pub mod schema;
 mod social;

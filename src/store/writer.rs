@@ -144,42 +144,46 @@ impl BatchWrites for diesel_async::AsyncPgConnection {
     }
 }
 
-/// The PostgreSQL statements, on a shared connection so that they can be pipelined.
+/// The PostgreSQL statements, on a shared connection so that they can be pipelined, each of
+/// fixed text and kept prepared (lists travel as arrays).
 mod postgres {
     use super::*;
+    use crate::store::prepared::kept;
+    use diesel::sql_types::{Array, BigInt, Nullable, Text};
     use diesel_async::AsyncPgConnection;
 
     pub(super) async fn lock_rooms(mut conn: &AsyncPgConnection, ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
+        enum LockRooms {}
         // ORDER BY with FOR UPDATE locks the rows as they leave the sort: in id order, so
         // concurrent writers on other nodes cannot deadlock.
-        let rows: Vec<(String, i64)> = rooms::table
+        let query = rooms::table
             .filter(rooms::id.eq_any(ids))
             .order(rooms::id.asc())
             .select((rooms::id, rooms::last_seq))
-            .for_update()
-            .load(&mut conn)
-            .await?;
+            .for_update();
+        let rows: Vec<(String, i64)> = kept::<LockRooms, _>(query).load(&mut conn).await?;
         Ok(rows.into_iter().collect())
     }
 
     pub(super) async fn stored(mut conn: &AsyncPgConnection, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
-        use diesel::sql_types::{Array, Text};
+        enum StoredByKey {}
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let column = |f: fn(&Key) -> &String| keys.iter().map(|k| f(k).clone()).collect::<Vec<String>>();
-        // A join against the keys probes the unique (room_id, sender_id, client_id) index
-        // once per key.
-        diesel::sql_query(
+        // One probe of the unique (room_id, sender_id, client_id) index per key. LATERAL keeps
+        // it so in the plan PostgreSQL keeps: a plain join, planned while `messages` was
+        // small, stayed a hash join over the whole table (11 ms a batch within seconds).
+        let query = diesel::sql_query(
             "SELECT m.id, m.room_id, m.seq, m.sender_id, m.kind, m.body, m.client_id, m.created_at, m.number \
              FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room_id, sender_id, client_id) \
-             JOIN messages m ON m.room_id = k.room_id AND m.sender_id = k.sender_id AND m.client_id = k.client_id",
+             CROSS JOIN LATERAL (SELECT * FROM messages WHERE room_id = k.room_id AND sender_id = k.sender_id \
+             AND client_id = k.client_id LIMIT 1) AS m",
         )
         .bind::<Array<Text>, _>(column(|k| &k.0))
         .bind::<Array<Text>, _>(column(|k| &k.1))
-        .bind::<Array<Text>, _>(column(|k| &k.2))
-        .load(&mut conn)
-        .await
+        .bind::<Array<Text>, _>(column(|k| &k.2));
+        kept::<StoredByKey, _>(query).load(&mut conn).await
     }
 
     pub(super) async fn set_last_seqs(
@@ -187,37 +191,53 @@ mod postgres {
         seqs: &[(String, i64)],
         now: i64,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Text};
+        enum SetLastSeqs {}
         if seqs.is_empty() {
             return Ok(());
         }
-        diesel::sql_query(
+        let query = diesel::sql_query(
             "UPDATE rooms SET last_seq = v.seq, last_activity_at = $3 \
              FROM unnest($1::text[], $2::int8[]) AS v(id, seq) WHERE rooms.id = v.id",
         )
         .bind::<Array<Text>, _>(seqs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(seqs.iter().map(|(_, seq)| *seq).collect::<Vec<_>>())
-        .bind::<BigInt, _>(now)
-        .execute(&mut conn)
-        .await?;
+        .bind::<BigInt, _>(now);
+        kept::<SetLastSeqs, _>(query).execute(&mut conn).await?;
         Ok(())
     }
 
     pub(super) async fn insert_messages(mut conn: &AsyncPgConnection, rows: &[MessageRow]) -> QueryResult<()> {
-        // 8 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
-        for chunk in rows.chunks(1000) {
-            insert_into(messages::table).values(chunk).execute(&mut conn).await?;
+        enum InsertMessages {}
+        if rows.is_empty() {
+            return Ok(());
         }
+        let texts = |f: fn(&MessageRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<String>>();
+        let numbers = |f: fn(&MessageRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        // One text for any number of rows (a VALUES list would be a new statement per count).
+        let query = diesel::sql_query(
+            "INSERT INTO messages (id, room_id, seq, sender_id, kind, body, client_id, created_at, number) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::int8[], $9::int8[])",
+        )
+        .bind::<Array<Text>, _>(texts(|r| &r.id))
+        .bind::<Array<Text>, _>(texts(|r| &r.room_id))
+        .bind::<Array<BigInt>, _>(numbers(|r| r.seq))
+        .bind::<Array<Text>, _>(texts(|r| &r.sender_id))
+        .bind::<Array<Text>, _>(texts(|r| &r.kind))
+        .bind::<Array<Text>, _>(texts(|r| &r.body))
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.client_id.clone()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(numbers(|r| r.created_at))
+        .bind::<Array<BigInt>, _>(numbers(|r| r.number));
+        kept::<InsertMessages, _>(query).execute(&mut conn).await?;
         Ok(())
     }
 
     pub(super) async fn reserve_numbers(mut conn: &AsyncPgConnection, count: usize) -> QueryResult<Vec<i64>> {
+        enum ReserveNumbers {}
         // A sequence: nodes writing at once never wait on one another for numbers.
-        let reserved: Vec<Reserved> =
-            diesel::sql_query("SELECT nextval('message_numbers') AS number FROM generate_series(1, $1)")
-                .bind::<diesel::sql_types::BigInt, _>(count as i64)
-                .load(&mut conn)
-                .await?;
+        let query = diesel::sql_query("SELECT nextval('message_numbers') AS number FROM generate_series(1, $1)")
+            .bind::<BigInt, _>(count as i64);
+        let reserved: Vec<Reserved> = kept::<ReserveNumbers, _>(query).load(&mut conn).await?;
         Ok(reserved.into_iter().map(|r| r.number).collect())
     }
 }

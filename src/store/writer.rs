@@ -170,7 +170,7 @@ mod postgres {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let column = |f: fn(&Key) -> &String| keys.iter().map(|k| f(k).clone()).collect::<Vec<String>>();
+        let column = |f: fn(&Key) -> &str| keys.iter().map(f).collect::<Vec<&str>>();
         // One probe of the unique (room_id, sender_id, client_id) index per key. LATERAL keeps
         // it so in the plan PostgreSQL keeps: a plain join, planned while `messages` was
         // small, stayed a hash join over the whole table (11 ms a batch within seconds).
@@ -180,9 +180,9 @@ mod postgres {
              CROSS JOIN LATERAL (SELECT * FROM messages WHERE room_id = k.room_id AND sender_id = k.sender_id \
              AND client_id = k.client_id LIMIT 1) AS m",
         )
-        .bind::<Array<Text>, _>(column(|k| &k.0))
-        .bind::<Array<Text>, _>(column(|k| &k.1))
-        .bind::<Array<Text>, _>(column(|k| &k.2));
+        .bind::<Array<Text>, _>(column(|k| k.0.as_str()))
+        .bind::<Array<Text>, _>(column(|k| k.1.as_str()))
+        .bind::<Array<Text>, _>(column(|k| k.2.as_str()));
         kept::<StoredByKey, _>(query).load(&mut conn).await
     }
 
@@ -199,7 +199,7 @@ mod postgres {
             "UPDATE rooms SET last_seq = v.seq, last_activity_at = $3 \
              FROM unnest($1::text[], $2::int8[]) AS v(id, seq) WHERE rooms.id = v.id",
         )
-        .bind::<Array<Text>, _>(seqs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(seqs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(seqs.iter().map(|(_, seq)| *seq).collect::<Vec<_>>())
         .bind::<BigInt, _>(now);
         kept::<SetLastSeqs, _>(query).execute(&mut conn).await?;
@@ -211,7 +211,8 @@ mod postgres {
         if rows.is_empty() {
             return Ok(());
         }
-        let texts = |f: fn(&MessageRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<String>>();
+        // Borrowed, not copied: a batch's bodies can run to megabytes.
+        let texts = |f: fn(&MessageRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
         let numbers = |f: fn(&MessageRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
         // One text for any number of rows (a VALUES list would be a new statement per count).
         let query = diesel::sql_query(
@@ -219,13 +220,13 @@ mod postgres {
              SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
              $7::text[], $8::int8[], $9::int8[])",
         )
-        .bind::<Array<Text>, _>(texts(|r| &r.id))
-        .bind::<Array<Text>, _>(texts(|r| &r.room_id))
+        .bind::<Array<Text>, _>(texts(|r| r.id.as_str()))
+        .bind::<Array<Text>, _>(texts(|r| r.room_id.as_str()))
         .bind::<Array<BigInt>, _>(numbers(|r| r.seq))
-        .bind::<Array<Text>, _>(texts(|r| &r.sender_id))
-        .bind::<Array<Text>, _>(texts(|r| &r.kind))
-        .bind::<Array<Text>, _>(texts(|r| &r.body))
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.client_id.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(texts(|r| r.sender_id.as_str()))
+        .bind::<Array<Text>, _>(texts(|r| r.kind.as_str()))
+        .bind::<Array<Text>, _>(texts(|r| r.body.as_str()))
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.client_id.as_deref()).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(numbers(|r| r.created_at))
         .bind::<Array<BigInt>, _>(numbers(|r| r.number));
         kept::<InsertMessages, _>(query).execute(&mut conn).await?;

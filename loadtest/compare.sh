@@ -11,7 +11,10 @@
 #
 # Knobs (env): CHAT_MIX_ARGS (the generator's chat-mix flags), SERVER_CPU, LOAD_CPU,
 # WARMUP_ARGS (the unmeasured warm-up before each measured run, followed by ANALYZE),
-# SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO framing).
+# SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO framing), RUNS (default 1: run
+# the whole sequence that many times, so that the servers alternate, each run on a fresh
+# database; files get a -N suffix, and the median of each server's runs is printed: one run
+# of a server on a shared 2-core machine can be a step above or below its usual).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +24,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 CHAT_MIX_ARGS=${CHAT_MIX_ARGS:---pairs 200 --groups 40 --group-size 5 --start-rate 500 --step-factor 1.4 --step-secs 10 --step-warmup 2 --steps-past-limit 2 --connect-concurrency 96}
 WARMUP_ARGS=${WARMUP_ARGS:---pairs 200 --groups 40 --group-size 5 --rates 1000 --step-secs 8 --step-warmup 0 --p99-limit-ms 100000 --connect-concurrency 96}
+RUNS=${RUNS:-1}
 SB_PORT=18181 SIO_PORT=18195 BARE_PORT=18190
 mkdir -p "$OUT"
 
@@ -40,7 +44,6 @@ start_postgres
 start_redis
 PG_ADMIN=$SWITCHBOARD_TEST_DATABASE_URL
 PG_BASE=${PG_ADMIN%/*}
-for db in sb_compare sio_compare; do psql -q "$PG_ADMIN" -c "CREATE DATABASE $db"; done
 
 # Pin PostgreSQL (the postmaster, whose backends inherit it, and its helpers) and Redis.
 PG_PID=$(head -1 "$SERVICES_DIR/pg/data/postmaster.pid")
@@ -90,18 +93,44 @@ PY
     tail -n +2 "$OUT/$name.txt" | grep -E "^step|max rate" >&2 || true
 }
 
-SB_ENV=(SWITCHBOARD_DATABASE_URL="$PG_BASE/sb_compare" SWITCHBOARD_BIND="127.0.0.1:$SB_PORT"
-        SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 RUST_LOG=warn)
-run switchboard native $SB_PORT sb_compare -- env "${SB_ENV[@]}" "$ROOT/target/release/switchboard" serve
-files=("$OUT/switchboard.json")
-if [ -z "${SKIP_SIO_FRAMING:-}" ]; then
-    run switchboard-socketio-framing socketio $SB_PORT sb_compare -- env "${SB_ENV[@]}" "$ROOT/target/release/switchboard" serve
-    files+=("$OUT/switchboard-socketio-framing.json")
-fi
-run socket.io socketio $SIO_PORT sio_compare -- env PORT=$SIO_PORT DATABASE_URL="$PG_BASE/sio_compare" \
-    node loadtest/peers/socketio/server.js
-run bare-relay native $BARE_PORT "" -- "$ROOT/target/release/bare-relay" "127.0.0.1:$BARE_PORT"
-files+=("$OUT/socket.io.json" "$OUT/bare-relay.json")
+files=()
+for i in $(seq "$RUNS"); do
+    suffix=""; [ "$RUNS" -gt 1 ] && suffix="-$i"
+    for db in sb_compare sio_compare; do
+        psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    done
+    SB_ENV=(SWITCHBOARD_DATABASE_URL="$PG_BASE/sb_compare" SWITCHBOARD_BIND="127.0.0.1:$SB_PORT"
+            SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 RUST_LOG=warn)
+    run "switchboard$suffix" native $SB_PORT sb_compare -- env "${SB_ENV[@]}" "$ROOT/target/release/switchboard" serve
+    files+=("$OUT/switchboard$suffix.json")
+    if [ -z "${SKIP_SIO_FRAMING:-}" ]; then
+        run "switchboard-socketio-framing$suffix" socketio $SB_PORT sb_compare -- \
+            env "${SB_ENV[@]}" "$ROOT/target/release/switchboard" serve
+        files+=("$OUT/switchboard-socketio-framing$suffix.json")
+    fi
+    run "socket.io$suffix" socketio $SIO_PORT sio_compare -- env PORT=$SIO_PORT DATABASE_URL="$PG_BASE/sio_compare" \
+        node loadtest/peers/socketio/server.js
+    run "bare-relay$suffix" native $BARE_PORT "" -- "$ROOT/target/release/bare-relay" "127.0.0.1:$BARE_PORT"
+    files+=("$OUT/socket.io$suffix.json" "$OUT/bare-relay$suffix.json")
+done
 
 "$LT" report --out "$OUT/compare.html" "${files[@]}"
 echo "results in $OUT (compare.html; one JSON, log and HTML per server)" >&2
+if [ "$RUNS" -gt 1 ]; then
+    # Each server's runs and their median (of the highest rate within the limit), and the
+    # ratios of the medians.
+    python3 - "${files[@]}" <<'PY'
+import json, statistics, sys
+runs = {}
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    runs.setdefault(r["label"].rsplit("-", 1)[0], []).append(r["max_rate_within_limit"] or 0)
+medians = {name: statistics.median(rates) for name, rates in runs.items()}
+for name, rates in runs.items():
+    print(f"{name:32} runs {', '.join(f'{x:,.0f}' for x in rates):40} median {medians[name]:,.0f}")
+sb = medians.get("switchboard")
+for peer in ("socket.io", "bare-relay"):
+    if sb and medians.get(peer):
+        print(f"switchboard / {peer}: {sb / medians[peer]:.2f} (medians)")
+PY
+fi

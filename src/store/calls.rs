@@ -8,6 +8,7 @@ use diesel::dsl::insert_into;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::prepared::kept;
 use super::rows;
 use super::schema::{call_events, call_lines, call_participants, calls};
 use super::{Store, StoreResult, with_conn};
@@ -425,7 +426,8 @@ impl Store {
                 // nodes touching the same parties cannot deadlock.
                 let mut conn = pool.get().await?;
                 if !back.is_empty() {
-                    diesel::sql_query(
+                    enum MarkBack {}
+                    let query = diesel::sql_query(
                         "UPDATE call_participants SET away_since = NULL, device = NULL \
                          FROM (SELECT call_id, user_id FROM call_participants \
                                WHERE user_id = ANY($1) AND status IN ('joined', 'ringing') \
@@ -434,12 +436,12 @@ impl Store {
                          AND call_participants.user_id = locked.user_id \
                          AND call_participants.status IN ('joined', 'ringing')",
                     )
-                    .bind::<Array<Text>, _>(&back)
-                    .execute(&mut *conn)
-                    .await?;
+                    .bind::<Array<Text>, _>(&back);
+                    kept::<MarkBack, _>(query).execute(&mut *conn).await?;
                 }
                 if !away.is_empty() {
-                    diesel::sql_query(
+                    enum MarkAway {}
+                    let query = diesel::sql_query(
                         "UPDATE call_participants SET away_since = v.at \
                          FROM (SELECT call_id, user_id FROM call_participants \
                                WHERE user_id = ANY($1) AND status IN ('joined', 'ringing') AND away_since IS NULL \
@@ -451,9 +453,8 @@ impl Store {
                          AND call_participants.away_since IS NULL",
                     )
                     .bind::<Array<Text>, _>(away.iter().map(|(user, _)| *user).collect::<Vec<_>>())
-                    .bind::<Array<BigInt>, _>(away.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-                    .execute(&mut *conn)
-                    .await?;
+                    .bind::<Array<BigInt>, _>(away.iter().map(|(_, at)| *at).collect::<Vec<_>>());
+                    kept::<MarkAway, _>(query).execute(&mut *conn).await?;
                 }
             }
             Store::Sqlite(pool) => {

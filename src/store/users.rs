@@ -8,6 +8,7 @@ use diesel::dsl::insert_into;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::prepared::kept;
 use super::schema::users;
 use super::{Store, StoreResult, with_conn};
 use crate::domain::{Timestamp, UserId};
@@ -109,19 +110,19 @@ impl Store {
         }
         match self {
             Store::Postgres(pool) => {
+                enum SetLastSeen {}
                 let mut conn = pool.get().await?;
                 // Rows are locked in id order first, like `touch_users`: the two run at once
                 // (a user going offline while others connect) and deadlocked otherwise.
-                diesel::sql_query(
+                let query = diesel::sql_query(
                     "UPDATE users SET last_seen = v.seen \
                      FROM (SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE) AS locked \
                      JOIN unnest($1::text[], $2::int8[]) AS v(id, seen) ON v.id = locked.id \
                      WHERE users.id = locked.id AND (users.last_seen IS NULL OR users.last_seen < v.seen)",
                 )
                 .bind::<Array<Text>, _>(seen.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(seen.iter().map(|(_, at)| at.millis()).collect::<Vec<_>>())
-                .execute(&mut *conn)
-                .await?;
+                .bind::<Array<BigInt>, _>(seen.iter().map(|(_, at)| at.millis()).collect::<Vec<_>>());
+                kept::<SetLastSeen, _>(query).execute(&mut *conn).await?;
             }
             Store::Sqlite(pool) => {
                 let mut conn = pool.get().await?;

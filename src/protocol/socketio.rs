@@ -89,14 +89,18 @@ fn parse_socket(packet: &str) -> Packet {
     match kind {
         '0' => Packet::Connect { namespace, auth: payload },
         '1' => Packet::Disconnect,
-        '2' => match payload {
-            Some(Value::Array(mut args)) if args.first().is_some_and(Value::is_string) => {
-                let Value::String(event) = args.remove(0) else { unreachable!("checked above") };
-                let data = if args.is_empty() { Value::Null } else { args.remove(0) };
-                Packet::Event { namespace, ack, event, data }
+        '2' => {
+            let mut args = match payload {
+                Some(Value::Array(args)) => args.into_iter(),
+                _ => Vec::new().into_iter(),
+            };
+            match (args.next(), args.next()) {
+                (Some(Value::String(event)), data) => {
+                    Packet::Event { namespace, ack, event, data: data.unwrap_or(Value::Null) }
+                }
+                _ => Packet::Invalid("an event is a JSON array starting with the event name".into()),
             }
-            _ => Packet::Invalid("an event is a JSON array starting with the event name".into()),
-        },
+        }
         '3' => Packet::Ack,
         other => Packet::Invalid(format!("unknown Socket.IO packet type `{other}`")),
     }
@@ -155,6 +159,10 @@ mod tests {
             parse(r#"42/,12["x"]"#),
             Packet::Event { namespace: "/".into(), ack: Some(12), event: "x".into(), data: Value::Null }
         );
+        // Not an event name first: refused, not a panic.
+        for bad in [r#"42[]"#, r#"42[1,"x"]"#, r#"42{"event":"x"}"#, "42"] {
+            assert!(matches!(parse(bad), Packet::Invalid(_)), "{bad}");
+        }
     }
 
     #[test]

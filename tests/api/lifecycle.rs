@@ -80,8 +80,48 @@ async fn sigterm_closes_connections_with_1012_and_keeps_acked_messages(db: Db) {
     assert_eq!(history["messages"][0], acked);
 }
 
+/// Users still connected when their (single) node stops went offline then: their
+/// `last_seen` is the shutdown, not the time they connected.
+async fn sigterm_stores_last_seen_of_users_still_connected(db: Db) {
+    let url = fresh_database(db).await;
+    let (mut child, port) = spawn_process(&[("SWITCHBOARD_DATABASE_URL", url.as_str())]).await;
+    let auth = switchboard::auth::Authenticator::new(SECRET);
+    let token = |u: &str| auth.mint(&switchboard::domain::UserId::parse(u).unwrap(), &Default::default(), 600);
+    let ws = |t: String| format!("ws://127.0.0.1:{port}/ws?token={t}");
+    let users: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
+    let mut connected = Vec::new();
+    for user in &users {
+        connected.push(Client::connect_url(&ws(token(user))).await);
+    }
+    let query = json!({ "user_ids": users });
+    let mut observer = Client::connect_url(&ws(token("observer"))).await;
+    let before = observer.ok("presence.query", query.clone()).await["users"].clone();
+    observer.close().await;
+    // last_seen has a resolution of a second at worst.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let pid = child.id().unwrap() as i32;
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert_eq!(connected[0].close_code().await, Some(1012));
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
+    assert!(status.success(), "clean exit: {status}");
+
+    let app = spawn_on(url, |_| {}).await;
+    let after = app.connect("observer").await.ok("presence.query", query).await["users"].clone();
+    for (before, after) in before.as_array().unwrap().iter().zip(after.as_array().unwrap()) {
+        assert_eq!(after["online"], false, "{after}");
+        let (connect, leave) = (before["last_seen"].as_str().unwrap(), after["last_seen"].as_str().unwrap());
+        assert!(
+            leave > connect,
+            "{}: last_seen {leave} should be the shutdown, after the connect at {connect}",
+            after["user_id"]
+        );
+    }
+}
+
 both!(
     health_readiness_and_metrics,
     messages_survive_a_restart,
-    sigterm_closes_connections_with_1012_and_keeps_acked_messages
+    sigterm_closes_connections_with_1012_and_keeps_acked_messages,
+    sigterm_stores_last_seen_of_users_still_connected
 );

@@ -56,23 +56,36 @@ async fn messages_survive_a_restart(db: Db) {
     assert_eq!(send(&mut alice, &room, "after restart").await["seq"], 21);
 }
 
+/// A server process on `url`, and the WebSocket address that connects a user to it.
+async fn process_on(url: &str) -> (tokio::process::Child, impl Fn(&str) -> String + use<>) {
+    let (child, port) = spawn_process(&[("SWITCHBOARD_DATABASE_URL", url)]).await;
+    let auth = switchboard::auth::Authenticator::new(SECRET);
+    let ws = move |user: &str| {
+        let token = auth.mint(&switchboard::domain::UserId::parse(user).unwrap(), &Default::default(), 600);
+        format!("ws://127.0.0.1:{port}/ws?token={token}")
+    };
+    (child, ws)
+}
+
+/// SIGTERM, then: `client` is closed with 1012 and the process exits cleanly.
+async fn terminate(mut child: tokio::process::Child, client: &mut Client) {
+    let pid = child.id().unwrap() as i32;
+    // kill(2) through the standard command, no libc binding needed.
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert_eq!(client.close_code().await, Some(1012));
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
+    assert!(status.success(), "clean exit: {status}");
+}
+
 async fn sigterm_closes_connections_with_1012_and_keeps_acked_messages(db: Db) {
     let url = fresh_database(db).await;
-    let (mut child, port) = spawn_process(&[("SWITCHBOARD_DATABASE_URL", url.as_str())]).await;
-    let auth = switchboard::auth::Authenticator::new(SECRET);
-    let token = |u: &str| auth.mint(&switchboard::domain::UserId::parse(u).unwrap(), &Default::default(), 600);
-    let ws = |t: String| format!("ws://127.0.0.1:{port}/ws?token={t}");
-    let mut alice = Client::connect_url(&ws(token("alice"))).await;
-    let bob = Client::connect_url(&ws(token("bob"))).await;
+    let (child, ws) = process_on(&url).await;
+    let mut alice = Client::connect_url(&ws("alice")).await;
+    let bob = Client::connect_url(&ws("bob")).await;
     let room = direct_room(&mut alice, &bob).await;
     let acked = send(&mut alice, &room, "before shutdown").await;
 
-    let pid = child.id().unwrap() as i32;
-    // SAFETY-free: kill(2) through the standard command, no libc binding needed.
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    assert_eq!(alice.close_code().await, Some(1012));
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
-    assert!(status.success(), "clean exit: {status}");
+    terminate(child, &mut alice).await;
 
     let app = spawn_on(url, |_| {}).await;
     let mut bob = app.connect("bob").await;
@@ -84,27 +97,20 @@ async fn sigterm_closes_connections_with_1012_and_keeps_acked_messages(db: Db) {
 /// `last_seen` is the shutdown, not the time they connected.
 async fn sigterm_stores_last_seen_of_users_still_connected(db: Db) {
     let url = fresh_database(db).await;
-    let (mut child, port) = spawn_process(&[("SWITCHBOARD_DATABASE_URL", url.as_str())]).await;
-    let auth = switchboard::auth::Authenticator::new(SECRET);
-    let token = |u: &str| auth.mint(&switchboard::domain::UserId::parse(u).unwrap(), &Default::default(), 600);
-    let ws = |t: String| format!("ws://127.0.0.1:{port}/ws?token={t}");
+    let (child, ws) = process_on(&url).await;
     let users: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
     let mut connected = Vec::new();
     for user in &users {
-        connected.push(Client::connect_url(&ws(token(user))).await);
+        connected.push(Client::connect_url(&ws(user)).await);
     }
     let query = json!({ "user_ids": users });
-    let mut observer = Client::connect_url(&ws(token("observer"))).await;
+    let mut observer = Client::connect_url(&ws("observer")).await;
     let before = observer.ok("presence.query", query.clone()).await["users"].clone();
     observer.close().await;
     // last_seen has a resolution of a second at worst.
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    let pid = child.id().unwrap() as i32;
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    assert_eq!(connected[0].close_code().await, Some(1012));
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
-    assert!(status.success(), "clean exit: {status}");
+    terminate(child, &mut connected[0]).await;
 
     let app = spawn_on(url, |_| {}).await;
     let after = app.connect("observer").await.ok("presence.query", query).await["users"].clone();

@@ -21,62 +21,72 @@ pub struct Profile {
 }
 
 impl Store {
-    /// Records a batch of connects in one statement (`store::lifecycle`): creates each user if
-    /// new, refreshes the profile fields the token carries (absent ones are kept) and moves
-    /// `last_seen` forward to the connect. Each user at most once. Rows are written in id order, so batches of two nodes touching the same
-    /// users lock them in the same order and cannot deadlock.
+    /// Records a batch of connects (`store::lifecycle`), on PostgreSQL in one statement:
+    /// creates each user if new, refreshes the profile fields the token carries (absent ones
+    /// are kept) and moves `last_seen` forward to the connect (a disconnect batched separately
+    /// may have stored a later time). Each user at most once. Rows are written in id order, so
+    /// batches of two nodes touching the same users lock them in the same order and cannot
+    /// deadlock.
     pub async fn touch_users(&self, touches: &[(UserId, Profile)], seen: Timestamp) -> StoreResult<()> {
         let now = seen.millis();
         let mut touches: Vec<&(UserId, Profile)> = touches.iter().collect();
         touches.sort_by(|a, b| a.0.cmp(&b.0));
-        let rows: Vec<_> = touches
-            .iter()
-            .map(|(user, profile)| {
-                (
-                    users::id.eq(user.as_str()),
-                    users::name.eq(profile.name.as_deref()),
-                    users::avatar.eq(profile.avatar.as_deref()),
-                    users::last_seen.eq(now),
-                    users::created_at.eq(now),
-                )
-            })
-            .collect();
-        if rows.is_empty() {
+        if touches.is_empty() {
             return Ok(());
         }
-        let keep_absent = |column: &str| {
-            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(&format!(
-                "COALESCE(excluded.{column}, users.{column})"
-            ))
-        };
-        // Forward only: a disconnect batched separately may have stored a later time.
-        let latest_seen = || {
-            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(
-                "CASE WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen \
-                 THEN excluded.last_seen ELSE users.last_seen END",
-            )
-        };
         match self {
             Store::Postgres(pool) => {
+                use diesel::sql_types::{Array, BigInt, Nullable, Text};
+                enum TouchUsers {}
                 let mut conn = pool.get().await?;
-                // 5 binds a row: chunks stay far below PostgreSQL's 65535 bind limit.
-                for chunk in rows.chunks(1000) {
-                    insert_into(users::table)
-                        .values(chunk)
-                        .on_conflict(users::id)
-                        .do_update()
-                        .set((
-                            users::name.eq(keep_absent("name")),
-                            users::avatar.eq(keep_absent("avatar")),
-                            users::last_seen.eq(latest_seen()),
-                        ))
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                // One statement of fixed text whatever the batch size (lists as arrays), so
+                // it stays prepared. Inserted in id order, so rows are locked in id order.
+                let query = diesel::sql_query(
+                    "INSERT INTO users (id, name, avatar, last_seen, created_at) \
+                     SELECT v.id, v.name, v.avatar, $4, $4 \
+                     FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, name, avatar) ORDER BY v.id \
+                     ON CONFLICT (id) DO UPDATE SET \
+                     name = COALESCE(excluded.name, users.name), \
+                     avatar = COALESCE(excluded.avatar, users.avatar), \
+                     last_seen = CASE WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen \
+                     THEN excluded.last_seen ELSE users.last_seen END",
+                )
+                .bind::<Array<Text>, _>(touches.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Text>>, _>(
+                    touches.iter().map(|(_, profile)| profile.name.as_deref()).collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<Text>>, _>(
+                    touches.iter().map(|(_, profile)| profile.avatar.as_deref()).collect::<Vec<_>>(),
+                )
+                .bind::<BigInt, _>(now);
+                kept::<TouchUsers, _>(query).execute(&mut *conn).await?;
             }
             Store::Sqlite(pool) => {
                 // In-process: a statement per row costs no round trip. One transaction, so
                 // one sync to disk for the batch instead of one per user.
+                let rows: Vec<_> = touches
+                    .iter()
+                    .map(|(user, profile)| {
+                        (
+                            users::id.eq(user.as_str()),
+                            users::name.eq(profile.name.as_deref()),
+                            users::avatar.eq(profile.avatar.as_deref()),
+                            users::last_seen.eq(now),
+                            users::created_at.eq(now),
+                        )
+                    })
+                    .collect();
+                let keep_absent = |column: &str| {
+                    diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(&format!(
+                        "COALESCE(excluded.{column}, users.{column})"
+                    ))
+                };
+                let latest_seen = || {
+                    diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(
+                        "CASE WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen \
+                         THEN excluded.last_seen ELSE users.last_seen END",
+                    )
+                };
                 let mut conn = pool.get().await?;
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                     for row in rows {

@@ -24,13 +24,11 @@ impl Store {
     /// Records a batch of connects (`store::lifecycle`), on PostgreSQL in one statement:
     /// creates each user if new, refreshes the profile fields the token carries (absent ones
     /// are kept) and moves `last_seen` forward to the connect (a disconnect batched separately
-    /// may have stored a later time). Each user at most once. Rows are written in id order, so
-    /// batches of two nodes touching the same users lock them in the same order and cannot
-    /// deadlock.
+    /// may have stored a later time). Each user at most once. PostgreSQL writes the rows in id
+    /// order (the statement sorts them), so batches of two nodes touching the same users lock
+    /// them in the same order and cannot deadlock; SQLite has one writer at a time.
     pub async fn touch_users(&self, touches: &[(UserId, Profile)], seen: Timestamp) -> StoreResult<()> {
         let now = seen.millis();
-        let mut touches: Vec<&(UserId, Profile)> = touches.iter().collect();
-        touches.sort_by(|a, b| a.0.cmp(&b.0));
         if touches.is_empty() {
             return Ok(());
         }

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Actor;
 use actix_web::{App, HttpServer, dev::Server};
@@ -17,7 +18,7 @@ use crate::config::Settings;
 use crate::domain::{NodeId, UserId};
 use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, PresenceDirectory, RedisPresence};
-use crate::store::{Backend, Lifecycle, MessageWriter, Store};
+use crate::store::{Backend, Batching, Lifecycle, MessageWriter, Store};
 
 pub struct Application {
     server: Server,
@@ -51,8 +52,12 @@ impl Application {
         let store = Store::connect(&backend, settings.db_pool)
             .await
             .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
-        let writer =
-            MessageWriter::start(store.clone(), settings.write_batch_max, settings.write_queue, metrics.clone());
+        let writer = MessageWriter::start(
+            store.clone(),
+            Batching { max: settings.write_batch_max, window: Duration::from_millis(settings.write_batch_window_ms) },
+            settings.write_queue,
+            metrics.clone(),
+        );
         let lifecycle =
             Lifecycle::start(store.clone(), settings.lifecycle_batch_max, settings.lifecycle_queue, metrics.clone());
         let auth = Authenticator::new(settings.jwt_secret());

@@ -121,6 +121,10 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_WRITE_BATCH_MAX", default_value_t = 512)]
     pub write_batch_max: usize,
 
+    /// Milliseconds a message may wait for others to join its group commit (0: none).
+    #[arg(long, env = "SWITCHBOARD_WRITE_BATCH_WINDOW_MS", default_value_t = 2)]
+    pub write_batch_window_ms: u64,
+
     /// Messages waiting for the writer before senders wait.
     #[arg(long, env = "SWITCHBOARD_WRITE_QUEUE", default_value_t = 8192)]
     pub write_queue: usize,

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub write_batch_size: Histogram,
     pub commit_seconds: Histogram,
+    /// Batches written again because the database refused a resent message.
+    pub write_resend_retries: IntCounter,
     /// Connects, presence changes or room loads per lifecycle batch, by `kind`.
     pub lifecycle_batch_size: HistogramVec,
     pub lifecycle_seconds: HistogramVec,
@@ -48,6 +50,11 @@ impl Metrics {
                     .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
             )
             .unwrap(),
+            write_resend_retries: IntCounter::new(
+                "write_resend_retries_total",
+                "Message batches written again after finding a resent message already stored",
+            )
+            .unwrap(),
             lifecycle_batch_size: HistogramVec::new(
                 HistogramOpts::new(
                     "lifecycle_batch_size",
@@ -81,6 +88,7 @@ impl Metrics {
             Box::new(metrics.errors.clone()),
             Box::new(metrics.write_batch_size.clone()),
             Box::new(metrics.commit_seconds.clone()),
+            Box::new(metrics.write_resend_retries.clone()),
             Box::new(metrics.lifecycle_batch_size.clone()),
             Box::new(metrics.lifecycle_seconds.clone()),
             Box::new(metrics.outbound_dropped.clone()),

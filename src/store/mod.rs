@@ -31,7 +31,7 @@ pub use lifecycle::{Arrival, Lifecycle, LoadedRoom, Peers, PresenceChange};
 pub use live::LiveJoin;
 pub use social::{LikeOutcome, RequestOutcome};
 pub use users::Profile;
-pub use writer::{MessageWriter, NewMessage, StoredMessage};
+pub use writer::{Batching, MessageWriter, NewMessage, StoredMessage};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");

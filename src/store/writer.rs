@@ -1,21 +1,24 @@
-//! The batching message writer (group commit): messages queued while one transaction commits
-//! go together into the next, so throughput is not one commit per message. Each sender is
-//! answered only after the transaction holding its message has committed.
+//! The batching message writer (group commit): messages queued while one batch is written go
+//! together into the next, so throughput is not one commit per message. Each sender is
+//! answered only after the batch holding its message has committed.
 //!
-//! Per-room `seq` comes from `rooms.last_seq`, bumped in the same transaction as the insert
-//! after taking the room row's write lock, so it is gapless and strictly increasing under
-//! any number of writers on any number of nodes.
+//! Per-room `seq` comes from `rooms.last_seq`, bumped in the same atomic write as the insert
+//! under the room row's write lock, so it is gapless and strictly increasing under any number
+//! of writers on any number of nodes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use diesel::dsl::insert_into;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::prepared::kept;
 use super::rows::MessageRow;
 use super::schema::{messages, rooms};
 use super::{Store, StoreError, with_conn};
@@ -42,8 +45,20 @@ pub struct StoredMessage {
 type Reply = oneshot::Sender<Result<StoredMessage, domain::Error>>;
 
 enum Command {
-    Write(NewMessage, Reply),
+    /// A message, its sender's answer, and when it was queued.
+    Write(NewMessage, Reply, Instant),
     Flush(oneshot::Sender<()>),
+}
+
+/// How the writer groups messages into batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most messages one batch writes.
+    pub max: usize,
+    /// Longest a message waits, from when it is queued, for others to join its batch. A batch
+    /// costs the database about as much as dozens of its messages, so batches under load
+    /// should not be tiny; a message that already waited out a commit goes at once.
+    pub window: Duration,
 }
 
 /// Handle to the node's writer task; cheap to clone.
@@ -55,9 +70,9 @@ pub struct MessageWriter {
 impl MessageWriter {
     /// Starts the writer task. `queue` bounds the messages waiting for a batch: when it is
     /// full, senders wait (backpressure) rather than growing memory.
-    pub fn start(store: Store, max_batch: usize, queue: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn start(store: Store, batching: Batching, queue: usize, metrics: Arc<Metrics>) -> Self {
         let (commands, inbox) = mpsc::channel(queue.max(1));
-        tokio::spawn(run(store, inbox, max_batch.max(1), metrics));
+        tokio::spawn(run(store, inbox, Batching { max: batching.max.max(1), ..batching }, metrics));
         Self { commands }
     }
 
@@ -66,7 +81,7 @@ impl MessageWriter {
     /// `unavailable` rather than waited on.
     pub fn submit(&self, message: NewMessage) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.commands.try_send(Command::Write(message, reply)).map_err(|e| match e {
+        let queued = self.commands.try_send(Command::Write(message, reply, Instant::now())).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 domain::Error::Unavailable("too many messages in flight; retry".into())
             }
@@ -90,86 +105,65 @@ impl MessageWriter {
 /// A stored message's idempotency key: room, sender, client_id.
 type Key = (String, String, String);
 
-/// The batch's statements, per backend, in two steps around the work done in Rust. PostgreSQL
-/// answers each step for every room of the batch in one statement, so a commit costs the same
-/// handful of round trips however many rooms it touches (with one statement per room, a batch
-/// spread over a hundred rooms took ~300 round trips and commits ran at ~80 ms), and sends
-/// statements that need not wait for one another together (pipelined). SQLite runs
-/// in-process, where a statement per room costs no round trip and diesel-async has no batch
-/// insert.
-trait BatchWrites {
-    /// Takes the rooms' row write locks, in id order, until commit, and reads what the batch
-    /// needs: each room's last seq (a missing room is absent), the stored messages among
-    /// `keys`, and `count` fresh message numbers (numbers left unused leave gaps).
-    fn read(&mut self, rooms: &[&str], keys: &[Key], count: usize) -> impl Future<Output = QueryResult<Read>> + Send;
-    /// Sets each room's last seq and activity time, and inserts the messages.
-    fn write(
-        &mut self,
-        seqs: &[(String, i64)],
-        now: i64,
-        rows: &[MessageRow],
-    ) -> impl Future<Output = QueryResult<()>> + Send;
+/// A message of the batch not stored yet: its seq will be its room's last seq before the
+/// batch plus `nth`, and the database gives it its number.
+struct Pending {
+    id: String,
+    room_id: String,
+    nth: i64,
+    sender_id: String,
+    kind: &'static str,
+    body: String,
+    client_id: Option<String>,
 }
 
-/// What a batch reads under its rooms' locks.
-struct Read {
-    last_seqs: HashMap<String, i64>,
-    stored: Vec<MessageRow>,
-    numbers: Vec<i64>,
-}
-
+/// What the database gave a pending message.
 #[derive(diesel::QueryableByName)]
-struct Reserved {
+struct Inserted {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     number: i64,
 }
 
-impl BatchWrites for diesel_async::AsyncPgConnection {
-    async fn read(&mut self, rooms: &[&str], keys: &[Key], count: usize) -> QueryResult<Read> {
-        // The lock first: a message another node committed in these rooms is then visible to
-        // the read of stored messages. The read and the numbers go together.
-        let conn: &diesel_async::AsyncPgConnection = self;
-        let last_seqs = postgres::lock_rooms(conn, rooms).await?;
-        let (stored, numbers) =
-            futures_util::future::try_join(postgres::stored(conn, keys), postgres::reserve_numbers(conn, count))
-                .await?;
-        Ok(Read { last_seqs, stored, numbers })
-    }
-
-    async fn write(&mut self, seqs: &[(String, i64)], now: i64, rows: &[MessageRow]) -> QueryResult<()> {
-        let conn: &diesel_async::AsyncPgConnection = self;
-        futures_util::future::try_join(postgres::set_last_seqs(conn, seqs, now), postgres::insert_messages(conn, rows))
-            .await?;
-        Ok(())
+impl Pending {
+    fn into_row(self, inserted: &Inserted, created_at: i64) -> MessageRow {
+        MessageRow {
+            id: self.id,
+            room_id: self.room_id,
+            seq: inserted.seq,
+            sender_id: self.sender_id,
+            kind: self.kind.to_owned(),
+            body: self.body,
+            client_id: self.client_id,
+            created_at,
+            number: inserted.number,
+        }
     }
 }
 
-/// The PostgreSQL statements, on a shared connection so that they can be pipelined, each of
-/// fixed text and kept prepared (lists travel as arrays).
-mod postgres {
-    use super::*;
-    use crate::store::prepared::kept;
-    use diesel::sql_types::{Array, BigInt, Nullable, Text};
-    use diesel_async::AsyncPgConnection;
+/// The batch's statements, per backend.
+trait BatchWrites {
+    /// The stored messages among `keys`.
+    fn stored(&mut self, keys: &[Key]) -> impl Future<Output = QueryResult<Vec<MessageRow>>> + Send;
+    /// All or nothing: adds each room's count to its last seq and activity time (taking the
+    /// rooms' row locks in id order, so writers on other nodes cannot deadlock), and inserts
+    /// the pending messages, sorted by room and `nth`, with ascending numbers. Messages of a
+    /// missing room are left out. Fails whole on a `client_id` already stored.
+    fn insert(
+        &mut self,
+        counts: &[(&str, i64)],
+        now: i64,
+        pending: &[Pending],
+    ) -> impl Future<Output = QueryResult<Vec<Inserted>>> + Send;
+}
 
-    pub(super) async fn lock_rooms(mut conn: &AsyncPgConnection, ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
-        enum LockRooms {}
-        // ORDER BY with FOR UPDATE locks the rows as they leave the sort: in id order, so
-        // concurrent writers on other nodes cannot deadlock.
-        let query = rooms::table
-            .filter(rooms::id.eq_any(ids))
-            .order(rooms::id.asc())
-            .select((rooms::id, rooms::last_seq))
-            .for_update();
-        let rows: Vec<(String, i64)> = kept::<LockRooms, _>(query).load(&mut conn).await?;
-        Ok(rows.into_iter().collect())
-    }
-
-    pub(super) async fn stored(mut conn: &AsyncPgConnection, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
+/// The PostgreSQL statements, each of fixed text and kept prepared (lists travel as arrays).
+impl BatchWrites for diesel_async::AsyncPgConnection {
+    async fn stored(&mut self, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
         enum StoredByKey {}
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
         let column = |f: fn(&Key) -> &str| keys.iter().map(f).collect::<Vec<&str>>();
         // One probe of the unique (room_id, sender_id, client_id) index per key. LATERAL keeps
         // it so in the plan PostgreSQL keeps: a plain join, planned while `messages` was
@@ -183,105 +177,49 @@ mod postgres {
         .bind::<Array<Text>, _>(column(|k| k.0.as_str()))
         .bind::<Array<Text>, _>(column(|k| k.1.as_str()))
         .bind::<Array<Text>, _>(column(|k| k.2.as_str()));
-        kept::<StoredByKey, _>(query).load(&mut conn).await
+        kept::<StoredByKey, _>(query).load(self).await
     }
 
-    pub(super) async fn set_last_seqs(
-        mut conn: &AsyncPgConnection,
-        seqs: &[(String, i64)],
-        now: i64,
-    ) -> QueryResult<()> {
-        enum SetLastSeqs {}
-        if seqs.is_empty() {
-            return Ok(());
-        }
+    async fn insert(&mut self, counts: &[(&str, i64)], now: i64, pending: &[Pending]) -> QueryResult<Vec<Inserted>> {
+        enum InsertBatch {}
+        // One statement, so one round trip and no BEGIN/COMMIT: a batch's whole write.
+        // `locked` takes the row locks as rows leave its sort, in id order; `bumped` then
+        // reads each room's newest last_seq (a row another node committed meanwhile is
+        // re-read under the lock) and hands out the seqs. ORDER BY gives each room's messages
+        // their numbers in seq order.
         let query = diesel::sql_query(
-            "UPDATE rooms SET last_seq = v.seq, last_activity_at = $3 \
-             FROM unnest($1::text[], $2::int8[]) AS v(id, seq) WHERE rooms.id = v.id",
+            "WITH locked AS (SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE), \
+             bumped AS (UPDATE rooms SET last_seq = rooms.last_seq + c.n, last_activity_at = $3 \
+               FROM locked JOIN unnest($1::text[], $2::int8[]) AS c(id, n) ON c.id = locked.id \
+               WHERE rooms.id = locked.id RETURNING rooms.id, rooms.last_seq - c.n AS base) \
+             INSERT INTO messages (id, room_id, seq, sender_id, kind, body, client_id, created_at) \
+             SELECT m.id, m.room_id, bumped.base + m.nth, m.sender_id, m.kind, m.body, m.client_id, $3 \
+             FROM unnest($4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+               AS m(id, room_id, nth, sender_id, kind, body, client_id) \
+             JOIN bumped ON bumped.id = m.room_id ORDER BY m.room_id, m.nth \
+             RETURNING id, seq, number",
         )
-        .bind::<Array<Text>, _>(seqs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(seqs.iter().map(|(_, seq)| *seq).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(counts.iter().map(|(room, _)| *room).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(counts.iter().map(|(_, n)| *n).collect::<Vec<_>>())
         .bind::<BigInt, _>(now);
-        kept::<SetLastSeqs, _>(query).execute(&mut conn).await?;
-        Ok(())
-    }
-
-    pub(super) async fn insert_messages(mut conn: &AsyncPgConnection, rows: &[MessageRow]) -> QueryResult<()> {
-        enum InsertMessages {}
-        if rows.is_empty() {
-            return Ok(());
-        }
         // Borrowed, not copied: a batch's bodies can run to megabytes.
-        let texts = |f: fn(&MessageRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-        let numbers = |f: fn(&MessageRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-        // One text for any number of rows (a VALUES list would be a new statement per count).
-        let query = diesel::sql_query(
-            "INSERT INTO messages (id, room_id, seq, sender_id, kind, body, client_id, created_at, number) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::int8[], $9::int8[])",
-        )
-        .bind::<Array<Text>, _>(texts(|r| r.id.as_str()))
-        .bind::<Array<Text>, _>(texts(|r| r.room_id.as_str()))
-        .bind::<Array<BigInt>, _>(numbers(|r| r.seq))
-        .bind::<Array<Text>, _>(texts(|r| r.sender_id.as_str()))
-        .bind::<Array<Text>, _>(texts(|r| r.kind.as_str()))
-        .bind::<Array<Text>, _>(texts(|r| r.body.as_str()))
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.client_id.as_deref()).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(numbers(|r| r.created_at))
-        .bind::<Array<BigInt>, _>(numbers(|r| r.number));
-        kept::<InsertMessages, _>(query).execute(&mut conn).await?;
-        Ok(())
-    }
-
-    pub(super) async fn reserve_numbers(mut conn: &AsyncPgConnection, count: usize) -> QueryResult<Vec<i64>> {
-        enum ReserveNumbers {}
-        // A sequence: nodes writing at once never wait on one another for numbers.
-        let query = diesel::sql_query("SELECT nextval('message_numbers') AS number FROM generate_series(1, $1)")
-            .bind::<BigInt, _>(count as i64);
-        let reserved: Vec<Reserved> = kept::<ReserveNumbers, _>(query).load(&mut conn).await?;
-        Ok(reserved.into_iter().map(|r| r.number).collect())
+        let texts = |f: fn(&Pending) -> &str| pending.iter().map(f).collect::<Vec<&str>>();
+        let query = query
+            .bind::<Array<Text>, _>(texts(|p| p.id.as_str()))
+            .bind::<Array<Text>, _>(texts(|p| p.room_id.as_str()))
+            .bind::<Array<BigInt>, _>(pending.iter().map(|p| p.nth).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(texts(|p| p.sender_id.as_str()))
+            .bind::<Array<Text>, _>(texts(|p| p.kind))
+            .bind::<Array<Text>, _>(texts(|p| p.body.as_str()))
+            .bind::<Array<Nullable<Text>>, _>(pending.iter().map(|p| p.client_id.as_deref()).collect::<Vec<_>>());
+        kept::<InsertBatch, _>(query).load(self).await
     }
 }
 
+/// The SQLite statements, one after another in one transaction on the in-process connection
+/// (no round trips to save, and diesel-async has no batch insert for it).
 impl BatchWrites for super::SqliteAsync {
-    async fn read(&mut self, rooms: &[&str], keys: &[Key], count: usize) -> QueryResult<Read> {
-        // The numbers first: a write, so the transaction takes SQLite's write lock now
-        // (waiting out busy_timeout) rather than failing to upgrade a read lock later.
-        let numbers = sqlite::reserve_numbers(self, count).await?;
-        let last_seqs = sqlite::lock_rooms(self, rooms).await?;
-        let stored = sqlite::stored(self, keys).await?;
-        Ok(Read { last_seqs, stored, numbers })
-    }
-
-    async fn write(&mut self, seqs: &[(String, i64)], now: i64, rows: &[MessageRow]) -> QueryResult<()> {
-        sqlite::set_last_seqs(self, seqs, now).await?;
-        sqlite::insert_messages(self, rows).await
-    }
-}
-
-/// The SQLite statements, one after another on the in-process connection.
-mod sqlite {
-    use super::*;
-    use crate::store::SqliteAsync;
-
-    pub(super) async fn lock_rooms(conn: &mut SqliteAsync, ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
-        let mut seqs = HashMap::new();
-        for &id in ids {
-            // SQLite has one writer at a time: the write itself is the lock.
-            let last_seq: Option<i64> = diesel::update(rooms::table.find(id))
-                .set(rooms::last_seq.eq(rooms::last_seq))
-                .returning(rooms::last_seq)
-                .get_result(conn)
-                .await
-                .optional()?;
-            if let Some(seq) = last_seq {
-                seqs.insert(id.to_owned(), seq);
-            }
-        }
-        Ok(seqs)
-    }
-
-    pub(super) async fn stored(conn: &mut SqliteAsync, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
+    async fn stored(&mut self, keys: &[Key]) -> QueryResult<Vec<MessageRow>> {
         let mut rows = Vec::new();
         for (room, sender, client_id) in keys {
             rows.extend(
@@ -290,60 +228,90 @@ mod sqlite {
                     .filter(messages::sender_id.eq(sender))
                     .filter(messages::client_id.eq(client_id))
                     .select(MessageRow::as_select())
-                    .load(conn)
+                    .load(self)
                     .await?,
             );
         }
         Ok(rows)
     }
 
-    pub(super) async fn set_last_seqs(conn: &mut SqliteAsync, seqs: &[(String, i64)], now: i64) -> QueryResult<()> {
-        for (id, seq) in seqs {
-            diesel::update(rooms::table.find(id))
-                .set((rooms::last_seq.eq(seq), rooms::last_activity_at.eq(now)))
-                .execute(conn)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn insert_messages(conn: &mut SqliteAsync, rows: &[MessageRow]) -> QueryResult<()> {
-        for row in rows {
-            insert_into(messages::table).values(row).execute(conn).await?;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn reserve_numbers(conn: &mut SqliteAsync, count: usize) -> QueryResult<Vec<i64>> {
-        let reserved: Reserved = diesel::sql_query(
-            "UPDATE counters SET value = value + ? WHERE name = 'message_numbers' RETURNING value AS number",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(count as i64)
-        .get_result(conn)
-        .await?;
-        let first = reserved.number - count as i64 + 1;
-        Ok((first..=reserved.number).collect())
+    async fn insert(&mut self, counts: &[(&str, i64)], now: i64, pending: &[Pending]) -> QueryResult<Vec<Inserted>> {
+        self.transaction(async |conn| {
+            // The numbers first: a write, so the transaction takes SQLite's write lock now
+            // (waiting out busy_timeout) rather than failing to upgrade a read lock later.
+            let reserved: Inserted = diesel::sql_query(
+                "UPDATE counters SET value = value + ? WHERE name = 'message_numbers' \
+                 RETURNING '' AS id, 0 AS seq, value AS number",
+            )
+            .bind::<BigInt, _>(pending.len() as i64)
+            .get_result(conn)
+            .await?;
+            let mut numbers = reserved.number - pending.len() as i64 + 1..;
+            let mut bases = HashMap::new();
+            for &(room, n) in counts {
+                let last_seq: Option<i64> = diesel::update(rooms::table.find(room))
+                    .set((rooms::last_seq.eq(rooms::last_seq + n), rooms::last_activity_at.eq(now)))
+                    .returning(rooms::last_seq)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                if let Some(last_seq) = last_seq {
+                    bases.insert(room, last_seq - n);
+                }
+            }
+            let mut inserted = Vec::with_capacity(pending.len());
+            for message in pending {
+                let Some(base) = bases.get(message.room_id.as_str()) else { continue };
+                let row = MessageRow {
+                    id: message.id.clone(),
+                    room_id: message.room_id.clone(),
+                    seq: base + message.nth,
+                    sender_id: message.sender_id.clone(),
+                    kind: message.kind.to_owned(),
+                    body: message.body.clone(),
+                    client_id: message.client_id.clone(),
+                    created_at: now,
+                    number: numbers.next().expect("an unbounded range"),
+                };
+                insert_into(messages::table).values(&row).execute(conn).await?;
+                inserted.push(Inserted { id: row.id, seq: row.seq, number: row.number });
+            }
+            Ok(inserted)
+        })
+        .await
     }
 }
 
-async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, max_batch: usize, metrics: Arc<Metrics>) {
-    let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(max_batch);
+async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batching, metrics: Arc<Metrics>) {
+    let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(batching.max);
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = inbox.recv().await {
+        // The batch waits for more until its first message has waited the window; a flush
+        // (shutdown) ends the wait.
+        let mut deadline = match &first {
+            Command::Write(_, _, queued) => *queued + batching.window,
+            Command::Flush(_) => Instant::now(),
+        };
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
-                Command::Write(message, reply) => batch.push((message, reply)),
-                Command::Flush(done) => flushed.push(done),
+                Command::Write(message, reply, _) => batch.push((message, reply)),
+                Command::Flush(done) => {
+                    flushed.push(done);
+                    deadline = Instant::now();
+                }
             }
-            if batch.len() < max_batch {
-                next = inbox.try_recv().ok();
+            if batch.len() < batching.max {
+                next = match inbox.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(_) => tokio::time::timeout_at(deadline, inbox.recv()).await.ok().flatten(),
+                };
             }
         }
         if !batch.is_empty() {
             let started = Instant::now();
             let requests: Vec<NewMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
-            let outcome = commit(&store, &requests).await;
+            let outcome = commit(&store, &requests, &metrics).await;
             metrics.write_batch_size.observe(requests.len() as f64);
             metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
             match outcome {
@@ -366,77 +334,123 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, max_batch: usize,
     }
 }
 
-/// Writes one batch in one transaction; returns one result per request, in order.
-async fn commit(store: &Store, batch: &[NewMessage]) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
+/// Writes one batch atomically; returns one result per request, in order.
+///
+/// Most batches resend nothing, so the first write does not look for stored messages: the
+/// unique (room, sender, client_id) index refuses a resend, the write changes nothing, and
+/// the batch is written again with the stored messages looked up first. A resend can race
+/// its original on another node (the lookup misses the original, then the write waits for it
+/// and is refused), so this repeats while each lookup finds more than the last: at most once
+/// per key, and a refusal that no lookup explains is an error.
+async fn commit(
+    store: &Store,
+    batch: &[NewMessage],
+    metrics: &Metrics,
+) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
+    let keys: Vec<Key> =
+        batch.iter().filter_map(|m| Some((m.room.to_string(), m.sender.to_string(), m.client_id.clone()?))).collect();
+    let mut stored = Vec::new();
+    loop {
+        let refused = match write(store, batch, &stored).await {
+            Err(StoreError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                info,
+            ))) if !keys.is_empty() => info,
+            outcome => return outcome,
+        };
+        let found = with_conn!(store, |conn| conn.stored(&keys).await?);
+        if found.len() <= stored.len() {
+            let kind = diesel::result::DatabaseErrorKind::UniqueViolation;
+            return Err(StoreError::Query(diesel::result::Error::DatabaseError(kind, refused)));
+        }
+        metrics.write_resend_retries.inc();
+        stored = found;
+    }
+}
+
+/// What becomes of one request of the batch.
+enum Outcome {
+    /// Already stored: answered with the stored message.
+    Stored(MessageRow),
+    /// New: the index of its pending message; `again` when an earlier request of the same
+    /// batch carries the same key.
+    Pending { index: usize, again: bool },
+}
+
+/// One attempt at writing the batch, given the stored messages among its keys.
+async fn write(
+    store: &Store,
+    batch: &[NewMessage],
+    stored: &[MessageRow],
+) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
     let now = Timestamp::now().millis();
-    // Rooms in id order so that concurrent writers on other nodes lock them in the same
-    // order and cannot deadlock.
+    let mut known: HashMap<Key, Outcome> = HashMap::new();
+    for row in stored {
+        if let Some(client_id) = row.client_id.clone() {
+            known.insert((row.room_id.clone(), row.sender_id.clone(), client_id), Outcome::Stored(row.clone()));
+        }
+    }
+    // Each room's requests in submission order, rooms in id order.
     let mut by_room: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, request) in batch.iter().enumerate() {
         by_room.entry(request.room.to_string()).or_default().push(index);
     }
-    let room_ids: Vec<&str> = by_room.keys().map(String::as_str).collect();
-    let keys: Vec<Key> =
-        batch.iter().filter_map(|m| Some((m.room.to_string(), m.sender.to_string(), m.client_id.clone()?))).collect();
-    let results = with_conn!(store, |conn| {
-        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            let mut results: Vec<Option<Result<StoredMessage, domain::Error>>> =
-                (0..batch.len()).map(|_| None).collect();
-            let Read { last_seqs, stored, numbers } = conn.read(&room_ids, &keys, batch.len()).await?;
-            let mut known: HashMap<Key, MessageRow> = HashMap::new();
-            for row in stored {
-                if let Some(client_id) = row.client_id.clone() {
-                    known.insert((row.room_id.clone(), row.sender_id.clone(), client_id), row);
-                }
-            }
-            let mut inserts: Vec<MessageRow> = Vec::with_capacity(batch.len());
-            let mut new_seqs: Vec<(String, i64)> = Vec::new();
-            let mut numbers = numbers.into_iter();
-            for (room, indexes) in &by_room {
-                let Some(&last_seq) = last_seqs.get(room) else {
-                    for &index in indexes {
-                        results[index] = Some(Err(domain::Error::not_found("no such room")));
-                    }
-                    continue;
-                };
-                let mut seq = last_seq;
-                for &index in indexes {
-                    let request = &batch[index];
-                    let key = request
-                        .client_id
-                        .as_ref()
-                        .map(|client_id| (room.clone(), request.sender.to_string(), client_id.clone()));
-                    if let Some(existing) = key.as_ref().and_then(|key| known.get(key)) {
-                        results[index] =
-                            Some(Ok(StoredMessage { message: Message::from(existing.clone()), duplicate: true }));
-                        continue;
-                    }
-                    seq += 1;
-                    let row = MessageRow {
+    let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
+    let mut counts: Vec<(&str, i64)> = Vec::with_capacity(by_room.len());
+    for (room, indexes) in &by_room {
+        let mut nth = 0;
+        for &index in indexes {
+            let request = &batch[index];
+            let key = request.client_id.as_ref().map(|c| (room.clone(), request.sender.to_string(), c.clone()));
+            outcomes[index] = Some(match key.as_ref().and_then(|key| known.get(key)) {
+                Some(Outcome::Stored(row)) => Outcome::Stored(row.clone()),
+                Some(&Outcome::Pending { index, .. }) => Outcome::Pending { index, again: true },
+                None => {
+                    nth += 1;
+                    pending.push(Pending {
                         id: Uuid::now_v7().to_string(),
                         room_id: room.clone(),
-                        seq,
+                        nth,
                         sender_id: request.sender.to_string(),
-                        kind: request.kind.as_str().to_owned(),
+                        kind: request.kind.as_str(),
                         body: request.body.clone().into_inner(),
                         client_id: request.client_id.clone(),
-                        created_at: now,
-                        number: numbers.next().ok_or(diesel::result::Error::NotFound)?,
-                    };
+                    });
+                    let outcome = Outcome::Pending { index: pending.len() - 1, again: false };
                     if let Some(key) = key {
-                        known.insert(key, row.clone());
+                        known.insert(key, Outcome::Pending { index: pending.len() - 1, again: false });
                     }
-                    results[index] = Some(Ok(StoredMessage { message: Message::from(row.clone()), duplicate: false }));
-                    inserts.push(row);
+                    outcome
                 }
-                if seq > last_seq {
-                    new_seqs.push((room.clone(), seq));
-                }
-            }
-            conn.write(&new_seqs, now, &inserts).await?;
-            Ok(results)
+            });
+        }
+        if nth > 0 {
+            counts.push((room, nth));
+        }
+    }
+    let inserted: HashMap<String, Inserted> = if pending.is_empty() {
+        HashMap::new()
+    } else {
+        let inserted = with_conn!(store, |conn| conn.insert(&counts, now, &pending).await?);
+        inserted.into_iter().map(|row| (row.id.clone(), row)).collect()
+    };
+    let messages: Vec<Option<Message>> = pending
+        .into_iter()
+        .map(|message| {
+            let inserted = inserted.get(&message.id)?;
+            Some(Message::from(message.into_row(inserted, now)))
         })
-        .await?
-    });
-    Ok(results.into_iter().map(|result| result.unwrap_or(Err(domain::Error::Internal))).collect())
+        .collect();
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Some(Outcome::Stored(row)) => Ok(StoredMessage { message: Message::from(row), duplicate: true }),
+            Some(Outcome::Pending { index, again }) => match &messages[index] {
+                Some(message) => Ok(StoredMessage { message: message.clone(), duplicate: again }),
+                None => Err(domain::Error::not_found("no such room")),
+            },
+            None => Err(domain::Error::Internal),
+        })
+        .collect())
 }

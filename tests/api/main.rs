@@ -13,3 +13,4 @@ mod live;
 mod presence;
 mod social;
 mod socketio;
+mod writer;

@@ -114,6 +114,65 @@ async fn group_chat_on_three_nodes_exactly_once_in_order() {
     assert_eq!(metric(nodes[3].port, "switchboard_bus_received_total").await, received_before);
 }
 
+/// One user's two devices, on two nodes, send the same 40 messages (same client ids) at once,
+/// one device going through four shared rooms in one order and the other in the reverse:
+/// the nodes' batches lock overlapping rooms and race to store the same keys.
+#[actix_web::test]
+async fn the_same_messages_sent_on_two_nodes_at_once_are_stored_once() {
+    let cluster = Cluster::start(2).await;
+    let nodes = &cluster.nodes;
+    let mut owner = nodes[0].connect("owner").await;
+    let mut rooms = Vec::new();
+    for i in 0..4 {
+        let room = owner.ok("room.group.create", json!({"name": format!("r{i}"), "members": ["bob"]})).await;
+        rooms.push(room["room"]["id"].as_str().unwrap().to_owned());
+    }
+    let count = 40;
+    let frames: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            let data = json!({"room_id": rooms[i % 4], "body": format!("m{i}"), "client_id": format!("c-{i}")});
+            json!({"event": "message.send", "id": i, "data": data})
+        })
+        .collect();
+    let mut devices = Vec::new();
+    for (node, reverse) in [(0, false), (1, true)] {
+        let url = nodes[node].ws_url(&nodes[node].token("owner"));
+        let mut frames = frames.clone();
+        if reverse {
+            frames.reverse();
+        }
+        devices.push(actix_rt::spawn(async move {
+            let mut client = Client::connect_url(&url).await;
+            for frame in &frames {
+                client.send_text(frame.to_string()).await;
+            }
+            let mut messages = Vec::new();
+            for i in 0..count as i64 {
+                let ack = client.ack(i).await;
+                assert_eq!(ack["ok"], true, "{ack}");
+                messages.push(ack["data"]["message"].clone());
+            }
+            messages
+        }));
+    }
+    let first = devices.remove(0).await.unwrap();
+    let second = devices.remove(0).await.unwrap();
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a["id"], b["id"], "both devices were answered with the one stored message");
+        assert_eq!(a["seq"], b["seq"]);
+    }
+    for room in &rooms {
+        let history = owner.ok("message.history", json!({"room_id": room, "limit": 50})).await;
+        let seqs: Vec<i64> =
+            history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=(count / 4) as i64).collect::<Vec<_>>(), "each message stored once, seqs gapless");
+    }
+    // Whichever node came second with a key had its batch refused and written again.
+    let retries = metric(nodes[0].port, "switchboard_write_resend_retries_total").await
+        + metric(nodes[1].port, "switchboard_write_resend_retries_total").await;
+    assert!(retries >= 1.0, "no batch was refused: the race was not run");
+}
+
 #[actix_web::test]
 async fn new_rooms_reach_members_on_other_nodes() {
     let cluster = Cluster::start(2).await;

@@ -22,7 +22,7 @@ cd "$ROOT"
 OUT=${1:-loadtest/results/compare-$(date +%F)}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
-CHAT_MIX_ARGS=${CHAT_MIX_ARGS:---pairs 200 --groups 40 --group-size 5 --start-rate 500 --step-factor 1.4 --step-secs 10 --step-warmup 2 --steps-past-limit 2 --connect-concurrency 96}
+CHAT_MIX_ARGS=${CHAT_MIX_ARGS:---pairs 200 --groups 40 --group-size 5 --start-rate 1000 --step-factor 1.15 --step-secs 10 --step-warmup 2 --steps-past-limit 2 --connect-concurrency 96}
 WARMUP_ARGS=${WARMUP_ARGS:---pairs 200 --groups 40 --group-size 5 --rates 1000 --step-secs 8 --step-warmup 0 --p99-limit-ms 100000 --connect-concurrency 96}
 RUNS=${RUNS:-1}
 SB_PORT=18181 SIO_PORT=18195 BARE_PORT=18190

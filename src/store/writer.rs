@@ -57,7 +57,8 @@ pub struct Batching {
     pub max: usize,
     /// Longest a message waits, from when it is queued, for others to join its batch. A batch
     /// costs the database about as much as dozens of its messages, so batches under load
-    /// should not be tiny; a message that already waited out a commit goes at once.
+    /// should not be tiny. A message that already waited out a commit, or that comes after a
+    /// window of quiet, goes at once.
     pub window: Duration,
 }
 
@@ -285,12 +286,17 @@ impl BatchWrites for super::SqliteAsync {
 async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batching, metrics: Arc<Metrics>) {
     let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(batching.max);
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
+    // When the writer last finished a batch.
+    let mut idle_since = Instant::now();
     while let Some(first) = inbox.recv().await {
-        // The batch waits for more until its first message has waited the window; a flush
-        // (shutdown) ends the wait.
+        // The batch waits for more until its first message has waited the window, but only
+        // while messages keep coming: after a window of quiet, a lone message goes at once.
+        // A flush (shutdown) ends the wait.
         let mut deadline = match &first {
-            Command::Write(_, _, queued) => *queued + batching.window,
-            Command::Flush(_) => Instant::now(),
+            Command::Write(_, _, queued) if queued.duration_since(idle_since) < batching.window => {
+                *queued + batching.window
+            }
+            _ => Instant::now(),
         };
         let mut next = Some(first);
         while let Some(command) = next.take() {
@@ -331,6 +337,7 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
         for done in flushed.drain(..) {
             let _ = done.send(());
         }
+        idle_since = Instant::now();
     }
 }
 

@@ -108,6 +108,7 @@ type Key = (String, String, String);
 
 /// A message of the batch not stored yet: its seq will be its room's last seq before the
 /// batch plus `nth`, and the database gives it its number.
+#[derive(Clone)]
 struct Pending {
     id: String,
     room_id: String,
@@ -129,18 +130,25 @@ struct Inserted {
     number: i64,
 }
 
+/// SQLite's reservation of a run of message numbers: the last of them.
+#[derive(diesel::QueryableByName)]
+struct Reserved {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    number: i64,
+}
+
 impl Pending {
-    fn into_row(self, inserted: &Inserted, created_at: i64) -> MessageRow {
+    fn into_row(self, seq: i64, number: i64, created_at: i64) -> MessageRow {
         MessageRow {
             id: self.id,
             room_id: self.room_id,
-            seq: inserted.seq,
+            seq,
             sender_id: self.sender_id,
             kind: self.kind.to_owned(),
             body: self.body,
             client_id: self.client_id,
             created_at,
-            number: inserted.number,
+            number,
         }
     }
 }
@@ -240,9 +248,8 @@ impl BatchWrites for super::SqliteAsync {
         self.transaction(async |conn| {
             // The numbers first: a write, so the transaction takes SQLite's write lock now
             // (waiting out busy_timeout) rather than failing to upgrade a read lock later.
-            let reserved: Inserted = diesel::sql_query(
-                "UPDATE counters SET value = value + ? WHERE name = 'message_numbers' \
-                 RETURNING '' AS id, 0 AS seq, value AS number",
+            let reserved: Reserved = diesel::sql_query(
+                "UPDATE counters SET value = value + ? WHERE name = 'message_numbers' RETURNING value AS number",
             )
             .bind::<BigInt, _>(pending.len() as i64)
             .get_result(conn)
@@ -263,17 +270,8 @@ impl BatchWrites for super::SqliteAsync {
             let mut inserted = Vec::with_capacity(pending.len());
             for message in pending {
                 let Some(base) = bases.get(message.room_id.as_str()) else { continue };
-                let row = MessageRow {
-                    id: message.id.clone(),
-                    room_id: message.room_id.clone(),
-                    seq: base + message.nth,
-                    sender_id: message.sender_id.clone(),
-                    kind: message.kind.to_owned(),
-                    body: message.body.clone(),
-                    client_id: message.client_id.clone(),
-                    created_at: now,
-                    number: numbers.next().expect("an unbounded range"),
-                };
+                let number = numbers.next().expect("an unbounded range");
+                let row = message.clone().into_row(base + message.nth, number, now);
                 insert_into(messages::table).values(&row).execute(conn).await?;
                 inserted.push(Inserted { id: row.id, seq: row.seq, number: row.number });
             }
@@ -446,7 +444,7 @@ async fn write(
         .into_iter()
         .map(|message| {
             let inserted = inserted.get(&message.id)?;
-            Some(Message::from(message.into_row(inserted, now)))
+            Some(Message::from(message.into_row(inserted.seq, inserted.number, now)))
         })
         .collect();
     Ok(outcomes

@@ -9,6 +9,11 @@
 # none runs while another is measured. Per run, the CPU seconds used by the server, the
 # generator and PostgreSQL are added to the JSON report (`cpu_secs`).
 #
+# PostgreSQL runs with fsync=off (what is measured is CPU, not this machine's disk) and
+# PG_SETTINGS (default: shared_buffers=1GB, for both servers that persist). The chat mix
+# stores ~580 bytes of table and index per message: past ~200,000 messages they outgrow
+# PostgreSQL's default 128 MB of buffers, and a ramp has written ~750,000 by 9,000 events/s.
+#
 # Knobs (env): CHAT_MIX_ARGS (the generator's chat-mix flags), SERVER_CPU, LOAD_CPU,
 # WARMUP_ARGS (the unmeasured warm-up before each measured run, followed by ANALYZE),
 # SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO framing), RUNS (default 1: run
@@ -40,7 +45,7 @@ cleanup() {
     stop_services
 }
 trap cleanup EXIT
-start_postgres
+PG_SETTINGS=${PG_SETTINGS:--c shared_buffers=1GB} start_postgres
 start_redis
 PG_ADMIN=$SWITCHBOARD_TEST_DATABASE_URL
 PG_BASE=${PG_ADMIN%/*}

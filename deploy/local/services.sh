@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL and Redis servers for tests and local clusters, on free loopback
 # ports under one temporary folder. Source it, then call:
-#   start_postgres   exports SWITCHBOARD_TEST_DATABASE_URL (an admin URL; tests create a database each)
+#   start_postgres   exports SWITCHBOARD_TEST_DATABASE_URL (an admin URL; tests create a database each);
+#                    PG_SETTINGS adds server settings, e.g. PG_SETTINGS="-c shared_buffers=1GB"
 #   start_redis      exports SWITCHBOARD_TEST_REDIS_URL, REDIS_PORT, REDIS_DIR
 #   stop_services    stops whatever was started
 # Installs the servers with apt-get when they are missing (PostgreSQL 15 is usually there).
@@ -50,7 +51,7 @@ start_postgres() {
     "${run[@]}" "$bin/initdb" -D "$data/data" -U postgres -A trust --no-sync -E UTF8 --locale=C >"$SERVICES_DIR/initdb.log" 2>&1 \
         || { cat "$SERVICES_DIR/initdb.log" >&2; return 1; }
     "${run[@]}" "$bin/pg_ctl" -D "$data/data" -l "$data/pg.log" -w -t 60 \
-        -o "-p $port -h 127.0.0.1 -k $data -c fsync=off -c max_connections=500" start >/dev/null \
+        -o "-p $port -h 127.0.0.1 -k $data -c fsync=off -c max_connections=500 ${PG_SETTINGS:-}" start >/dev/null \
         || { cat "$data/pg.log" >&2; return 1; }
     _started_pg="$data/data"
     PG_BIN="$bin"

@@ -10,9 +10,11 @@
 # generator and PostgreSQL are added to the JSON report (`cpu_secs`).
 #
 # PostgreSQL runs with fsync=off (what is measured is CPU, not this machine's disk) and
-# PG_SETTINGS (default: shared_buffers=1GB, for both servers that persist). The chat mix
-# stores ~580 bytes of table and index per message: past ~200,000 messages they outgrow
-# PostgreSQL's default 128 MB of buffers, and a ramp has written ~750,000 by 9,000 events/s.
+# PG_SETTINGS (default: shared_buffers=1GB, for both servers that persist), sized as a
+# production database would be. The chat mix stores ~580 bytes of table and index per
+# message, so a ramp outgrows the default 128 MB after ~200,000 messages; at a fixed rate
+# 1 GB spared PostgreSQL's backends their own evictions and 2-9 % of its CPU
+# (loadtest/README.md, sessions 8-10).
 #
 # Knobs (env): CHAT_MIX_ARGS (the generator's chat-mix flags), SERVER_CPU, LOAD_CPU,
 # WARMUP_ARGS (the unmeasured warm-up before each measured run, followed by ANALYZE),

@@ -4,21 +4,16 @@
 #
 #   loadtest/compare.sh [OUT_DIR]          default OUT_DIR: loadtest/results/compare-<date>
 #
-# CPU sharing (2 cores): the server under test alone on core $SERVER_CPU (1); the generator,
-# PostgreSQL and Redis together on core $LOAD_CPU (0). Each server gets the same core in turn;
-# none runs while another is measured. Per run, the CPU seconds used by the server, the
-# generator and PostgreSQL are added to the JSON report (`cpu_secs`).
-#
-# PostgreSQL runs with fsync=off (what is measured is CPU, not this machine's disk) and
-# PG_SETTINGS (default: shared_buffers=1GB, for both servers that persist), sized as a
-# production database would be. The chat mix stores ~580 bytes of table and index per
-# message, so a ramp outgrows the default 128 MB after ~200,000 messages; at a fixed rate
-# 1 GB spared PostgreSQL's backends their own evictions and 2-9 % of its CPU
-# (loadtest/README.md, sessions 8-10).
+# CPU sharing (2 cores), as loadtest/pinned.sh sets it up: the server under test alone on core
+# $SERVER_CPU (1); the generator, PostgreSQL and Redis together on core $LOAD_CPU (0). Each
+# server gets the same core in turn; none runs while another is measured. Per run, the CPU
+# seconds used by the server, the generator and PostgreSQL are added to the JSON report
+# (`cpu_secs`). PostgreSQL runs with fsync=off and PG_SETTINGS (default: 1 GB of
+# shared_buffers, for both servers that persist; see pinned.sh).
 #
 # Knobs (env): CHAT_MIX_ARGS (the generator's chat-mix flags), SERVER_CPU, LOAD_CPU,
-# WARMUP_ARGS (the unmeasured warm-up before each measured run, followed by ANALYZE),
-# SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO framing), RUNS (default 1: run
+# PG_SETTINGS, WARMUP_ARGS (the unmeasured warm-up before each measured run, followed by
+# ANALYZE), SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO framing), RUNS (default 1: run
 # the whole sequence that many times, so that the servers alternate, each run on a fresh
 # database; files get a -N suffix, and the median of each server's runs is printed: one run
 # of a server on a shared 2-core machine can be a step above or below its usual).
@@ -27,10 +22,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 OUT=${1:-loadtest/results/compare-$(date +%F)}
-SERVER_CPU=${SERVER_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
 CHAT_MIX_ARGS=${CHAT_MIX_ARGS:---pairs 200 --groups 40 --group-size 5 --start-rate 1000 --step-factor 1.15 --step-secs 10 --step-warmup 2 --steps-past-limit 2 --connect-concurrency 96}
-WARMUP_ARGS=${WARMUP_ARGS:---pairs 200 --groups 40 --group-size 5 --rates 1000 --step-secs 8 --step-warmup 0 --p99-limit-ms 100000 --connect-concurrency 96}
 RUNS=${RUNS:-1}
 SB_PORT=18181 SIO_PORT=18195 BARE_PORT=18190
 mkdir -p "$OUT"
@@ -39,33 +31,10 @@ cargo build --release -q --workspace
 LT="$ROOT/target/release/loadtest"
 (cd loadtest/peers/socketio && npm ci --no-audit --no-fund --loglevel=error)
 
-# shellcheck source=../deploy/local/services.sh
-source deploy/local/services.sh
-SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-    stop_services
-}
-trap cleanup EXIT
-PG_SETTINGS=${PG_SETTINGS:--c shared_buffers=1GB} start_postgres
-start_redis
+# shellcheck source=pinned.sh
+source loadtest/pinned.sh
+start_pinned_services
 PG_ADMIN=$SWITCHBOARD_TEST_DATABASE_URL
-PG_BASE=${PG_ADMIN%/*}
-
-# Pin PostgreSQL (the postmaster, whose backends inherit it, and its helpers) and Redis.
-PG_PID=$(head -1 "$SERVICES_DIR/pg/data/postmaster.pid")
-for pid in $PG_PID $(pgrep -P "$PG_PID"); do taskset -a -cp "$LOAD_CPU" "$pid" >/dev/null; done
-taskset -a -cp "$LOAD_CPU" "$(cat "$REDIS_DIR/redis.pid")" >/dev/null
-
-cpu_secs() { # utime + stime of a process and its children so far, in seconds
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-pg_cpu() { local s=0; for p in $PG_PID $(pgrep -P "$PG_PID"); do s=$(echo "$s + $(cpu_secs "$p")" | bc); done; echo "$s"; }
-
-wait_port() {
-    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-    echo "nothing listens on port $1" >&2; return 1
-}
 
 # run NAME FRAMING PORT DB -- SERVER COMMAND…: start the server pinned, warm up, ANALYZE,
 # measure, stop.

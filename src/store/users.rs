@@ -20,6 +20,16 @@ pub struct Profile {
     pub avatar: Option<String>,
 }
 
+/// In an upsert of users, the later of the stored `last_seen` and the proposed one
+/// (`excluded`): it only moves forward. Not GREATEST, which SQLite lacks (its max() of a NULL
+/// is NULL).
+macro_rules! latest_seen {
+    () => {
+        "CASE WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen \
+         THEN excluded.last_seen ELSE users.last_seen END"
+    };
+}
+
 impl Store {
     /// Records a batch of connects (`store::lifecycle`), on PostgreSQL in one statement:
     /// creates each user if new, refreshes the profile fields the token carries (absent ones
@@ -39,16 +49,16 @@ impl Store {
                 let mut conn = pool.get().await?;
                 // One statement of fixed text whatever the batch size (lists as arrays), so
                 // it stays prepared. Inserted in id order, so rows are locked in id order.
-                let query = diesel::sql_query(
+                let query = diesel::sql_query(concat!(
                     "INSERT INTO users (id, name, avatar, last_seen, created_at) \
                      SELECT v.id, v.name, v.avatar, $4, $4 \
                      FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, name, avatar) ORDER BY v.id \
                      ON CONFLICT (id) DO UPDATE SET \
                      name = COALESCE(excluded.name, users.name), \
                      avatar = COALESCE(excluded.avatar, users.avatar), \
-                     last_seen = CASE WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen \
-                     THEN excluded.last_seen ELSE users.last_seen END",
-                )
+                     last_seen = ",
+                    latest_seen!()
+                ))
                 .bind::<Array<Text>, _>(touches.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
                 .bind::<Array<Nullable<Text>>, _>(
                     touches.iter().map(|(_, profile)| profile.name.as_deref()).collect::<Vec<_>>(),
@@ -79,12 +89,8 @@ impl Store {
                         "COALESCE(excluded.{column}, users.{column})"
                     ))
                 };
-                let latest_seen = || {
-                    diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(
-                        "CASE WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen \
-                         THEN excluded.last_seen ELSE users.last_seen END",
-                    )
-                };
+                let latest_seen =
+                    || diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(latest_seen!());
                 let mut conn = pool.get().await?;
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                     for row in rows {

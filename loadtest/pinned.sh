@@ -1,0 +1,55 @@
+# What compare.sh and fixed-rate.sh share (source it from the repository's root): the cores,
+# the chat mix's warm-up, PostgreSQL and Redis started and pinned to the load core, a trap
+# that stops them and the server on exit, and the CPU seconds of processes.
+#
+# CPU sharing (2 cores): the server under test alone on core $SERVER_CPU (1); the generator,
+# PostgreSQL and Redis together on core $LOAD_CPU (0). PostgreSQL runs with fsync=off (what is
+# measured is CPU, not this machine's disk) and PG_SETTINGS (default: shared_buffers=1GB, as
+# a production database would be sized: the chat mix stores ~580 bytes of table and index per
+# message, so a ramp outgrows the default 128 MB after ~200,000 messages; at a fixed rate 1 GB
+# spared PostgreSQL's backends their own evictions and 2-9 % of its CPU, loadtest/README.md,
+# sessions 8-10).
+
+# shellcheck source=../deploy/local/services.sh
+source deploy/local/services.sh
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+# The cores PostgreSQL and Redis may use (a taskset list).
+DB_CPUS=${DB_CPUS:-$LOAD_CPU}
+# The unmeasured warm-up before each measured run, followed by ANALYZE.
+WARMUP_ARGS=${WARMUP_ARGS:---pairs 200 --groups 40 --group-size 5 --rates 1000 --step-secs 8 --step-warmup 0 --p99-limit-ms 100000 --connect-concurrency 96}
+
+# The server under test (its pid, once started), stopped with the services on exit.
+SERVER_PID=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    stop_services
+}
+trap cleanup EXIT
+
+# start_pinned_services: PostgreSQL and Redis on $DB_CPUS (the postmaster's backends inherit
+# it); sets PG_PID and PG_BASE (the server's URL without a database name).
+start_pinned_services() {
+    PG_SETTINGS=${PG_SETTINGS:--c shared_buffers=1GB} start_postgres
+    start_redis
+    PG_PID=$(head -1 "$SERVICES_DIR/pg/data/postmaster.pid")
+    local pid
+    for pid in $PG_PID $(pgrep -P "$PG_PID"); do taskset -a -cp "$DB_CPUS" "$pid" >/dev/null; done
+    taskset -a -cp "$DB_CPUS" "$(cat "$REDIS_DIR/redis.pid")" >/dev/null
+    PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
+}
+
+cpu_secs() { # utime + stime of a process and its children so far, in seconds
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+pg_cpu() { # all of PostgreSQL's processes
+    local s=0 p
+    for p in $PG_PID $(pgrep -P "$PG_PID"); do s=$(echo "$s + $(cpu_secs "$p")" | bc); done
+    echo "$s"
+}
+
+wait_port() {
+    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+    echo "nothing listens on port $1" >&2; return 1
+}

@@ -196,7 +196,7 @@ impl BatchWrites for diesel_async::AsyncPgConnection {
         // `locked` takes the rooms' row locks in the order of `counts` (id order, so writers
         // on other nodes cannot deadlock), one primary-key probe per room: written as `= ANY`,
         // PostgreSQL planned a scan of a small `rooms` (hundreds of rows) that compared every
-        // row with every id, 12 % of its CPU in the chat mix. `bumped` then reads each room's
+        // row with every id, 13 % of its CPU in the chat mix. `bumped` then reads each room's
         // newest last_seq (a row another node committed meanwhile is re-read under the lock)
         // and hands out the seqs. ORDER BY gives each room's messages their numbers in seq order.
         let query = diesel::sql_query(

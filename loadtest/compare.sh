@@ -11,12 +11,13 @@
 # (`cpu_secs`). PostgreSQL runs with fsync=off and PG_SETTINGS (default: 1 GB of
 # shared_buffers, for both servers that persist; see pinned.sh).
 #
-# Knobs (env): CHAT_MIX_ARGS (the generator's chat-mix flags), SERVER_CPU, LOAD_CPU,
+# Knobs (env): CHAT_MIX_ARGS (the generator's chat-mix flags), SERVER_CPU, LOAD_CPU, DB_CPUS,
 # PG_SETTINGS, WARMUP_ARGS (the unmeasured warm-up before each measured run, followed by
-# ANALYZE), SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO framing), RUNS (default 1: run
-# the whole sequence that many times, so that the servers alternate, each run on a fresh
-# database; files get a -N suffix, and the median of each server's runs is printed: one run
-# of a server on a shared 2-core machine can be a step above or below its usual).
+# ANALYZE; see pinned.sh), SKIP_SIO_FRAMING=1 (skip Switchboard driven over Socket.IO
+# framing), RUNS (default 1: run the whole sequence that many times, so that the servers
+# alternate, each run on a fresh database; files get a -N suffix, and the median of each
+# server's runs is printed: one run of a server on a shared 2-core machine can be a step above
+# or below its usual).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -24,6 +24,25 @@ pub struct Identity {
     pub profile: Profile,
 }
 
+/// Longest display name a token may carry, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Longest avatar reference a token may carry, in characters.
+pub const MAX_AVATAR_CHARS: usize = 2048;
+
+/// A profile claim is stored and shown to other users: bounded, and free of control
+/// characters (NUL above all, which PostgreSQL cannot store).
+fn profile_field(claim: &str, value: Option<String>, max_chars: usize) -> Result<Option<String>, Error> {
+    match value {
+        Some(text) if text.chars().count() > max_chars => {
+            Err(Error::Unauthorized(format!("invalid token: `{claim}` is over {max_chars} characters")))
+        }
+        Some(text) if text.chars().any(char::is_control) => {
+            Err(Error::Unauthorized(format!("invalid token: `{claim}` holds a control character")))
+        }
+        value => Ok(value),
+    }
+}
+
 #[derive(Clone)]
 pub struct Authenticator {
     decoding: DecodingKey,
@@ -50,7 +69,9 @@ impl Authenticator {
             .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
         let user =
             UserId::parse(data.claims.sub).map_err(|e| Error::Unauthorized(format!("invalid token subject: {e}")))?;
-        Ok(Identity { user, profile: Profile { name: data.claims.name, avatar: data.claims.avatar } })
+        let name = profile_field("name", data.claims.name, MAX_NAME_CHARS)?;
+        let avatar = profile_field("avatar", data.claims.avatar, MAX_AVATAR_CHARS)?;
+        Ok(Identity { user, profile: Profile { name, avatar } })
     }
 
     /// Signs a token for `user` valid for `ttl_secs` (the `switchboard token` command, tests).

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::hub::ToRoom;
@@ -17,8 +18,20 @@ use crate::protocol::{Command, PresenceState, Push, Reply};
 const MAX_GROUP_NAME: usize = 100;
 
 /// Starts `command` and returns its reply. Room commands are handed to the hub before this
-/// returns, so commands from one connection keep their order.
+/// returns, so commands from one connection keep their order. A panic while it runs fails
+/// this command alone (`internal`, logged), never the connection or the node.
 pub fn execute(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
+    let event = command.event();
+    let run = dispatch(services, caller, command);
+    Box::pin(async move {
+        std::panic::AssertUnwindSafe(run).catch_unwind().await.unwrap_or_else(|_| {
+            tracing::error!(event, "a command panicked; answered as an internal error");
+            Err(Error::Internal)
+        })
+    })
+}
+
+fn dispatch(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
     match command {
         Command::Room { room, command } => {
             let sent = services.hub.send(ToRoom { caller, room, command });

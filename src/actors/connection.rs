@@ -54,6 +54,9 @@ pub struct Connection {
     services: Arc<Services>,
     outbox: Outbox,
     writer: Option<(Session, OutboxReceiver)>,
+    /// The socket's inbound stream; cancelled after a fatal protocol error, so that a client
+    /// streaming past a refused frame is not read (and buffered) while its close goes out.
+    reading: Option<SpawnHandle>,
     rate: DefaultDirectRateLimiter,
     /// Rate-limited frames tolerated per 10 s before the connection counts as a flood.
     strikes: DefaultDirectRateLimiter,
@@ -77,7 +80,7 @@ impl Connection {
             clock(),
         );
         Connection::create(move |ctx| {
-            ctx.add_stream(stream);
+            let reading = Some(ctx.add_stream(stream));
             Connection {
                 id,
                 framing: handshake.framing,
@@ -90,6 +93,7 @@ impl Connection {
                 services,
                 outbox,
                 writer: Some((session, receiver)),
+                reading,
                 rate,
                 strikes,
                 last_heard: Instant::now(),
@@ -346,17 +350,24 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
             Ok(AggregatedMessage::Close(_)) => {
                 self.outbox.close(CloseCode::Normal, "goodbye");
             }
-            Err(ProtocolError::Io(e)) if e.to_string().contains("maximum continuation size") => {
-                let limit = self.services.settings.max_frame_bytes;
-                self.outbox.close(CloseCode::Size, &format!("message over {limit} bytes"));
-            }
-            Err(ProtocolError::Overflow) => {
-                let limit = self.services.settings.max_frame_bytes;
-                self.outbox.close(CloseCode::Size, &format!("frame over {limit} bytes"));
-            }
             Err(err) => {
-                tracing::debug!(error = %err, "websocket protocol error");
-                self.outbox.close(CloseCode::Protocol, "websocket protocol error");
+                let limit = self.services.settings.max_frame_bytes;
+                match err {
+                    ProtocolError::Io(e) if e.to_string().contains("maximum continuation size") => {
+                        self.outbox.close(CloseCode::Size, &format!("message over {limit} bytes"));
+                    }
+                    ProtocolError::Overflow => {
+                        self.outbox.close(CloseCode::Size, &format!("frame over {limit} bytes"));
+                    }
+                    err => {
+                        tracing::debug!(connection = %self.id, error = %err, "websocket protocol error");
+                        self.outbox.close(CloseCode::Protocol, "websocket protocol error");
+                    }
+                }
+                // Nothing after a broken frame is read: the close goes out and the socket ends.
+                if let Some(reading) = self.reading.take() {
+                    ctx.cancel_future(reading);
+                }
             }
         }
     }

@@ -70,6 +70,9 @@ impl MessageBody {
         if body.len() > max_bytes {
             return Err(Error::TooLarge(format!("body is over {max_bytes} bytes")));
         }
+        if body.contains('\0') {
+            return Err(Error::bad_request("body must not contain the NUL character (U+0000)"));
+        }
         if kind.is_media() && !is_media_reference(&body) {
             return Err(Error::bad_request(format!(
                 "a {} message's body must be an http(s) URL or a file key (no spaces, no other scheme)",

@@ -59,7 +59,8 @@ impl Framing {
                     return Inbound::Protocol("not authenticated".into());
                 }
                 let inbound = native::decode(text);
-                Inbound::Request { id: inbound.id.map(AckId::Native), event: inbound.event, data: inbound.data }
+                let data = inbound.data.and_then(without_nul);
+                Inbound::Request { id: inbound.id.map(AckId::Native), event: inbound.event, data }
             }
             Framing::SocketIo(_) => match socketio::parse(text) {
                 Packet::Ping => Inbound::Ping,
@@ -77,7 +78,7 @@ impl Framing {
                 },
                 Packet::Event { .. } if !connected => Inbound::Protocol("event before namespace connect".into()),
                 Packet::Event { ack, event, data, .. } => {
-                    Inbound::Request { id: ack.map(AckId::SocketIo), event, data: Ok(data) }
+                    Inbound::Request { id: ack.map(AckId::SocketIo), event, data: without_nul(data) }
                 }
                 Packet::Binary => Inbound::Binary,
                 Packet::Invalid(reason) => Inbound::Protocol(reason),
@@ -134,11 +135,61 @@ impl Framing {
     }
 }
 
+/// A request's payload may hold any text but NUL (U+0000), in its values and its keys:
+/// PostgreSQL cannot store it and no chat text needs it. The whole request is refused at the
+/// edge, before any command runs, so it reaches no batch and no other user.
+fn without_nul(data: Value) -> Result<Value, Error> {
+    let mut pending = vec![&data];
+    while let Some(value) = pending.pop() {
+        let nul = match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => {
+                pending.extend(items);
+                false
+            }
+            Value::Object(fields) => {
+                pending.extend(fields.values());
+                fields.keys().any(|key| key.contains('\0'))
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        };
+        if nul {
+            return Err(Error::bad_request("text must not contain the NUL character (U+0000)"));
+        }
+    }
+    Ok(data)
+}
+
 /// An ack's single argument: `{"ok":true,"data":…}` or `{"ok":false,"error":…}`.
 fn reply_value(result: &Result<Reply, Error>) -> Value {
     match result {
         Ok(Reply::Done) => json!({"ok": true}),
         Ok(reply) => json!({"ok": true, "data": reply}),
         Err(err) => json!({"ok": false, "error": {"code": err.code().as_str(), "message": err.to_string()}}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(framing: Framing, text: &str) -> bool {
+        match framing.decode(text, true) {
+            Inbound::Request { data: Err(err), .. } => err.code() == crate::domain::ErrorCode::BadRequest,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn refuses_nul_anywhere_in_a_request() {
+        let native = Framing::Native;
+        let socketio = Framing::SocketIo(EngineVersion::V4);
+        assert!(refused(native, r#"{"event":"message.send","id":1,"data":{"body":"a\u0000b"}}"#));
+        assert!(refused(native, r#"{"event":"x","data":{"deep":[{"k":["\u0000"]}]}}"#));
+        assert!(refused(native, r#"{"event":"x","data":{"ke\u0000y":1}}"#));
+        assert!(refused(socketio, r#"42["live.comment",{"text":"\u0000"}]"#));
+        // Other unusual text passes the edge untouched.
+        let fine = r#"{"event":"x","data":{"body":"\u0001 \u200b \ud83d\ude00 \u202e"}}"#;
+        assert!(matches!(native.decode(fine, true), Inbound::Request { data: Ok(_), .. }));
     }
 }

@@ -144,7 +144,7 @@ impl Store {
     ) -> StoreResult<Result<CallId, Error>> {
         let id = CallId::new();
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
-        let outcome = with_conn!(self, |conn| {
+        let outcome = with_conn!(self, copied(callees, caller), |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
                 // Lines are taken in user-id order, so that two calls taking the same lines
                 // (two users calling each other at once) cannot deadlock.
@@ -260,7 +260,7 @@ impl Store {
     /// A ringing party answers on `device`; the call becomes active.
     pub async fn accept_call(&self, id: CallId, user: &UserId, device: ConnectionId) -> StoreResult<Result<(), Error>> {
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
-        let outcome = with_conn!(self, |conn| {
+        let outcome = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
                 let answered = diesel::update(
                     call_participants::table
@@ -296,7 +296,7 @@ impl Store {
     /// call ends as declined.
     pub async fn decline_call(&self, id: CallId, user: &UserId) -> StoreResult<Result<Departure, Error>> {
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
-        let outcome = with_conn!(self, |conn| {
+        let outcome = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
                 let declined = diesel::update(
                     call_participants::table
@@ -330,7 +330,7 @@ impl Store {
         reason: EndReason,
     ) -> StoreResult<Result<Departure, Error>> {
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
-        let outcome = with_conn!(self, |conn| {
+        let outcome = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
                 let left = diesel::update(
                     call_participants::table.find((&sid, user.as_str())).filter(call_participants::status.eq("joined")),
@@ -367,7 +367,7 @@ impl Store {
     /// their call is on, so a reconnected client takes its call back by signalling.
     pub async fn take_device(&self, id: CallId, user: &UserId, device: ConnectionId) -> StoreResult<()> {
         let sid = id.to_string();
-        with_conn!(self, |conn| {
+        with_conn!(self, copied(user), |conn| {
             diesel::update(
                 call_participants::table.find((&sid, user.as_str())).filter(call_participants::status.eq("joined")),
             )
@@ -381,7 +381,7 @@ impl Store {
     /// A connection closed: calls on it fall back to all of the party's connections until
     /// one of them signals.
     pub async fn release_device(&self, user: &UserId, device: ConnectionId) -> StoreResult<()> {
-        with_conn!(self, |conn| {
+        with_conn!(self, copied(user), |conn| {
             diesel::update(
                 call_participants::table
                     .filter(call_participants::user_id.eq(user.as_str()))
@@ -459,32 +459,39 @@ impl Store {
             }
             Store::Sqlite(pool) => {
                 // In-process: a statement per user costs no round trip; one transaction syncs once.
-                let mut conn = pool.get().await?;
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    if !back.is_empty() {
-                        diesel::update(
-                            call_participants::table
-                                .filter(call_participants::user_id.eq_any(&back))
-                                .filter(call_participants::status.eq_any(in_call)),
-                        )
-                        .set((
-                            call_participants::away_since.eq(None::<i64>),
-                            call_participants::device.eq(None::<String>),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    }
-                    for (user, at) in &away {
-                        diesel::update(
-                            call_participants::table
-                                .filter(call_participants::user_id.eq(*user))
-                                .filter(call_participants::status.eq_any(in_call))
-                                .filter(call_participants::away_since.is_null()),
-                        )
-                        .set(call_participants::away_since.eq(*at))
-                        .execute(conn)
-                        .await?;
-                    }
+                let pool = pool.clone();
+                let back: Vec<String> = back.iter().map(|user| (*user).to_owned()).collect();
+                let away: Vec<(String, i64)> = away.iter().map(|(user, at)| ((*user).to_owned(), *at)).collect();
+                super::sqlite::run(async move {
+                    let mut conn = pool.get().await?;
+                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                        if !back.is_empty() {
+                            diesel::update(
+                                call_participants::table
+                                    .filter(call_participants::user_id.eq_any(&back))
+                                    .filter(call_participants::status.eq_any(in_call)),
+                            )
+                            .set((
+                                call_participants::away_since.eq(None::<i64>),
+                                call_participants::device.eq(None::<String>),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        }
+                        for (user, at) in &away {
+                            diesel::update(
+                                call_participants::table
+                                    .filter(call_participants::user_id.eq(user))
+                                    .filter(call_participants::status.eq_any(in_call))
+                                    .filter(call_participants::away_since.is_null()),
+                            )
+                            .set(call_participants::away_since.eq(*at))
+                            .execute(conn)
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
                     Ok(())
                 })
                 .await?;
@@ -509,6 +516,7 @@ impl Store {
         });
         let mut expired = Vec::new();
         for sid in due {
+            let call = CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?;
             let (users, ended) = with_conn!(self, |conn| {
                 conn.transaction::<_, Tx, _>(async |conn| {
                     let users: Vec<String> = diesel::update(
@@ -534,11 +542,7 @@ impl Store {
                 .await?
             });
             if !users.is_empty() {
-                expired.push(Expired {
-                    call: CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?,
-                    users: users.into_iter().map(rows::user_id).collect(),
-                    ended,
-                });
+                expired.push(Expired { call, users: users.into_iter().map(rows::user_id).collect(), ended });
             }
         }
         Ok(expired)
@@ -559,9 +563,10 @@ impl Store {
         for (sid, user) in due {
             let (id, user) = (CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?, rows::user_id(user));
             // Reuses the hang-up path; a refusal means another node got there first.
+            let key = (sid, user.to_string());
             let status: Option<String> = with_conn!(self, |conn| {
                 call_participants::table
-                    .find((&sid, user.as_str()))
+                    .find((&key.0, &key.1))
                     .select(call_participants::status)
                     .first(conn)
                     .await

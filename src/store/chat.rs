@@ -51,7 +51,7 @@ impl Store {
         let key = direct_key(a, b);
         let now = Timestamp::now().millis();
         let fresh = RoomId::new().to_string();
-        let (id, created) = with_conn!(self, |conn| {
+        let (id, created) = with_conn!(self, copied(a, b), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let inserted = insert_into(rooms::table)
                     .values(RoomRow {
@@ -171,7 +171,7 @@ impl Store {
 
     /// Every room `user` belongs to, for subscribing their node to them.
     pub async fn rooms_of(&self, user: &UserId) -> StoreResult<Vec<RoomId>> {
-        let ids: Vec<String> = with_conn!(self, |conn| {
+        let ids: Vec<String> = with_conn!(self, copied(user), |conn| {
             room_members::table
                 .filter(room_members::user_id.eq(user.as_str()))
                 .select(room_members::room_id)
@@ -183,7 +183,7 @@ impl Store {
 
     /// The user's peers in direct rooms: who sees their presence.
     pub async fn direct_peers(&self, user: &UserId) -> StoreResult<Vec<(RoomId, UserId)>> {
-        let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
+        let pairs: Vec<(String, String)> = with_conn!(self, copied(user), |conn| {
             let mine: Vec<String> = room_members::table
                 .inner_join(rooms::table)
                 .filter(room_members::user_id.eq(user.as_str()))
@@ -203,7 +203,7 @@ impl Store {
 
     /// `rooms_of` for a batch of users, in one statement; a user without rooms is absent.
     pub async fn rooms_of_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, Vec<RoomId>>> {
-        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
         let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
             room_members::table
                 .filter(room_members::user_id.eq_any(&keys))
@@ -221,7 +221,7 @@ impl Store {
     /// `direct_peers` for a batch of users, in one statement: every member of the direct
     /// rooms any of them is in, paired up here. A user without peers is absent.
     pub async fn direct_peers_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, Vec<(RoomId, UserId)>>> {
-        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
         let members: Vec<(String, String)> = with_conn!(self, |conn| {
             let mine = diesel::alias!(room_members as mine);
             let theirs =
@@ -238,7 +238,7 @@ impl Store {
         for (room, member) in members {
             by_room.entry(room).or_default().push(member);
         }
-        let asked: std::collections::HashSet<&str> = keys.iter().copied().collect();
+        let asked: std::collections::HashSet<&str> = users.iter().map(UserId::as_str).collect();
         let mut peers: HashMap<UserId, Vec<(RoomId, UserId)>> = HashMap::new();
         for (room, members) in &by_room {
             for me in members.iter().filter(|m| asked.contains(m.as_str())) {
@@ -263,8 +263,8 @@ impl Store {
     }
 
     async fn load_rooms(&self, viewer: &UserId, filter: RoomFilter) -> StoreResult<Vec<Room>> {
-        let me = viewer.as_str();
-        let (page, members, last, unread) = with_conn!(self, |conn| {
+        let (page, members, last, unread) = with_conn!(self, copied(viewer), |conn| {
+            let me = viewer.as_str();
             let mut query = room_members::table
                 .inner_join(rooms::table)
                 .filter(room_members::user_id.eq(me))
@@ -366,11 +366,11 @@ impl Store {
         let id = room.to_string();
         // The viewer's clear mark is a subquery, so a page is one round trip: after a
         // reconnect storm every client reads one, so this was half the storm's statements.
-        let floor = coalesce(
-            room_members::table.find((&id, viewer.as_str())).select(room_members::cleared_seq).single_value(),
-            0_i64,
-        );
-        let mut rows: Vec<MessageRow> = with_conn!(self, |conn| {
+        let mut rows: Vec<MessageRow> = with_conn!(self, copied(viewer), |conn| {
+            let floor = coalesce(
+                room_members::table.find((&id, viewer.as_str())).select(room_members::cleared_seq).single_value(),
+                0_i64,
+            );
             let base = messages::table
                 .filter(messages::room_id.eq(&id))
                 .filter(messages::seq.gt(floor))
@@ -429,7 +429,7 @@ impl Store {
     /// never past the room's last seq. Returns the mark now in force and whether it moved.
     pub async fn mark_read(&self, room: RoomId, reader: &UserId, seq: Option<i64>) -> StoreResult<(i64, bool)> {
         let id = room.to_string();
-        with_conn!(self, |conn| {
+        with_conn!(self, copied(reader), |conn| {
             let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
             let target = seq.unwrap_or(last_seq).clamp(0, last_seq);
             let member = room_members::table.find((&id, reader.as_str()));
@@ -445,7 +445,7 @@ impl Store {
     /// Returns the cleared seq and whether the read mark moved.
     pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<(i64, bool)> {
         let id = room.to_string();
-        with_conn!(self, |conn| {
+        with_conn!(self, copied(member), |conn| {
             let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
             let row = room_members::table.find((&id, member.as_str()));
             diesel::update(row).set(room_members::cleared_seq.eq(last_seq)).execute(conn).await?;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Profile, RoomMembers, Store, StoreError};
+use super::{Profile, RoomMembers, Store, StoreError, isolating};
 use crate::domain::{self, RoomId, RoomKind, SessionId, Timestamp, UserId};
 use crate::metrics::Metrics;
 
@@ -150,23 +150,28 @@ async fn run_connects(store: Store, mut inbox: mpsc::Receiver<ConnectJob>, max: 
     while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.user.clone()).await {
         let started = Instant::now();
         let touches: Vec<(UserId, Profile)> = batch.iter().map(|j| (j.user.clone(), j.profile.clone())).collect();
-        let loaded = load_arrivals(&store, &touches).await;
+        let outcomes =
+            isolating(touches.len(), |range| load_arrivals(&store, touches.get(range).unwrap_or_default())).await;
         metrics.lifecycle_batch_size.with_label_values(&["connect"]).observe(batch.len() as f64);
         metrics.lifecycle_seconds.with_label_values(&["connect"]).observe(started.elapsed().as_secs_f64());
-        match loaded {
-            Ok((mut rooms, mut live)) => {
-                for job in batch {
-                    let arrival = Arrival {
-                        rooms: rooms.remove(&job.user).unwrap_or_default(),
-                        live: live.remove(&job.user).unwrap_or_default(),
-                    };
-                    let _ = job.reply.send(Ok(arrival));
+        let mut jobs = batch.into_iter();
+        for (range, loaded) in outcomes {
+            let jobs = jobs.by_ref().take(range.len());
+            match loaded {
+                Ok((mut rooms, mut live)) => {
+                    for job in jobs {
+                        let arrival = Arrival {
+                            rooms: rooms.remove(&job.user).unwrap_or_default(),
+                            live: live.remove(&job.user).unwrap_or_default(),
+                        };
+                        let _ = job.reply.send(Ok(arrival));
+                    }
                 }
-            }
-            Err(err) => {
-                let err = domain::Error::from(err);
-                for job in batch {
-                    let _ = job.reply.send(Err(err.clone()));
+                Err(err) => {
+                    let err = domain::Error::from(err);
+                    for job in jobs {
+                        let _ = job.reply.send(Err(err.clone()));
+                    }
                 }
             }
         }
@@ -192,19 +197,24 @@ async fn run_changes(store: Store, mut inbox: mpsc::Receiver<PresenceJob>, max: 
     while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.change.user.clone()).await {
         let started = Instant::now();
         let changes: Vec<PresenceChange> = batch.iter().map(|j| j.change.clone()).collect();
-        let loaded = store_changes(&store, &changes).await;
+        let outcomes =
+            isolating(changes.len(), |range| store_changes(&store, changes.get(range).unwrap_or_default())).await;
         metrics.lifecycle_batch_size.with_label_values(&["presence"]).observe(batch.len() as f64);
         metrics.lifecycle_seconds.with_label_values(&["presence"]).observe(started.elapsed().as_secs_f64());
-        match loaded {
-            Ok(mut peers) => {
-                for job in batch {
-                    let _ = job.reply.send(Ok(peers.remove(&job.change.user).unwrap_or_default()));
+        let mut jobs = batch.into_iter();
+        for (range, loaded) in outcomes {
+            let jobs = jobs.by_ref().take(range.len());
+            match loaded {
+                Ok(mut peers) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Ok(peers.remove(&job.change.user).unwrap_or_default()));
+                    }
                 }
-            }
-            Err(err) => {
-                let err = domain::Error::from(err);
-                for job in batch {
-                    let _ = job.reply.send(Err(err.clone()));
+                Err(err) => {
+                    let err = domain::Error::from(err);
+                    for job in jobs {
+                        let _ = job.reply.send(Err(err.clone()));
+                    }
                 }
             }
         }
@@ -236,19 +246,23 @@ async fn run_room_loads(store: Store, mut inbox: mpsc::Receiver<RoomJob>, max: u
     while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.room).await {
         let started = Instant::now();
         let rooms: Vec<RoomId> = batch.iter().map(|j| j.room).collect();
-        let loaded = load_rooms(&store, &rooms).await;
+        let outcomes = isolating(rooms.len(), |range| load_rooms(&store, rooms.get(range).unwrap_or_default())).await;
         metrics.lifecycle_batch_size.with_label_values(&["room"]).observe(batch.len() as f64);
         metrics.lifecycle_seconds.with_label_values(&["room"]).observe(started.elapsed().as_secs_f64());
-        match loaded {
-            Ok(mut loaded) => {
-                for job in batch {
-                    let _ = job.reply.send(Ok(loaded.remove(&job.room)));
+        let mut jobs = batch.into_iter();
+        for (range, loaded) in outcomes {
+            let jobs = jobs.by_ref().take(range.len());
+            match loaded {
+                Ok(mut loaded) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Ok(loaded.remove(&job.room)));
+                    }
                 }
-            }
-            Err(err) => {
-                let err = domain::Error::from(err);
-                for job in batch {
-                    let _ = job.reply.send(Err(err.clone()));
+                Err(err) => {
+                    let err = domain::Error::from(err);
+                    for job in jobs {
+                        let _ = job.reply.send(Err(err.clone()));
+                    }
                 }
             }
         }

@@ -113,8 +113,9 @@ impl Store {
             ended_at: None,
             end_reason: None,
         };
+        let inserted = row.clone();
         with_conn!(self, |conn| {
-            insert_into(live_sessions::table).values(row.clone()).execute(conn).await?;
+            insert_into(live_sessions::table).values(inserted).execute(conn).await?;
         });
         Ok(row.into_session(0))
     }
@@ -142,7 +143,7 @@ impl Store {
     pub async fn join_live(&self, session: SessionId, user: &UserId) -> StoreResult<Option<LiveJoin>> {
         let id = session.to_string();
         let now = Timestamp::now().millis();
-        let joined = with_conn!(self, |conn| {
+        let joined = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(row) = lock_session!(conn, &id) else { return Ok(None) };
                 let mut joined = false;
@@ -176,7 +177,7 @@ impl Store {
     /// the session has ended. The session and whether the user was counted; `None` if unknown.
     pub async fn leave_live(&self, session: SessionId, user: &UserId) -> StoreResult<Option<(LiveSession, bool)>> {
         let id = session.to_string();
-        let left = with_conn!(self, |conn| {
+        let left = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(row) = lock_session!(conn, &id) else { return Ok(None) };
                 let mut left = false;
@@ -247,7 +248,7 @@ impl Store {
     /// True if `user` is counted as a viewer of the session.
     pub async fn is_live_viewer(&self, session: SessionId, user: &UserId) -> StoreResult<bool> {
         let id = session.to_string();
-        let found: i64 = with_conn!(self, |conn| {
+        let found: i64 = with_conn!(self, copied(user), |conn| {
             live_viewers::table
                 .filter(live_viewers::session_id.eq(&id))
                 .filter(live_viewers::user_id.eq(user.as_str()))
@@ -268,9 +269,9 @@ impl Store {
     /// The live sessions `user` is in, with `true` for those they host: what their node
     /// listens to for them.
     pub async fn live_sessions_of(&self, user: &UserId) -> StoreResult<Vec<(SessionId, bool)>> {
-        let me = user.as_str();
         let live = LiveState::Live.as_str();
-        let (hosted, watched): (Vec<String>, Vec<String>) = with_conn!(self, |conn| {
+        let (hosted, watched): (Vec<String>, Vec<String>) = with_conn!(self, copied(user), |conn| {
+            let me = user.as_str();
             let hosted = live_sessions::table
                 .filter(live_sessions::host_id.eq(me))
                 .filter(live_sessions::state.eq(live))
@@ -296,7 +297,7 @@ impl Store {
         &self,
         users: &[UserId],
     ) -> StoreResult<HashMap<UserId, Vec<(SessionId, bool)>>> {
-        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
         let live = LiveState::Live.as_str();
         // (user, session) pairs.
         type Pairs = Vec<(String, String)>;
@@ -340,7 +341,7 @@ impl Store {
     pub async fn raise_hand(&self, session: SessionId, user: &UserId) -> StoreResult<bool> {
         let id = session.to_string();
         let now = Timestamp::now().millis();
-        let inserted = with_conn!(self, |conn| {
+        let inserted = with_conn!(self, copied(user), |conn| {
             insert_into(live_hands::table)
                 .values((
                     live_hands::session_id.eq(&id),
@@ -357,7 +358,7 @@ impl Store {
     /// Takes `user`'s hand out of the queue (lowered or accepted); false if it was not raised.
     pub async fn take_hand(&self, session: SessionId, user: &UserId) -> StoreResult<bool> {
         let id = session.to_string();
-        let removed = with_conn!(self, |conn| {
+        let removed = with_conn!(self, copied(user), |conn| {
             diesel::delete(live_hands::table.find((&id, user.as_str()))).execute(conn).await?
         });
         Ok(removed == 1)
@@ -393,8 +394,9 @@ impl Store {
             text: text.as_str().to_owned(),
             created_at: Timestamp::now().millis(),
         };
+        let inserted = row.clone();
         with_conn!(self, |conn| {
-            insert_into(live_comments::table).values(row.clone()).execute(conn).await?;
+            insert_into(live_comments::table).values(inserted).execute(conn).await?;
         });
         Ok(row.into())
     }
@@ -408,6 +410,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<(Vec<LiveComment>, bool)> {
         let id = session.to_string();
+        let before = before.map(str::to_owned);
         let mut rows: Vec<CommentRow> = with_conn!(self, |conn| {
             let mut query = live_comments::table
                 .filter(live_comments::session_id.eq(&id))

@@ -9,6 +9,7 @@ mod prepared;
 mod rows;
 pub mod schema;
 mod social;
+pub(crate) mod sqlite;
 mod users;
 mod writer;
 
@@ -48,6 +49,8 @@ pub enum StoreError {
     Migration(String),
     #[error("unsupported database url `{0}`: use postgres://… or sqlite://…")]
     UnsupportedUrl(String),
+    #[error("store task failed: {0}")]
+    Task(String),
 }
 
 impl<E: std::fmt::Display> From<deadpool::managed::PoolError<E>> for StoreError {
@@ -69,6 +72,49 @@ impl From<StoreError> for domain::Error {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// The database refused a statement for what it held (a constraint, a value it cannot
+    /// store), as opposed to being out of reach: retrying its items apart can succeed.
+    fn refused_statement(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StoreError::Query(Error::DatabaseError(kind, _)) => {
+                !matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
+            }
+            StoreError::Query(Error::SerializationError(_) | Error::DeserializationError(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs `work` over a batch of `len` items (given as the range of them to write); when the
+/// database refuses a statement of a batch of several, runs it again over each half, so that
+/// one bad item fails only itself and never the others batched with it. Answers each range's
+/// outcome in the items' order (the first half runs first, so a room's messages still commit
+/// in the order they were sent).
+pub(crate) async fn isolating<T, F>(
+    len: usize,
+    mut work: impl FnMut(std::ops::Range<usize>) -> F,
+) -> Vec<(std::ops::Range<usize>, StoreResult<T>)>
+where
+    F: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut outcomes = Vec::new();
+    let mut ranges = vec![0..len];
+    while let Some(range) = ranges.pop() {
+        match work(range.clone()).await {
+            Err(err) if range.len() > 1 && err.refused_statement() => {
+                tracing::warn!(error = %err, items = range.len(), "a batch was refused; retrying its halves apart");
+                let middle = range.start + range.len() / 2;
+                ranges.push(middle..range.end);
+                ranges.push(range.start..middle);
+            }
+            outcome => outcomes.push((range, outcome)),
+        }
+    }
+    outcomes
+}
 
 /// Which database a URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,8 +149,16 @@ pub enum Store {
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is in use.
 /// The body is written once and compiled for both connection types, which is how queries
 /// are shared without generic trait bounds.
+///
+/// On SQLite the body is an `async move` block run by [`sqlite::run`], where a caller that
+/// goes away cannot cancel it, so it must own what it uses: borrowed arguments are listed
+/// (`with_conn!(self, copied(user, others), |conn| …)`) and copied in with `to_owned`, keeping
+/// their borrowed types inside the body.
 macro_rules! with_conn {
     ($store:expr, |$conn:ident| $body:expr) => {
+        $crate::store::with_conn!($store, copied(), |$conn| $body)
+    };
+    ($store:expr, copied($($borrowed:ident),*), |$conn:ident| $body:expr) => {
         match $store {
             $crate::store::Store::Postgres(pool) => {
                 let mut pooled = pool.get().await?;
@@ -112,9 +166,15 @@ macro_rules! with_conn {
                 $body
             }
             $crate::store::Store::Sqlite(pool) => {
-                let mut pooled = pool.get().await?;
-                let $conn = &mut *pooled;
-                $body
+                let pool = pool.clone();
+                $(let $borrowed = ::std::borrow::ToOwned::to_owned($borrowed);)*
+                $crate::store::sqlite::run(async move {
+                    $(let $borrowed = &$borrowed;)*
+                    let mut pooled = pool.get().await?;
+                    let $conn = &mut *pooled;
+                    Ok::<_, $crate::store::StoreError>($body)
+                })
+                .await?
             }
         }
     };

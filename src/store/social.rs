@@ -34,7 +34,7 @@ pub struct LikeOutcome {
 /// Geohash precision stored per user: cells of about 1.2 km × 0.6 km.
 pub const GEOHASH_PRECISION: usize = 6;
 
-#[derive(Queryable)]
+#[derive(Queryable, Clone)]
 struct NotificationRow {
     id: String,
     kind: String,
@@ -65,7 +65,7 @@ fn pair_key(a: &UserId, b: &UserId) -> String {
 impl Store {
     pub async fn set_block(&self, blocker: &UserId, blocked: &UserId, on: bool) -> StoreResult<()> {
         let now = Timestamp::now().millis();
-        with_conn!(self, |conn| {
+        with_conn!(self, copied(blocked, blocker), |conn| {
             if on {
                 insert_into(blocks::table)
                     .values((
@@ -85,7 +85,7 @@ impl Store {
 
     /// Whom `user` has blocked, newest first.
     pub async fn blocks_of(&self, user: &UserId) -> StoreResult<Vec<(UserId, Timestamp)>> {
-        let rows: Vec<(String, i64)> = with_conn!(self, |conn| {
+        let rows: Vec<(String, i64)> = with_conn!(self, copied(user), |conn| {
             blocks::table
                 .filter(blocks::blocker_id.eq(user.as_str()))
                 .order(blocks::created_at.desc())
@@ -98,8 +98,8 @@ impl Store {
 
     /// The users with a block between them and `user`, in either direction.
     pub async fn block_relations(&self, user: &UserId) -> StoreResult<HashSet<UserId>> {
-        let me = user.as_str();
-        let (mine, theirs): (Vec<String>, Vec<String>) = with_conn!(self, |conn| {
+        let (mine, theirs): (Vec<String>, Vec<String>) = with_conn!(self, copied(user), |conn| {
+            let me = user.as_str();
             let mine = blocks::table.filter(blocks::blocker_id.eq(me)).select(blocks::blocked_id).load(conn).await?;
             let theirs = blocks::table.filter(blocks::blocked_id.eq(me)).select(blocks::blocker_id).load(conn).await?;
             (mine, theirs)
@@ -110,7 +110,7 @@ impl Store {
     /// `block_relations` for a batch of users, in one statement; a user without blocks is
     /// absent.
     pub async fn block_relations_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, HashSet<UserId>>> {
-        let keys: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
         let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
             blocks::table
                 .filter(blocks::blocker_id.eq_any(&keys).or(blocks::blocked_id.eq_any(&keys)))
@@ -118,7 +118,7 @@ impl Store {
                 .load(conn)
                 .await?
         });
-        let asked: HashSet<&str> = keys.iter().copied().collect();
+        let asked: HashSet<&str> = users.iter().map(UserId::as_str).collect();
         let mut hidden: HashMap<UserId, HashSet<UserId>> = HashMap::new();
         for (blocker, blocked) in pairs {
             if asked.contains(blocker.as_str()) {
@@ -134,7 +134,7 @@ impl Store {
     /// True if either of `a` and `b` has blocked the other.
     pub async fn blocked_between(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
         let (a, b) = (a.as_str(), b.as_str());
-        let found: i64 = with_conn!(self, |conn| {
+        let found: i64 = with_conn!(self, copied(a, b), |conn| {
             blocks::table
                 .filter(
                     (blocks::blocker_id.eq(a).and(blocks::blocked_id.eq(b)))
@@ -153,8 +153,12 @@ impl Store {
         if pairs.is_empty() {
             return Ok(HashSet::new());
         }
-        let users: Vec<&str> =
-            pairs.iter().flat_map(|(a, b)| [a.as_str(), b.as_str()]).collect::<HashSet<_>>().into_iter().collect();
+        let users: Vec<String> = pairs
+            .iter()
+            .flat_map(|(a, b)| [a.to_string(), b.to_string()])
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let found: Vec<(String, String)> = with_conn!(self, |conn| {
             blocks::table
                 .filter(blocks::blocker_id.eq_any(&users))
@@ -179,8 +183,8 @@ impl Store {
 
     pub async fn send_request(&self, from: &UserId, to: &UserId, kind: RequestKind) -> StoreResult<RequestOutcome> {
         let now = Timestamp::now().millis();
-        let key = (from.as_str(), to.as_str(), kind.as_str());
-        let outcome = with_conn!(self, |conn| {
+        let outcome = with_conn!(self, copied(from, to), |conn| {
+            let key = (from.as_str(), to.as_str(), kind.as_str());
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let inserted = insert_into(relationship_requests::table)
                     .values((
@@ -229,7 +233,7 @@ impl Store {
     ) -> StoreResult<bool> {
         let now = Timestamp::now().millis();
         let state = if accept { "accepted" } else { "declined" };
-        let updated = with_conn!(self, |conn| {
+        let updated = with_conn!(self, copied(from, to), |conn| {
             diesel::update(
                 relationship_requests::table
                     .find((from.as_str(), to.as_str(), kind.as_str()))
@@ -257,7 +261,9 @@ impl Store {
             created_at: Timestamp::now().millis(),
             read_at: None,
         };
-        with_conn!(self, |conn| {
+        let inserted = row.clone();
+        with_conn!(self, copied(user), |conn| {
+            let row = inserted;
             insert_into(notifications::table)
                 .values((
                     notifications::id.eq(&row.id),
@@ -281,7 +287,7 @@ impl Store {
         before: Option<String>,
         unread_only: bool,
     ) -> StoreResult<Vec<Notification>> {
-        let rows: Vec<NotificationRow> = with_conn!(self, |conn| {
+        let rows: Vec<NotificationRow> = with_conn!(self, copied(user), |conn| {
             let mut query = notifications::table
                 .filter(notifications::user_id.eq(user.as_str()))
                 .order(notifications::id.desc())
@@ -309,7 +315,7 @@ impl Store {
     /// Marks the given notifications (or all) read; how many changed.
     pub async fn read_notifications(&self, user: &UserId, ids: Option<Vec<String>>) -> StoreResult<usize> {
         let now = Timestamp::now().millis();
-        with_conn!(self, |conn| {
+        with_conn!(self, copied(user), |conn| {
             let mine = notifications::table
                 .filter(notifications::user_id.eq(user.as_str()))
                 .filter(notifications::read_at.is_null())
@@ -331,7 +337,7 @@ impl Store {
     pub async fn like(&self, liker: &UserId, likee: &UserId, liked: bool) -> StoreResult<LikeOutcome> {
         let now = Timestamp::now().millis();
         let key = pair_key(liker, likee);
-        let outcome = with_conn!(self, |conn| {
+        let outcome = with_conn!(self, copied(likee, liker), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 insert_into(like_pairs::table)
                     .values(like_pairs::pair_key.eq(&key))
@@ -385,7 +391,9 @@ impl Store {
         room: Option<RoomId>,
     ) -> StoreResult<String> {
         let id = Uuid::now_v7().to_string();
-        with_conn!(self, |conn| {
+        let key = id.clone();
+        with_conn!(self, copied(reason, reporter, target), |conn| {
+            let id = key;
             insert_into(reports::table)
                 .values((
                     reports::id.eq(&id),
@@ -406,7 +414,7 @@ impl Store {
         let cell = geohash::encode(geohash::Coord { x: at.lng, y: at.lat }, GEOHASH_PRECISION)
             .expect("validated coordinates encode");
         let now = Timestamp::now().millis();
-        with_conn!(self, |conn| {
+        with_conn!(self, copied(user), |conn| {
             insert_into(locations::table)
                 .values((
                     locations::user_id.eq(user.as_str()),
@@ -460,7 +468,7 @@ impl Store {
     }
 
     pub async fn location_of(&self, user: &UserId) -> StoreResult<Option<Location>> {
-        let found: Option<(f64, f64)> = with_conn!(self, |conn| {
+        let found: Option<(f64, f64)> = with_conn!(self, copied(user), |conn| {
             locations::table
                 .find(user.as_str())
                 .select((locations::lat, locations::lng))

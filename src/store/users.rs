@@ -72,40 +72,45 @@ impl Store {
             Store::Sqlite(pool) => {
                 // In-process: a statement per row costs no round trip. One transaction, so
                 // one sync to disk for the batch instead of one per user.
-                let rows: Vec<_> = touches
-                    .iter()
-                    .map(|(user, profile)| {
-                        (
-                            users::id.eq(user.as_str()),
-                            users::name.eq(profile.name.as_deref()),
-                            users::avatar.eq(profile.avatar.as_deref()),
-                            users::last_seen.eq(now),
-                            users::created_at.eq(now),
-                        )
+                let (pool, touches) = (pool.clone(), touches.to_vec());
+                super::sqlite::run(async move {
+                    let rows: Vec<_> = touches
+                        .iter()
+                        .map(|(user, profile)| {
+                            (
+                                users::id.eq(user.as_str()),
+                                users::name.eq(profile.name.as_deref()),
+                                users::avatar.eq(profile.avatar.as_deref()),
+                                users::last_seen.eq(now),
+                                users::created_at.eq(now),
+                            )
+                        })
+                        .collect();
+                    let keep_absent = |column: &str| {
+                        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(&format!(
+                            "COALESCE(excluded.{column}, users.{column})"
+                        ))
+                    };
+                    let latest_seen =
+                        || diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(latest_seen!());
+                    let mut conn = pool.get().await?;
+                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                        for row in rows {
+                            insert_into(users::table)
+                                .values(row)
+                                .on_conflict(users::id)
+                                .do_update()
+                                .set((
+                                    users::name.eq(keep_absent("name")),
+                                    users::avatar.eq(keep_absent("avatar")),
+                                    users::last_seen.eq(latest_seen()),
+                                ))
+                                .execute(conn)
+                                .await?;
+                        }
+                        Ok(())
                     })
-                    .collect();
-                let keep_absent = |column: &str| {
-                    diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(&format!(
-                        "COALESCE(excluded.{column}, users.{column})"
-                    ))
-                };
-                let latest_seen =
-                    || diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(latest_seen!());
-                let mut conn = pool.get().await?;
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    for row in rows {
-                        insert_into(users::table)
-                            .values(row)
-                            .on_conflict(users::id)
-                            .do_update()
-                            .set((
-                                users::name.eq(keep_absent("name")),
-                                users::avatar.eq(keep_absent("avatar")),
-                                users::last_seen.eq(latest_seen()),
-                            ))
-                            .execute(conn)
-                            .await?;
-                    }
+                    .await?;
                     Ok(())
                 })
                 .await?;
@@ -139,15 +144,20 @@ impl Store {
                 kept::<SetLastSeen, _>(query).execute(&mut *conn).await?;
             }
             Store::Sqlite(pool) => {
-                let mut conn = pool.get().await?;
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    for (user, at) in seen {
-                        diesel::update(users::table.find(user.as_str()))
-                            .filter(users::last_seen.is_null().or(users::last_seen.lt(at.millis())))
-                            .set(users::last_seen.eq(at.millis()))
-                            .execute(conn)
-                            .await?;
-                    }
+                let (pool, seen) = (pool.clone(), seen.to_vec());
+                super::sqlite::run(async move {
+                    let mut conn = pool.get().await?;
+                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                        for (user, at) in &seen {
+                            diesel::update(users::table.find(user.as_str()))
+                                .filter(users::last_seen.is_null().or(users::last_seen.lt(at.millis())))
+                                .set(users::last_seen.eq(at.millis()))
+                                .execute(conn)
+                                .await?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
                     Ok(())
                 })
                 .await?;
@@ -158,7 +168,7 @@ impl Store {
 
     /// `last_seen` for each known user among `ids`.
     pub async fn last_seen(&self, ids: &[UserId]) -> StoreResult<HashMap<UserId, Timestamp>> {
-        let keys: Vec<&str> = ids.iter().map(UserId::as_str).collect();
+        let keys: Vec<String> = ids.iter().map(UserId::to_string).collect();
         let rows: Vec<(String, Option<i64>)> = with_conn!(self, |conn| {
             users::table.filter(users::id.eq_any(&keys)).select((users::id, users::last_seen)).load(conn).await?
         });
@@ -170,7 +180,7 @@ impl Store {
 
     /// Display profiles for `ids` (for dialects that show names and avatars).
     pub async fn profiles(&self, ids: &[UserId]) -> StoreResult<HashMap<UserId, Profile>> {
-        let keys: Vec<&str> = ids.iter().map(UserId::as_str).collect();
+        let keys: Vec<String> = ids.iter().map(UserId::to_string).collect();
         let rows: Vec<(String, Option<String>, Option<String>)> = with_conn!(self, |conn| {
             users::table
                 .filter(users::id.eq_any(&keys))

@@ -318,20 +318,20 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
         if !batch.is_empty() {
             let started = Instant::now();
             let requests: Vec<NewMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
-            let outcome = commit(&store, &requests, &metrics).await;
+            let outcomes = super::isolating(requests.len(), |range| {
+                commit(&store, requests.get(range).unwrap_or_default(), &metrics)
+            })
+            .await;
             metrics.write_batch_size.observe(requests.len() as f64);
             metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-            match outcome {
-                Ok(results) => {
-                    for ((_, reply), result) in batch.drain(..).zip(results) {
-                        let _ = reply.send(result);
-                    }
-                }
-                Err(err) => {
-                    let err = domain::Error::from(err);
-                    for (_, reply) in batch.drain(..) {
-                        let _ = reply.send(Err(err.clone()));
-                    }
+            let mut replies = batch.drain(..).map(|(_, reply)| reply);
+            for (range, outcome) in outcomes {
+                let results: Vec<Result<StoredMessage, domain::Error>> = match outcome {
+                    Ok(results) => results,
+                    Err(err) => vec![Err(domain::Error::from(err)); range.len()],
+                };
+                for (reply, result) in replies.by_ref().take(range.len()).zip(results) {
+                    let _ = reply.send(result);
                 }
             }
         }
@@ -366,7 +366,8 @@ async fn commit(
             ))) if !keys.is_empty() => info,
             outcome => return outcome,
         };
-        let found = with_conn!(store, |conn| conn.stored(&keys).await?);
+        let wanted = keys.clone();
+        let found = with_conn!(store, |conn| conn.stored(&wanted).await?);
         if found.len() <= stored.len() {
             let kind = diesel::result::DatabaseErrorKind::UniqueViolation;
             return Err(StoreError::Query(diesel::result::Error::DatabaseError(kind, refused)));
@@ -405,7 +406,7 @@ async fn write(
     }
     let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
     let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
-    let mut counts: Vec<(&str, i64)> = Vec::with_capacity(by_room.len());
+    let mut counts: Vec<(String, i64)> = Vec::with_capacity(by_room.len());
     for (room, indexes) in &by_room {
         let mut nth = 0;
         for &index in indexes {
@@ -434,13 +435,18 @@ async fn write(
             });
         }
         if nth > 0 {
-            counts.push((room, nth));
+            counts.push((room.clone(), nth));
         }
     }
     let inserted: HashMap<String, Inserted> = if pending.is_empty() {
         HashMap::new()
     } else {
-        let inserted = with_conn!(store, |conn| conn.insert(&counts, now, &pending).await?);
+        // The batch travels into the write (SQLite's runs apart from its caller) and back.
+        let (inserted, batch) = with_conn!(store, |conn| {
+            let rooms: Vec<(&str, i64)> = counts.iter().map(|(room, n)| (room.as_str(), *n)).collect();
+            (conn.insert(&rooms, now, &pending).await?, pending)
+        });
+        pending = batch;
         inserted.into_iter().map(|row| (row.id.clone(), row)).collect()
     };
     let messages: Vec<Option<Message>> = pending

@@ -1,6 +1,7 @@
 //! Integration tests: each spawns a real node on port 0 and drives it with real WebSocket
 //! clients, on embedded SQLite and on a real PostgreSQL (`deploy/local/test.sh` starts it).
 
+mod abuse;
 mod auth;
 mod batching;
 mod calls;

@@ -125,6 +125,35 @@ async fn a_batch_of_only_resends_writes_nothing_new(db: Db) {
     assert_eq!(next.message.seq, 6);
 }
 
+/// A message the database refuses (a NUL in its client id, which PostgreSQL cannot store and
+/// which the edge refuses before it gets here) fails alone: the others batched with it are
+/// written, in order.
+async fn a_refused_message_fails_alone_in_its_batch(db: Db) {
+    let (store, writer, _) = writer(db).await;
+    let [ann, ben] = ["ann", "ben"].map(user);
+    let (room, _) = store.open_direct_room(&ann, &ben).await.unwrap();
+    let mut batch: Vec<NewMessage> =
+        (0..15).map(|i| message(room, &ben, &format!("bystander {i}"), Some(&format!("b-{i}")))).collect();
+    batch.insert(7, message(room, &ann, "bad", Some("nul\u{0}")));
+    let results = submit_together(&writer, batch).await;
+    for (i, result) in results.iter().enumerate() {
+        if i == 7 {
+            assert!(result.is_err(), "the refused message fails");
+        } else {
+            assert!(result.is_ok(), "bystander {i} fails with it: {result:?}");
+        }
+    }
+    let seqs: Vec<i64> = results.iter().filter_map(|r| r.as_ref().ok()).map(|s| s.message.seq).collect();
+    assert_eq!(seqs, (1..=15).collect::<Vec<_>>(), "the others keep their order, without a gap");
+}
+
+mod postgres_only {
+    #[actix_web::test]
+    async fn a_refused_message_fails_alone_in_its_batch() {
+        super::a_refused_message_fails_alone_in_its_batch(crate::helpers::Db::Postgres).await
+    }
+}
+
 fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items.sort();
     items

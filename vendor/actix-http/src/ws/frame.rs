@@ -159,6 +159,22 @@ impl Parser {
             Some(res) => res,
         };
 
+        // A declared length is checked against the limit as soon as the header is read: a
+        // frame over it is refused before any of its payload is buffered (a header declaring
+        // 2^40 bytes must not make the connection read, and keep, what follows).
+        if length > max_size {
+            // A frame that has fully arrived is dropped, so a caller that goes on reads the next.
+            if let Some(frame_len) = idx.checked_add(length).filter(|len| src.len() >= *len) {
+                src.advance(frame_len);
+            }
+            return Err(ProtocolError::Overflow);
+        }
+
+        // control frames must have length <= 125 (RFC 6455 §5.5)
+        if matches!(opcode, OpCode::Ping | OpCode::Pong | OpCode::Close) && length > MAX_CONTROL_FRAME_PAYLOAD {
+            return Err(ProtocolError::InvalidLength(length));
+        }
+
         // Live on 32-bit targets, where `u32::MAX` fits a `usize` and overflows this. On 64-bit
         // it cannot fire: overflowing needs a length above `u64::MAX - idx`, which has the most
         // significant bit set and is rejected earlier.
@@ -184,27 +200,12 @@ impl Parser {
         // remove prefix
         src.advance(idx);
 
-        // check for max allowed size
-        if length > max_size {
-            // drop the payload
-            src.advance(length);
-            return Err(ProtocolError::Overflow);
-        }
-
         // no need for body
         if length == 0 {
             return Ok(Some((finished, opcode, None)));
         }
 
         let mut data = src.split_to(length);
-
-        // control frames must have length <= 125 (RFC 6455 §5.5)
-        match opcode {
-            OpCode::Ping | OpCode::Pong | OpCode::Close if length > MAX_CONTROL_FRAME_PAYLOAD => {
-                return Err(ProtocolError::InvalidLength(length));
-            }
-            _ => {}
-        }
 
         // unmask
         if let Some(mask) = mask {
@@ -395,23 +396,62 @@ mod tests {
         assert_eq!(buf.len(), 10);
     }
 
-    // Pins the accept side of the boundary through `parse`: the largest legal length must be
-    // treated as incomplete, not rejected. Only a 64-bit `usize` can represent it.
+    // The largest legal 64-bit length is refused against `max_size` as soon as the header is
+    // read, not treated as incomplete (which would buffer whatever follows).
     #[cfg(target_pointer_width = "64")]
     #[test]
-    fn test_parse_accepts_largest_legal_64_bit_length() {
+    fn test_parse_refuses_largest_legal_64_bit_length_over_max_size() {
         let mut buf = BytesMut::from(&[0x81u8, 127][..]);
         buf.extend_from_slice(&U64_PAYLOAD_MAX.to_be_bytes());
 
-        // `max_size` is deliberately far below the declared length: an incomplete frame returns
-        // before the size check, so the header is accepted as incomplete. It also keeps the
-        // parser from reserving the declared length, which a large `max_size` would attempt.
-        assert!(
-            is_none(&Parser::parse(&mut buf, false, 1024)),
-            "the largest legal 64-bit length must be incomplete, not rejected"
-        );
-        // The header must stay buffered while the payload is awaited.
+        assert!(matches!(
+            Parser::parse(&mut buf, false, 1024),
+            Err(ProtocolError::Overflow)
+        ));
         assert_eq!(buf.len(), 10);
+    }
+
+    // A masked client frame declaring 2^40 bytes is refused from its header alone: nothing is
+    // reserved for it and none of its payload is awaited.
+    #[test]
+    fn test_parse_refuses_declared_length_over_max_size_before_payload() {
+        let mut buf = BytesMut::from(&[0x81u8, 0x80 | 127][..]);
+        buf.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        buf.extend_from_slice(&[1, 2, 3, 4]);
+        buf.extend_from_slice(b"first bytes of a huge payload");
+        let capacity = buf.capacity();
+
+        assert!(matches!(
+            Parser::parse(&mut buf, true, 65_536),
+            Err(ProtocolError::Overflow)
+        ));
+        assert_eq!(buf.capacity(), capacity, "nothing reserved for the declared length");
+    }
+
+    // The limit applies before the payload arrives for every length encoding.
+    #[test]
+    fn test_parse_refuses_16_bit_length_over_max_size_before_payload() {
+        let mut buf = BytesMut::from(&[0x81u8, 0x80 | 126][..]);
+        buf.extend_from_slice(&2000u16.to_be_bytes());
+        buf.extend_from_slice(&[1, 2, 3, 4]);
+
+        assert!(matches!(
+            Parser::parse(&mut buf, true, 1024),
+            Err(ProtocolError::Overflow)
+        ));
+    }
+
+    // A control frame over 125 bytes is refused from its header too.
+    #[test]
+    fn test_parse_refuses_long_control_frame_before_payload() {
+        let mut buf = BytesMut::from(&[0x89u8, 0x80 | 126][..]);
+        buf.extend_from_slice(&200u16.to_be_bytes());
+        buf.extend_from_slice(&[1, 2, 3, 4]);
+
+        assert!(matches!(
+            Parser::parse(&mut buf, true, 65_536),
+            Err(ProtocolError::InvalidLength(200))
+        ));
     }
 
     // The most-significant-bit rule itself, on every target. On 32-bit the conversion rejects every

@@ -1,0 +1,320 @@
+//! The abuse suite: clients that drop mid-request, send garbage, flood, never read or open
+//! too many connections. Each scenario runs against the real binary, then checks that the
+//! node is still up, ready, serves ordinary chat, and logged no panic.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::both;
+use crate::helpers::*;
+
+/// The real binary on a fresh database, with everything it logs kept.
+struct Node {
+    child: tokio::process::Child,
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    auth: switchboard::auth::Authenticator,
+}
+
+impl Node {
+    /// `SWITCHBOARD_TEST_BINARY` names another build to attack (to show a defect on a build
+    /// before its fix); the default is this one.
+    async fn start(db: Db, env: &[(&str, &str)]) -> Node {
+        let url = fresh_database(db).await;
+        let binary =
+            std::env::var("SWITCHBOARD_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_owned());
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("SWITCHBOARD_BIND", "127.0.0.1:0")
+            .env("SWITCHBOARD_JWT_SECRET", SECRET)
+            .env("SWITCHBOARD_DATABASE_URL", &url)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("binary starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let mut port_tx = Some(port_tx);
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let port: Option<u16> = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok());
+                    if let (Some(tx), Some(port)) = (port_tx.take(), port) {
+                        let _ = tx.send(port);
+                    }
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let port = tokio::time::timeout(Duration::from_secs(60), port_rx)
+            .await
+            .expect("the node logs its address")
+            .expect("the node is running");
+        Node { child, port, log, auth: switchboard::auth::Authenticator::new(SECRET) }
+    }
+
+    fn token(&self, user: &str) -> String {
+        let user = switchboard::domain::UserId::parse(user).unwrap();
+        self.auth.mint(&user, &Default::default(), 3600)
+    }
+
+    fn ws_url(&self, user: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws?token={}", self.port, self.token(user))
+    }
+
+    async fn connect(&self, user: &str) -> Client {
+        Client::connect_url(&self.ws_url(user)).await
+    }
+
+    /// After an attack: the process runs, `/readyz` is 200, two new users chat, and
+    /// nothing panicked.
+    async fn assert_healthy(&mut self) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(self.child.try_wait().unwrap().is_none(), "the node died:\n{}", self.log_text());
+        let (status, body) = http_get(self.port, "/readyz").await;
+        assert_eq!(status, 200, "readyz: {body}");
+        let first = format!("healthy-{}", uuid::Uuid::new_v4().simple());
+        let second = format!("healthy-{}", uuid::Uuid::new_v4().simple());
+        let mut a = self.connect(&first).await;
+        let mut b = self.connect(&second).await;
+        let room = direct_room(&mut a, &b).await;
+        let sent = send(&mut a, &room, "still here").await;
+        assert_eq!(b.event("message.new").await["message"], sent);
+        a.close().await;
+        b.close().await;
+        let log = self.log_text();
+        assert!(!log.contains("panicked"), "the node logged a panic:\n{log}");
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// A phone losing signal drops its socket while requests are in flight; on SQLite this
+/// used to cancel a query in a way that aborted the process.
+async fn clients_dropping_mid_request_leave_the_node_up(db: Db) {
+    let mut node = Node::start(db, &[("SWITCHBOARD_RATE_BURST", "1000"), ("SWITCHBOARD_RATE_PER_SEC", "1000")]).await;
+    for round in 0..10 {
+        let mut drops = Vec::new();
+        for i in 0..20 {
+            let url = node.ws_url(&format!("dropper-{}", i % 4));
+            drops.push(tokio::spawn(async move {
+                let (mut socket, _) = connect_async(url).await.expect("connects");
+                // Once registered (`hello`), requests run at once.
+                let _hello = futures_util::StreamExt::next(&mut socket).await;
+                for id in 0..4 {
+                    let frame = json!({"event": "room.list", "id": id}).to_string();
+                    let _ = socket.send(Message::text(frame)).await;
+                }
+                if (round + i) % 2 == 0 {
+                    let _ = socket.close(None).await;
+                }
+                // Otherwise dropped: the TCP connection goes away without a close frame.
+            }));
+        }
+        for drop in drops {
+            drop.await.unwrap();
+        }
+    }
+    node.assert_healthy().await;
+}
+
+/// A raw WebSocket upgrade of `path` (no client library: the tests below write frames by hand).
+async fn raw_upgrade(port: u16, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.expect("response head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade refused: {}", String::from_utf8_lossy(&head));
+    stream
+}
+
+/// Reads the server's frames until its close frame: the close code (`None` if the socket
+/// ends first).
+async fn read_close_code(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await.ok()?;
+        let mut len = u64::from(head[1] & 0x7f);
+        if len == 126 {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).await.ok()?;
+            len = u64::from(u16::from_be_bytes(ext));
+        } else if len == 127 {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext).await.ok()?;
+            len = u64::from_be_bytes(ext);
+        }
+        let mut payload = vec![0u8; len as usize];
+        stream.read_exact(&mut payload).await.ok()?;
+        if head[0] & 0x0f == 0x8 {
+            return payload.get(..2).map(|code| u16::from_be_bytes([code[0], code[1]]));
+        }
+    }
+}
+
+/// The node's resident memory, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A frame header declaring 2^40 bytes, then a stream of payload: the node must refuse the
+/// declared length at the header (close 1009) instead of buffering what follows, on every
+/// path, before and after authentication.
+async fn oversized_frame_headers_are_refused_at_the_header(db: Db) {
+    use tokio::io::AsyncWriteExt;
+    let mut node = Node::start(db, &[]).await;
+    let paths = [
+        "/socket.io/?EIO=4&transport=websocket".to_owned(),
+        format!("/socket.io/?EIO=3&transport=websocket&token={}", node.token("eio3-user")),
+        format!("/ws?token={}", node.token("native-user")),
+    ];
+    let pid = node.child.id().unwrap();
+    for path in paths {
+        let before = rss(pid);
+        let (mut reader, mut writer) = raw_upgrade(node.port, &path).await.into_split();
+        let closed = tokio::spawn(async move { read_close_code(&mut reader).await });
+        let mut header = vec![0x81u8, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&[0x11, 0x22, 0x33, 0x44]);
+        let _ = writer.write_all(&header).await;
+        // Up to 256 MiB of payload, for at most 10 s, or until the node stops reading.
+        let chunk = vec![0u8; 64 * 1024];
+        let started = std::time::Instant::now();
+        let mut sent = 0usize;
+        while sent < 256 << 20 && started.elapsed() < Duration::from_secs(10) {
+            match tokio::time::timeout(Duration::from_secs(2), writer.write_all(&chunk)).await {
+                Ok(Ok(())) => sent += chunk.len(),
+                _ => break,
+            }
+        }
+        let code = tokio::time::timeout(Duration::from_secs(15), closed).await.expect("the node closes").unwrap();
+        assert_eq!(code, Some(1009), "{path}: close code after {sent} bytes");
+        let grown = rss(pid).saturating_sub(before);
+        assert!(grown < 32 << 20, "{path}: the node grew by {grown} bytes while {sent} bytes were streamed");
+    }
+    node.assert_healthy().await;
+}
+
+/// NUL (U+0000) in any text field is refused at the edge, to its sender alone, while
+/// bystanders chat: none of their messages or connects fail with it. Other unusual text
+/// (controls, zero-width and direction marks, emoji) is stored and echoed exactly.
+async fn nul_in_any_text_field_harms_nobody_else(db: Db) {
+    let mut node = Node::start(db, &[]).await;
+    let mut attacker = node.connect("mallory").await;
+    let mut victim = node.connect("victim").await;
+    let room = direct_room(&mut attacker, &victim).await;
+    let session = attacker.ok("live.create", json!({"title": "stream"})).await["session"]["id"].clone();
+
+    // Bystanders send while the attacker sends NUL everywhere.
+    let mut bystanders = Vec::new();
+    for i in 0..15 {
+        let (a, b) = (format!("bystander-a{i}"), format!("bystander-b{i}"));
+        let (mut sender, receiver) = (node.connect(&a).await, node.connect(&b).await);
+        let room = direct_room(&mut sender, &receiver).await;
+        bystanders.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for n in 0..10 {
+                let ack = sender
+                    .request("message.send", json!({"room_id": room, "kind": "text", "body": format!("hello {n}")}))
+                    .await;
+                acks.push(ack);
+            }
+            (acks, receiver)
+        }));
+    }
+    let attacks = [
+        ("message.send", json!({"room_id": room, "kind": "text", "body": "a\u{0}b"})),
+        ("message.send", json!({"room_id": room, "kind": "text", "body": "ok", "client_id": "c\u{0}"})),
+        ("live.comment", json!({"session_id": session, "text": "\u{0}"})),
+        ("report", json!({"user_id": "victim", "reason": "spam\u{0}"})),
+        ("room.group.create", json!({"name": "g\u{0}", "members": ["victim"]})),
+        ("room.direct", json!({"user_id": "vic\u{0}tim"})),
+    ];
+    for _ in 0..5 {
+        for (event, data) in &attacks {
+            assert_eq!(attacker.fails(event, data.clone()).await, "bad_request", "{event} {data}");
+        }
+    }
+    for bystander in bystanders {
+        let (acks, _receiver) = bystander.await.unwrap();
+        for ack in acks {
+            assert_eq!(ack["ok"], true, "a bystander's send failed: {ack}");
+        }
+    }
+
+    // A NUL in the token's profile is refused at the upgrade; bystanders connecting at the
+    // same time are not.
+    let profile = switchboard::store::Profile { name: Some("Mal\u{0}lory".into()), avatar: None };
+    let bad = node.auth.mint(&switchboard::domain::UserId::parse("mallory2").unwrap(), &profile, 600);
+    let mut connects = Vec::new();
+    for i in 0..30 {
+        let url = node.ws_url(&format!("connecting-{i}"));
+        connects.push(tokio::spawn(async move { connect_async(url).await.map(|_| ()).map_err(|e| e.to_string()) }));
+    }
+    let refused = connect_async(format!("ws://127.0.0.1:{}/ws?token={bad}", node.port)).await;
+    assert!(
+        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401),
+        "a NUL in the token's name is refused with 401: {refused:?}"
+    );
+    for connect in connects {
+        connect.await.unwrap().expect("a bystander connects");
+    }
+
+    // Unusual but legal text goes through untouched.
+    let odd = "\u{1}ctl \u{200b}zero\u{200d}width \u{202e}rtl \u{feff}bom \u{1f600} \u{10ffff}";
+    let sent = send(&mut attacker, &room, odd).await;
+    assert_eq!(sent["body"], odd);
+    assert_eq!(victim.event("message.new").await["message"]["body"], odd);
+    node.assert_healthy().await;
+}
+
+both!(
+    clients_dropping_mid_request_leave_the_node_up,
+    oversized_frame_headers_are_refused_at_the_header,
+    nul_in_any_text_field_harms_nobody_else,
+);

@@ -77,7 +77,7 @@ for i in $(seq "$RUNS"); do
         psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     done
     SB_ENV=(SWITCHBOARD_DATABASE_URL="$PG_BASE/sb_compare" SWITCHBOARD_BIND="127.0.0.1:$SB_PORT"
-            SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 RUST_LOG=warn)
+            SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 RUST_LOG=warn)
     run "switchboard$suffix" native $SB_PORT sb_compare -- env "${SB_ENV[@]}" "$ROOT/target/release/switchboard" serve
     files+=("$OUT/switchboard$suffix.json")
     if [ -z "${SKIP_SIO_FRAMING:-}" ]; then

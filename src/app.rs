@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, mpsc};
 
 use crate::actors::hub::{CloseAll, WentOffline};
-use crate::actors::{CallDevices, CallSweeper, Hub, Services};
+use crate::actors::{CallDevices, CallSweeper, Hub, Services, revocations};
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
 use crate::config::Settings;
@@ -87,6 +88,9 @@ impl Application {
             }
         };
 
+        let admission =
+            Arc::new(Admission::new(&settings, default_max_connections(), presence.clone(), metrics.clone()));
+        tracing::info!(max_connections = admission.max_connections(), "connection caps set");
         let listener = TcpListener::bind(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
@@ -104,9 +108,13 @@ impl Application {
                 hub,
                 metrics,
                 auth,
+                admission,
+                connections: Default::default(),
             })
         });
         tokio::spawn(forward_offline(offline, services.hub.clone()));
+        revocations::load(&services).await.context("reading token revocations")?;
+        tokio::spawn(revocations::watch(services.clone()));
         CallSweeper::new(services.clone()).start();
         let routes = services.clone();
         let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
@@ -153,6 +161,16 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The node's connection cap when none is set: 90 % of the open files this process may hold
+/// (raised to its hard limit first), leaving the rest for the database, Redis and logs.
+fn default_max_connections() -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not read the open-file limit; assuming 1024");
+        1024
+    });
+    usize::try_from(limit / 10 * 9).unwrap_or(usize::MAX)
 }
 
 /// Users the presence reaper found offline (their node died) go to the hub to announce.

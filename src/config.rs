@@ -96,6 +96,37 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
 
+    // --- connection admission ---
+    /// Seconds a connection may stay unauthenticated (a Socket.IO client before its
+    /// namespace connect, or after a refused one) before it is closed with 1008.
+    #[arg(long, env = "SWITCHBOARD_LOGIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub login_timeout_secs: u64,
+
+    /// Connections this node holds at most (unset: 90 % of the process's open-file limit);
+    /// an upgrade past it gets HTTP 503.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Connections one source address may hold on this node, authenticated or not; an
+    /// upgrade past it gets HTTP 429.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+
+    /// Connections one user may hold across the cluster; one more is refused (HTTP 429, or a
+    /// Socket.IO connect error).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_USER", default_value_t = 10)]
+    pub max_connections_per_user: usize,
+
+    /// `Origin`s allowed to open a WebSocket from a browser, comma-separated (empty: any).
+    /// A request without `Origin` (not a browser) is not affected.
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub allowed_origins: Vec<String>,
+
+    /// Proxies (addresses or CIDR blocks, comma-separated) whose `X-Real-IP` or
+    /// `X-Forwarded-For` names the client; from anyone else the peer address counts.
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',', default_value = "")]
+    pub trusted_proxies: Vec<String>,
+
     /// Seconds between server pings.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
@@ -184,6 +215,29 @@ impl Settings {
         Duration::from_secs(self.live_host_grace_secs)
     }
 
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+
+    /// The browser origins allowed to connect; empty allows any.
+    pub fn origins(&self) -> impl Iterator<Item = &str> {
+        self.allowed_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty())
+    }
+
+    /// The trusted proxies, parsed (a bare address is a block of one).
+    pub fn proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("SWITCHBOARD_TRUSTED_PROXIES: `{p}` is not an address or CIDR block"))
+            })
+            .collect()
+    }
+
     /// The configured secret, or the development one.
     pub fn jwt_secret(&self) -> &str {
         self.jwt_secret.as_ref().map(Secret::expose).unwrap_or(DEV_SECRET)
@@ -211,6 +265,13 @@ impl Settings {
         if self.outbound_queue == 0 {
             return Err("SWITCHBOARD_OUTBOUND_QUEUE must be positive".into());
         }
+        if self.login_timeout_secs == 0 {
+            return Err("SWITCHBOARD_LOGIN_TIMEOUT_SECS must be positive".into());
+        }
+        if self.max_connections == Some(0) || self.max_connections_per_ip == 0 || self.max_connections_per_user == 0 {
+            return Err("connection caps must be positive".into());
+        }
+        self.proxies()?;
         if self.live_comment_rate == 0 || self.live_comment_max_chars == 0 {
             return Err("SWITCHBOARD_LIVE_COMMENT_RATE and SWITCHBOARD_LIVE_COMMENT_MAX_CHARS must be positive".into());
         }

@@ -2,6 +2,7 @@
 //! social apps. See README.md and docs/protocol.md.
 
 pub mod actors;
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod bus;

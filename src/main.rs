@@ -1,10 +1,10 @@
-//! The `switchboard` command: `serve` (default), `migrate`, `token`.
+//! The `switchboard` command: `serve` (default), `migrate`, `token`, `revoke`.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use switchboard::auth::Authenticator;
-use switchboard::domain::UserId;
-use switchboard::store::{self, Backend, Profile};
+use switchboard::domain::{Timestamp, UserId};
+use switchboard::store::{self, Backend, Profile, Store};
 use switchboard::{Application, Settings};
 
 #[derive(Parser)]
@@ -33,6 +33,14 @@ enum Command {
         #[arg(long, default_value_t = 24 * 3600)]
         ttl: u64,
     },
+    /// Refuse USER_ID's tokens issued before now (or --before) and close the connections
+    /// holding one on every node (within seconds).
+    Revoke {
+        user_id: String,
+        /// RFC 3339 time; tokens issued before it are refused (default: now).
+        #[arg(long)]
+        before: Option<String>,
+    },
 }
 
 #[actix_web::main]
@@ -49,6 +57,24 @@ async fn main() -> anyhow::Result<()> {
             let backend = Backend::from_url(&cli.settings.database_url)?;
             store::run_migrations(&backend).await.context("running migrations")?;
             tracing::info!("migrations are up to date");
+            Ok(())
+        }
+        Command::Revoke { user_id, before } => {
+            let user = UserId::parse(user_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let before = match before {
+                None => Timestamp::now(),
+                Some(raw) => chrono::DateTime::parse_from_rfc3339(&raw)
+                    .map(|at| Timestamp::from_millis(at.timestamp_millis()))
+                    .with_context(|| format!("--before `{raw}` is not an RFC 3339 time"))?,
+            };
+            let backend = Backend::from_url(&cli.settings.database_url)?;
+            let store = Store::connect(&backend, 1).await.context("connecting to the database")?;
+            store.revoke(&user, before).await?;
+            println!(
+                "revoked the tokens of {user} issued before {}; their connections close within {} s on every node",
+                before.to_rfc3339(),
+                switchboard::actors::revocations::POLL.as_secs()
+            );
             Ok(())
         }
         Command::Token { user_id, name, avatar, ttl } => {

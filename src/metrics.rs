@@ -27,6 +27,10 @@ pub struct Metrics {
     /// Envelopes not sent to Redis (queue full or Redis unreachable).
     pub bus_dropped: IntCounter,
     pub redis_reconnects: IntCounter,
+    /// Upgrades and logins refused or connections closed by admission rules, by `reason`
+    /// (`origin`, `node_full`, `address_full`, `user_full`, `login_timeout`, `token_expired`,
+    /// `revoked`).
+    pub refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -79,6 +83,11 @@ impl Metrics {
             bus_dropped: IntCounter::new("bus_dropped_total", "Envelopes not sent to Redis").unwrap(),
             redis_reconnects: IntCounter::new("redis_reconnects_total", "Redis subscription connection losses")
                 .unwrap(),
+            refused: IntCounterVec::new(
+                Opts::new("connections_refused_total", "Connections refused or closed by admission rules, by reason"),
+                &["reason"],
+            )
+            .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -98,6 +107,7 @@ impl Metrics {
             Box::new(metrics.subscriptions.clone()),
             Box::new(metrics.bus_dropped.clone()),
             Box::new(metrics.redis_reconnects.clone()),
+            Box::new(metrics.refused.clone()),
         ];
         for collector in collectors {
             metrics.registry.register(collector).expect("metric names are unique");

@@ -13,10 +13,12 @@ use tokio::sync::mpsc;
 
 use super::hub::{Connect, Disconnect};
 use super::outbox::OutboxReceiver;
+use super::registry::Kick;
 use super::{Caller, Outbound, Outbox, Services, commands};
+use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
 use crate::dialect::{self, Api, Edge, Lookup};
-use crate::domain::{ConnectionId, Error, UserId};
+use crate::domain::{ConnectionId, Error, Timestamp, UserId};
 use crate::metrics::Metrics;
 use crate::protocol::socketio::{self, EngineVersion};
 use crate::protocol::{AckId, Framing, Inbound, Reply, native};
@@ -24,8 +26,14 @@ use crate::protocol::{AckId, Framing, Inbound, Reply, native};
 /// How long a closing connection may take to flush its queue and close frame to a client
 /// that is not reading, before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A Socket.IO client that never connects its namespace is closed after this.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long before its token expires a connection is told (`auth.expiring`).
+const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
+/// Longest single wait on a token's expiry; a longer one is waited in steps.
+const EXPIRY_STEP: Duration = Duration::from_secs(24 * 3600);
+/// Close code: the token expired and was not refreshed.
+const TOKEN_EXPIRED: u16 = 4001;
+/// Close code: the token was revoked; do not reconnect with it.
+pub const TOKEN_REVOKED: u16 = 4003;
 
 /// Who is connecting and how, as far as the upgrade request tells.
 pub struct Handshake {
@@ -38,6 +46,10 @@ pub struct Handshake {
     pub query_token: Option<String>,
     /// Why the upgrade's credentials were refused (Engine.IO 3 answers with connect_error).
     pub refusal: Option<String>,
+    /// The connection's place on this node.
+    pub seat: Seat,
+    /// Its place among its user's connections, when the user is known at the upgrade.
+    pub user_seat: Option<UserSeat>,
 }
 
 pub struct Connection {
@@ -54,6 +66,11 @@ pub struct Connection {
     services: Arc<Services>,
     outbox: Outbox,
     writer: Option<(Session, OutboxReceiver)>,
+    /// Held for the connection's life: its places under the node's and the user's caps.
+    _seat: Seat,
+    user_seat: Option<UserSeat>,
+    /// The token's expiry timers (the notice, then the close), replaced on a refresh.
+    expiry: Vec<SpawnHandle>,
     /// The socket's inbound stream; cancelled after a fatal protocol error, so that a client
     /// streaming past a refused frame is not read (and buffered) while its close goes out.
     reading: Option<SpawnHandle>,
@@ -93,6 +110,9 @@ impl Connection {
                 services,
                 outbox,
                 writer: Some((session, receiver)),
+                _seat: handshake.seat,
+                user_seat: handshake.user_seat,
+                expiry: Vec::new(),
                 reading,
                 rate,
                 strikes,
@@ -106,6 +126,8 @@ impl Connection {
     fn register(&mut self, ctx: &mut Context<Self>) {
         let Some(identity) = self.identity.clone() else { return };
         let _ = self.wire_api.set(self.api);
+        self.services.connections.insert(identity.user.clone(), self.id, ctx.address().recipient());
+        self.watch_expiry(ctx);
         if self.api != Api::Native {
             // Dialect requests run one at a time (a seed event may be several commands, and
             // the next must not overtake it); a burst the rate limit allows may wait.
@@ -128,11 +150,12 @@ impl Connection {
         self.outbox.push(Outbound::text(text, event));
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+    /// A text frame; `allowed` is false when it came over the rate limit.
+    fn on_text(&mut self, text: &str, allowed: bool, ctx: &mut Context<Self>) {
         let metrics = self.services.metrics.clone();
         let acting = self.identity.as_ref().map(|i| i.user.clone());
         let inbound = self.framing.decode(text, acting.is_some());
-        if matches!(inbound, Inbound::Request { .. } | Inbound::Connect { .. }) && !self.within_rate() {
+        if !allowed {
             metrics.frames_in.with_label_values(&["rate_limited"]).inc();
             if let Inbound::Request { id, .. } = inbound {
                 self.answer(id, Err(Error::RateLimited));
@@ -140,6 +163,7 @@ impl Connection {
             return;
         }
         match inbound {
+            Inbound::Request { id, event, data } if event == AUTH_REFRESH => self.refresh(id, data, ctx),
             Inbound::Request { id, event, data } => {
                 let Some(user) = acting else { return };
                 match data {
@@ -218,15 +242,78 @@ impl Connection {
             let refusal = socketio::connect_error(version, "not authorized", "missing token");
             return self.push_text(refusal, "connect_error");
         };
-        match self.services.auth.verify(&token) {
-            Ok(identity) => {
-                self.identity = Some(identity);
-                self.register(ctx);
-            }
+        let identity = match self.services.auth.verify(&token) {
+            Ok(identity) => identity,
             Err(e) => {
-                self.push_text(socketio::connect_error(version, "not authorized", &e.to_string()), "connect_error")
+                return self
+                    .push_text(socketio::connect_error(version, "not authorized", &e.to_string()), "connect_error");
             }
+        };
+        // The per-user cap, now that the user is known; nothing else is read meanwhile.
+        let admission = self.services.admission.clone();
+        let user = identity.user.clone();
+        let seat = async move { admission.user_seat(&user).await };
+        ctx.wait(seat.into_actor(self).map(move |seat, connection, ctx| match seat {
+            Ok(seat) => {
+                connection.user_seat = Some(seat);
+                connection.identity = Some(identity);
+                connection.register(ctx);
+            }
+            Err(refusal) => {
+                let refused = socketio::connect_error(version, "too many connections", refusal.message());
+                connection.push_text(refused, "connect_error");
+                connection.outbox.close(CloseCode::Policy, refusal.message());
+            }
+        }));
+    }
+
+    /// `auth.refresh {token}`: a fresh token for the same user moves the connection's expiry.
+    fn refresh(&mut self, id: Option<AckId>, data: Result<Value, Error>, ctx: &mut Context<Self>) {
+        let Some(current) = self.identity.as_ref().map(|i| i.user.clone()) else { return };
+        let refreshed = data
+            .and_then(|data| match data.get("token") {
+                Some(Value::String(token)) => Ok(token.clone()),
+                _ => Err(Error::bad_request("auth.refresh needs a string `token`")),
+            })
+            .and_then(|token| self.services.auth.verify(&token))
+            .and_then(|identity| {
+                if identity.user == current {
+                    Ok(identity)
+                } else {
+                    Err(Error::forbidden("a refreshed token must be for the same user"))
+                }
+            });
+        match refreshed {
+            Ok(identity) => {
+                let expires_at = identity.expires_at;
+                self.identity = Some(identity);
+                self.watch_expiry(ctx);
+                self.answer(id, Ok(Reply::Refreshed { expires_at }));
+            }
+            Err(err) => self.answer(id, Err(err)),
         }
+    }
+
+    /// Tells the client ahead of its token's expiry, and closes with 4001 at it.
+    fn watch_expiry(&mut self, ctx: &mut Context<Self>) {
+        for timer in self.expiry.drain(..) {
+            ctx.cancel_future(timer);
+        }
+        let Some(identity) = &self.identity else { return };
+        let expires_at = identity.expires_at;
+        let left = Duration::from_millis(u64::try_from(expires_at.millis() - Timestamp::now().millis()).unwrap_or(0));
+        if left > EXPIRY_STEP {
+            self.expiry.push(ctx.run_later(EXPIRY_STEP, |connection, ctx| connection.watch_expiry(ctx)));
+            return;
+        }
+        self.expiry.push(ctx.run_later(left.saturating_sub(EXPIRY_NOTICE), move |connection, _| {
+            let notice = connection.framing.event(AUTH_EXPIRING, &serde_json::json!({"expires_at": expires_at}));
+            connection.push_text(notice, AUTH_EXPIRING);
+        }));
+        self.expiry.push(ctx.run_later(left, |connection, _| {
+            connection.services.metrics.refused.with_label_values(&["token_expired"]).inc();
+            connection.outbox.close(CloseCode::Other(TOKEN_EXPIRED), "token expired");
+        }));
     }
 
     /// Counts a frame against the rate limit. A connection that keeps sending past it is
@@ -235,7 +322,7 @@ impl Connection {
         if self.rate.check().is_ok() {
             return true;
         }
-        if self.strikes.check().is_err() {
+        if self.strikes.check().is_err() && !self.outbox.is_closing() {
             tracing::warn!(connection = %self.id, "closing a flooding connection");
             self.outbox.close(CloseCode::Policy, "rate limit exceeded");
         }
@@ -307,10 +394,13 @@ impl Actor for Connection {
             if let Some(refusal) = self.refusal.take() {
                 // Engine.IO 3 authenticates from the query: refuse the namespace.
                 self.push_text(socketio::connect_error(version, "not authorized", &refusal), "connect_error");
-            } else if self.identity.is_none() {
-                ctx.run_later(CONNECT_TIMEOUT, |connection, _| {
+            }
+            // Unauthenticated, a socket only costs: it gets a short time to log in.
+            if self.identity.is_none() {
+                ctx.run_later(settings.login_timeout(), |connection, _| {
                     if connection.identity.is_none() {
-                        connection.outbox.close(CloseCode::Policy, "no namespace connect");
+                        connection.services.metrics.refused.with_label_values(&["login_timeout"]).inc();
+                        connection.outbox.close(CloseCode::Policy, "not authenticated in time");
                     }
                 });
             }
@@ -322,6 +412,7 @@ impl Actor for Connection {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.services.metrics.connections.dec();
         if let Some(identity) = &self.identity {
+            self.services.connections.remove(&identity.user, self.id);
             self.services.hub.do_send(Disconnect { user: identity.user.clone(), connection: self.id });
         }
     }
@@ -330,22 +421,25 @@ impl Actor for Connection {
 impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
     fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        // Every frame counts against the rate limit, pings included.
+        let allowed = item.is_err() || self.within_rate();
         match item {
-            Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Ok(AggregatedMessage::Text(text)) => self.on_text(&text, allowed, ctx),
             Ok(AggregatedMessage::Binary(_)) if self.framing != Framing::Native => {
                 self.outbox.close(CloseCode::Unsupported, "binary packets are not supported: send JSON");
             }
             Ok(AggregatedMessage::Binary(_)) => {
-                let refusal = if self.within_rate() {
+                let refusal = if allowed {
                     Error::bad_request("binary frames are not supported: send JSON text frames")
                 } else {
                     Error::RateLimited
                 };
                 self.answer(None, Err(refusal))
             }
-            Ok(AggregatedMessage::Ping(bytes)) => {
+            Ok(AggregatedMessage::Ping(bytes)) if allowed => {
                 self.outbox.push(Outbound::Pong(Box::new(bytes)));
             }
+            Ok(AggregatedMessage::Ping(_)) => {}
             Ok(AggregatedMessage::Pong(_)) => {}
             Ok(AggregatedMessage::Close(_)) => {
                 self.outbox.close(CloseCode::Normal, "goodbye");
@@ -450,6 +544,25 @@ async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &W
         }
         Outbound::Ping => session.ping(b"").await,
         Outbound::Pong(bytes) => session.pong(&bytes).await,
+    }
+}
+
+/// Connection-level events, answered by the connection itself in every API.
+const AUTH_REFRESH: &str = "auth.refresh";
+const AUTH_EXPIRING: &str = "auth.expiring";
+
+impl Handler<Kick> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, kick: Kick, _: &mut Self::Context) {
+        let issued = self.identity.as_ref().and_then(|identity| identity.issued_at);
+        // A connection that refreshed to a token issued since keeps going.
+        if let (Some(before), Some(issued)) = (kick.issued_before, issued) {
+            if issued >= before {
+                return;
+            }
+        }
+        self.outbox.close(kick.code, kick.reason);
     }
 }
 

@@ -9,6 +9,8 @@ pub mod connection;
 pub mod hub;
 mod live;
 mod outbox;
+pub mod registry;
+pub mod revocations;
 mod room;
 mod social;
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::config::Settings;
@@ -45,6 +48,10 @@ pub struct Services {
     pub hub: Addr<Hub>,
     pub metrics: Arc<Metrics>,
     pub auth: Authenticator,
+    /// Connection caps and allowed origins.
+    pub admission: Arc<Admission>,
+    /// This node's connections by user, for revocations and kicks.
+    pub connections: registry::ConnectionRegistry,
 }
 
 /// Who is acting: the verified user and the connection the command came in on.

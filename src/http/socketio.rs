@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::websocket::query;
+use super::websocket::{admit, query, refused};
 use crate::actors::Services;
 use crate::actors::connection::{Connection, Handshake};
 use crate::dialect::Api;
@@ -25,6 +25,10 @@ pub async fn upgrade(
     if query(&req, "sid").is_some() {
         return Ok(refuse(1, "Session ID unknown"));
     }
+    let seat = match admit(&req, &services) {
+        Ok(seat) => seat,
+        Err(refused) => return Ok(refused),
+    };
     let query_token = query(&req, "token");
     // The query may name the API (Engine.IO 3 clients can only use the query); Engine.IO 4
     // clients may name it in the connect packet's auth payload instead.
@@ -42,10 +46,20 @@ pub async fn upgrade(
             None => (None, Some("missing token".to_owned())),
         },
     };
+    // Engine.IO 3 clients are known at the upgrade: the per-user cap applies now. Engine.IO 4
+    // clients log in with their connect packet, where the connection applies it.
+    let user_seat = match &identity {
+        Some(identity) => match services.admission.user_seat(&identity.user).await {
+            Ok(user_seat) => Some(user_seat),
+            Err(refusal) => return Ok(refused(refusal)),
+        },
+        None => None,
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = services.settings.max_frame_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
-    let handshake = Handshake { framing: Framing::SocketIo(version), api, identity, query_token, refusal };
+    let handshake =
+        Handshake { framing: Framing::SocketIo(version), api, identity, query_token, refusal, seat, user_seat };
     Connection::start(handshake, services.into_inner(), session, stream);
     Ok(response)
 }

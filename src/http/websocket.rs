@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 
 use crate::actors::Services;
 use crate::actors::connection::{Connection, Handshake};
+use crate::admission::{Refusal, Seat};
 use crate::dialect::Api;
 use crate::protocol::Framing;
 
@@ -21,6 +22,10 @@ pub async fn upgrade(
                 .json(serde_json::json!({"error": {"code": "bad_request", "message": e.to_string()}})));
         }
     };
+    let seat = match admit(&req, &services) {
+        Ok(seat) => seat,
+        Err(refused) => return Ok(refused),
+    };
     let Some(token) = bearer(&req).or_else(|| query(&req, "token")) else {
         return Ok(unauthorized("missing token: pass ?token=… or Authorization: Bearer …"));
     };
@@ -28,13 +33,44 @@ pub async fn upgrade(
         Ok(identity) => identity,
         Err(e) => return Ok(unauthorized(&e.to_string())),
     };
+    let user_seat = match services.admission.user_seat(&identity.user).await {
+        Ok(user_seat) => user_seat,
+        Err(refusal) => return Ok(refused(refusal)),
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = services.settings.max_frame_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
-    let handshake =
-        Handshake { framing: Framing::Native, api, identity: Some(identity), query_token: None, refusal: None };
+    let handshake = Handshake {
+        framing: Framing::Native,
+        api,
+        identity: Some(identity),
+        query_token: None,
+        refusal: None,
+        seat,
+        user_seat: Some(user_seat),
+    };
     Connection::start(handshake, services.into_inner(), session, stream);
     Ok(response)
+}
+
+/// The checks every upgrade passes before it is read further: the browser origin, then a
+/// place on this node for the client's address.
+pub(super) fn admit(req: &HttpRequest, services: &Services) -> Result<Seat, HttpResponse> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    services.admission.check_origin(header("origin")).map_err(refused)?;
+    let peer = req.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
+    let address = services.admission.client_address(peer, header("x-real-ip"), header("x-forwarded-for"));
+    services.admission.seat(address).map_err(refused)
+}
+
+/// The answer to a refused upgrade: 403 for an origin, 503 for a full node, else 429.
+pub(super) fn refused(refusal: Refusal) -> HttpResponse {
+    let (mut response, code) = match refusal {
+        Refusal::Origin => (HttpResponse::Forbidden(), "forbidden"),
+        Refusal::NodeFull => (HttpResponse::ServiceUnavailable(), "unavailable"),
+        Refusal::AddressFull | Refusal::UserFull => (HttpResponse::TooManyRequests(), "rate_limited"),
+    };
+    response.json(serde_json::json!({"error": {"code": code, "message": refusal.message()}}))
 }
 
 fn unauthorized(message: &str) -> HttpResponse {

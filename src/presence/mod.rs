@@ -19,6 +19,11 @@ pub trait PresenceDirectory: Send + Sync + 'static {
     fn connected(&self, user: UserId) -> BoxFuture<'static, bool>;
     /// The user's last connection on this node closed; true if they are now offline everywhere.
     fn disconnected(&self, user: UserId) -> BoxFuture<'static, bool>;
+    /// Counts a connection of `user` on this node unless they already hold `cap` connections
+    /// across the cluster: true if counted, false if refused.
+    fn admit(&self, user: UserId, cap: usize) -> BoxFuture<'static, Result<bool, Error>>;
+    /// A connection counted by `admit` closed.
+    fn release(&self, user: UserId) -> BoxFuture<'static, ()>;
     /// Which of `users` are online on any node.
     fn online_among(&self, users: Vec<UserId>) -> BoxFuture<'static, Result<HashSet<UserId>, Error>>;
 

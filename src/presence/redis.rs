@@ -3,7 +3,9 @@
 //! online when any node in their set still has a heartbeat.
 //!
 //! Keys (`P` is the configured prefix): `P:nodes` (every node), `P:node:N` (heartbeat,
-//! expires after the node TTL), `P:node:N:users`, `P:user:U` (nodes holding U).
+//! expires after the node TTL), `P:node:N:users`, `P:user:U` (nodes holding U),
+//! `P:conns:U` (a hash of node to the number of U's connections there, for the per-user cap;
+//! a node without a heartbeat does not count).
 //!
 //! Every node looks for dead nodes on each heartbeat; the first to claim a dead node
 //! (`P:reap:N`, SET NX) removes it from its users' sets and reports the users who went
@@ -53,7 +55,34 @@ impl Keys {
     fn reap(&self, node: &str) -> String {
         format!("{}:reap:{node}", self.prefix)
     }
+    fn connections(&self, user: &str) -> String {
+        format!("{}:conns:{user}", self.prefix)
+    }
 }
+
+/// Counts one more connection of a user on node `ARGV[1]` unless the live nodes already hold
+/// `ARGV[2]` of them (`ARGV[3]` prefixes heartbeat keys); drops the counts of dead nodes met
+/// on the way. 1 if counted, 0 if refused.
+const ADMIT: &str = r"
+local counts = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #counts, 2 do
+  local node, held = counts[i], tonumber(counts[i + 1])
+  if node == ARGV[1] or redis.call('EXISTS', ARGV[3] .. node) == 1 then
+    total = total + held
+  else
+    redis.call('HDEL', KEYS[1], node)
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+";
+
+/// One connection of a user on node `ARGV[1]` closed.
+const RELEASE: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+";
 
 impl RedisPresence {
     /// Clears this node's leftovers, starts its heartbeat and the reaper. Users who go
@@ -167,6 +196,8 @@ impl RedisPresence {
             let remaining: Vec<String> = redis::pipe()
                 .srem(self.keys.user(&user), node)
                 .ignore()
+                .hdel(self.keys.connections(&user), node)
+                .ignore()
                 .smembers(self.keys.user(&user))
                 .query_async::<(Vec<String>,)>(&mut redis)
                 .await?
@@ -238,6 +269,42 @@ impl PresenceDirectory for Arc<RedisPresence> {
             let heartbeat = presence.keys.heartbeat(&presence.keys.node);
             if let Err(e) = redis.del::<_, ()>(heartbeat).await {
                 tracing::warn!(error = %e, "could not retire this node's heartbeat");
+            }
+        })
+    }
+
+    fn admit(&self, user: UserId, cap: usize) -> BoxFuture<'static, Result<bool, Error>> {
+        let presence = self.clone();
+        Box::pin(async move {
+            let keys = &presence.keys;
+            let mut redis = presence.redis.clone();
+            let admitted: i64 = redis::Script::new(ADMIT)
+                .key(keys.connections(user.as_str()))
+                .arg(&keys.node)
+                .arg(cap)
+                .arg(format!("{}:node:", keys.prefix))
+                .invoke_async(&mut redis)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "connection count unavailable");
+                    Error::Unavailable("connection count unavailable".into())
+                })?;
+            Ok(admitted == 1)
+        })
+    }
+
+    fn release(&self, user: UserId) -> BoxFuture<'static, ()> {
+        let presence = self.clone();
+        Box::pin(async move {
+            let keys = &presence.keys;
+            let mut redis = presence.redis.clone();
+            let released: redis::RedisResult<()> = redis::Script::new(RELEASE)
+                .key(keys.connections(user.as_str()))
+                .arg(&keys.node)
+                .invoke_async(&mut redis)
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(%user, error = %e, "could not release a connection count");
             }
         })
     }

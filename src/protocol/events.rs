@@ -19,6 +19,10 @@ pub enum Reply {
     Room {
         room: Room,
     },
+    /// auth.refresh: the connection's new expiry.
+    Refreshed {
+        expires_at: Timestamp,
+    },
     Rooms {
         rooms: Vec<Room>,
     },

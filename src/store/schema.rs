@@ -210,3 +210,11 @@ diesel::table! {
 
 diesel::joinable!(live_viewers -> live_sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(live_sessions, live_viewers, live_hands, live_comments);
+
+diesel::table! {
+    revocations (user_id) {
+        user_id -> Text,
+        revoked_before -> BigInt,
+        created_at -> BigInt,
+    }
+}

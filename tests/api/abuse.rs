@@ -14,22 +14,26 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::both;
 use crate::helpers::*;
 
+/// The binary under attack: this build, or the one `SWITCHBOARD_TEST_BINARY` names (to show
+/// a defect on a build from before its fix).
+fn binary_path() -> String {
+    std::env::var("SWITCHBOARD_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_owned())
+}
+
 /// The real binary on a fresh database, with everything it logs kept.
 struct Node {
     child: tokio::process::Child,
+    binary: String,
+    database_url: String,
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
     auth: switchboard::auth::Authenticator,
 }
 
 impl Node {
-    /// `SWITCHBOARD_TEST_BINARY` names another build to attack (to show a defect on a build
-    /// before its fix); the default is this one.
     async fn start(db: Db, env: &[(&str, &str)]) -> Node {
         let url = fresh_database(db).await;
-        let binary =
-            std::env::var("SWITCHBOARD_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_owned());
-        let mut command = tokio::process::Command::new(binary);
+        let mut command = tokio::process::Command::new(binary_path());
         command
             .env("SWITCHBOARD_BIND", "127.0.0.1:0")
             .env("SWITCHBOARD_JWT_SECRET", SECRET)
@@ -76,7 +80,8 @@ impl Node {
             .await
             .expect("the node logs its address")
             .expect("the node is running");
-        Node { child, port, log, auth: switchboard::auth::Authenticator::new(SECRET) }
+        let auth = switchboard::auth::Authenticator::new(SECRET);
+        Node { child, binary: binary_path(), database_url: url, port, log, auth }
     }
 
     fn token(&self, user: &str) -> String {
@@ -313,7 +318,66 @@ async fn nul_in_any_text_field_harms_nobody_else(db: Db) {
     node.assert_healthy().await;
 }
 
+/// `switchboard revoke USER` refuses the user's tokens issued before it and closes their
+/// connections; a token issued after it works, and other users are untouched.
+async fn revoking_a_user_closes_their_connections(db: Db) {
+    let mut node = Node::start(db, &[]).await;
+    let old_token = node.token("alice");
+    let mut alice = Client::connect_url(&format!("ws://127.0.0.1:{}/ws?token={old_token}", node.port)).await;
+    let mut bob = node.connect("bob").await;
+    let status = tokio::process::Command::new(&node.binary)
+        .args(["revoke", "alice"])
+        .env("SWITCHBOARD_DATABASE_URL", &node.database_url)
+        .env("SWITCHBOARD_JWT_SECRET", SECRET)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(alice.close_code().await, Some(4003));
+    let refused = connect_async(format!("ws://127.0.0.1:{}/ws?token={old_token}", node.port)).await;
+    assert!(
+        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401),
+        "the revoked token is refused: {refused:?}"
+    );
+    // Tokens carry whole seconds: one issued a second later is after the revocation.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    node.connect("alice").await;
+    bob.ok("presence.query", json!({"user_ids": ["alice"]})).await;
+    node.assert_healthy().await;
+}
+
+/// A flooding connection is refused, then closed with 1008, and logged once.
+async fn a_flood_is_logged_once(db: Db) {
+    let mut node = Node::start(
+        db,
+        &[("SWITCHBOARD_RATE_PER_SEC", "5"), ("SWITCHBOARD_RATE_BURST", "5"), ("SWITCHBOARD_FLOOD_STRIKES", "10")],
+    )
+    .await;
+    let (mut socket, _) = connect_async(node.ws_url("flooder")).await.unwrap();
+    for id in 0..500 {
+        let frame = json!({"event": "presence.query", "id": id, "data": {"user_ids": []}}).to_string();
+        if socket.send(Message::text(frame)).await.is_err() {
+            break;
+        }
+    }
+    let mut code = None;
+    while let Ok(Some(frame)) = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut socket)).await {
+        if let Ok(Message::Close(frame)) = frame {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(1008));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warnings = node.log_text().matches("closing a flooding connection").count();
+    assert_eq!(warnings, 1, "{}", node.log_text());
+    node.assert_healthy().await;
+}
+
 both!(
+    revoking_a_user_closes_their_connections,
+    a_flood_is_logged_once,
     clients_dropping_mid_request_leave_the_node_up,
     oversized_frame_headers_are_refused_at_the_header,
     nul_in_any_text_field_harms_nobody_else,

@@ -2,6 +2,7 @@
 //! clients, on embedded SQLite and on a real PostgreSQL (`deploy/local/test.sh` starts it).
 
 mod abuse;
+mod admission;
 mod auth;
 mod batching;
 mod calls;

@@ -35,6 +35,9 @@ pub struct Cluster {
     pub nodes: Vec<TestApp>,
 }
 
+/// The per-address cap of test nodes, whose clients all connect from loopback.
+const LOOPBACK_CLIENTS: usize = 100_000;
+
 impl Cluster {
     /// `count` in-process nodes named n1, n2, … on one fresh database.
     pub async fn start(count: usize) -> Self {
@@ -58,6 +61,8 @@ impl Cluster {
             s.redis_url = Some(redis);
             s.redis_prefix = prefix;
             s.node_id = Some(name);
+            // Every test client connects from loopback.
+            s.max_connections_per_ip = LOOPBACK_CLIENTS;
             tweak(s);
         })
         .await;
@@ -72,6 +77,7 @@ impl Cluster {
             ("SWITCHBOARD_REDIS_URL", self.redis_url.as_str()),
             ("SWITCHBOARD_REDIS_PREFIX", self.prefix.as_str()),
             ("SWITCHBOARD_NODE_ID", node),
+            ("SWITCHBOARD_MAX_CONNECTIONS_PER_IP", "100000"),
         ];
         env.extend_from_slice(extra);
         spawn_process(&env).await

@@ -28,8 +28,7 @@ pub struct Metrics {
     pub bus_dropped: IntCounter,
     pub redis_reconnects: IntCounter,
     /// Upgrades and logins refused or connections closed by admission rules, by `reason`
-    /// (`origin`, `node_full`, `address_full`, `user_full`, `login_timeout`, `token_expired`,
-    /// `revoked`).
+    /// (`origin`, `node_full`, `address_full`, `user_full`, `login_timeout`, `token_expired`).
     pub refused: IntCounterVec,
 }
 

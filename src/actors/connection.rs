@@ -424,7 +424,17 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
         // Every frame counts against the rate limit, pings included.
         let allowed = item.is_err() || self.within_rate();
         match item {
-            Ok(AggregatedMessage::Text(text)) => self.on_text(&text, allowed, ctx),
+            Ok(AggregatedMessage::Text(text)) => {
+                // A panic on a client's frame closes that connection (1011), logged; the
+                // actor still stops normally, so the hub and the caps forget it.
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.on_text(&text, allowed, ctx);
+                }));
+                if handled.is_err() {
+                    tracing::error!(connection = %self.id, "a frame panicked its handler; closing the connection");
+                    self.outbox.close(CloseCode::Error, "server error: please reconnect");
+                }
+            }
             Ok(AggregatedMessage::Binary(_)) if self.framing != Framing::Native => {
                 self.outbox.close(CloseCode::Unsupported, "binary packets are not supported: send JSON");
             }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::connect_async;
@@ -133,7 +133,7 @@ async fn clients_dropping_mid_request_leave_the_node_up(db: Db) {
             drops.push(tokio::spawn(async move {
                 let (mut socket, _) = connect_async(url).await.expect("connects");
                 // Once registered (`hello`), requests run at once.
-                let _hello = futures_util::StreamExt::next(&mut socket).await;
+                let _hello = socket.next().await;
                 for id in 0..4 {
                     let frame = json!({"event": "room.list", "id": id}).to_string();
                     let _ = socket.send(Message::text(frame)).await;
@@ -362,7 +362,7 @@ async fn a_flood_is_logged_once(db: Db) {
         }
     }
     let mut code = None;
-    while let Ok(Some(frame)) = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut socket)).await {
+    while let Ok(Some(frame)) = tokio::time::timeout(WAIT, socket.next()).await {
         if let Ok(Message::Close(frame)) = frame {
             code = frame.map(|f| u16::from(f.code));
             break;
@@ -375,7 +375,152 @@ async fn a_flood_is_logged_once(db: Db) {
     node.assert_healthy().await;
 }
 
+/// Garbage of every kind on every framing (malformed JSON, wrong types, deep nesting, huge
+/// numbers, broken Socket.IO packets, binary frames, invalid UTF-8) while bystanders chat:
+/// each garbage sender gets errors or a clean close, and the bystanders lose nothing.
+async fn garbage_on_every_path_harms_nobody_else(db: Db) {
+    let mut node = Node::start(db, &[("SWITCHBOARD_RATE_PER_SEC", "1000"), ("SWITCHBOARD_RATE_BURST", "1000")]).await;
+    let (mut sender, mut receiver) = (node.connect("steady-a").await, node.connect("steady-b").await);
+    let room = direct_room(&mut sender, &receiver).await;
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let native: Vec<String> = vec![
+        "".into(),
+        "not json".into(),
+        "[]".into(),
+        "null".into(),
+        r#"{"event":42}"#.into(),
+        r#"{"event":"message.send","id":"x"}"#.into(),
+        r#"{"event":"message.send","id":1e400,"data":{}}"#.into(),
+        r#"{"event":"message.send","id":18446744073709551616,"data":{}}"#.into(),
+        r#"{"event":"message.send","id":2,"data":{"room_id":[],"kind":{},"body":null}}"#.into(),
+        r#"{"event":"message.history","id":3,"data":{"room_id":"x","limit":-99999999999999}}"#.into(),
+        r#"{"event":"location.update","id":4,"data":{"lat":1e308,"lng":-1e308}}"#.into(),
+        r#"{"event":"\u0000","id":5}"#.into(),
+        format!(r#"{{"event":"message.send","id":6,"data":{deep}}}"#),
+        "\u{feff}{}".into(),
+        format!(r#"{{"event":"typing","data":{{"room_id":"{}"}}}}"#, "9".repeat(60_000)),
+    ];
+    let socketio: Vec<String> = vec![
+        "".into(),
+        "4".into(),
+        "4é".into(),
+        "42".into(),
+        "42[".into(),
+        r#"4299999999999999999999999["x"]"#.into(),
+        "42/".into(),
+        "42/,".into(),
+        r#"451-["x",{"_placeholder":true,"num":0}]"#.into(),
+        r#"40{"token":42}"#.into(),
+        "40/admin,{}".into(),
+        "9".into(),
+        format!("42{deep}"),
+        "\u{0}".into(),
+    ];
+    let mut attackers = Vec::new();
+    for round in 0..3 {
+        let url = node.ws_url(&format!("garbage-native-{round}"));
+        let frames = native.clone();
+        attackers.push(tokio::spawn(async move {
+            let (mut socket, _) = connect_async(url).await.expect("connects");
+            for frame in frames {
+                let _ = socket.send(Message::text(frame)).await;
+            }
+            let _ = socket.send(Message::binary(vec![0xff, 0xfe, 0x00, 0x80])).await;
+            let _ = socket.close(None).await;
+        }));
+        let url = format!("ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket", node.port);
+        let token = node.token(&format!("garbage-sio-{round}"));
+        let frames = socketio.clone();
+        attackers.push(tokio::spawn(async move {
+            // Each packet on a fresh socket and login, since most of them close it.
+            for frame in frames {
+                let (mut socket, _) = connect_async(url.as_str()).await.expect("connects");
+                let _ = socket.send(Message::text(format!("40{}", json!({"token": token})))).await;
+                // Logged in (the connect reply) before the garbage goes in.
+                while let Ok(Some(Ok(reply))) = tokio::time::timeout(WAIT, socket.next()).await {
+                    if reply.to_text().is_ok_and(|text| text.starts_with("40")) {
+                        break;
+                    }
+                }
+                let _ = socket.send(Message::text(frame)).await;
+                let _ = socket.send(Message::binary(vec![0x04, 0xff])).await;
+                // Until the server answers or closes.
+                let _ = tokio::time::timeout(Duration::from_millis(500), socket.next()).await;
+            }
+        }));
+    }
+    let mut sent = Vec::new();
+    for n in 0..30 {
+        sent.push(send(&mut sender, &room, &format!("steady {n}")).await["seq"].clone());
+    }
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    for seq in sent {
+        assert_eq!(receiver.event("message.new").await["message"]["seq"], seq);
+    }
+    node.assert_healthy().await;
+}
+
+/// A client that never reads while pushes pile up is closed with 1013; the node stays well.
+async fn a_client_that_never_reads_is_cut_off(db: Db) {
+    let mut node = Node::start(
+        db,
+        &[
+            ("SWITCHBOARD_OUTBOUND_QUEUE", "16"),
+            ("SWITCHBOARD_RATE_PER_SEC", "10000"),
+            ("SWITCHBOARD_RATE_BURST", "10000"),
+        ],
+    )
+    .await;
+    let (_silent, _) = connect_async(node.ws_url("silent")).await.unwrap();
+    let mut talker = node.connect("talker").await;
+    let room = talker.ok("room.direct", json!({"user_id": "silent"})).await["room"]["id"].as_str().unwrap().to_owned();
+    let body = "z".repeat(8000);
+    for n in 0..400 {
+        let frame =
+            json!({"event": "message.send", "data": {"room_id": room, "body": body, "client_id": format!("c{n}")}});
+        talker.send_text(frame.to_string()).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = http_get(node.port, "/metrics").await;
+        if metrics.lines().any(|l| l.starts_with("switchboard_slow_consumer_closes_total") && !l.ends_with(" 0")) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the silent client was not cut off");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.assert_healthy().await;
+}
+
+/// Connections past the caps are refused before the upgrade, and the node goes on serving.
+async fn connections_past_the_caps_are_refused(db: Db) {
+    let mut node =
+        Node::start(db, &[("SWITCHBOARD_MAX_CONNECTIONS_PER_USER", "5"), ("SWITCHBOARD_MAX_CONNECTIONS_PER_IP", "60")])
+            .await;
+    let mut held = Vec::new();
+    let mut refused = std::collections::BTreeMap::new();
+    for i in 0..100 {
+        let user = if i < 20 { "greedy".to_owned() } else { format!("many-{i}") };
+        match connect_async(node.ws_url(&user)).await {
+            Ok((socket, _)) => held.push(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                *refused.entry(response.status().as_u16()).or_insert(0) += 1;
+            }
+            Err(e) => panic!("unexpected failure: {e}"),
+        }
+    }
+    assert_eq!(held.len(), 60, "{refused:?}");
+    assert_eq!(refused.get(&429), Some(&40), "{refused:?}");
+    drop(held);
+    node.assert_healthy().await;
+}
+
 both!(
+    garbage_on_every_path_harms_nobody_else,
+    a_client_that_never_reads_is_cut_off,
+    connections_past_the_caps_are_refused,
     revoking_a_user_closes_their_connections,
     a_flood_is_logged_once,
     clients_dropping_mid_request_leave_the_node_up,

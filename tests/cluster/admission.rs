@@ -37,7 +37,10 @@ async fn the_per_user_cap_counts_every_node() {
 async fn a_killed_nodes_connections_stop_counting() {
     let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.max_connections_per_user = 2).await;
     let (mut doomed, port) = cluster
-        .spawn_node_process("doomed", &[("SWITCHBOARD_NODE_TTL_SECS", "3"), ("SWITCHBOARD_MAX_CONNECTIONS_PER_USER", "2")])
+        .spawn_node_process(
+            "doomed",
+            &[("SWITCHBOARD_NODE_TTL_SECS", "3"), ("SWITCHBOARD_MAX_CONNECTIONS_PER_USER", "2")],
+        )
         .await;
     let auth = switchboard::auth::Authenticator::new(SECRET);
     let token = auth.mint(&switchboard::domain::UserId::parse("alice").unwrap(), &Default::default(), 600);
@@ -64,12 +67,10 @@ async fn a_revocation_closes_connections_on_every_node() {
     let mut on_first = nodes[0].connect("alice").await;
     let mut on_second = nodes[1].connect("alice").await;
     let mut bob = nodes[1].connect("bob").await;
-    let store = switchboard::store::Store::connect(
-        &switchboard::store::Backend::from_url(&cluster.database_url).unwrap(),
-        1,
-    )
-    .await
-    .unwrap();
+    let store =
+        switchboard::store::Store::connect(&switchboard::store::Backend::from_url(&cluster.database_url).unwrap(), 1)
+            .await
+            .unwrap();
     let alice = switchboard::domain::UserId::parse("alice").unwrap();
     store.revoke(&alice, switchboard::domain::Timestamp::now()).await.unwrap();
     assert_eq!(on_first.close_code().await, Some(4003));

@@ -13,7 +13,7 @@
 //! run under its own name left behind when it starts.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -63,7 +63,8 @@ impl Keys {
 /// Counts one more connection of a user on node `ARGV[1]` unless the live nodes already hold
 /// `ARGV[2]` of them (`ARGV[3]` prefixes heartbeat keys); drops the counts of dead nodes met
 /// on the way. 1 if counted, 0 if refused.
-const ADMIT: &str = r"
+static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADMIT_LUA));
+const ADMIT_LUA: &str = r"
 local counts = redis.call('HGETALL', KEYS[1])
 local total = 0
 for i = 1, #counts, 2 do
@@ -80,7 +81,8 @@ return 1
 ";
 
 /// One connection of a user on node `ARGV[1]` closed.
-const RELEASE: &str = r"
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE_LUA));
+const RELEASE_LUA: &str = r"
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 ";
 
@@ -278,7 +280,7 @@ impl PresenceDirectory for Arc<RedisPresence> {
         Box::pin(async move {
             let keys = &presence.keys;
             let mut redis = presence.redis.clone();
-            let admitted: i64 = redis::Script::new(ADMIT)
+            let admitted: i64 = ADMIT
                 .key(keys.connections(user.as_str()))
                 .arg(&keys.node)
                 .arg(cap)
@@ -298,7 +300,7 @@ impl PresenceDirectory for Arc<RedisPresence> {
         Box::pin(async move {
             let keys = &presence.keys;
             let mut redis = presence.redis.clone();
-            let released: redis::RedisResult<()> = redis::Script::new(RELEASE)
+            let released: redis::RedisResult<()> = RELEASE
                 .key(keys.connections(user.as_str()))
                 .arg(&keys.node)
                 .invoke_async(&mut redis)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_ws::CloseCode;
 
+use super::limits;
 use super::live::LiveRegistry;
 use super::room::{Attach, Close, Detach, Execute, RoomActor};
 use super::{Caller, Outbound, Outbox, Services};
@@ -146,6 +147,8 @@ impl Actor for Hub {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         self.start_live_sweeper(ctx);
+        // The per-user limiters keep a state per user; sweeping bounds them to recent users.
+        ctx.run_interval(limits::SWEEP_EVERY, |hub, _| hub.services().limits.sweep());
     }
 }
 

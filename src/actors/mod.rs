@@ -7,6 +7,7 @@ mod calls;
 pub(crate) mod commands;
 pub mod connection;
 pub mod hub;
+mod limits;
 mod live;
 mod outbox;
 mod room;
@@ -26,6 +27,7 @@ use crate::store::{Lifecycle, MessageWriter, Store};
 
 pub use calls::{CallDevices, CallSweeper};
 pub use hub::Hub;
+pub use limits::UserLimits;
 pub use outbox::{Outbound, Outbox};
 
 /// Everything a node's actors share; built once at start-up.
@@ -45,6 +47,8 @@ pub struct Services {
     pub hub: Addr<Hub>,
     pub metrics: Arc<Metrics>,
     pub auth: Authenticator,
+    /// Per-user rate limits of this node; the hub sweeps them.
+    pub limits: UserLimits,
 }
 
 /// Who is acting: the verified user and the connection the command came in on.

@@ -51,6 +51,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("store task failed: {0}")]
     Task(String),
+    /// A value that cannot be stored as asked (checked before any statement runs).
+    #[error("unstorable value: {0}")]
+    Value(String),
 }
 
 impl<E: std::fmt::Display> From<deadpool::managed::PoolError<E>> for StoreError {

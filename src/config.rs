@@ -172,6 +172,10 @@ pub struct Settings {
     /// `location.update`s one user may make per minute (per node), with bursts of as many.
     #[arg(long, env = "SWITCHBOARD_LOCATION_UPDATES_PER_MIN", default_value_t = 6)]
     pub location_updates_per_min: u32,
+
+    /// `room.group.create`s one user may make per minute (per node), with bursts of as many.
+    #[arg(long, env = "SWITCHBOARD_GROUP_CREATES_PER_MIN", default_value_t = 5)]
+    pub group_creates_per_min: u32,
 }
 
 impl Settings {
@@ -237,8 +241,10 @@ impl Settings {
                 LocationGrid::MAX_METRES
             ));
         }
-        if self.location_updates_per_min == 0 {
-            return Err("SWITCHBOARD_LOCATION_UPDATES_PER_MIN must be positive".into());
+        if self.location_updates_per_min == 0 || self.group_creates_per_min == 0 {
+            return Err(
+                "SWITCHBOARD_LOCATION_UPDATES_PER_MIN and SWITCHBOARD_GROUP_CREATES_PER_MIN must be positive".into()
+            );
         }
         Ok(())
     }
@@ -265,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn location_settings_are_checked_at_start_up() {
+    fn location_and_group_settings_are_checked_at_start_up() {
         let defaults = parse(&[]);
         assert!(defaults.validate().is_ok());
         assert_eq!(defaults.location_grid().metres(), 100);
@@ -274,6 +280,7 @@ mod tests {
             &["--location-precision-m", "0"],
             &["--location-precision-m", "100001"],
             &["--location-updates-per-min", "0"],
+            &["--group-creates-per-min", "0"],
         ] {
             assert!(parse(refused).validate().is_err(), "{refused:?} must not start");
         }

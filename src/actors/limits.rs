@@ -1,5 +1,5 @@
-//! Per-user rate limits on commands that cost others something (moving one's position),
-//! shared by every connection of a node. Each limit counts per node: a
+//! Per-user rate limits on commands that cost others something (moving one's position,
+//! creating groups), shared by every connection of a node. Each limit counts per node: a
 //! user spread over several nodes gets each node's allowance.
 
 use std::num::NonZeroU32;
@@ -44,16 +44,22 @@ impl UserLimiter {
 pub struct UserLimits {
     /// `location.update`: `SWITCHBOARD_LOCATION_UPDATES_PER_MIN`.
     pub location_updates: UserLimiter,
+    /// `room.group.create`: `SWITCHBOARD_GROUP_CREATES_PER_MIN`.
+    pub group_creates: UserLimiter,
 }
 
 impl UserLimits {
     pub fn new(settings: &Settings) -> Self {
-        Self { location_updates: UserLimiter::per_minute(settings.location_updates_per_min) }
+        Self {
+            location_updates: UserLimiter::per_minute(settings.location_updates_per_min),
+            group_creates: UserLimiter::per_minute(settings.group_creates_per_min),
+        }
     }
 
     /// Bounds the limiters' memory; the hub calls it every `SWEEP_EVERY`.
     pub fn sweep(&self) {
         self.location_updates.sweep();
+        self.group_creates.sweep();
     }
 }
 

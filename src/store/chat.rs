@@ -22,6 +22,16 @@ pub struct RoomMembers {
     pub number: i64,
 }
 
+/// What `leave_group` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    Left,
+    NoSuchRoom,
+    NotMember,
+    /// Direct rooms cannot be left.
+    Direct,
+}
+
 /// Which page of history to read; at most one cursor.
 #[derive(Debug, Clone, Copy)]
 pub enum HistoryQuery {
@@ -112,6 +122,35 @@ impl Store {
             .await?
         });
         Ok(id)
+    }
+
+    /// Takes `user` out of a group room. The room, its messages and the other members'
+    /// marks stay; a group nobody is left in keeps its history.
+    pub async fn leave_group(&self, room: RoomId, user: &UserId) -> StoreResult<LeaveOutcome> {
+        let id = room.to_string();
+        let outcome = with_conn!(self, copied(user), |conn| {
+            let me = user.as_str();
+            let found: Option<(String, Option<String>)> = rooms::table
+                .left_join(
+                    room_members::table.on(room_members::room_id.eq(rooms::id).and(room_members::user_id.eq(me))),
+                )
+                .filter(rooms::id.eq(&id))
+                .select((rooms::kind, room_members::user_id.nullable()))
+                .first(conn)
+                .await
+                .optional()?;
+            match found {
+                None => LeaveOutcome::NoSuchRoom,
+                Some((_, None)) => LeaveOutcome::NotMember,
+                Some((kind, Some(_))) if kind == RoomKind::Direct.as_str() => LeaveOutcome::Direct,
+                Some(_) => {
+                    let left = diesel::delete(room_members::table.find((&id, me))).execute(conn).await?;
+                    // Zero: a leave of the same user on another connection came first.
+                    if left == 1 { LeaveOutcome::Left } else { LeaveOutcome::NotMember }
+                }
+            }
+        });
+        Ok(outcome)
     }
 
     /// The room's kind and members, or `None` for an unknown room.

@@ -27,10 +27,10 @@ use futures_util::FutureExt;
 use crate::domain;
 
 pub use calls::{CallRecord, Departure, Expired};
-pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
+pub use chat::{HistoryPage, HistoryQuery, LeaveOutcome, RoomMembers};
 pub use lifecycle::{Arrival, Lifecycle, LoadedRoom, Peers, PresenceChange};
 pub use live::LiveJoin;
-pub use social::{LikeOutcome, RequestOutcome};
+pub use social::{BlocksAmong, LikeOutcome, RequestOutcome};
 pub use users::Profile;
 pub use writer::{Batching, MessageWriter, NewMessage, StoredMessage};
 

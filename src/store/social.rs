@@ -31,6 +31,15 @@ pub struct LikeOutcome {
     pub new_match: bool,
 }
 
+/// Blocks between one user and some others, by direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlocksAmong {
+    /// Those of the others whom the user blocked.
+    pub blocked_by_user: Vec<UserId>,
+    /// Those of the others who blocked the user.
+    pub blocking_user: Vec<UserId>,
+}
+
 /// Geohash precision stored per user: cells of about 1.2 km × 0.6 km.
 pub const GEOHASH_PRECISION: usize = 6;
 
@@ -129,6 +138,35 @@ impl Store {
             }
         }
         Ok(hidden)
+    }
+
+    /// The blocks, either way, between `user` and any of `others`, in one statement.
+    pub async fn blocks_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<BlocksAmong> {
+        if others.is_empty() {
+            return Ok(BlocksAmong::default());
+        }
+        let keys: Vec<String> = others.iter().map(UserId::to_string).collect();
+        let found: Vec<(String, String)> = with_conn!(self, copied(user), |conn| {
+            let me = user.as_str();
+            blocks::table
+                .filter(
+                    (blocks::blocker_id.eq(me).and(blocks::blocked_id.eq_any(&keys)))
+                        .or(blocks::blocked_id.eq(me).and(blocks::blocker_id.eq_any(&keys))),
+                )
+                .order((blocks::blocker_id, blocks::blocked_id))
+                .select((blocks::blocker_id, blocks::blocked_id))
+                .load(conn)
+                .await?
+        });
+        let mut among = BlocksAmong::default();
+        for (blocker, blocked) in found {
+            if blocker == user.as_str() {
+                among.blocked_by_user.push(rows::user_id(blocked));
+            } else {
+                among.blocking_user.push(rows::user_id(blocker));
+            }
+        }
+        Ok(among)
     }
 
     /// True if either of `a` and `b` has blocked the other.

@@ -98,9 +98,10 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
             }
             Ok(Reply::Room { room })
         }
-        Command::ListRooms { limit, before } => {
-            Ok(Reply::Rooms { rooms: services.store.list_rooms(&caller.user, limit, before).await? })
-        }
+        Command::ListRooms { limit, before } => match services.store.list_rooms(&caller.user, limit, before).await? {
+            Some(rooms) => Ok(Reply::Rooms { rooms }),
+            None => Err(Error::bad_request("before must be a time or the id of one of your rooms")),
+        },
         Command::LeaveRoom { room } => match services.store.leave_group(room, &caller.user).await? {
             LeaveOutcome::NoSuchRoom => Err(Error::not_found("no such room")),
             LeaveOutcome::NotMember => Err(Error::forbidden("you are not a member of this room")),

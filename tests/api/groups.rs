@@ -1,5 +1,5 @@
-//! Group membership: blocks checked at creation, leaving a group, and the per-user creation
-//! limit.
+//! Group membership: blocks checked at creation, leaving a group, the per-user creation
+//! limit, and `room.list` cursors that must name one of the caller's rooms.
 
 use std::time::Duration;
 
@@ -145,8 +145,34 @@ async fn group_creation_is_rate_limited_per_user(db: Db) {
     victim.ok("room.group.create", json!({"name": "mine", "members": ["spammer"]})).await;
 }
 
+async fn room_list_cursor_must_be_one_of_your_rooms(db: Db) {
+    let app = spawn_app(db).await;
+    let mut alice = app.connect("alice").await;
+    let bob = app.connect("bob").await;
+    let mut carol = app.connect("carol").await;
+    let dave = app.connect("dave").await;
+    let mine = direct_room(&mut alice, &bob).await;
+    let theirs = direct_room(&mut carol, &dave).await;
+    let group = alice.ok("room.group.create", json!({"name": "g", "members": ["bob"]})).await["room"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // One's own room is a cursor.
+    let page = alice.ok("room.list", json!({"before": group})).await;
+    assert_eq!(room_ids(&page), vec![mine.clone()]);
+    // Someone else's room, an unknown id, or a room one has left is not.
+    assert_eq!(alice.fails("room.list", json!({"before": theirs})).await, "bad_request");
+    assert_eq!(alice.fails("room.list", json!({"before": RoomId::new().to_string()})).await, "bad_request");
+    alice.ok("room.leave", json!({"room_id": group})).await;
+    assert_eq!(alice.fails("room.list", json!({"before": group})).await, "bad_request");
+    // Time cursors are unchanged.
+    assert_eq!(room_ids(&alice.ok("room.list", json!({"before": 0})).await), Vec::<String>::new());
+}
+
 both!(
     blocks_keep_members_out_of_new_groups_both_ways,
     members_leave_groups_and_stop_receiving_them,
     group_creation_is_rate_limited_per_user,
+    room_list_cursor_must_be_one_of_your_rooms,
 );

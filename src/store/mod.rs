@@ -257,8 +257,10 @@ async fn verify_if_idle(conn: &mut AsyncPgConnection, idle: Duration) -> HookRes
 
 /// WAL lets readers run beside the single writer; `synchronous=FULL` makes a commit durable
 /// before the sender's ack; `busy_timeout` makes concurrent writers wait instead of failing.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+/// `busy_timeout` comes first: `journal_mode` takes a lock too, and a connection opened while
+/// another one writes must wait for it rather than fail with "database is locked".
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 
 /// Runs the embedded migrations on a blocking thread (the async harness does not run on
 /// actix's single-threaded runtime).

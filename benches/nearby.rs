@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard::domain::{Location, UserId};
+use switchboard::domain::{Location, LocationGrid, UserId};
 use switchboard::store::{Backend, Store};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -43,6 +43,8 @@ async fn run() -> anyhow::Result<()> {
     let url = std::env::var("SWITCHBOARD_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}/nearby.db", dir.path().display()));
     let store = Store::connect(&Backend::from_url(&url)?, 4).await?;
+    // The default grid: positions stored, and distances told, to 100 m.
+    let grid = LocationGrid::default();
 
     let (lat0, lng0) = (31.5204, 74.3587);
     let half = 50.0 / 111.32;
@@ -57,7 +59,7 @@ async fn run() -> anyhow::Result<()> {
         .collect();
     let started = Instant::now();
     for chunk in people.chunks(5_000) {
-        store.import_locations(chunk).await?;
+        store.import_locations(chunk, grid).await?;
     }
     println!("imported {users} locations in {:.1} s ({url})", started.elapsed().as_secs_f64());
 
@@ -66,7 +68,7 @@ async fn run() -> anyhow::Result<()> {
     for _ in 0..queries {
         let center = people[(rng.next() * users as f64) as usize].1;
         let started = Instant::now();
-        let near = store.users_near(center, radius).await?;
+        let near = store.users_near(center, radius, grid).await?;
         indexed.push(started.elapsed());
         found += near.len();
     }
@@ -83,7 +85,7 @@ async fn run() -> anyhow::Result<()> {
     // The same answer by scanning every user (a radius covering the whole square reads
     // the whole table), for comparison.
     let started = Instant::now();
-    let all = store.users_near(people[0].1, 400.0).await?;
+    let all = store.users_near(people[0].1, 400.0, grid).await?;
     println!("full scan of {} users: {:.1} ms per query", all.len(), started.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, mpsc};
 
 use crate::actors::hub::{CloseAll, WentOffline};
-use crate::actors::{CallDevices, CallSweeper, Hub, Services, revocations};
+use crate::actors::{CallDevices, CallSweeper, Hub, Services, UserLimits, revocations};
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
@@ -53,6 +53,16 @@ impl Application {
         let store = Store::connect(&backend, settings.db_pool)
             .await
             .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
+        // Positions stored before they were snapped, or on a finer grid, are moved to their
+        // cell's centre in the background; nearby answers snap them as they read them anyway.
+        let (resnap, grid) = (store.clone(), settings.location_grid());
+        tokio::spawn(async move {
+            match resnap.snap_stored_locations(grid).await {
+                Ok(0) => {}
+                Ok(moved) => tracing::info!(moved, metres = grid.metres(), "stored positions snapped to the grid"),
+                Err(e) => tracing::warn!(error = %e, "could not snap stored positions to the grid"),
+            }
+        });
         let writer = MessageWriter::start(
             store.clone(),
             Batching { max: settings.write_batch_max, window: Duration::from_millis(settings.write_batch_window_ms) },
@@ -94,6 +104,7 @@ impl Application {
         let listener = TcpListener::bind(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
+        let limits = UserLimits::new(&settings);
         let services = Hub::start_with(|hub| {
             Arc::new(Services {
                 settings,
@@ -110,6 +121,7 @@ impl Application {
                 auth,
                 admission,
                 connections: Default::default(),
+                limits,
             })
         });
         tokio::spawn(forward_offline(offline, services.hub.clone()));

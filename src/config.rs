@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::dialect::Api;
+use crate::domain::LocationGrid;
 
 /// The secret that signs tokens; never printed.
 #[derive(Clone)]
@@ -192,6 +193,20 @@ pub struct Settings {
     /// Comments one user may post per second in one session, sustained (bursts of twice that).
     #[arg(long, env = "SWITCHBOARD_LIVE_COMMENT_RATE", default_value_t = 2)]
     pub live_comment_rate: u32,
+
+    // --- social ---
+    /// Metres: positions are stored only snapped to a grid whose cells are at least this
+    /// many metres on each side, and nearby distances are rounded to it (100 to 100,000).
+    #[arg(long, env = "SWITCHBOARD_LOCATION_PRECISION_M", default_value_t = 100)]
+    pub location_precision_m: u32,
+
+    /// `location.update`s one user may make per minute (per node), with bursts of as many.
+    #[arg(long, env = "SWITCHBOARD_LOCATION_UPDATES_PER_MIN", default_value_t = 6)]
+    pub location_updates_per_min: u32,
+
+    /// `room.group.create`s one user may make per minute (per node), with bursts of as many.
+    #[arg(long, env = "SWITCHBOARD_GROUP_CREATES_PER_MIN", default_value_t = 5)]
+    pub group_creates_per_min: u32,
 }
 
 impl Settings {
@@ -238,6 +253,11 @@ impl Settings {
             .collect()
     }
 
+    /// The grid positions are snapped to; `validate` keeps its size in range.
+    pub fn location_grid(&self) -> LocationGrid {
+        LocationGrid::new(self.location_precision_m)
+    }
+
     /// The configured secret, or the development one.
     pub fn jwt_secret(&self) -> &str {
         self.jwt_secret.as_ref().map(Secret::expose).unwrap_or(DEV_SECRET)
@@ -275,10 +295,56 @@ impl Settings {
         if self.live_comment_rate == 0 || self.live_comment_max_chars == 0 {
             return Err("SWITCHBOARD_LIVE_COMMENT_RATE and SWITCHBOARD_LIVE_COMMENT_MAX_CHARS must be positive".into());
         }
+        if !(LocationGrid::MIN_METRES..=LocationGrid::MAX_METRES).contains(&self.location_precision_m) {
+            return Err(format!(
+                "SWITCHBOARD_LOCATION_PRECISION_M must be {} to {} (metres)",
+                LocationGrid::MIN_METRES,
+                LocationGrid::MAX_METRES
+            ));
+        }
+        if self.location_updates_per_min == 0 || self.group_creates_per_min == 0 {
+            return Err(
+                "SWITCHBOARD_LOCATION_UPDATES_PER_MIN and SWITCHBOARD_GROUP_CREATES_PER_MIN must be positive".into()
+            );
+        }
         Ok(())
     }
 }
 
 fn parse_api(raw: &str) -> Result<Api, String> {
     Api::parse(raw).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(flags: &[&str]) -> Settings {
+        Cli::parse_from(std::iter::once("switchboard").chain(flags.iter().copied())).settings
+    }
+
+    #[test]
+    fn location_and_group_settings_are_checked_at_start_up() {
+        let defaults = parse(&[]);
+        assert!(defaults.validate().is_ok());
+        assert_eq!(defaults.location_grid().metres(), 100);
+        for refused in [
+            &["--location-precision-m", "99"][..],
+            &["--location-precision-m", "0"],
+            &["--location-precision-m", "100001"],
+            &["--location-updates-per-min", "0"],
+            &["--group-creates-per-min", "0"],
+        ] {
+            assert!(parse(refused).validate().is_err(), "{refused:?} must not start");
+        }
+        assert!(parse(&["--location-precision-m", "250"]).validate().is_ok());
+    }
 }

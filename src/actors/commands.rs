@@ -1,5 +1,5 @@
-//! Dispatch of every command: rooms are opened, listed and presence answered here; room
-//! commands go to the room's actor through the hub, and calls, live sessions and social
+//! Dispatch of every command: rooms are opened, listed and left and presence answered here;
+//! room commands go to the room's actor through the hub, and calls, live sessions and social
 //! commands to their own modules.
 
 use std::collections::HashSet;
@@ -13,6 +13,7 @@ use super::{Caller, Services, calls, live, social};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, UserId};
 use crate::protocol::{Command, PresenceState, Push, Reply};
+use crate::store::LeaveOutcome;
 
 /// Longest group name, in characters.
 const MAX_GROUP_NAME: usize = 100;
@@ -73,9 +74,19 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
             if members.len() > limit {
                 return Err(Error::bad_request(format!("a group has at most {limit} members besides its creator")));
             }
-            let hidden = services.store.block_relations(&caller.user).await?;
-            if members.iter().any(|m| hidden.contains(m)) {
-                return Err(Error::forbidden("blocked: a member and you have blocked one another"));
+            services.limits.group_creates.check(&caller.user)?;
+            // A block either way keeps a member out. One the creator made is theirs to know
+            // and is named; one a member made is not told beyond the refusal itself.
+            let blocks = services.store.blocks_among(&caller.user, &members).await?;
+            if let Some(member) = blocks.blocked_by_user.first() {
+                return Err(Error::forbidden(format!("you blocked {member}: unblock them to add them to a group")));
+            }
+            if !blocks.blocking_user.is_empty() {
+                return Err(Error::forbidden(if members.len() == 1 {
+                    "cannot add this user to a group"
+                } else {
+                    "cannot add one of these users to a group"
+                }));
             }
             let room = services.store.create_group_room(&caller.user, &name, &members).await?;
             let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
@@ -87,9 +98,32 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
             }
             Ok(Reply::Room { room })
         }
-        Command::ListRooms { limit, before } => {
-            Ok(Reply::Rooms { rooms: services.store.list_rooms(&caller.user, limit, before).await? })
-        }
+        Command::ListRooms { limit, before } => match services.store.list_rooms(&caller.user, limit, before).await? {
+            Some(rooms) => Ok(Reply::Rooms { rooms }),
+            None => Err(Error::bad_request("before must be a time or the id of one of your rooms")),
+        },
+        Command::LeaveRoom { room } => match services.store.leave_group(room, &caller.user).await? {
+            LeaveOutcome::NoSuchRoom => Err(Error::not_found("no such room")),
+            LeaveOutcome::NotMember => Err(Error::forbidden("you are not a member of this room")),
+            LeaveOutcome::Direct => Err(Error::bad_request("a direct room cannot be left")),
+            LeaveOutcome::Left => {
+                let user = caller.user.clone();
+                // Room actors on every node drop the leaver's connections before the next
+                // event they handle, then tell the members who remain.
+                services.bus.publish(Topic::Room(room), BusEvent::MemberLeft { room_id: room, user_id: user.clone() });
+                // The leaver's nodes stop listening to the room for them, and the leaver's
+                // other connections learn that they left.
+                services.bus.publish(Topic::User(user.clone()), BusEvent::LeftRoom { room_id: room });
+                services.bus.publish(
+                    Topic::User(user.clone()),
+                    BusEvent::Push {
+                        push: Push::RoomMemberLeft { room_id: room, user_id: user },
+                        skip: Some(caller.connection),
+                    },
+                );
+                Ok(Reply::Left { room_id: room })
+            }
+        },
         Command::QueryPresence { users } => {
             let hidden = services.store.block_relations(&caller.user).await?;
             let visible: Vec<UserId> = users.iter().filter(|u| !hidden.contains(*u)).cloned().collect();

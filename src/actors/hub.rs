@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_ws::CloseCode;
 
+use super::limits;
 use super::live::LiveRegistry;
 use super::room::{Attach, Close, Detach, Execute, RoomActor};
 use super::{Caller, Outbound, Outbox, Services};
@@ -72,7 +73,39 @@ impl Hub {
         });
         entry.users.insert(user.clone());
         for outbox in local.connections.values() {
-            entry.actor.do_send(Attach { outbox: outbox.clone() });
+            entry.actor.do_send(Attach { user: user.clone(), outbox: outbox.clone() });
+        }
+    }
+
+    /// `user` left `room`: stop listening to it for them, and stop its actor if no other
+    /// local user needs it.
+    fn detach_user(&mut self, user: &UserId, room: RoomId) {
+        let Some(local) = self.users.get_mut(user) else {
+            return;
+        };
+        if !local.rooms.remove(&room) {
+            return;
+        }
+        let connections: Vec<ConnectionId> = local.connections.keys().copied().collect();
+        if let Some(entry) = self.rooms.get(&room) {
+            for connection in connections {
+                entry.actor.do_send(Detach { connection });
+            }
+        }
+        self.release_room(user, room);
+    }
+
+    /// `user` no longer listens to `room` here; the room's actor stops with its last user.
+    fn release_room(&mut self, user: &UserId, room: RoomId) {
+        let services = self.services();
+        let Some(entry) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        entry.users.remove(user);
+        if entry.users.is_empty() {
+            services.bus.unsubscribe(&Topic::Room(room));
+            entry.actor.do_send(Close);
+            self.rooms.remove(&room);
         }
     }
 
@@ -94,17 +127,9 @@ impl Hub {
         }
         let local = self.users.remove(user).unwrap_or_default();
         self.forget_live_user(user);
-        let bus = self.services().bus.clone();
-        bus.unsubscribe(&Topic::User(user.clone()));
+        self.services().bus.unsubscribe(&Topic::User(user.clone()));
         for room in local.rooms {
-            if let Some(entry) = self.rooms.get_mut(&room) {
-                entry.users.remove(user);
-                if entry.users.is_empty() {
-                    bus.unsubscribe(&Topic::Room(room));
-                    entry.actor.do_send(Close);
-                    self.rooms.remove(&room);
-                }
-            }
+            self.release_room(user, room);
         }
         true
     }
@@ -146,6 +171,8 @@ impl Actor for Hub {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         self.start_live_sweeper(ctx);
+        // The per-user limiters keep a state per user; sweeping bounds them to recent users.
+        ctx.run_interval(limits::SWEEP_EVERY, |hub, _| hub.services().limits.sweep());
     }
 }
 
@@ -241,7 +268,7 @@ impl Handler<Arrived> for Hub {
         local.connections.insert(outbox.connection, outbox.clone());
         for room in &local.rooms {
             if let Some(entry) = self.rooms.get(room) {
-                entry.actor.do_send(Attach { outbox: outbox.clone() });
+                entry.actor.do_send(Attach { user: user.clone(), outbox: outbox.clone() });
             }
         }
         for room in arrival.rooms {
@@ -431,7 +458,8 @@ impl Handler<Delivered> for Hub {
                 }
             }
             BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),
-            BusEvent::RoomChanged { .. } => {}
+            BusEvent::LeftRoom { room_id } => self.detach_user(user, *room_id),
+            BusEvent::RoomChanged { .. } | BusEvent::MemberLeft { .. } => {}
             // --- live sessions ---
             BusEvent::JoinedLive { session_id } => self.attach_live(user, *session_id),
             BusEvent::LeftLive { session_id } => self.detach_live(user, *session_id),

@@ -7,6 +7,7 @@ mod calls;
 pub(crate) mod commands;
 pub mod connection;
 pub mod hub;
+mod limits;
 mod live;
 mod outbox;
 pub mod registry;
@@ -29,6 +30,7 @@ use crate::store::{Lifecycle, MessageWriter, Store};
 
 pub use calls::{CallDevices, CallSweeper};
 pub use hub::Hub;
+pub use limits::UserLimits;
 pub use outbox::{Outbound, Outbox};
 
 /// Everything a node's actors share; built once at start-up.
@@ -52,6 +54,8 @@ pub struct Services {
     pub admission: Arc<Admission>,
     /// This node's connections by user, for revocations and kicks.
     pub connections: registry::ConnectionRegistry,
+    /// Per-user rate limits of this node; the hub sweeps them.
+    pub limits: UserLimits,
 }
 
 /// Who is acting: the verified user and the connection the command came in on.

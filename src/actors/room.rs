@@ -21,7 +21,9 @@ pub struct RoomActor {
     id: RoomId,
     services: Arc<Services>,
     members: Members,
-    local: HashMap<ConnectionId, Outbox>,
+    /// This node's connections of members, each with its user. Only members' connections are
+    /// kept, so a leaver's connections stop receiving the room once this actor hears of it.
+    local: HashMap<ConnectionId, (UserId, Outbox)>,
     order: MessageOrder,
 }
 
@@ -73,7 +75,9 @@ impl RoomActor {
                     if room.order.next == 0 {
                         room.order.next = loaded.last_seq + 1;
                     }
-                    Members::Known { members: loaded.members.into_iter().collect(), blocked }
+                    let members: HashSet<UserId> = loaded.members.into_iter().collect();
+                    room.local.retain(|_, (user, _)| members.contains(user));
+                    Members::Known { members, blocked }
                 }
                 Ok(None) => Members::Missing,
                 Err(e) => {
@@ -98,6 +102,7 @@ impl Actor for RoomActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
+    pub user: UserId,
     pub outbox: Outbox,
 }
 
@@ -122,7 +127,13 @@ pub struct Execute {
 impl Handler<Attach> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
-        self.local.insert(msg.outbox.connection, msg.outbox);
+        // A connection that loaded its rooms just before its user left one is not served.
+        if let Members::Known { members, .. } = &self.members
+            && !members.contains(&msg.user)
+        {
+            return;
+        }
+        self.local.insert(msg.outbox.connection, (msg.user, msg.outbox));
     }
 }
 
@@ -141,9 +152,19 @@ impl Handler<Close> for RoomActor {
 }
 
 impl RoomActor {
+    /// `user` left: their connections here stop receiving the room and their commands are
+    /// refused from now on; the members who remain are told.
+    fn member_left(&mut self, room_id: RoomId, user: &UserId) {
+        if let Members::Known { members, .. } = &mut self.members {
+            members.remove(user);
+        }
+        self.local.retain(|_, (member, _)| member != user);
+        self.fan_out(Push::RoomMemberLeft { room_id, user_id: user.clone() }, None);
+    }
+
     fn fan_out(&self, push: Push, skip: Option<ConnectionId>) {
         let delivery = Arc::new(Delivery::new(push));
-        for (connection, outbox) in &self.local {
+        for (connection, (_, outbox)) in &self.local {
             if Some(*connection) != skip {
                 outbox.push(Outbound::Push(delivery.clone()));
             }
@@ -227,7 +248,8 @@ impl Handler<Delivered> for RoomActor {
         let (push, skip) = match &msg.envelope.event {
             BusEvent::Push { push, skip } => (push, skip),
             BusEvent::RoomChanged { .. } => return self.load(ctx),
-            BusEvent::JoinedRoom { .. } | BusEvent::ToConnection { .. } => return,
+            BusEvent::MemberLeft { user_id, room_id } => return self.member_left(*room_id, user_id),
+            BusEvent::JoinedRoom { .. } | BusEvent::LeftRoom { .. } | BusEvent::ToConnection { .. } => return,
             BusEvent::JoinedLive { .. } | BusEvent::LeftLive { .. } | BusEvent::LiveViewersChanged { .. } => return,
         };
         match push {

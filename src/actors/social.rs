@@ -83,16 +83,18 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
             Ok(Reply::Report { report_id: store.add_report(me, &user, &reason, message_id, room).await? })
         }
         SocialCommand::UpdateLocation { at } => {
-            store.set_location(me, at).await?;
-            Ok(Reply::Location { lat: at.lat, lng: at.lng })
+            services.limits.location_updates.check(me)?;
+            let stored = store.set_location(me, at, services.settings.location_grid()).await?;
+            Ok(Reply::Location { lat: stored.lat, lng: stored.lng })
         }
         SocialCommand::Nearby { radius_km, limit } => {
             let Some(center) = store.location_of(me).await? else {
                 return Err(Error::bad_request("set your location with location.update first"));
             };
             let hidden = store.block_relations(me).await?;
+            // Distances come already rounded to the grid: nothing finer leaves the store.
             let near: Vec<(UserId, f64)> = store
-                .users_near(center, radius_km)
+                .users_near(center, radius_km, services.settings.location_grid())
                 .await?
                 .into_iter()
                 .filter(|(user, _)| user != me && !hidden.contains(user))
@@ -101,11 +103,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
             let online = services.presence.online_among(near.iter().map(|(u, _)| u.clone()).collect()).await?;
             let users = near
                 .into_iter()
-                .map(|(user_id, distance_km)| NearbyUser {
-                    online: online.contains(&user_id),
-                    distance_km: (distance_km * 1000.0).round() / 1000.0,
-                    user_id,
-                })
+                .map(|(user_id, distance_km)| NearbyUser { online: online.contains(&user_id), distance_km, user_id })
                 .collect();
             Ok(Reply::Nearby { users })
         }

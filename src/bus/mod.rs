@@ -50,6 +50,11 @@ pub enum BusEvent {
     JoinedRoom { room_id: RoomId },
     /// On a room topic: the room's members or blocks changed; its actors reload them.
     RoomChanged { room_id: RoomId },
+    /// On a room topic: `user_id` left the group. Its actors stop serving the user's
+    /// connections at once, then push `room.member_left` to the members who remain.
+    MemberLeft { room_id: RoomId, user_id: UserId },
+    /// On a user topic: the user left `room_id`; their nodes stop listening to it for them.
+    LeftRoom { room_id: RoomId },
     // --- live sessions ---
     /// On a user topic: the user joined (or hosts) `session_id`; their nodes attach their
     /// connections to it.

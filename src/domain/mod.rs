@@ -14,5 +14,5 @@ pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, di
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};
-pub use social::{EARTH_RADIUS_KM, Location, NearbyUser, Notification, RequestKind};
+pub use social::{EARTH_RADIUS_KM, Location, LocationGrid, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;

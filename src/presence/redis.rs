@@ -300,11 +300,8 @@ impl PresenceDirectory for Arc<RedisPresence> {
         Box::pin(async move {
             let keys = &presence.keys;
             let mut redis = presence.redis.clone();
-            let released: redis::RedisResult<()> = RELEASE
-                .key(keys.connections(user.as_str()))
-                .arg(&keys.node)
-                .invoke_async(&mut redis)
-                .await;
+            let released: redis::RedisResult<()> =
+                RELEASE.key(keys.connections(user.as_str())).arg(&keys.node).invoke_async(&mut redis).await;
             if let Err(e) = released {
                 tracing::warn!(%user, error = %e, "could not release a connection count");
             }

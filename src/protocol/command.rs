@@ -27,6 +27,10 @@ pub enum Command {
         limit: i64,
         before: Option<RoomCursor>,
     },
+    /// Leave a group room for good.
+    LeaveRoom {
+        room: RoomId,
+    },
     QueryPresence {
         users: Vec<UserId>,
     },
@@ -223,6 +227,7 @@ impl Command {
             Self::OpenDirectRoom { .. } => "room.direct",
             Self::CreateGroup { .. } => "room.group.create",
             Self::ListRooms { .. } => "room.list",
+            Self::LeaveRoom { .. } => "room.leave",
             Self::QueryPresence { .. } => "presence.query",
             Self::Call(command) => match command {
                 CallCommand::Start { .. } => "call.start",
@@ -272,6 +277,10 @@ impl Command {
             "room.list" => {
                 let d: ListRooms = fields(data)?;
                 Self::ListRooms { limit: page_size(d.limit)?, before: d.before.map(|b| b.0) }
+            }
+            "room.leave" => {
+                let d: RoomRef = fields(data)?;
+                Self::LeaveRoom { room: d.room_id }
             }
             "presence.query" => {
                 let d: PresenceQuery = fields(data)?;
@@ -651,6 +660,16 @@ mod tests {
                 command: RoomCommand::Send { kind: MessageKind::Text, body: "hi".into(), client_id: None }
             }
         );
+    }
+
+    #[test]
+    fn parses_a_leave() {
+        let room = RoomId::new();
+        let cmd = Command::parse("room.leave", json!({"room_id": room.to_string()})).unwrap();
+        assert_eq!(cmd, Command::LeaveRoom { room });
+        assert_eq!(cmd.event(), "room.leave");
+        let bad = Command::parse("room.leave", json!({})).unwrap_err();
+        assert_eq!(bad.code(), crate::domain::ErrorCode::BadRequest);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub enum Reply {
         room_id: RoomId,
         cleared_seq: i64,
     },
+    /// room.leave: the group left.
+    Left {
+        room_id: RoomId,
+    },
     Presence {
         users: Vec<PresenceState>,
     },
@@ -122,6 +126,10 @@ pub enum Push {
     RoomRead { room_id: RoomId, user_id: UserId, seq: i64 },
     #[serde(rename = "typing")]
     Typing { room_id: RoomId, user_id: UserId, typing: bool },
+    /// A member left a group: to the members who remain, and to the leaver's other
+    /// connections.
+    #[serde(rename = "room.member_left")]
+    RoomMemberLeft { room_id: RoomId, user_id: UserId },
     #[serde(rename = "presence")]
     Presence(PresenceState),
     #[serde(rename = "notification")]
@@ -164,6 +172,7 @@ impl Push {
             Self::RoomCreated { .. } => "room.created",
             Self::RoomRead { .. } => "room.read",
             Self::Typing { .. } => "typing",
+            Self::RoomMemberLeft { .. } => "room.member_left",
             Self::Presence(_) => "presence",
             Self::Notification(_) => "notification",
             Self::Match { .. } => "match",

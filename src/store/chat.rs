@@ -22,6 +22,16 @@ pub struct RoomMembers {
     pub number: i64,
 }
 
+/// What `leave_group` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    Left,
+    NoSuchRoom,
+    NotMember,
+    /// Direct rooms cannot be left.
+    Direct,
+}
+
 /// Which page of history to read; at most one cursor.
 #[derive(Debug, Clone, Copy)]
 pub enum HistoryQuery {
@@ -112,6 +122,35 @@ impl Store {
             .await?
         });
         Ok(id)
+    }
+
+    /// Takes `user` out of a group room. The room, its messages and the other members'
+    /// marks stay; a group nobody is left in keeps its history.
+    pub async fn leave_group(&self, room: RoomId, user: &UserId) -> StoreResult<LeaveOutcome> {
+        let id = room.to_string();
+        let outcome = with_conn!(self, copied(user), |conn| {
+            let me = user.as_str();
+            let found: Option<(String, Option<String>)> = rooms::table
+                .left_join(
+                    room_members::table.on(room_members::room_id.eq(rooms::id).and(room_members::user_id.eq(me))),
+                )
+                .filter(rooms::id.eq(&id))
+                .select((rooms::kind, room_members::user_id.nullable()))
+                .first(conn)
+                .await
+                .optional()?;
+            match found {
+                None => LeaveOutcome::NoSuchRoom,
+                Some((_, None)) => LeaveOutcome::NotMember,
+                Some((kind, Some(_))) if kind == RoomKind::Direct.as_str() => LeaveOutcome::Direct,
+                Some(_) => {
+                    let left = diesel::delete(room_members::table.find((&id, me))).execute(conn).await?;
+                    // Zero: a leave of the same user on another connection came first.
+                    if left == 1 { LeaveOutcome::Left } else { LeaveOutcome::NotMember }
+                }
+            }
+        });
+        Ok(outcome)
     }
 
     /// The room's kind and members, or `None` for an unknown room.
@@ -254,16 +293,23 @@ impl Store {
     /// One room as `viewer` sees it, or `None` if unknown or `viewer` is not a member.
     pub async fn room_for(&self, room: RoomId, viewer: &UserId) -> StoreResult<Option<Room>> {
         let page = self.load_rooms(viewer, RoomFilter::One(room)).await?;
-        Ok(page.into_iter().next())
+        Ok(page.and_then(|rooms| rooms.into_iter().next()))
     }
 
-    /// The viewer's rooms, newest activity first (ties by id), starting after `before`.
-    pub async fn list_rooms(&self, viewer: &UserId, limit: i64, before: Option<RoomCursor>) -> StoreResult<Vec<Room>> {
+    /// The viewer's rooms, newest activity first (ties by id), starting after `before`;
+    /// `None` when `before` is a room the viewer is not a member of (unknown, someone
+    /// else's, or left), which would otherwise reveal when that room was last active.
+    pub async fn list_rooms(
+        &self,
+        viewer: &UserId,
+        limit: i64,
+        before: Option<RoomCursor>,
+    ) -> StoreResult<Option<Vec<Room>>> {
         self.load_rooms(viewer, RoomFilter::Page { limit, before }).await
     }
 
-    async fn load_rooms(&self, viewer: &UserId, filter: RoomFilter) -> StoreResult<Vec<Room>> {
-        let (page, members, last, unread) = with_conn!(self, copied(viewer), |conn| {
+    async fn load_rooms(&self, viewer: &UserId, filter: RoomFilter) -> StoreResult<Option<Vec<Room>>> {
+        let loaded = with_conn!(self, copied(viewer), |conn| {
             let me = viewer.as_str();
             let mut query = room_members::table
                 .inner_join(rooms::table)
@@ -281,15 +327,20 @@ impl Store {
                         }
                         Some(RoomCursor::AfterRoom(room)) => {
                             let id = room.to_string();
-                            let at: Option<i64> =
-                                rooms::table.find(&id).select(rooms::last_activity_at).first(conn).await.optional()?;
-                            if let Some(at) = at {
-                                query = query.filter(
-                                    rooms::last_activity_at
-                                        .lt(at)
-                                        .or(rooms::last_activity_at.eq(at).and(rooms::id.lt(id))),
-                                );
-                            }
+                            let at: Option<i64> = room_members::table
+                                .inner_join(rooms::table)
+                                .filter(room_members::room_id.eq(&id))
+                                .filter(room_members::user_id.eq(me))
+                                .select(rooms::last_activity_at)
+                                .first(conn)
+                                .await
+                                .optional()?;
+                            let Some(at) = at else {
+                                return Ok(None);
+                            };
+                            query = query.filter(
+                                rooms::last_activity_at.lt(at).or(rooms::last_activity_at.eq(at).and(rooms::id.lt(id))),
+                            );
                         }
                     }
                     query = query.limit(limit);
@@ -322,8 +373,11 @@ impl Store {
                 .select((messages::room_id, count_star()))
                 .load(conn)
                 .await?;
-            (page, members, last, unread)
+            Some((page, members, last, unread))
         });
+        let Some((page, members, last, unread)) = loaded else {
+            return Ok(None);
+        };
 
         let mut members_by_room: HashMap<String, Vec<UserId>> = HashMap::new();
         for (room, user) in members {
@@ -332,27 +386,28 @@ impl Store {
         let mut last_by_room: HashMap<String, MessageRow> = last.into_iter().map(|m| (m.room_id.clone(), m)).collect();
         let unread_by_room: HashMap<String, i64> = unread.into_iter().collect();
 
-        Ok(page
-            .into_iter()
-            .map(|(room, member, number)| {
-                let last_message =
-                    last_by_room.remove(&room.id).filter(|m| m.seq > member.cleared_seq).map(Message::from);
-                Room {
-                    id: rows::room_id(&room.id),
-                    kind: room.kind(),
-                    name: room.name.clone(),
-                    members: members_by_room.remove(&room.id).unwrap_or_default(),
-                    created_by: rows::user_id(room.created_by.clone()),
-                    created_at: Timestamp::from_millis(room.created_at),
-                    last_message,
-                    unread: unread_by_room.get(&room.id).copied().unwrap_or(0),
-                    last_read_seq: member.last_read_seq,
-                    last_seq: room.last_seq,
-                    last_activity_at: Timestamp::from_millis(room.last_activity_at),
-                    number,
-                }
-            })
-            .collect())
+        Ok(Some(
+            page.into_iter()
+                .map(|(room, member, number)| {
+                    let last_message =
+                        last_by_room.remove(&room.id).filter(|m| m.seq > member.cleared_seq).map(Message::from);
+                    Room {
+                        id: rows::room_id(&room.id),
+                        kind: room.kind(),
+                        name: room.name.clone(),
+                        members: members_by_room.remove(&room.id).unwrap_or_default(),
+                        created_by: rows::user_id(room.created_by.clone()),
+                        created_at: Timestamp::from_millis(room.created_at),
+                        last_message,
+                        unread: unread_by_room.get(&room.id).copied().unwrap_or(0),
+                        last_read_seq: member.last_read_seq,
+                        last_seq: room.last_seq,
+                        last_activity_at: Timestamp::from_millis(room.last_activity_at),
+                        number,
+                    }
+                })
+                .collect(),
+        ))
     }
 
     /// A page of history as `viewer` sees it (nothing at or below their `cleared_seq`).

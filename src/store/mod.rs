@@ -28,11 +28,11 @@ use futures_util::FutureExt;
 use crate::domain;
 
 pub use calls::{CallRecord, Departure, Expired};
-pub use chat::{HistoryPage, HistoryQuery, RoomMembers};
+pub use chat::{HistoryPage, HistoryQuery, LeaveOutcome, RoomMembers};
 pub use lifecycle::{Arrival, Lifecycle, LoadedRoom, Peers, PresenceChange};
 pub use live::LiveJoin;
 pub use revocations::Revocation;
-pub use social::{LikeOutcome, RequestOutcome};
+pub use social::{BlocksAmong, LikeOutcome, RequestOutcome};
 pub use users::Profile;
 pub use writer::{Batching, MessageWriter, NewMessage, StoredMessage};
 
@@ -53,6 +53,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("store task failed: {0}")]
     Task(String),
+    /// A value that cannot be stored as asked (checked before any statement runs).
+    #[error("unstorable value: {0}")]
+    Value(String),
 }
 
 impl<E: std::fmt::Display> From<deadpool::managed::PoolError<E>> for StoreError {
@@ -256,8 +259,10 @@ async fn verify_if_idle(conn: &mut AsyncPgConnection, idle: Duration) -> HookRes
 
 /// WAL lets readers run beside the single writer; `synchronous=FULL` makes a commit durable
 /// before the sender's ack; `busy_timeout` makes concurrent writers wait instead of failing.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+/// `busy_timeout` comes first: `journal_mode` takes a lock too, and a connection opened while
+/// another one writes must wait for it rather than fail with "database is locked".
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 
 /// Runs the embedded migrations on a blocking thread (the async harness does not run on
 /// actix's single-threaded runtime).

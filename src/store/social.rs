@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::rows;
 use super::schema::{blocks, like_pairs, likes, locations, notifications, relationship_requests, reports, rooms};
-use super::{Store, StoreResult, with_conn};
-use crate::domain::{Location, Notification, RequestKind, RoomId, Timestamp, UserId};
+use super::{Store, StoreError, StoreResult, with_conn};
+use crate::domain::{Location, LocationGrid, Notification, RequestKind, RoomId, Timestamp, UserId};
 
 /// What a follow or friend request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,15 @@ pub struct LikeOutcome {
     pub matched: bool,
     /// This like made the match: exactly one of two concurrent likers sees it.
     pub new_match: bool,
+}
+
+/// Blocks between one user and some others, by direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlocksAmong {
+    /// Those of the others whom the user blocked.
+    pub blocked_by_user: Vec<UserId>,
+    /// Those of the others who blocked the user.
+    pub blocking_user: Vec<UserId>,
 }
 
 /// Geohash precision stored per user: cells of about 1.2 km × 0.6 km.
@@ -129,6 +138,35 @@ impl Store {
             }
         }
         Ok(hidden)
+    }
+
+    /// The blocks, either way, between `user` and any of `others`, in one statement.
+    pub async fn blocks_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<BlocksAmong> {
+        if others.is_empty() {
+            return Ok(BlocksAmong::default());
+        }
+        let keys: Vec<String> = others.iter().map(UserId::to_string).collect();
+        let found: Vec<(String, String)> = with_conn!(self, copied(user), |conn| {
+            let me = user.as_str();
+            blocks::table
+                .filter(
+                    (blocks::blocker_id.eq(me).and(blocks::blocked_id.eq_any(&keys)))
+                        .or(blocks::blocked_id.eq(me).and(blocks::blocker_id.eq_any(&keys))),
+                )
+                .order((blocks::blocker_id, blocks::blocked_id))
+                .select((blocks::blocker_id, blocks::blocked_id))
+                .load(conn)
+                .await?
+        });
+        let mut among = BlocksAmong::default();
+        for (blocker, blocked) in found {
+            if blocker == user.as_str() {
+                among.blocked_by_user.push(rows::user_id(blocked));
+            } else {
+                among.blocking_user.push(rows::user_id(blocker));
+            }
+        }
+        Ok(among)
     }
 
     /// True if either of `a` and `b` has blocked the other.
@@ -410,9 +448,11 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn set_location(&self, user: &UserId, at: Location) -> StoreResult<()> {
-        let cell = geohash::encode(geohash::Coord { x: at.lng, y: at.lat }, GEOHASH_PRECISION)
-            .expect("validated coordinates encode");
+    /// Stores the user's position as the centre of its cell on `grid`, never finer, and
+    /// returns what was stored.
+    pub async fn set_location(&self, user: &UserId, at: Location, grid: LocationGrid) -> StoreResult<Location> {
+        let at = grid.snap(at);
+        let cell = cell_of(at)?;
         let now = Timestamp::now().millis();
         with_conn!(self, copied(user), |conn| {
             insert_into(locations::table)
@@ -434,27 +474,80 @@ impl Store {
                 .execute(conn)
                 .await?;
         });
-        Ok(())
+        Ok(at)
     }
 
-    /// Bulk import of locations (migrations from another system, benchmarks): one
-    /// transaction, rows written in chunks.
-    pub async fn import_locations(&self, rows: &[(UserId, Location)]) -> StoreResult<()> {
+    /// Moves every stored position that is off `grid` (never snapped, or snapped to a finer
+    /// grid) to its cell's centre; how many moved. Reads the whole table once, a page at a
+    /// time; a position updated meanwhile is left as it is.
+    pub async fn snap_stored_locations(&self, grid: LocationGrid) -> StoreResult<usize> {
+        const PAGE: i64 = 1000;
+        let mut after = String::new();
+        let mut moved = 0;
+        loop {
+            let from = after.as_str();
+            let page: Vec<(String, f64, f64)> = with_conn!(self, copied(from), |conn| {
+                locations::table
+                    .filter(locations::user_id.gt(from))
+                    .order(locations::user_id)
+                    .limit(PAGE)
+                    .select((locations::user_id, locations::lat, locations::lng))
+                    .load(conn)
+                    .await?
+            });
+            let Some((last, _, _)) = page.last() else { break };
+            after = last.clone();
+            let mut off_grid = Vec::new();
+            for (user, lat, lng) in page {
+                let stored = Location { lat, lng };
+                let centre = grid.snap(stored);
+                if centre != stored {
+                    off_grid.push((user, stored, centre, cell_of(centre)?));
+                }
+            }
+            if off_grid.is_empty() {
+                continue;
+            }
+            moved += with_conn!(self, |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let mut moved = 0;
+                    for (user, stored, centre, cell) in &off_grid {
+                        let row = locations::table
+                            .find(user)
+                            .filter(locations::lat.eq(stored.lat))
+                            .filter(locations::lng.eq(stored.lng));
+                        moved += diesel::update(row)
+                            .set((
+                                locations::lat.eq(centre.lat),
+                                locations::lng.eq(centre.lng),
+                                locations::geohash.eq(cell),
+                            ))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(moved)
+                })
+                .await?
+            });
+        }
+        Ok(moved)
+    }
+
+    /// Bulk import of locations (migrations from another system, benchmarks), each snapped
+    /// to `grid` as `set_location` does: one transaction, rows written one by one.
+    pub async fn import_locations(&self, rows: &[(UserId, Location)], grid: LocationGrid) -> StoreResult<()> {
         let now = Timestamp::now().millis();
-        let values: Vec<_> = rows
-            .iter()
-            .map(|(user, at)| {
-                let cell = geohash::encode(geohash::Coord { x: at.lng, y: at.lat }, GEOHASH_PRECISION)
-                    .expect("validated coordinates encode");
-                (
-                    locations::user_id.eq(user.to_string()),
-                    locations::lat.eq(at.lat),
-                    locations::lng.eq(at.lng),
-                    locations::geohash.eq(cell),
-                    locations::updated_at.eq(now),
-                )
-            })
-            .collect();
+        let mut values = Vec::with_capacity(rows.len());
+        for (user, at) in rows {
+            let at = grid.snap(*at);
+            values.push((
+                locations::user_id.eq(user.to_string()),
+                locations::lat.eq(at.lat),
+                locations::lng.eq(at.lng),
+                locations::geohash.eq(cell_of(at)?),
+                locations::updated_at.eq(now),
+            ));
+        }
         with_conn!(self, |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 for row in &values {
@@ -479,10 +572,18 @@ impl Store {
         Ok(found.map(|(lat, lng)| Location { lat, lng }))
     }
 
-    /// Users within `radius_km` of `center`, nearest first. Reads only the geohash cells
-    /// covering the circle's bounding box (index range scans on `locations.geohash`), then
-    /// measures exact distances.
-    pub async fn users_near(&self, center: Location, radius_km: f64) -> StoreResult<Vec<(UserId, f64)>> {
+    /// Users within `radius_km` of `center`, nearest first, with their distance as the
+    /// server may tell it: measured between cell centres on `grid` and rounded to whole
+    /// steps of the cell size (ties by user id). Positions are snapped again as they are
+    /// read, so one stored off the grid is never told more finely. Reads only the geohash
+    /// cells covering the circle's bounding box (index range scans on `locations.geohash`).
+    pub async fn users_near(
+        &self,
+        center: Location,
+        radius_km: f64,
+        grid: LocationGrid,
+    ) -> StoreResult<Vec<(UserId, f64)>> {
+        let center = grid.snap(center);
         let cells = covering_cells(center, radius_km);
         let candidates: Vec<(String, f64, f64)> = with_conn!(self, |conn| {
             // One statement: an OR of range scans on the geohash index ('~' sorts after
@@ -494,15 +595,21 @@ impl Store {
             }
             query.load(conn).await?
         });
-        let mut near: Vec<(UserId, f64)> = candidates
+        let mut near: Vec<(u64, UserId, f64)> = candidates
             .into_iter()
-            .map(|(user, lat, lng)| (user, center.distance_km(Location { lat, lng })))
+            .map(|(user, lat, lng)| (user, center.distance_km(grid.snap(Location { lat, lng }))))
             .filter(|(_, distance)| *distance <= radius_km)
-            .map(|(user, distance)| (rows::user_id(user), distance))
+            .map(|(user, distance)| (grid.steps(distance), rows::user_id(user), grid.round_km(distance)))
             .collect();
-        near.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(near)
+        near.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        Ok(near.into_iter().map(|(_, user, distance)| (user, distance)).collect())
     }
+}
+
+/// The geohash cell a stored position is indexed under.
+fn cell_of(at: Location) -> StoreResult<String> {
+    geohash::encode(geohash::Coord { x: at.lng, y: at.lat }, GEOHASH_PRECISION)
+        .map_err(|e| StoreError::Value(format!("position {at:?} has no geohash: {e}")))
 }
 
 /// Most cells one nearby query reads: the finest precision whose cells cover the circle's

@@ -8,6 +8,7 @@ mod batching;
 mod calls;
 mod chat;
 mod dialects;
+mod groups;
 mod helpers;
 mod lifecycle;
 mod limits;

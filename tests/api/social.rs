@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchboard::domain::{Location, LocationGrid, UserId};
+use switchboard::store::{Backend, Store};
 
 use crate::both;
 use crate::helpers::*;
@@ -153,10 +155,11 @@ async fn nearby_users_sorted_by_distance(db: Db) {
     assert_eq!(me.fails("location.update", json!({"lat": 91, "lng": 0})).await, "bad_request");
     assert_eq!(me.fails("location.update", json!({"lat": 0, "lng": 181})).await, "bad_request");
     assert_eq!(me.fails("location.update", json!({"lat": "north", "lng": 0})).await, "bad_request");
-    assert_eq!(
-        me.ok("location.update", json!({"lat": 31.228125, "lng": 74.833771})).await,
-        json!({"lat": 31.228125, "lng": 74.833771})
-    );
+    // The reply is the stored point: the centre of the position's 100 m cell.
+    let stored = me.ok("location.update", json!({"lat": 31.228125, "lng": 74.833771})).await;
+    let (lat, lng) = (stored["lat"].as_f64().unwrap(), stored["lng"].as_f64().unwrap());
+    assert!((lat - 31.228125).abs() < 0.0005 && (lng - 74.833771).abs() < 0.0006, "{stored}");
+    assert_eq!(me.ok("location.update", stored.clone()).await, stored, "a stored point stays where it is");
     // Others at about 0.1, 1, 3 and 40 km north; `far` stays connected, the rest leave.
     let mut keep = Vec::new();
     for (user, km) in [("near", 0.1), ("mid", 1.0), ("far", 3.0), ("away", 40.0)] {
@@ -167,8 +170,11 @@ async fn nearby_users_sorted_by_distance(db: Db) {
     let found = me.ok("location.nearby", json!({"radius_km": 5})).await["users"].clone();
     let names: Vec<&str> = found.as_array().unwrap().iter().map(|u| u["user_id"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["near", "mid", "far"]);
+    // Distances are told in 0.1 km steps, within a step of the truth.
     let km = |u: &Value| u["distance_km"].as_f64().unwrap();
-    assert!((km(&found[0]) - 0.1).abs() < 0.02 && (km(&found[2]) - 3.0).abs() < 0.05, "{found}");
+    for (user, truth) in found.as_array().unwrap().iter().zip([0.1, 1.0, 3.0]) {
+        assert!(whole_steps(km(user), 0.1) && (km(user) - truth).abs() <= 0.1 + 1e-9, "{found}");
+    }
     assert_eq!(found[2]["online"], true);
     assert_eq!(found[0]["online"], false);
     let limited = me.ok("location.nearby", json!({"radius_km": 50, "limit": 2})).await["users"].clone();
@@ -179,6 +185,94 @@ async fn nearby_users_sorted_by_distance(db: Db) {
     assert_eq!(me.fails("location.nearby", json!({"radius_km": 10_000})).await, "bad_request");
 }
 
+/// Whether `km` is a whole number (at least one) of `step`s.
+fn whole_steps(km: f64, step: f64) -> bool {
+    let steps = km / step;
+    steps >= 1.0 - 1e-9 && (steps - steps.round()).abs() < 1e-6
+}
+
+/// An attacker who may move anywhere, as often as they like, and ask from anywhere cannot
+/// place a victim more finely than the 100 m grid: every distance is a whole number of
+/// 0.1 km steps, and two positions a few metres apart in one cell give identical answers
+/// from every vantage point.
+async fn nearby_never_places_anyone_more_finely_than_the_grid(db: Db) {
+    let app = spawn_with(db, |s| s.location_updates_per_min = 10_000).await;
+    let mut victim = app.connect("victim").await;
+    let mut attacker = app.connect("attacker").await;
+    let (lat0, lng0) = (48.85661, 2.35222);
+    let cell = victim.ok("location.update", json!({"lat": lat0, "lng": lng0})).await;
+    let (clat, clng) = (cell["lat"].as_f64().unwrap(), cell["lng"].as_f64().unwrap());
+    // Two positions about 8 m apart, each within 4 m of the cell's centre.
+    let (dlat, dlng) = (3.0 / 111_195.0, 3.0 / (111_195.0 * clat.to_radians().cos()));
+    let positions = [(clat + dlat, clng + dlng), (clat - dlat, clng - dlng)];
+    // Vantage points around the victim, a few metres to a few kilometres away.
+    let vantages: Vec<(f64, f64)> = [(0.0, 0.0), (140.0, -60.0), (-230.0, 410.0), (660.0, 520.0), (-1800.0, -2900.0)]
+        .iter()
+        .map(|(north, east)| {
+            (clat + dlat + north / 111_195.0, clng + dlng + east / (111_195.0 * clat.to_radians().cos()))
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for (lat, lng) in positions {
+        let stored = victim.ok("location.update", json!({"lat": lat, "lng": lng})).await;
+        let mut seen = Vec::new();
+        for (vlat, vlng) in &vantages {
+            attacker.ok("location.update", json!({"lat": vlat, "lng": vlng})).await;
+            let near = attacker.ok("location.nearby", json!({"radius_km": 10})).await["users"].clone();
+            let found = near.as_array().unwrap().iter().find(|u| u["user_id"] == "victim").cloned();
+            let distance =
+                found.and_then(|u| u["distance_km"].as_f64()).unwrap_or_else(|| panic!("victim not found: {near}"));
+            assert!(whole_steps(distance, 0.1), "{distance} km is not a whole number of 0.1 km steps");
+            seen.push(distance);
+        }
+        answers.push((stored, seen));
+    }
+    assert_eq!(answers[0], answers[1], "positions a few metres apart in one cell must look the same");
+    // Standing on the victim's very spot reads as one step, not 0.
+    assert_eq!(answers[0].1[0], 0.1);
+}
+
+/// A position stored on a finer grid (or by a server that kept exact positions) is moved to
+/// its cell's centre when a node starts.
+async fn stored_positions_are_snapped_to_the_grid_at_start_up(db: Db) {
+    let url = fresh_database(db).await;
+    let store = Store::connect(&Backend::from_url(&url).unwrap(), 1).await.unwrap();
+    let user = UserId::parse("early").unwrap();
+    let sent = Location::parse(48.85661, 2.35222).unwrap();
+    let fine = store.set_location(&user, sent, LocationGrid::new(100)).await.unwrap();
+    let coarse = LocationGrid::new(1000).snap(sent);
+    assert_ne!(fine, coarse);
+
+    let app = spawn_on(url, |s| s.location_precision_m = 1000).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.location_of(&user).await.unwrap() != Some(coarse) {
+        assert!(tokio::time::Instant::now() < deadline, "the stored position was not snapped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Distances are told in steps of the new grid.
+    let mut me = app.connect("me").await;
+    me.ok("location.update", json!({"lat": 48.87, "lng": 2.36})).await;
+    let near = me.ok("location.nearby", json!({"radius_km": 10})).await["users"].clone();
+    assert!(whole_steps(near[0]["distance_km"].as_f64().unwrap(), 1.0), "{near}");
+}
+
+async fn location_updates_are_rate_limited_per_user(db: Db) {
+    // The default allowance: 6 a minute.
+    let app = spawn_app(db).await;
+    let mut mover = app.connect("mover").await;
+    let mut mover_phone = app.connect("mover").await;
+    for i in 0..6 {
+        mover.ok("location.update", json!({"lat": 10.0 + f64::from(i) * 0.01, "lng": 20.0})).await;
+    }
+    assert_eq!(mover.fails("location.update", json!({"lat": 10.5, "lng": 20.0})).await, "rate_limited");
+    assert_eq!(mover_phone.fails("location.update", json!({"lat": 10.5, "lng": 20.0})).await, "rate_limited");
+    // Others are not held back, and searching is not counted.
+    let mut other = app.connect("other").await;
+    other.ok("location.update", json!({"lat": 10.0, "lng": 20.0})).await;
+    let near = mover.ok("location.nearby", json!({"radius_km": 50})).await["users"].clone();
+    assert_eq!(near[0]["user_id"], "other");
+}
+
 both!(
     follow_requests_notify_and_acceptance_opens_a_room,
     offline_users_find_their_notifications_later,
@@ -186,4 +280,7 @@ both!(
     blocks_are_enforced_on_every_path,
     reports_are_stored,
     nearby_users_sorted_by_distance,
+    nearby_never_places_anyone_more_finely_than_the_grid,
+    location_updates_are_rate_limited_per_user,
+    stored_positions_are_snapped_to_the_grid_at_start_up,
 );

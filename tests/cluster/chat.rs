@@ -183,3 +183,34 @@ async fn new_rooms_reach_members_on_other_nodes() {
     let message = send(&mut alice, &room, "first").await;
     assert_eq!(bob.event("message.new").await["message"], message);
 }
+
+#[actix_web::test]
+async fn a_member_who_leaves_stops_receiving_on_every_node() {
+    let cluster = Cluster::start(2).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut owner = n1.connect("owner").await;
+    let mut leaver = n1.connect("leaver").await;
+    let mut leaver_far = n2.connect("leaver").await;
+    let mut stayer = n2.connect("stayer").await;
+    let room =
+        owner.ok("room.group.create", json!({"name": "split", "members": ["leaver", "stayer"]})).await["room"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let first = send(&mut owner, &room, "first").await;
+    for client in [&mut leaver, &mut leaver_far, &mut stayer] {
+        assert_eq!(client.event("message.new").await["message"], first);
+    }
+
+    leaver.ok("room.leave", json!({"room_id": room})).await;
+    let left = json!({"room_id": room, "user_id": "leaver"});
+    for client in [&mut owner, &mut stayer, &mut leaver_far] {
+        assert_eq!(client.event("room.member_left").await, left);
+    }
+    // n2 has heard of it (stayer was told there): the leaver is refused and hears nothing there.
+    assert_eq!(leaver_far.fails("message.send", json!({"room_id": room, "body": "hello?"})).await, "forbidden");
+    let after = send(&mut stayer, &room, "after").await;
+    assert_eq!(owner.event("message.new").await["message"], after);
+    leaver_far.no_event("message.new", std::time::Duration::from_millis(300)).await;
+    leaver.no_event("message.new", std::time::Duration::ZERO).await;
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::dialect::Api;
+use crate::protocol::Api;
 use crate::domain::LocationGrid;
 
 /// The secret that signs tokens; never printed.

@@ -533,9 +533,11 @@ async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &W
             api => {
                 // Boxed: the translation's lookups would otherwise size every idle
                 // connection's writer for them.
-                let emits = match Box::pin(delivery.translated(api, &wire.lookup)).await {
-                    Ok(emits) => emits,
-                    Err(err) => {
+                let translation = dialect::push(api, &wire.lookup, &delivery.push);
+                let emits = match Box::pin(delivery.translated(api, translation)).await {
+                    Some(Ok(emits)) => emits,
+                    None => return Ok(()),
+                    Some(Err(err)) => {
                         // The client recovers a lost push from history; the connection goes on.
                         tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
                         return Ok(());

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::websocket::{admit, query, refused};
 use crate::actors::Services;
 use crate::actors::connection::{Connection, Handshake};
-use crate::dialect::Api;
+use crate::protocol::Api;
 use crate::protocol::Framing;
 use crate::protocol::socketio::EngineVersion;
 

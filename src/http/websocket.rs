@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use crate::actors::Services;
 use crate::actors::connection::{Connection, Handshake};
 use crate::admission::{Refusal, Seat};
-use crate::dialect::Api;
+use crate::protocol::Api;
 use crate::protocol::Framing;
 
 pub async fn upgrade(

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::dialect::{self, Api, Emit, Lookup};
+use super::{Api, Emit};
 use crate::domain::{
     Call, CallId, EndReason, Error, LiveComment, LiveEndReason, LiveSession, Message, NearbyUser, Notification,
     RaisedHand, Room, RoomId, SessionId, Timestamp, UserId,
@@ -208,15 +208,21 @@ impl Delivery {
         Self { push, native: OnceLock::new(), socketio: OnceLock::new(), dialects: Default::default() }
     }
 
-    /// The push in `api`'s listener events, translated by the first connection that needs it.
-    pub async fn translated(&self, api: Api, lookup: &Lookup) -> Result<&[Emit], Error> {
+    /// The push in a seed dialect's listener events: `translation` runs for the first
+    /// connection of that dialect that needs it, and is dropped unrun after that. `None` for
+    /// the native API, which needs none.
+    pub async fn translated(
+        &self,
+        api: Api,
+        translation: impl std::future::Future<Output = Result<Vec<Emit>, Error>>,
+    ) -> Option<Result<&[Emit], Error>> {
         let slot = match api {
-            Api::Native => return Err(Error::Internal),
+            Api::Native => return None,
             Api::Social => &self.dialects[0],
             Api::Messenger => &self.dialects[1],
             Api::Rooms => &self.dialects[2],
         };
-        slot.get_or_try_init(|| dialect::push(api, lookup, &self.push)).await.map(Vec::as_slice)
+        Some(slot.get_or_try_init(|| translation).await.map(Vec::as_slice))
     }
 
     /// `42["event",data]`, encoded at most once.

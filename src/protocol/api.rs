@@ -1,0 +1,55 @@
+//! Which API a connection speaks, and the events a seed dialect's client receives: the
+//! names the wire needs before any dialect translates anything.
+
+use serde_json::Value;
+
+use crate::domain::Error;
+
+/// The API a connection speaks: the native contract or one of the seed dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Native,
+    /// `shared/seeds/000_…`: follows, dating, group chat, video calls, live sessions.
+    Social,
+    /// `shared/seeds/001_…`: 1:1 messenger with numeric ids.
+    Messenger,
+    /// `shared/seeds/002_…`: rooms by title, status and calls.
+    Rooms,
+}
+
+impl Api {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        match raw {
+            "native" => Ok(Self::Native),
+            "social" => Ok(Self::Social),
+            "messenger" => Ok(Self::Messenger),
+            "rooms" => Ok(Self::Rooms),
+            other => {
+                Err(Error::bad_request(format!("api `{other}` is unknown: use native, social, messenger or rooms")))
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Social => "social",
+            Self::Messenger => "messenger",
+            Self::Rooms => "rooms",
+        }
+    }
+}
+
+/// One event for the client: a seed's listener name and its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emit {
+    pub event: &'static str,
+    pub data: Value,
+}
+
+impl Emit {
+    pub fn new(event: &'static str, data: Value) -> Self {
+        Self { event, data }
+    }
+}
+

@@ -62,22 +62,33 @@ pub fn parse(text: &str) -> Packet {
 }
 
 fn parse_socket(packet: &str) -> Packet {
-    let Some(kind) = packet.chars().next() else { return Packet::Invalid("empty Socket.IO packet".into()) };
-    let mut rest = &packet[1..];
+    let mut chars = packet.chars();
+    let Some(kind) = chars.next() else { return Packet::Invalid("empty Socket.IO packet".into()) };
+    let mut rest = chars.as_str();
     // Binary packets carry an attachment count: `51-…`.
     if matches!(kind, '5' | '6') {
         return Packet::Binary;
     }
     let mut namespace = "/".to_owned();
     if rest.starts_with('/') {
-        let end = rest.find(',').unwrap_or(rest.len());
+        let (nsp, after) = rest.split_once(',').unwrap_or((rest, ""));
         // A namespace may carry a query (EIO 3 sends `/nsp?token=…,`); the query is ignored.
-        namespace = rest[..end].split('?').next().unwrap_or("/").to_owned();
-        rest = rest.get(end + 1..).unwrap_or("");
+        namespace = nsp.split('?').next().unwrap_or("/").to_owned();
+        rest = after;
     }
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let ack = if digits > 0 { rest[..digits].parse().ok() } else { None };
-    let json = &rest[digits..];
+    let Some((ack, json)) = rest.split_at_checked(digits) else {
+        return Packet::Invalid("malformed ack id".into());
+    };
+    // An ack id is echoed in the ack: one that does not fit a u64 cannot be, so it is refused
+    // rather than dropped.
+    let ack = match ack {
+        "" => None,
+        digits => match digits.parse::<u64>() {
+            Ok(id) => Some(id),
+            Err(_) => return Packet::Invalid(format!("ack id of {} digits does not fit 64 bits", digits.len())),
+        },
+    };
     let payload = if json.is_empty() {
         None
     } else {
@@ -179,6 +190,23 @@ mod tests {
         assert_eq!(parse(r#"451-["b",{"_placeholder":true,"num":0}]"#), Packet::Binary);
         assert!(matches!(parse(r#"42{"not":"array"}"#), Packet::Invalid(_)));
         assert!(matches!(parse("9"), Packet::Invalid(_)));
+    }
+
+    #[test]
+    fn a_non_ascii_packet_type_is_invalid() {
+        for bad in ["4é", "4é[\"x\"]", "4\u{1F600}", "4\u{80}2[\"x\"]"] {
+            assert!(matches!(parse(bad), Packet::Invalid(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_ack_id_beyond_u64_is_invalid() {
+        assert!(matches!(parse(r#"4299999999999999999999["x"]"#), Packet::Invalid(_)));
+        assert!(matches!(parse(r#"42/,18446744073709551616["x"]"#), Packet::Invalid(_)));
+        assert_eq!(
+            parse(r#"4218446744073709551615["x"]"#),
+            Packet::Event { namespace: "/".into(), ack: Some(u64::MAX), event: "x".into(), data: Value::Null }
+        );
     }
 
     #[test]

@@ -145,6 +145,12 @@ impl Application {
         self.port
     }
 
+    /// The node's shared services: in-process harnesses (the `dialect_inbound` fuzzer) run
+    /// commands through them as a connection would, without a socket.
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
     }

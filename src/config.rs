@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::protocol::Api;
 use crate::domain::LocationGrid;
+use crate::protocol::Api;
 
 /// The secret that signs tokens; never printed.
 #[derive(Clone)]

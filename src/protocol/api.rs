@@ -52,4 +52,3 @@ impl Emit {
         Self { event, data }
     }
 }
-

@@ -210,6 +210,17 @@ mod tests {
     }
 
     #[test]
+    fn numbers_come_out_as_they_went_in() {
+        // Payloads are relayed and echoed (call signals, seed fields): parsing must round each
+        // number to the nearest float, so that its encoding parses back to the same value.
+        let packet = r#"42["h",111111111111117777777771]"#;
+        let Packet::Event { event, data, .. } = parse(packet) else { panic!("{packet} is an event") };
+        assert_eq!(data, json!(1.1111111111111777e23));
+        let expected = Packet::Event { namespace: "/".into(), ack: None, event: event.clone(), data: data.clone() };
+        assert_eq!(parse(&super::event(&event, &data)), expected);
+    }
+
+    #[test]
     fn encodes_what_stock_clients_expect() {
         assert_eq!(ack(3, &json!({"ok": true})), r#"433[{"ok":true}]"#);
         assert_eq!(event("welcome", &json!({"msg": "hi"})), r#"42["welcome",{"msg":"hi"}]"#);

@@ -17,7 +17,7 @@
 # PostgreSQL over 10 s of the first step: perf.txt), GEN_NICE (the generator's nice level),
 # SERVER_CPU, LOAD_CPU, DB_CPUS (see pinned.sh).
 #
-# Session 11's A/B of the writer's statement, two builds alternating:
+# An A/B of two server builds, alternating:
 #   for v in new old new old; do n=$((n + 1)); SB=/tmp/sb-$v loadtest/fixed-rate.sh out/$n-$v; done
 set -euo pipefail
 

@@ -7,8 +7,8 @@
 # measured is CPU, not this machine's disk) and PG_SETTINGS (default: shared_buffers=1GB, as
 # a production database would be sized: the chat mix stores ~580 bytes of table and index per
 # message, so a ramp outgrows the default 128 MB after ~200,000 messages; at a fixed rate 1 GB
-# spared PostgreSQL's backends their own evictions and 2-9 % of its CPU, loadtest/README.md,
-# sessions 8-10).
+# spared PostgreSQL's backends their own evictions and 2-9 % of its CPU, 2026-12-02: see
+# "Tried and measured" in loadtest/README.md).
 
 # shellcheck source=../deploy/local/services.sh
 source deploy/local/services.sh

@@ -17,3 +17,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+# The fuzz targets (fuzz/run.sh runs them on nightly) must keep compiling against the server.
+cargo check --manifest-path fuzz/Cargo.toml --bins --locked

@@ -30,7 +30,7 @@ use switchboard::actors::hub::{Connect, Disconnect};
 use switchboard::actors::{Caller, Outbox, Services};
 use switchboard::auth::Identity;
 use switchboard::dialect::{self, Api, Edge};
-use switchboard::domain::{ConnectionId, RoomId, UserId};
+use switchboard::domain::{ConnectionId, RoomId, Timestamp, UserId};
 use switchboard::store::Profile;
 use switchboard::{Application, Settings};
 
@@ -110,7 +110,12 @@ impl Node {
         let services = &self.services;
         let (outbox, mut receiver) =
             Outbox::new(ConnectionId::new(), services.settings.outbound_queue, services.metrics.clone());
-        let identity = Identity { user: user.clone(), profile: Profile::default() };
+        let identity = Identity {
+            user: user.clone(),
+            profile: Profile::default(),
+            expires_at: Timestamp::from_millis(i64::MAX / 2),
+            issued_at: None,
+        };
         let connect = Connect { identity, outbox: outbox.clone(), hello: String::new() };
         let registered = self.runner.block_on(services.hub.send(connect));
         assert!(matches!(registered, Ok(Ok(()))), "the hub registers a connection: {registered:?}");

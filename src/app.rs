@@ -10,8 +10,8 @@ use actix_web::{App, HttpServer, dev::Server};
 use anyhow::Context as _;
 use tokio::sync::{Notify, mpsc};
 
-use crate::actors::hub::{CloseAll, WentOffline};
-use crate::actors::{CallDevices, CallSweeper, Hub, Services, UserLimits, revocations};
+use crate::runtime::hub::{CloseAll, WentOffline};
+use crate::runtime::{CallDevices, CallSweeper, Hub, Services, UserLimits, revocations};
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::domain::LocationGrid;
-use crate::protocol::Api;
+use crate::wire::Api;
 
 /// The secret that signs tokens; never printed.
 #[derive(Clone)]

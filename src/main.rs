@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "revoked the tokens of {user} issued before {}; their connections close within {} s on every node",
                 before.to_rfc3339(),
-                switchboard::actors::revocations::POLL.as_secs()
+                switchboard::runtime::revocations::POLL.as_secs()
             );
             Ok(())
         }

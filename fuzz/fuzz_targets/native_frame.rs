@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard::domain::UserId;
-use switchboard::protocol::{Framing, Inbound, native};
+use switchboard::wire::{Framing, Inbound, native};
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else { return };
@@ -12,7 +12,7 @@ fuzz_target!(|bytes: &[u8]| {
     let inbound = native::decode(text);
     match inbound.data {
         Ok(data) => {
-            let result = native::command(&inbound.event, data, &acting).map(|_| switchboard::protocol::Reply::Done);
+            let result = native::command(&inbound.event, data, &acting).map(|_| switchboard::wire::Reply::Done);
             if let Some(id) = &inbound.id {
                 let _ = native::encode_ack(id, &result);
             }

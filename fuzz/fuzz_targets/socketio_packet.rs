@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::protocol::Framing;
-use switchboard::protocol::socketio::{self, EngineVersion, Packet};
+use switchboard::wire::Framing;
+use switchboard::wire::socketio::{self, EngineVersion, Packet};
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else { return };

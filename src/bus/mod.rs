@@ -12,7 +12,7 @@ use actix::{Message, Recipient};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ConnectionId, NodeId, RoomId, SessionId, UserId};
-use crate::protocol::Push;
+use crate::wire::Push;
 
 pub use local::LocalBus;
 pub use redis::{RedisBus, manager_config};

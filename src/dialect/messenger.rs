@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::values::{Loose, numeric, unix_secs};
 use super::{Edge, Emit, Lookup, peer_of};
 use crate::domain::{Error, Message, MessageKind, RoomId, RoomKind, UserId, direct_peer};
-use crate::protocol::{Command, Push, RoomCommand, SocialCommand, fields};
+use crate::wire::{Command, Push, RoomCommand, SocialCommand, fields};
 use crate::store::{Profile, RoomMembers};
 
 /// Reports carry a reason natively; the seed's `report_user` names none.

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::actors::{Caller, Services, commands};
+use crate::runtime::{Caller, Services, commands};
 use crate::domain::{Call, CallState, Error, Message, MessageKind, Room, RoomId, Timestamp, UserId};
-pub use crate::protocol::{Api, Emit};
-use crate::protocol::{CallCommand, Command, Push, Reply, RoomCommand};
+pub use crate::wire::{Api, Emit};
+use crate::wire::{CallCommand, Command, Push, Reply, RoomCommand};
 use crate::store::{Profile, RoomMembers};
 
 /// Translates one inbound dialect event: the events to send back, the first being the
@@ -89,7 +89,7 @@ impl Edge {
 
     /// The newest page of the room's history, oldest first.
     pub async fn history(&self, room: RoomId) -> Result<Vec<Message>, Error> {
-        let command = RoomCommand::History { before_seq: None, after_seq: None, limit: crate::protocol::MAX_PAGE };
+        let command = RoomCommand::History { before_seq: None, after_seq: None, limit: crate::wire::MAX_PAGE };
         match self.run(Command::Room { room, command }).await? {
             Reply::History { messages, .. } => Ok(messages),
             _ => Err(Error::Internal),
@@ -113,7 +113,7 @@ impl Edge {
     }
 
     pub async fn rooms(&self) -> Result<Vec<Room>, Error> {
-        match self.run(Command::ListRooms { limit: crate::protocol::MAX_PAGE, before: None }).await? {
+        match self.run(Command::ListRooms { limit: crate::wire::MAX_PAGE, before: None }).await? {
             Reply::Rooms { rooms } => Ok(rooms),
             _ => Err(Error::Internal),
         }

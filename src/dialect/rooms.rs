@@ -8,7 +8,7 @@ use super::{Edge, Emit, Lookup};
 use crate::domain::{
     Call, CallState, EndReason, Error, Media, MessageKind, Room, RoomKind, Timestamp, UserId, direct_peer,
 };
-use crate::protocol::{CallCommand, Command, Push, RoomCommand, fields};
+use crate::wire::{CallCommand, Command, Push, RoomCommand, fields};
 
 #[derive(Deserialize)]
 struct Request {
@@ -89,7 +89,7 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             };
             let room = edge.direct_room(d.to_user.user()?).await?;
             let call = match edge.run(Command::Call(CallCommand::Start { room: room.id, media })).await? {
-                crate::protocol::Reply::Call { call } => call,
+                crate::wire::Reply::Call { call } => call,
                 _ => return Err(Error::Internal),
             };
             Ok(vec![Emit::new("call response", call_request(&call))])

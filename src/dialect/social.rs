@@ -9,7 +9,7 @@ use crate::domain::{
     Call, CallState, Error, ErrorCode, LiveSession, Location, Media, Message, MessageKind, RequestKind, Room, RoomKind,
     UserId,
 };
-use crate::protocol::{CallCommand, Command, LiveCommand, Push, Reply, SocialCommand, fields};
+use crate::wire::{CallCommand, Command, LiveCommand, Push, Reply, SocialCommand, fields};
 
 /// The seed's notification statuses.
 const REQUESTED: i64 = 1;

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::actors::Services;
+use crate::runtime::Services;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::actors::Services;
+use crate::runtime::Services;
 
 pub fn routes(services: Arc<Services>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {

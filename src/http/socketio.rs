@@ -5,11 +5,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::websocket::{admit, query, refused};
-use crate::actors::Services;
-use crate::actors::connection::{Connection, Handshake};
-use crate::protocol::Api;
-use crate::protocol::Framing;
-use crate::protocol::socketio::EngineVersion;
+use crate::runtime::Services;
+use crate::runtime::connection::{Connection, Handshake};
+use crate::wire::Api;
+use crate::wire::Framing;
+use crate::wire::socketio::EngineVersion;
 
 pub async fn upgrade(
     req: HttpRequest,

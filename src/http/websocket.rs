@@ -3,11 +3,11 @@
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 
-use crate::actors::Services;
-use crate::actors::connection::{Connection, Handshake};
+use crate::runtime::Services;
+use crate::runtime::connection::{Connection, Handshake};
 use crate::admission::{Refusal, Seat};
-use crate::protocol::Api;
-use crate::protocol::Framing;
+use crate::wire::Api;
+use crate::wire::Framing;
 
 pub async fn upgrade(
     req: HttpRequest,

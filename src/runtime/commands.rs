@@ -12,7 +12,7 @@ use super::hub::ToRoom;
 use super::{Caller, Services, calls, live, social};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, UserId};
-use crate::protocol::{Command, PresenceState, Push, Reply};
+use crate::wire::{Command, PresenceState, Push, Reply};
 use crate::store::LeaveOutcome;
 
 /// Longest group name, in characters.

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Call, CallId, ConnectionId, EndReason, Error, RoomKind, Timestamp, UserId};
-use crate::protocol::{CallCommand, Push, Reply};
+use crate::wire::{CallCommand, Push, Reply};
 use crate::store::{CallRecord, Departure};
 
 /// This node's connections that may hold a call device (they started, answered or signalled

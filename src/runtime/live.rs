@@ -27,7 +27,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::{Caller, Hub, Outbound, Outbox, Services, social};
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::domain::{CommentText, ConnectionId, Error, LiveEndReason, LiveSession, LiveTitle, SessionId, UserId};
-use crate::protocol::{Delivery, LiveCommand, Push, Reply};
+use crate::wire::{Delivery, LiveCommand, Push, Reply};
 
 /// The host hears of viewer count changes at most this often (per node holding the host).
 pub const VIEWERS_PUSH_INTERVAL: Duration = Duration::from_secs(1);

@@ -16,7 +16,7 @@ use super::{Caller, Outbound, Outbox, Services};
 use crate::auth::Identity;
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::domain::{ConnectionId, Error, RoomId, Timestamp, UserId};
-use crate::protocol::{Delivery, PresenceState, Push, Reply, RoomCommand};
+use crate::wire::{Delivery, PresenceState, Push, Reply, RoomCommand};
 use crate::store::{Arrival, Peers, PresenceChange};
 
 #[derive(Default)]

@@ -20,8 +20,8 @@ use crate::auth::Identity;
 use crate::dialect::{self, Api, Edge, Lookup};
 use crate::domain::{ConnectionId, Error, Timestamp, UserId};
 use crate::metrics::Metrics;
-use crate::protocol::socketio::{self, EngineVersion};
-use crate::protocol::{AckId, Framing, Inbound, Reply, native};
+use crate::wire::socketio::{self, EngineVersion};
+use crate::wire::{AckId, Framing, Inbound, Reply, native};
 
 /// How long a closing connection may take to flush its queue and close frame to a client
 /// that is not reading, before the socket is dropped.

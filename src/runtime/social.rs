@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, NearbyUser, RoomId, UserId};
-use crate::protocol::{BlockedUser, Push, Reply, SocialCommand};
+use crate::wire::{BlockedUser, Push, Reply, SocialCommand};
 use crate::store::RequestOutcome;
 
 pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialCommand) -> Result<Reply, Error> {

@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use super::{Caller, Outbound, Outbox, Services};
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::domain::{ConnectionId, Error, MessageBody, RoomId, UserId};
-use crate::protocol::{Delivery, Push, Reply, RoomCommand};
+use crate::wire::{Delivery, Push, Reply, RoomCommand};
 use crate::store::{HistoryQuery, LoadedRoom, NewMessage};
 
 /// The hub subscribes and unsubscribes the room topic for this actor, so that a stopping

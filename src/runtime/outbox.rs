@@ -9,7 +9,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::domain::ConnectionId;
 use crate::metrics::Metrics;
-use crate::protocol::Delivery;
+use crate::wire::Delivery;
 
 /// What a connection's writer sends. Kept to two words: the queue preallocates its slots
 /// (tokio allocates 32 at a time) for every connection, idle ones included.

@@ -10,8 +10,6 @@ use actix_web::{App, HttpServer, dev::Server};
 use anyhow::Context as _;
 use tokio::sync::{Notify, mpsc};
 
-use crate::runtime::hub::{CloseAll, WentOffline};
-use crate::runtime::{CallDevices, CallSweeper, Hub, Services, UserLimits, revocations};
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
@@ -19,12 +17,15 @@ use crate::config::Settings;
 use crate::domain::{NodeId, UserId};
 use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, PresenceDirectory, RedisPresence};
+use crate::runtime::hub::{CloseAll, WentOffline};
+use crate::runtime::{CallSweeper, Hub, Node, revocations};
+use crate::service::{CallDevices, Services, UserLimits};
 use crate::store::{Backend, Batching, Lifecycle, MessageWriter, Store};
 
 pub struct Application {
     server: Server,
     port: u16,
-    services: Arc<Services>,
+    node: Arc<Node>,
     shutdown: Arc<Notify>,
 }
 
@@ -105,7 +106,9 @@ impl Application {
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
         let limits = UserLimits::new(&settings);
+        let mut hub_address = None;
         let services = Hub::start_with(|hub| {
+            hub_address = Some(hub.clone());
             Arc::new(Services {
                 settings,
                 node,
@@ -115,20 +118,18 @@ impl Application {
                 call_devices: CallDevices::default(),
                 bus,
                 presence,
-                redis,
-                hub,
                 metrics,
-                auth,
-                admission,
-                connections: Default::default(),
                 limits,
+                actors: Arc::new(hub),
             })
         });
-        tokio::spawn(forward_offline(offline, services.hub.clone()));
-        revocations::load(&services).await.context("reading token revocations")?;
-        tokio::spawn(revocations::watch(services.clone()));
-        CallSweeper::new(services.clone()).start();
-        let routes = services.clone();
+        let hub = hub_address.context("the hub starts at once")?;
+        let node = Arc::new(Node { services, hub, auth, admission, connections: Default::default(), redis });
+        tokio::spawn(forward_offline(offline, node.hub.clone()));
+        revocations::load(&node).await.context("reading token revocations")?;
+        tokio::spawn(revocations::watch(node.clone()));
+        CallSweeper::new(node.services.clone()).start();
+        let routes = node.clone();
         let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
             // actix leaves Nagle on: a push written while the previous one is unacknowledged
             // would wait for the client's delayed ACK (40 ms on Linux).
@@ -137,18 +138,19 @@ impl Application {
             .disable_signals()
             .shutdown_timeout(grace.as_secs())
             .run();
-        tracing::info!(node = %services.node, "listening on {address}");
-        Ok(Self { server, port: address.port(), services, shutdown: Arc::new(Notify::new()) })
+        tracing::info!(node = %node.node, "listening on {address}");
+        Ok(Self { server, port: address.port(), node, shutdown: Arc::new(Notify::new()) })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The node's shared services: in-process harnesses (the `dialect_inbound` fuzzer) run
-    /// commands through them as a connection would, without a socket.
-    pub fn services(&self) -> Arc<Services> {
-        self.services.clone()
+    /// The node's runtime and services: in-process harnesses (the `dialect_inbound` fuzzer)
+    /// register connections with its hub and run commands as a connection would, without a
+    /// socket.
+    pub fn node(&self) -> Arc<Node> {
+        self.node.clone()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -159,7 +161,7 @@ impl Application {
     /// connection with 1012 (clients reconnect elsewhere), wait for them, and commit every
     /// queued message before returning.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, services, shutdown, .. } = self;
+        let Self { server, node, shutdown, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -171,11 +173,11 @@ impl Application {
         // The stop command is sent now; the server future (polled below) carries it out:
         // no new connections, then wait up to the grace period for open ones to close.
         drop(handle.stop(true));
-        let open = services.hub.send(CloseAll).await.unwrap_or(0);
+        let open = node.hub.send(CloseAll).await.unwrap_or(0);
         tracing::info!(open, "asked connections to reconnect elsewhere");
         server.await?;
-        services.writer.flush().await;
-        services.presence.retire().await;
+        node.writer.flush().await;
+        node.presence.retire().await;
         tracing::info!("shutdown complete");
         Ok(())
     }

@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod presence;
 pub mod store;
 
+pub mod service;
+
 pub mod admission;
 pub mod dialect;
 pub mod runtime;

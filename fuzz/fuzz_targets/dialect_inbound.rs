@@ -13,7 +13,7 @@
 //! temporary SQLite file. Its HTTP listener (port 0) is never connected to; the harness
 //! stands in for connections the narrowest way the crate allows: each user's connection is
 //! registered with the hub exactly as a socket's is (`hub::Connect` with a real outbox,
-//! drained after each input), and the dialect runs through an `Edge` on `Application::services`
+//! drained after each input), and the dialect runs through an `Edge` on `Application::node`
 //! as the connection actor's translator does. The actix `System` lives in a thread-local
 //! (its runner is not `Send`); libFuzzer calls the target on one thread.
 #![no_main]
@@ -27,7 +27,8 @@ use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use switchboard::runtime::hub::{Connect, Disconnect};
-use switchboard::runtime::{Caller, Outbox, Services};
+use switchboard::runtime::{self, Outbox};
+use switchboard::service::Caller;
 use switchboard::auth::Identity;
 use switchboard::dialect::{self, Api, Edge};
 use switchboard::domain::{ConnectionId, RoomId, Timestamp, UserId};
@@ -54,9 +55,9 @@ struct Connection {
     drain: Box<dyn FnMut()>,
 }
 
-struct Node {
+struct Harness {
     runner: SystemRunner,
-    services: Arc<Services>,
+    node: Arc<runtime::Node>,
     connections: Vec<Connection>,
     recent: VecDeque<String>,
     /// `SWITCHBOARD_FUZZ_TRACE=1`: print each event and its outcome (to replay an artifact).
@@ -66,11 +67,11 @@ struct Node {
 }
 
 thread_local! {
-    static NODE: RefCell<Option<Node>> = const { RefCell::new(None) };
+    static NODE: RefCell<Option<Harness>> = const { RefCell::new(None) };
 }
 
-impl Node {
-    fn start() -> Node {
+impl Harness {
+    fn start() -> Harness {
         let dir = tempfile::tempdir().expect("a temporary directory for the fuzzing node");
         let url = format!("sqlite://{}/fuzz.db", dir.path().display());
         let settings = Cli::parse_from([
@@ -88,10 +89,10 @@ impl Node {
         .settings;
         let runner = System::new();
         let app = runner.block_on(Application::build(settings)).expect("the fuzzing node builds");
-        let services = app.services();
-        let mut node = Node {
+        let node = app.node();
+        let mut node = Harness {
             runner,
-            services,
+            node,
             connections: Vec::new(),
             recent: VecDeque::new(),
             trace: std::env::var_os("SWITCHBOARD_FUZZ_TRACE").is_some(),
@@ -107,7 +108,7 @@ impl Node {
     }
 
     fn connect(&self, user: UserId) -> Connection {
-        let services = &self.services;
+        let services = &self.node;
         let (outbox, mut receiver) =
             Outbox::new(ConnectionId::new(), services.settings.outbound_queue, services.metrics.clone());
         let identity = Identity {
@@ -126,7 +127,7 @@ impl Node {
     fn run(&mut self, api: Api, who: usize, event: &str, data: Value) {
         let Some(connection) = self.connections.get(who) else { return };
         let caller = Caller { user: connection.user.clone(), connection: connection.outbox.connection };
-        let edge = Edge::new(self.services.clone(), caller);
+        let edge = Edge::new(self.node.services.clone(), caller);
         let result = self.runner.block_on(dialect::handle(api, &edge, event, data.clone()));
         if self.trace {
             eprintln!("{} {} {event} {data} -> {result:?}", api.as_str(), connection.user);
@@ -154,7 +155,7 @@ impl Node {
                 let Some(old) = self.connections.get(index) else { continue };
                 let user = old.user.clone();
                 let gone = Disconnect { user: user.clone(), connection: old.outbox.connection };
-                let _ = self.runner.block_on(self.services.hub.send(gone));
+                let _ = self.runner.block_on(self.node.hub.send(gone));
                 let fresh = self.connect(user);
                 if let Some(slot) = self.connections.get_mut(index) {
                     *slot = fresh;
@@ -198,7 +199,7 @@ fuzz_target!(|bytes: &[u8]| {
     let (Ok(event), Ok(payload)) = (std::str::from_utf8(event), std::str::from_utf8(payload)) else { return };
     NODE.with(|node| {
         let mut node = node.borrow_mut();
-        let node = node.get_or_insert_with(Node::start);
+        let node = node.get_or_insert_with(Harness::start);
         let payload = substitute(payload, &node.recent);
         let data = if payload.trim().is_empty() {
             Value::Null

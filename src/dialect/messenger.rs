@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::values::{Loose, numeric, unix_secs};
 use super::{Edge, Emit, Lookup, peer_of};
 use crate::domain::{Error, Message, MessageKind, RoomId, RoomKind, UserId, direct_peer};
-use crate::wire::{Command, Push, RoomCommand, SocialCommand, fields};
 use crate::store::{Profile, RoomMembers};
+use crate::wire::{Command, Push, RoomCommand, SocialCommand, fields};
 
 /// Reports carry a reason natively; the seed's `report_user` names none.
 const REPORT_REASON: &str = "reported from the messenger app";

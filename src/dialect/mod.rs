@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::runtime::{Caller, Services, commands};
 use crate::domain::{Call, CallState, Error, Message, MessageKind, Room, RoomId, Timestamp, UserId};
+use crate::service::{self, Caller, Services};
+use crate::store::{Profile, RoomMembers};
 pub use crate::wire::{Api, Emit};
 use crate::wire::{CallCommand, Command, Push, Reply, RoomCommand};
-use crate::store::{Profile, RoomMembers};
 
 /// Translates one inbound dialect event: the events to send back, the first being the
 /// reply (what an ack carries).
@@ -69,7 +69,7 @@ impl Edge {
     }
 
     pub async fn run(&self, command: Command) -> Result<Reply, Error> {
-        commands::execute(self.lookup.services.clone(), self.caller.clone(), command).await
+        service::execute(self.lookup.services.clone(), self.caller.clone(), command).await
     }
 
     pub async fn direct_room(&self, peer: UserId) -> Result<Room, Error> {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::runtime::Services;
+use crate::runtime::Node;
 
-pub fn routes(services: Arc<Services>) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn routes(node: Arc<Node>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(web::Data::from(services))
+        cfg.app_data(web::Data::from(node))
             .route("/ws", web::get().to(websocket::upgrade))
             .route("/socket.io/", web::route().to(socketio::upgrade))
             .route("/socket.io", web::route().to(socketio::upgrade))

@@ -5,17 +5,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::websocket::{admit, query, refused};
-use crate::runtime::Services;
+use crate::runtime::Node;
 use crate::runtime::connection::{Connection, Handshake};
 use crate::wire::Api;
 use crate::wire::Framing;
 use crate::wire::socketio::EngineVersion;
 
-pub async fn upgrade(
-    req: HttpRequest,
-    body: web::Payload,
-    services: web::Data<Services>,
-) -> actix_web::Result<HttpResponse> {
+pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> actix_web::Result<HttpResponse> {
     if query(&req, "transport").as_deref() != Some("websocket") {
         return Ok(refuse(0, "Transport unknown"));
     }
@@ -25,7 +21,7 @@ pub async fn upgrade(
     if query(&req, "sid").is_some() {
         return Ok(refuse(1, "Session ID unknown"));
     }
-    let seat = match admit(&req, &services) {
+    let seat = match admit(&req, &node) {
         Ok(seat) => seat,
         Err(refused) => return Ok(refused),
     };
@@ -33,14 +29,14 @@ pub async fn upgrade(
     // The query may name the API (Engine.IO 3 clients can only use the query); Engine.IO 4
     // clients may name it in the connect packet's auth payload instead.
     let (api, bad_api) = match query(&req, "api").map(|api| Api::parse(&api)) {
-        None => (services.settings.default_api, None),
+        None => (node.settings.default_api, None),
         Some(Ok(api)) => (api, None),
-        Some(Err(e)) => (services.settings.default_api, Some(e.to_string())),
+        Some(Err(e)) => (node.settings.default_api, Some(e.to_string())),
     };
     let (identity, refusal) = match (version, bad_api) {
         (_, Some(refusal)) => (None, Some(refusal)),
         (EngineVersion::V4, None) => (None, None),
-        (EngineVersion::V3, None) => match query_token.as_deref().map(|token| services.auth.verify(token)) {
+        (EngineVersion::V3, None) => match query_token.as_deref().map(|token| node.auth.verify(token)) {
             Some(Ok(identity)) => (Some(identity), None),
             Some(Err(e)) => (None, Some(e.to_string())),
             None => (None, Some("missing token".to_owned())),
@@ -49,18 +45,18 @@ pub async fn upgrade(
     // Engine.IO 3 clients are known at the upgrade: the per-user cap applies now. Engine.IO 4
     // clients log in with their connect packet, where the connection applies it.
     let user_seat = match &identity {
-        Some(identity) => match services.admission.user_seat(&identity.user).await {
+        Some(identity) => match node.admission.user_seat(&identity.user).await {
             Ok(user_seat) => Some(user_seat),
             Err(refusal) => return Ok(refused(refusal)),
         },
         None => None,
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let limit = services.settings.max_frame_bytes;
+    let limit = node.settings.max_frame_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
     let handshake =
         Handshake { framing: Framing::SocketIo(version), api, identity, query_token, refusal, seat, user_seat };
-    Connection::start(handshake, services.into_inner(), session, stream);
+    Connection::start(handshake, node.into_inner(), session, stream);
     Ok(response)
 }
 

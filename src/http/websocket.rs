@@ -3,42 +3,38 @@
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 
-use crate::runtime::Services;
-use crate::runtime::connection::{Connection, Handshake};
 use crate::admission::{Refusal, Seat};
+use crate::runtime::Node;
+use crate::runtime::connection::{Connection, Handshake};
 use crate::wire::Api;
 use crate::wire::Framing;
 
-pub async fn upgrade(
-    req: HttpRequest,
-    body: web::Payload,
-    services: web::Data<Services>,
-) -> actix_web::Result<HttpResponse> {
+pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> actix_web::Result<HttpResponse> {
     let api = match query(&req, "api").map(|api| Api::parse(&api)) {
-        None => services.settings.default_api,
+        None => node.settings.default_api,
         Some(Ok(api)) => api,
         Some(Err(e)) => {
             return Ok(HttpResponse::BadRequest()
                 .json(serde_json::json!({"error": {"code": "bad_request", "message": e.to_string()}})));
         }
     };
-    let seat = match admit(&req, &services) {
+    let seat = match admit(&req, &node) {
         Ok(seat) => seat,
         Err(refused) => return Ok(refused),
     };
     let Some(token) = bearer(&req).or_else(|| query(&req, "token")) else {
         return Ok(unauthorized("missing token: pass ?token=… or Authorization: Bearer …"));
     };
-    let identity = match services.auth.verify(&token) {
+    let identity = match node.auth.verify(&token) {
         Ok(identity) => identity,
         Err(e) => return Ok(unauthorized(&e.to_string())),
     };
-    let user_seat = match services.admission.user_seat(&identity.user).await {
+    let user_seat = match node.admission.user_seat(&identity.user).await {
         Ok(user_seat) => user_seat,
         Err(refusal) => return Ok(refused(refusal)),
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let limit = services.settings.max_frame_bytes;
+    let limit = node.settings.max_frame_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
     let handshake = Handshake {
         framing: Framing::Native,
@@ -49,18 +45,18 @@ pub async fn upgrade(
         seat,
         user_seat: Some(user_seat),
     };
-    Connection::start(handshake, services.into_inner(), session, stream);
+    Connection::start(handshake, node.into_inner(), session, stream);
     Ok(response)
 }
 
 /// The checks every upgrade passes before it is read further: the browser origin, then a
 /// place on this node for the client's address.
-pub(super) fn admit(req: &HttpRequest, services: &Services) -> Result<Seat, HttpResponse> {
+pub(super) fn admit(req: &HttpRequest, node: &Node) -> Result<Seat, HttpResponse> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    services.admission.check_origin(header("origin")).map_err(refused)?;
+    node.admission.check_origin(header("origin")).map_err(refused)?;
     let peer = req.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
-    let address = services.admission.client_address(peer, header("x-real-ip"), header("x-forwarded-for"));
-    services.admission.seat(address).map_err(refused)
+    let address = node.admission.client_address(peer, header("x-real-ip"), header("x-forwarded-for"));
+    node.admission.seat(address).map_err(refused)
 }
 
 /// The answer to a refused upgrade: 403 for an origin, 503 for a full node, else 429.

@@ -14,12 +14,13 @@ use tokio::sync::mpsc;
 use super::hub::{Connect, Disconnect};
 use super::outbox::OutboxReceiver;
 use super::registry::Kick;
-use super::{Caller, Outbound, Outbox, Services, commands};
+use super::{Node, Outbound, Outbox};
 use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
 use crate::dialect::{self, Api, Edge, Lookup};
 use crate::domain::{ConnectionId, Error, Timestamp, UserId};
 use crate::metrics::Metrics;
+use crate::service::{self, Caller};
 use crate::wire::socketio::{self, EngineVersion};
 use crate::wire::{AckId, Framing, Inbound, Reply, native};
 
@@ -63,7 +64,7 @@ pub struct Connection {
     identity: Option<Identity>,
     query_token: Option<String>,
     refusal: Option<String>,
-    services: Arc<Services>,
+    node: Arc<Node>,
     outbox: Outbox,
     writer: Option<(Session, OutboxReceiver)>,
     /// Held for the connection's life: its places under the node's and the user's caps.
@@ -82,10 +83,10 @@ pub struct Connection {
 
 impl Connection {
     /// Starts the actor for an upgraded socket.
-    pub fn start(handshake: Handshake, services: Arc<Services>, session: Session, stream: AggregatedMessageStream) {
-        let settings = &services.settings;
+    pub fn start(handshake: Handshake, node: Arc<Node>, session: Session, stream: AggregatedMessageStream) {
+        let settings = &node.settings;
         let id = ConnectionId::new();
-        let (outbox, receiver) = Outbox::new(id, settings.outbound_queue, services.metrics.clone());
+        let (outbox, receiver) = Outbox::new(id, settings.outbound_queue, node.metrics.clone());
         let rate = RateLimiter::direct_with_clock(
             Quota::per_second(nonzero(settings.rate_per_sec)).allow_burst(nonzero(settings.rate_burst)),
             clock(),
@@ -107,7 +108,7 @@ impl Connection {
                 identity: handshake.identity,
                 query_token: handshake.query_token,
                 refusal: handshake.refusal,
-                services,
+                node,
                 outbox,
                 writer: Some((session, receiver)),
                 _seat: handshake.seat,
@@ -126,18 +127,19 @@ impl Connection {
     fn register(&mut self, ctx: &mut Context<Self>) {
         let Some(identity) = self.identity.clone() else { return };
         let _ = self.wire_api.set(self.api);
-        self.services.connections.insert(identity.user.clone(), self.id, ctx.address().recipient());
+        self.node.connections.insert(identity.user.clone(), self.id, ctx.address().recipient());
         self.watch_expiry(ctx);
         if self.api != Api::Native {
             // Dialect requests run one at a time (a seed event may be several commands, and
             // the next must not overtake it); a burst the rate limit allows may wait.
-            let (sender, requests) = mpsc::channel(self.services.settings.rate_burst.max(1) as usize);
+            let (sender, requests) = mpsc::channel(self.node.settings.rate_burst.max(1) as usize);
             self.dialect = Some(sender);
-            let edge = Edge::new(self.services.clone(), Caller { user: identity.user.clone(), connection: self.id });
+            let edge =
+                Edge::new(self.node.services.clone(), Caller { user: identity.user.clone(), connection: self.id });
             ctx.spawn(translate_requests(self.api, edge, requests, self.outbox.clone(), self.framing).into_actor(self));
         }
-        let hello = self.framing.hello(&identity.user, &self.services.node, self.id);
-        let connect = self.services.hub.send(Connect { identity, outbox: self.outbox.clone(), hello });
+        let hello = self.framing.hello(&identity.user, &self.node.node, self.id);
+        let connect = self.node.hub.send(Connect { identity, outbox: self.outbox.clone(), hello });
         ctx.wait(connect.into_actor(self).map(|registered, connection, _| {
             if !matches!(registered, Ok(Ok(()))) {
                 tracing::error!(connection = %connection.id, "could not register connection");
@@ -152,7 +154,7 @@ impl Connection {
 
     /// A text frame; `allowed` is false when it came over the rate limit.
     fn on_text(&mut self, text: &str, allowed: bool, ctx: &mut Context<Self>) {
-        let metrics = self.services.metrics.clone();
+        let metrics = self.node.metrics.clone();
         let acting = self.identity.as_ref().map(|i| i.user.clone());
         let inbound = self.framing.decode(text, acting.is_some());
         if !allowed {
@@ -196,7 +198,7 @@ impl Connection {
     /// connection's commands reach their room in the order they were sent while their
     /// replies may come back in any order.
     fn execute(&mut self, user: UserId, id: Option<AckId>, event: &str, data: Value, ctx: &mut Context<Self>) {
-        let metrics = &self.services.metrics;
+        let metrics = &self.node.metrics;
         let command = match native::command(event, data, &user) {
             Ok(command) => command,
             Err(err) => {
@@ -206,14 +208,14 @@ impl Connection {
         };
         metrics.frames_in.with_label_values(&[command.event()]).inc();
         let caller = Caller { user, connection: self.id };
-        let reply = commands::execute(self.services.clone(), caller, command);
+        let reply = service::execute(self.node.services.clone(), caller, command);
         ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
     }
 
     /// A dialect event: queued for the connection's translator, which runs them in order.
     fn translate(&mut self, id: Option<AckId>, event: String, data: Value) {
         let Some(dialect) = &self.dialect else { return };
-        self.services.metrics.frames_in.with_label_values(&[self.api.as_str()]).inc();
+        self.node.metrics.frames_in.with_label_values(&[self.api.as_str()]).inc();
         if let Err(mpsc::error::TrySendError::Full(request)) = dialect.try_send(DialectRequest { id, event, data }) {
             self.answer(request.id, Err(Error::RateLimited));
         }
@@ -242,7 +244,7 @@ impl Connection {
             let refusal = socketio::connect_error(version, "not authorized", "missing token");
             return self.push_text(refusal, "connect_error");
         };
-        let identity = match self.services.auth.verify(&token) {
+        let identity = match self.node.auth.verify(&token) {
             Ok(identity) => identity,
             Err(e) => {
                 return self
@@ -250,7 +252,7 @@ impl Connection {
             }
         };
         // The per-user cap, now that the user is known; nothing else is read meanwhile.
-        let admission = self.services.admission.clone();
+        let admission = self.node.admission.clone();
         let user = identity.user.clone();
         let seat = async move { admission.user_seat(&user).await };
         ctx.wait(seat.into_actor(self).map(move |seat, connection, ctx| match seat {
@@ -275,7 +277,7 @@ impl Connection {
                 Some(Value::String(token)) => Ok(token.clone()),
                 _ => Err(Error::bad_request("auth.refresh needs a string `token`")),
             })
-            .and_then(|token| self.services.auth.verify(&token))
+            .and_then(|token| self.node.auth.verify(&token))
             .and_then(|identity| {
                 if identity.user == current {
                     Ok(identity)
@@ -311,7 +313,7 @@ impl Connection {
             connection.push_text(notice, AUTH_EXPIRING);
         }));
         self.expiry.push(ctx.run_later(left, |connection, _| {
-            connection.services.metrics.refused.with_label_values(&["token_expired"]).inc();
+            connection.node.metrics.refused.with_label_values(&["token_expired"]).inc();
             connection.outbox.close(CloseCode::Other(TOKEN_EXPIRED), "token expired");
         }));
     }
@@ -333,7 +335,7 @@ impl Connection {
     /// `error` event.
     fn answer(&self, id: Option<AckId>, result: Result<Reply, Error>) {
         if let Err(err) = &result {
-            self.services.metrics.errors.with_label_values(&[err.code().as_str()]).inc();
+            self.node.metrics.errors.with_label_values(&[err.code().as_str()]).inc();
         }
         match (id, &result) {
             (Some(id), _) => self.push_text(self.framing.ack(&id, &result), "ack"),
@@ -343,7 +345,7 @@ impl Connection {
     }
 
     fn heartbeat(&mut self) {
-        let settings = &self.services.settings;
+        let settings = &self.node.settings;
         if self.last_heard.elapsed() > settings.heartbeat_timeout() {
             tracing::info!(connection = %self.id, "heartbeat timeout");
             self.outbox.close(CloseCode::Away, "heartbeat timeout");
@@ -376,17 +378,17 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.services.metrics.connections.inc();
+        self.node.metrics.connections.inc();
         let (session, receiver) = self.writer.take().expect("writer parts are set at creation");
-        let metrics = self.services.metrics.clone();
+        let metrics = self.node.metrics.clone();
         // The writer runs beside the actor; when it ends (closed, or the client is gone)
         // the actor stops.
         let wire =
-            Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(self.services.clone()) };
+            Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(self.node.services.clone()) };
         ctx.spawn(write_frames(session, receiver, metrics, wire).into_actor(self).map(|_, _, ctx| ctx.stop()));
 
-        let services = self.services.clone();
-        let settings = &services.settings;
+        let node = self.node.clone();
+        let settings = &node.settings;
         if let Framing::SocketIo(version) = self.framing {
             let interval = settings.heartbeat_interval().as_millis() as u64;
             let timeout = (settings.heartbeat_timeout() - settings.heartbeat_interval()).as_millis() as u64;
@@ -399,7 +401,7 @@ impl Actor for Connection {
             if self.identity.is_none() {
                 ctx.run_later(settings.login_timeout(), |connection, _| {
                     if connection.identity.is_none() {
-                        connection.services.metrics.refused.with_label_values(&["login_timeout"]).inc();
+                        connection.node.metrics.refused.with_label_values(&["login_timeout"]).inc();
                         connection.outbox.close(CloseCode::Policy, "not authenticated in time");
                     }
                 });
@@ -410,10 +412,10 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.services.metrics.connections.dec();
+        self.node.metrics.connections.dec();
         if let Some(identity) = &self.identity {
-            self.services.connections.remove(&identity.user, self.id);
-            self.services.hub.do_send(Disconnect { user: identity.user.clone(), connection: self.id });
+            self.node.connections.remove(&identity.user, self.id);
+            self.node.hub.do_send(Disconnect { user: identity.user.clone(), connection: self.id });
         }
     }
 }
@@ -455,7 +457,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
                 self.outbox.close(CloseCode::Normal, "goodbye");
             }
             Err(err) => {
-                let limit = self.services.settings.max_frame_bytes;
+                let limit = self.node.settings.max_frame_bytes;
                 match err {
                     ProtocolError::Io(e) if e.to_string().contains("maximum continuation size") => {
                         self.outbox.close(CloseCode::Size, &format!("message over {limit} bytes"));

@@ -9,19 +9,23 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_ws::CloseCode;
 
-use super::limits;
 use super::live::LiveRegistry;
 use super::room::{Attach, Close, Detach, Execute, RoomActor};
-use super::{Caller, Outbound, Outbox, Services};
+use super::{Outbound, Outbox};
 use crate::auth::Identity;
 use crate::bus::{BusEvent, Delivered, Topic};
-use crate::domain::{ConnectionId, Error, RoomId, Timestamp, UserId};
-use crate::wire::{Delivery, PresenceState, Push, Reply, RoomCommand};
+use crate::service::{Actors, Caller, Services, limits};
+use futures_util::future::BoxFuture;
+
+use crate::domain::{ConnectionId, Error, RoomId, SessionId, Timestamp, UserId};
 use crate::store::{Arrival, Peers, PresenceChange};
+use crate::wire::{Delivery, LiveCommand, PresenceState, Push, Reply, RoomCommand};
 
 #[derive(Default)]
 pub struct Hub {
     services: Option<Arc<Services>>,
+    /// Its own address, for the actors it starts.
+    pub(super) address: Option<Addr<Hub>>,
     pub(super) users: HashMap<UserId, LocalUser>,
     rooms: HashMap<RoomId, LocalRoom>,
     /// Live sessions that users connected here are in.
@@ -48,7 +52,7 @@ impl Hub {
         Hub::create(|ctx| {
             let services = build(ctx.address());
             built = Some(services.clone());
-            Hub { services: Some(services), ..Default::default() }
+            Hub { services: Some(services), address: Some(ctx.address()), ..Default::default() }
         });
         built.expect("Hub::create runs its closure at once")
     }
@@ -194,6 +198,30 @@ pub struct Disconnect {
     pub connection: ConnectionId,
 }
 
+/// Room and live commands go to their actors through the hub, which starts them as needed.
+/// The message is sent before the future is returned, so one connection's commands reach
+/// their actor in the order they were sent.
+impl Actors for Addr<Hub> {
+    fn room(&self, caller: Caller, room: RoomId, command: RoomCommand) -> BoxFuture<'static, Result<Reply, Error>> {
+        let sent = self.send(ToRoom { caller, room, command });
+        Box::pin(async move { sent.await.map_err(|_| shutting_down())? })
+    }
+
+    fn live(
+        &self,
+        caller: Caller,
+        session: SessionId,
+        command: LiveCommand,
+    ) -> BoxFuture<'static, Result<Reply, Error>> {
+        let sent = self.send(super::live::ToLive { caller, session, command });
+        Box::pin(async move { sent.await.map_err(|_| shutting_down())? })
+    }
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable("node is shutting down".into())
+}
+
 /// A command for one room, from a connection of this node.
 #[derive(Message)]
 #[rtype(result = "Result<Reply, Error>")]
@@ -330,7 +358,7 @@ impl Handler<Disconnect> for Hub {
         // moments. Their offline work (several queries each, for thousands of users at once)
         // is left to the presence reaper, which runs once this node's heartbeat is gone and
         // announces only the users who did not come back anywhere.
-        let handed_over = self.draining && self.services().redis.is_some();
+        let handed_over = self.draining && self.services().settings.redis_url.is_some();
         // Only a connection that took a call device has one to release (most never do).
         let held_device = self.services().call_devices.release(msg.connection);
         if held_device && !handed_over {

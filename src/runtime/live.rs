@@ -21,102 +21,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures_util::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::{Caller, Hub, Outbound, Outbox, Services, social};
+use super::{Hub, Outbound, Outbox};
 use crate::bus::{BusEvent, Delivered, Topic};
-use crate::domain::{CommentText, ConnectionId, Error, LiveEndReason, LiveSession, LiveTitle, SessionId, UserId};
+use crate::domain::{CommentText, ConnectionId, Error, LiveEndReason, SessionId, UserId};
+use crate::service::live::{depart, end_session, sweep_departed_hosts};
+use crate::service::{Caller, Services, social};
 use crate::wire::{Delivery, LiveCommand, Push, Reply};
 
 /// The host hears of viewer count changes at most this often (per node holding the host).
 pub const VIEWERS_PUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the comment rate limiter forgets users who stopped commenting.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
-
-/// Starts a live command and returns its reply. Session commands are handed to the hub
-/// before this returns, so one connection's commands reach the session in the order sent.
-pub fn execute(
-    services: Arc<Services>,
-    caller: Caller,
-    command: LiveCommand,
-) -> BoxFuture<'static, Result<Reply, Error>> {
-    match (command.session(), command) {
-        (Some(session), command) => {
-            let sent = services.hub.send(ToLive { caller, session, command });
-            Box::pin(async move { sent.await.map_err(|_| Error::Unavailable("node is shutting down".into()))? })
-        }
-        (None, LiveCommand::Create { title }) => Box::pin(async move { create(&services, &caller, &title).await }),
-        (None, _) => Box::pin(async { Err(Error::Internal) }),
-    }
-}
-
-async fn create(services: &Services, caller: &Caller, title: &str) -> Result<Reply, Error> {
-    let title = LiveTitle::parse(title)?;
-    let session = services.store.create_live_session(&caller.user, &title).await?;
-    // Every node holding the host's connections starts listening (this one included).
-    services.bus.publish(Topic::User(caller.user.clone()), BusEvent::JoinedLive { session_id: session.id });
-    Ok(Reply::LiveSession { session })
-}
-
-/// Ends a live session (once, whoever races to end it on any node) and tells everyone in it.
-/// `None` for an unknown session.
-async fn end_session(
-    services: &Services,
-    session: SessionId,
-    reason: LiveEndReason,
-    skip: Option<ConnectionId>,
-) -> Result<Option<LiveSession>, Error> {
-    let Some((ended, changed)) = services.store.end_live(session, reason).await? else { return Ok(None) };
-    if changed {
-        let push = Push::LiveEnded { session: ended.clone(), reason };
-        services.bus.publish(Topic::Live(session), BusEvent::Push { push, skip });
-    }
-    Ok(Some(ended))
-}
-
-/// After the grace period: a user who is still offline everywhere leaves the sessions they
-/// watch, and the sessions they host end with `host_left`.
-async fn depart(services: &Services, user: &UserId) -> Result<(), Error> {
-    if services.presence.online_among(vec![user.clone()]).await?.contains(user) {
-        return Ok(());
-    }
-    for (session, hosting) in services.store.live_sessions_of(user).await? {
-        if hosting {
-            if end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {
-                tracing::info!(%user, %session, "live session ended: the host left");
-            }
-        } else if let Some((left, true)) = services.store.leave_live(session, user).await? {
-            services.bus.publish(Topic::User(left.host_id), BusEvent::LiveViewersChanged { session_id: session });
-            services.bus.publish(Topic::User(user.clone()), BusEvent::LeftLive { session_id: session });
-        }
-    }
-    Ok(())
-}
-
-/// Ends the sessions whose host has been offline everywhere for longer than the grace
-/// period. The departure check after a disconnect covers the usual case; this sweep covers
-/// what it cannot see: a node stopped or restarted before its check ran, or a host whose
-/// node went away while nobody noticed. `last_seen` is stored when a user goes offline.
-async fn sweep_departed_hosts(services: &Services) -> Result<(), Error> {
-    let sessions = services.store.live_hosts().await?;
-    if sessions.is_empty() {
-        return Ok(());
-    }
-    let hosts: HashSet<UserId> = sessions.iter().map(|(_, host)| host.clone()).collect();
-    let online = services.presence.online_among(hosts.iter().cloned().collect()).await?;
-    let offline: Vec<UserId> = hosts.into_iter().filter(|host| !online.contains(host)).collect();
-    let seen = services.store.last_seen(&offline).await?;
-    let grace = i64::try_from(services.settings.live_host_grace().as_millis()).unwrap_or(i64::MAX);
-    let cutoff = crate::domain::Timestamp::now().millis().saturating_sub(grace);
-    for (session, host) in sessions {
-        let gone = !online.contains(&host) && seen.get(&host).is_none_or(|at| at.millis() <= cutoff);
-        if gone && end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {
-            tracing::info!(%host, %session, "live session ended by the sweep: the host is gone");
-        }
-    }
-    Ok(())
-}
 
 // ---------------------------------------------------------------------------------------
 // The hub's registry of live sessions on this node.
@@ -156,8 +73,9 @@ impl Hub {
     /// The session's actor on this node, started (and its topic subscribed) if needed.
     fn live_actor(&mut self, session: SessionId) -> Addr<LiveActor> {
         let services = self.services();
+        let hub = self.address.clone();
         let entry = self.live.sessions.entry(session).or_insert_with(|| {
-            let actor = LiveActor::new(session, services.clone()).start();
+            let actor = LiveActor::new(session, services.clone(), hub).start();
             services.bus.subscribe(Topic::Live(session), actor.clone().recipient());
             LocalLive { actor, users: HashSet::new(), in_flight: 0 }
         });
@@ -342,6 +260,8 @@ impl Handler<LiveClosed> for Hub {
 pub struct LiveActor {
     id: SessionId,
     services: Arc<Services>,
+    /// The hub that started it, told when it closes.
+    hub: Option<Addr<Hub>>,
     session: Known,
     local: HashMap<ConnectionId, (UserId, Outbox)>,
     /// How many of `local` each user has: who is in the session, as this node knows it.
@@ -392,13 +312,14 @@ impl From<Reply> for Outcome {
 }
 
 impl LiveActor {
-    fn new(id: SessionId, services: Arc<Services>) -> Self {
+    fn new(id: SessionId, services: Arc<Services>, hub: Option<Addr<Hub>>) -> Self {
         let rate = nonzero(services.settings.live_comment_rate);
         let burst = nonzero(services.settings.live_comment_rate.saturating_mul(2));
         let comments = Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)));
         Self {
             id,
             services,
+            hub,
             session: Known::Loading,
             local: HashMap::new(),
             local_users: HashMap::new(),
@@ -417,7 +338,9 @@ impl LiveActor {
                     if !session.is_live() {
                         // Nothing will happen in it any more: no need to listen (a late
                         // "joined" may have started this actor).
-                        actor.services.hub.do_send(LiveClosed { session: actor.id, actor: ctx.address() });
+                        if let Some(hub) = &actor.hub {
+                            hub.do_send(LiveClosed { session: actor.id, actor: ctx.address() });
+                        }
                     }
                     Known::Session { live: session.is_live(), host: session.host_id }
                 }
@@ -577,7 +500,9 @@ impl Handler<Delivered> for LiveActor {
             if let Known::Session { live, .. } = &mut self.session {
                 *live = false;
             }
-            self.services.hub.do_send(LiveClosed { session: self.id, actor: ctx.address() });
+            if let Some(hub) = &self.hub {
+                hub.do_send(LiveClosed { session: self.id, actor: ctx.address() });
+            }
         }
     }
 }

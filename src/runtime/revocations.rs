@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_ws::CloseCode;
 
-use super::Services;
+use super::Node;
 use super::connection::TOKEN_REVOKED;
 use super::registry::Kick;
 use crate::domain::Timestamp;
@@ -20,25 +20,25 @@ pub const POLL: Duration = Duration::from_secs(2);
 const OVERLAP: Duration = Duration::from_secs(60);
 
 /// Reads every revocation (at start-up, before serving).
-pub async fn load(services: &Services) -> StoreResult<()> {
-    for revocation in services.store.revocations_since(Timestamp::from_millis(0)).await? {
-        services.auth.revoke(revocation.user, revocation.before);
+pub async fn load(node: &Node) -> StoreResult<()> {
+    for revocation in node.store.revocations_since(Timestamp::from_millis(0)).await? {
+        node.auth.revoke(revocation.user, revocation.before);
     }
     Ok(())
 }
 
 /// Applies new revocations every [`POLL`] for as long as the node runs.
-pub async fn watch(services: Arc<Services>) {
+pub async fn watch(node: Arc<Node>) {
     let mut last_look = Timestamp::now();
     let mut tick = tokio::time::interval(POLL);
     loop {
         tick.tick().await;
         let look = Timestamp::now();
         let since = Timestamp::from_millis(last_look.millis() - OVERLAP.as_millis() as i64);
-        match services.store.revocations_since(since).await {
+        match node.store.revocations_since(since).await {
             Ok(revocations) => {
                 last_look = look;
-                revocations.into_iter().for_each(|revocation| apply(&services, revocation));
+                revocations.into_iter().for_each(|revocation| apply(&node, revocation));
             }
             Err(e) => tracing::warn!(error = %e, "could not read revocations; retrying"),
         }
@@ -46,11 +46,11 @@ pub async fn watch(services: Arc<Services>) {
 }
 
 /// Refuses the revoked tokens and closes this node's connections that hold one.
-pub fn apply(services: &Services, revocation: Revocation) {
+pub fn apply(node: &Node, revocation: Revocation) {
     let Revocation { user, before, .. } = revocation;
-    services.auth.revoke(user.clone(), before);
+    node.auth.revoke(user.clone(), before);
     let kick = Kick { code: CloseCode::Other(TOKEN_REVOKED), reason: "token revoked", issued_before: Some(before) };
-    if services.connections.kick(&user, &kick) > 0 {
+    if node.connections.kick(&user, &kick) > 0 {
         tracing::info!(%user, "closing connections of a revoked token");
     }
 }

@@ -9,11 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
 
-use super::{Caller, Outbound, Outbox, Services};
+use super::{Outbound, Outbox};
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::domain::{ConnectionId, Error, MessageBody, RoomId, UserId};
-use crate::wire::{Delivery, Push, Reply, RoomCommand};
+use crate::service::{Caller, Services};
 use crate::store::{HistoryQuery, LoadedRoom, NewMessage};
+use crate::wire::{Delivery, Push, Reply, RoomCommand};
 
 /// The hub subscribes and unsubscribes the room topic for this actor, so that a stopping
 /// actor can never remove the subscription of its successor.

@@ -7,13 +7,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix::prelude::*;
-
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Call, CallId, ConnectionId, EndReason, Error, RoomKind, Timestamp, UserId};
-use crate::wire::{CallCommand, Push, Reply};
 use crate::store::{CallRecord, Departure};
+use crate::wire::{CallCommand, Push, Reply};
 
 /// This node's connections that may hold a call device (they started, answered or signalled
 /// in a call). Only these have a device to release when they close: most connections never
@@ -182,47 +180,9 @@ async fn announce_departure(
     Ok(Reply::Call { call: record.call })
 }
 
-/// Runs on every node: ends ringing past the ring timeout and drops parties whose last
-/// connection has been gone past the grace period. The store's conditional updates let
-/// exactly one node act on each expiry, so a node dying never leaves a call ringing.
-pub struct CallSweeper {
-    services: Arc<Services>,
-    busy: bool,
-}
-
-/// How often each node sweeps.
-const SWEEP_EVERY: Duration = Duration::from_millis(500);
-
-impl CallSweeper {
-    pub fn new(services: Arc<Services>) -> Self {
-        Self { services, busy: false }
-    }
-}
-
-impl Actor for CallSweeper {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(SWEEP_EVERY, |sweeper, ctx| {
-            if sweeper.busy {
-                return;
-            }
-            sweeper.busy = true;
-            let services = sweeper.services.clone();
-            ctx.spawn(
-                async move {
-                    if let Err(e) = sweep(&services).await {
-                        tracing::warn!(error = %e, "call sweep failed");
-                    }
-                }
-                .into_actor(sweeper)
-                .map(|_, sweeper, _| sweeper.busy = false),
-            );
-        });
-    }
-}
-
-async fn sweep(services: &Services) -> Result<(), Error> {
+/// Ends ringing past the ring timeout and drops parties whose last connection has been gone
+/// past the grace period; safe on every node at once (the store lets one node act on each).
+pub async fn sweep(services: &Services) -> Result<(), Error> {
     let now = Timestamp::now();
     for expired in services.store.expire_ringing(now).await? {
         let record = load(services, expired.call).await?;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, NearbyUser, RoomId, UserId};
-use crate::wire::{BlockedUser, Push, Reply, SocialCommand};
 use crate::store::RequestOutcome;
+use crate::wire::{BlockedUser, Push, Reply, SocialCommand};
 
 pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialCommand) -> Result<Reply, Error> {
     let me = &caller.user;

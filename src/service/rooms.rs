@@ -1,49 +1,21 @@
-//! Dispatch of every command: rooms are opened, listed and left and presence answered here;
-//! room commands go to the room's actor through the hub, and calls, live sessions and social
-//! commands to their own modules.
+//! Rooms and presence: opening a direct room, creating, listing and leaving groups, and
+//! presence queries. What happens inside one room runs in its actor (`runtime::room`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-
-use super::hub::ToRoom;
-use super::{Caller, Services, calls, live, social};
+use super::{Caller, Services, social};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, UserId};
-use crate::wire::{Command, PresenceState, Push, Reply};
 use crate::store::LeaveOutcome;
+use crate::wire::{Command, PresenceState, Push, Reply};
 
 /// Longest group name, in characters.
 const MAX_GROUP_NAME: usize = 100;
 
-/// Starts `command` and returns its reply. Room commands are handed to the hub before this
-/// returns, so commands from one connection keep their order. A panic while it runs fails
-/// this command alone (`internal`, logged), never the connection or the node.
-pub fn execute(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
-    let event = command.event();
-    let run = dispatch(services, caller, command);
-    Box::pin(async move {
-        std::panic::AssertUnwindSafe(run).catch_unwind().await.unwrap_or_else(|_| {
-            tracing::error!(event, "a command panicked; answered as an internal error");
-            Err(Error::Internal)
-        })
-    })
-}
-
-fn dispatch(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
-    match command {
-        Command::Room { room, command } => {
-            let sent = services.hub.send(ToRoom { caller, room, command });
-            Box::pin(async move { sent.await.map_err(|_| Error::Unavailable("node is shutting down".into()))? })
-        }
-        Command::Live(command) => live::execute(services, caller, command),
-        other => Box::pin(async move { execute_other(&services, &caller, other).await }),
-    }
-}
-
-async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Command) -> Result<Reply, Error> {
+/// The commands on rooms and presence that need no room actor: opening and leaving rooms,
+/// listing them, presence.
+pub async fn execute(services: &Arc<Services>, caller: &Caller, command: Command) -> Result<Reply, Error> {
     match command {
         Command::OpenDirectRoom { peer } => {
             if peer == caller.user {
@@ -139,8 +111,8 @@ async fn execute_other(services: &Arc<Services>, caller: &Caller, command: Comma
                 .collect();
             Ok(Reply::Presence { users })
         }
-        Command::Room { .. } | Command::Live(_) => execute(services.clone(), caller.clone(), command).await,
-        Command::Social(command) => social::execute(services, caller, command).await,
-        Command::Call(command) => calls::execute(services, caller, command).await,
+        Command::Room { .. } | Command::Live(_) | Command::Social(_) | Command::Call(_) => {
+            super::execute(services.clone(), caller.clone(), command).await
+        }
     }
 }

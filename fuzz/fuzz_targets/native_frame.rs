@@ -12,7 +12,7 @@ fuzz_target!(|bytes: &[u8]| {
     let inbound = native::decode(text);
     match inbound.data {
         Ok(data) => {
-            let result = native::command(&inbound.event, data, &acting).map(|_| switchboard::wire::Reply::Done);
+            let result = native::request(&inbound.event, data, &acting).map(|_| switchboard::wire::Reply::Done);
             if let Some(id) = &inbound.id {
                 let _ = native::encode_ack(id, &result);
             }
@@ -25,7 +25,7 @@ fuzz_target!(|bytes: &[u8]| {
     // authentication.
     for connected in [false, true] {
         if let Inbound::Request { data: Ok(data), event, .. } = Framing::Native.decode(text, connected) {
-            let _ = native::command(&event, data, &acting);
+            let _ = native::request(&event, data, &acting);
         }
     }
 });

@@ -10,8 +10,9 @@ super::ids::uuid_id!(
     "call_id"
 );
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Media {
     Audio,
     Video,
@@ -19,15 +20,13 @@ pub enum Media {
 
 impl Media {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Audio => "audio",
-            Self::Video => "video",
-        }
+        self.into()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum CallState {
     Ringing,
     Active,
@@ -35,18 +34,15 @@ pub enum CallState {
 }
 
 impl CallState {
-    pub fn parse(raw: &str) -> Self {
-        match raw {
-            "ringing" => Self::Ringing,
-            "active" => Self::Active,
-            _ => Self::Ended,
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// Why a call (or one party's part in it) ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum EndReason {
     Hangup,
     Declined,
@@ -59,37 +55,62 @@ pub enum EndReason {
 
 impl EndReason {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hangup => "hangup",
-            Self::Declined => "declined",
-            Self::Missed => "missed",
-            Self::Busy => "busy",
-            Self::Cancelled => "cancelled",
-            Self::Disconnected => "disconnected",
-            Self::AnsweredElsewhere => "answered_elsewhere",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "hangup" => Self::Hangup,
-            "declined" => Self::Declined,
-            "missed" => Self::Missed,
-            "busy" => Self::Busy,
-            "cancelled" => Self::Cancelled,
-            "disconnected" => Self::Disconnected,
-            "answered_elsewhere" => Self::AnsweredElsewhere,
-            _ => return None,
-        })
+        self.into()
     }
 }
 
-/// One party's part in a call: `ringing`, `joined`, `declined`, `left`, `missed`, `busy`
-/// or `cancelled`.
+/// Where one party stands in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum PartyStatus {
+    /// A callee whose devices ring.
+    Ringing,
+    /// In the call (the caller from the start, a callee once they accepted).
+    Joined,
+    /// A callee who refused while ringing.
+    Declined,
+    /// Was joined, and hung up or dropped out.
+    Left,
+    /// Still ringing when the ring timeout came.
+    Missed,
+    /// Already on another call when this one started: never rang.
+    Busy,
+    /// Still ringing when the call ended for another reason.
+    Cancelled,
+}
+
+impl PartyStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Still part of the call: pushes and signals reach them.
+    pub fn in_call(self) -> bool {
+        matches!(self, Self::Ringing | Self::Joined)
+    }
+}
+
+/// Who started the call, and who was rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum PartyRole {
+    Caller,
+    Callee,
+}
+
+impl PartyRole {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// One party's part in a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallParticipant {
     pub user_id: UserId,
-    pub status: String,
+    pub status: PartyStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

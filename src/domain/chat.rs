@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, RoomId, Timestamp, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum MessageKind {
     Text,
     Image,
@@ -18,28 +19,11 @@ pub enum MessageKind {
 
 impl MessageKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Image => "image",
-            Self::Video => "video",
-            Self::Audio => "audio",
-            Self::File => "file",
-            Self::System => "system",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        Ok(match raw {
-            "text" => Self::Text,
-            "image" => Self::Image,
-            "video" => Self::Video,
-            "audio" => Self::Audio,
-            "file" => Self::File,
-            "system" => Self::System,
-            other => {
-                return Err(Error::bad_request(format!("unknown message kind `{other}`")));
-            }
-        })
+        raw.parse().map_err(|_| Error::bad_request(format!("unknown message kind `{raw}`")))
     }
 
     fn is_media(self) -> bool {
@@ -95,8 +79,9 @@ pub enum RoomCursor {
     ActiveBefore(Timestamp),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum RoomKind {
     Direct,
     Group,
@@ -104,14 +89,7 @@ pub enum RoomKind {
 
 impl RoomKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Direct => "direct",
-            Self::Group => "group",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Self {
-        if raw == "group" { Self::Group } else { Self::Direct }
+        self.into()
     }
 }
 

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 /// Wire error codes, exactly as the contract names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
     UnknownEvent,
@@ -21,19 +22,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "bad_request",
-            Self::UnknownEvent => "unknown_event",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not_found",
-            Self::Conflict => "conflict",
-            Self::Busy => "busy",
-            Self::RateLimited => "rate_limited",
-            Self::TooLarge => "too_large",
-            Self::Unavailable => "unavailable",
-            Self::Internal => "internal",
-        }
+        self.into()
     }
 }
 

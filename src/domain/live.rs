@@ -8,8 +8,9 @@ use super::{Error, SessionId, Timestamp, UserId};
 /// Longest session title, in characters (after trimming).
 pub const MAX_TITLE_CHARS: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum LiveState {
     Live,
     Ended,
@@ -17,21 +18,15 @@ pub enum LiveState {
 
 impl LiveState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Live => "live",
-            Self::Ended => "ended",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Self {
-        if raw == "ended" { Self::Ended } else { Self::Live }
+        self.into()
     }
 }
 
 /// Why a session ended: the host ended it, or the host lost every connection for longer
 /// than the grace period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum LiveEndReason {
     HostEnded,
     HostLeft,
@@ -39,18 +34,7 @@ pub enum LiveEndReason {
 
 impl LiveEndReason {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HostEnded => "host_ended",
-            Self::HostLeft => "host_left",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "host_ended" => Some(Self::HostEnded),
-            "host_left" => Some(Self::HostLeft),
-            _ => None,
-        }
+        self.into()
     }
 }
 

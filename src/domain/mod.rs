@@ -9,7 +9,7 @@ mod live;
 mod social;
 mod time;
 
-pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media};
+pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, PartyRole, PartyStatus};
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, direct_peer};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};

@@ -17,7 +17,8 @@ pub struct Notification {
 }
 
 /// Follow (one-way) or friend (mutual) requests share one flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum RequestKind {
     Follow,
     Friend,
@@ -25,10 +26,7 @@ pub enum RequestKind {
 
 impl RequestKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Follow => "follow",
-            Self::Friend => "friend",
-        }
+        self.into()
     }
 }
 

@@ -199,16 +199,16 @@ impl Connection {
     /// replies may come back in any order.
     fn execute(&mut self, user: UserId, id: Option<AckId>, event: &str, data: Value, ctx: &mut Context<Self>) {
         let metrics = &self.node.metrics;
-        let command = match native::command(event, data, &user) {
-            Ok(command) => command,
+        let request = match native::request(event, data, &user) {
+            Ok(request) => request,
             Err(err) => {
                 metrics.frames_in.with_label_values(&["invalid"]).inc();
                 return self.answer(id, Err(err));
             }
         };
-        metrics.frames_in.with_label_values(&[command.event()]).inc();
+        metrics.frames_in.with_label_values(&[request.event.as_str()]).inc();
         let caller = Caller { user, connection: self.id };
-        let reply = service::execute(self.node.services.clone(), caller, command);
+        let reply = service::execute(self.node.services.clone(), caller, request.command);
         ctx.spawn(reply.into_actor(self).map(move |result, connection, _| connection.answer(id, result)));
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Call, CallId, ConnectionId, EndReason, Error, RoomKind, Timestamp, UserId};
+use crate::domain::{Call, CallId, ConnectionId, EndReason, Error, PartyStatus, RoomKind, Timestamp, UserId};
 use crate::store::{CallRecord, Departure};
 use crate::wire::{CallCommand, Push, Reply};
 
@@ -55,7 +55,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
             let id = store.start_call(room, me, caller.connection, &callees, media, deadline).await??;
             let record = load(services, id).await?;
             for party in &record.call.participants {
-                if party.status == "ringing" {
+                if party.status == PartyStatus::Ringing {
                     push_to(services, &party.user_id, Push::CallIncoming { call: record.call.clone() }, None);
                 }
             }
@@ -81,23 +81,23 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
         }
         CallCommand::End { call } => {
             let record = load(services, call).await?;
-            let status = party_of(&record, me)?.status.clone();
-            let departure = match status.as_str() {
-                "ringing" => store.decline_call(call, me).await??,
-                "joined" => store.leave_call(call, me, EndReason::Hangup).await??,
+            let status = party_of(&record, me)?.status;
+            let departure = match status {
+                PartyStatus::Ringing => store.decline_call(call, me).await??,
+                PartyStatus::Joined => store.leave_call(call, me, EndReason::Hangup).await??,
                 // Already out of it (or the call ended): hanging up again changes nothing.
                 _ => return Ok(Reply::Call { call: record.call }),
             };
-            let own = if status == "ringing" { EndReason::Declined } else { EndReason::Hangup };
+            let own = if status == PartyStatus::Ringing { EndReason::Declined } else { EndReason::Hangup };
             announce_departure(services, call, me, departure, own, Some(caller)).await
         }
         CallCommand::Signal { call, signal, to } => {
             let record = load(services, call).await?;
-            let status = party_of(&record, me)?.status.as_str();
-            if !matches!(status, "joined" | "ringing") {
+            let status = party_of(&record, me)?.status;
+            if !status.in_call() {
                 return Err(Error::Conflict("you are not in this call".into()));
             }
-            if status == "joined" {
+            if status == PartyStatus::Joined {
                 services.call_devices.mark(caller.connection);
                 store.take_device(call, me, caller.connection).await?;
             }
@@ -107,8 +107,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
                 (None, [only]) => (*only).clone(),
                 (None, _) => return Err(Error::bad_request("name the party to signal with `to`")),
             };
-            let in_call =
-                record.call.participant(&target).is_some_and(|p| matches!(p.status.as_str(), "joined" | "ringing"));
+            let in_call = record.call.participant(&target).is_some_and(|p| p.status.in_call());
             if !in_call {
                 return Err(Error::Conflict(format!("{target} is not in this call")));
             }
@@ -144,7 +143,7 @@ fn party_of<'a>(record: &'a CallRecord, user: &UserId) -> Result<&'a crate::doma
 
 /// The parties a call's pushes go to: everyone but callees who were busy (they never rang).
 fn reachable(call: &Call) -> impl Iterator<Item = &UserId> {
-    call.participants.iter().filter(|p| p.status != "busy").map(|p| &p.user_id)
+    call.participants.iter().filter(|p| p.status != PartyStatus::Busy).map(|p| &p.user_id)
 }
 
 fn push_to(services: &Services, user: &UserId, push: Push, skip: Option<&Caller>) {

@@ -68,11 +68,11 @@ pub struct Caller {
 /// before this returns, so commands from one connection keep their order. A panic while it runs fails
 /// this command alone (`internal`, logged), never the connection or the node.
 pub fn execute(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
-    let event = command.event();
+    let user = caller.user.clone();
     let run = dispatch(services, caller, command);
     Box::pin(async move {
         std::panic::AssertUnwindSafe(run).catch_unwind().await.unwrap_or_else(|_| {
-            tracing::error!(event, "a command panicked; answered as an internal error");
+            tracing::error!(%user, "a command panicked; answered as an internal error");
             Err(Error::Internal)
         })
     })

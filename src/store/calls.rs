@@ -9,11 +9,11 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::prepared::kept;
-use super::rows;
 use super::schema::{call_events, call_lines, call_participants, calls};
 use super::{Store, StoreResult, with_conn};
 use crate::domain::{
-    Call, CallId, CallParticipant, CallState, ConnectionId, EndReason, Error, Media, RoomId, Timestamp, UserId,
+    Call, CallId, CallParticipant, CallState, ConnectionId, EndReason, Error, Media, PartyRole, PartyStatus, RoomId,
+    Timestamp, UserId,
 };
 
 /// A call with the device each joined party is on.
@@ -519,7 +519,7 @@ impl Store {
             let call = CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?;
             let (users, ended) = with_conn!(self, |conn| {
                 conn.transaction::<_, Tx, _>(async |conn| {
-                    let users: Vec<String> = diesel::update(
+                    let users: Vec<UserId> = diesel::update(
                         call_participants::table
                             .filter(call_participants::call_id.eq(&sid))
                             .filter(call_participants::status.eq("ringing")),
@@ -529,8 +529,8 @@ impl Store {
                     .get_results(conn)
                     .await?;
                     for user in &users {
-                        release!(conn, &sid, &rows::user_id(user.clone()));
-                        log!(conn, &sid, now.millis(), Some(&rows::user_id(user.clone())), "missed");
+                        release!(conn, &sid, user);
+                        log!(conn, &sid, now.millis(), Some(user), "missed");
                     }
                     let ended = if users.is_empty() {
                         None
@@ -542,7 +542,7 @@ impl Store {
                 .await?
             });
             if !users.is_empty() {
-                expired.push(Expired { call, users: users.into_iter().map(rows::user_id).collect(), ended });
+                expired.push(Expired { call, users, ended });
             }
         }
         Ok(expired)
@@ -551,7 +551,7 @@ impl Store {
     /// Parties away since before `cutoff` drop out (`disconnected`); a call left with at
     /// most one party ends. Safe to run on every node at once.
     pub async fn expire_away(&self, cutoff: Timestamp) -> StoreResult<Vec<(CallId, UserId)>> {
-        let due: Vec<(String, String)> = with_conn!(self, |conn| {
+        let due: Vec<(String, UserId)> = with_conn!(self, |conn| {
             call_participants::table
                 .filter(call_participants::status.eq_any(["joined", "ringing"]))
                 .filter(call_participants::away_since.le(cutoff.millis()))
@@ -561,10 +561,10 @@ impl Store {
         });
         let mut gone = Vec::new();
         for (sid, user) in due {
-            let (id, user) = (CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?, rows::user_id(user));
+            let id = CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?;
             // Reuses the hang-up path; a refusal means another node got there first.
             let key = (sid, user.to_string());
-            let status: Option<String> = with_conn!(self, |conn| {
+            let status: Option<PartyStatus> = with_conn!(self, |conn| {
                 call_participants::table
                     .find((&key.0, &key.1))
                     .select(call_participants::status)
@@ -572,9 +572,9 @@ impl Store {
                     .await
                     .optional()?
             });
-            let done = match status.as_deref() {
-                Some("ringing") => self.decline_call(id, &user).await?.is_ok(),
-                Some("joined") => self.leave_call(id, &user, EndReason::Disconnected).await?.is_ok(),
+            let done = match status {
+                Some(PartyStatus::Ringing) => self.decline_call(id, &user).await?.is_ok(),
+                Some(PartyStatus::Joined) => self.leave_call(id, &user, EndReason::Disconnected).await?.is_ok(),
                 _ => false,
             };
             if done {
@@ -588,50 +588,44 @@ impl Store {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = calls)]
 struct CallRow {
-    id: String,
-    room_id: String,
-    caller_id: String,
-    media: String,
-    state: String,
+    id: CallId,
+    room_id: RoomId,
+    caller_id: UserId,
+    media: Media,
+    state: CallState,
     created_at: i64,
     answered_at: Option<i64>,
     ended_at: Option<i64>,
-    end_reason: Option<String>,
+    end_reason: Option<EndReason>,
 }
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = call_participants)]
 struct PartyRow {
-    user_id: String,
-    role: String,
-    status: String,
-    device: Option<String>,
+    user_id: UserId,
+    role: PartyRole,
+    status: PartyStatus,
+    device: Option<ConnectionId>,
 }
 
 fn record(row: CallRow, parties: Vec<PartyRow>) -> CallRecord {
-    let devices = parties
-        .iter()
-        .filter_map(|p| Some((rows::user_id(p.user_id.clone()), ConnectionId::parse(p.device.as_deref()?)?)))
-        .collect();
+    let devices = parties.iter().filter_map(|p| Some((p.user_id.clone(), p.device?))).collect();
     let call = Call {
-        id: CallId::parse(&row.id).unwrap_or_default(),
-        room_id: rows::room_id(&row.room_id),
-        caller_id: rows::user_id(row.caller_id),
-        callee_ids: parties.iter().filter(|p| p.role == "callee").map(|p| rows::user_id(p.user_id.clone())).collect(),
-        media: if row.media == "audio" { Media::Audio } else { Media::Video },
-        state: CallState::parse(&row.state),
+        id: row.id,
+        room_id: row.room_id,
+        caller_id: row.caller_id,
+        callee_ids: parties.iter().filter(|p| p.role == PartyRole::Callee).map(|p| p.user_id.clone()).collect(),
+        media: row.media,
+        state: row.state,
         created_at: Timestamp::from_millis(row.created_at),
         answered_at: row.answered_at.map(Timestamp::from_millis),
         ended_at: row.ended_at.map(Timestamp::from_millis),
-        end_reason: row.end_reason.as_deref().and_then(EndReason::parse),
+        end_reason: row.end_reason,
         duration_secs: match (row.answered_at, row.ended_at) {
             (Some(answered), Some(ended)) => Some((ended - answered) / 1000),
             _ => None,
         },
-        participants: parties
-            .into_iter()
-            .map(|p| CallParticipant { user_id: rows::user_id(p.user_id), status: p.status })
-            .collect(),
+        participants: parties.into_iter().map(|p| CallParticipant { user_id: p.user_id, status: p.status }).collect(),
     };
     CallRecord { call, devices }
 }

@@ -6,7 +6,7 @@ use diesel::dsl::{count_star, insert_into};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::rows::{self, MemberRow, MessageRow, RoomRow};
+use super::rows::{MemberRow, MessageRow, RoomRow};
 use super::schema::{messages, room_members, rooms};
 use super::{Store, StoreResult, with_conn};
 use crate::domain::{Message, Room, RoomCursor, RoomId, RoomKind, Timestamp, UserId};
@@ -60,15 +60,15 @@ impl Store {
     pub async fn open_direct_room(&self, a: &UserId, b: &UserId) -> StoreResult<(RoomId, bool)> {
         let key = direct_key(a, b);
         let now = Timestamp::now().millis();
-        let fresh = RoomId::new().to_string();
+        let fresh = RoomId::new();
         let (id, created) = with_conn!(self, copied(a, b), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let inserted = insert_into(rooms::table)
                     .values(RoomRow {
-                        id: fresh.clone(),
-                        kind: RoomKind::Direct.as_str().to_owned(),
+                        id: fresh,
+                        kind: RoomKind::Direct,
                         name: None,
-                        created_by: a.to_string(),
+                        created_by: a.clone(),
                         created_at: now,
                         last_seq: 0,
                         last_activity_at: now,
@@ -81,18 +81,18 @@ impl Store {
                 if inserted == 1 {
                     for member in [a, b] {
                         insert_into(room_members::table)
-                            .values(MemberRow::new(&fresh, member.as_str(), now))
+                            .values(MemberRow::new(&fresh.to_string(), member.as_str(), now))
                             .execute(conn)
                             .await?;
                     }
-                    return Ok((fresh.clone(), true));
+                    return Ok((fresh, true));
                 }
-                let id: String = rooms::table.filter(rooms::direct_key.eq(&key)).select(rooms::id).first(conn).await?;
+                let id: RoomId = rooms::table.filter(rooms::direct_key.eq(&key)).select(rooms::id).first(conn).await?;
                 Ok((id, false))
             })
             .await?
         });
-        Ok((rows::room_id(&id), created))
+        Ok((id, created))
     }
 
     /// Creates a group room; `members` excludes the creator and is already validated.
@@ -100,17 +100,19 @@ impl Store {
         let now = Timestamp::now().millis();
         let id = RoomId::new();
         let room = RoomRow {
-            id: id.to_string(),
-            kind: RoomKind::Group.as_str().to_owned(),
+            id,
+            kind: RoomKind::Group,
             name: Some(name.to_owned()),
-            created_by: creator.to_string(),
+            created_by: creator.clone(),
             created_at: now,
             last_seq: 0,
             last_activity_at: now,
             direct_key: None,
         };
-        let member_rows: Vec<MemberRow> =
-            std::iter::once(creator).chain(members).map(|user| MemberRow::new(&room.id, user.as_str(), now)).collect();
+        let member_rows: Vec<MemberRow> = std::iter::once(creator)
+            .chain(members)
+            .map(|user| MemberRow::new(&id.to_string(), user.as_str(), now))
+            .collect();
         with_conn!(self, |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 insert_into(rooms::table).values(room.clone()).execute(conn).await?;
@@ -159,7 +161,7 @@ impl Store {
         let (row, members) = with_conn!(self, |conn| {
             let row: Option<(RoomRow, i64)> =
                 rooms::table.find(&id).select((RoomRow::as_select(), rooms::number)).first(conn).await.optional()?;
-            let members: Vec<String> = room_members::table
+            let members: Vec<UserId> = room_members::table
                 .filter(room_members::room_id.eq(&id))
                 .order(room_members::user_id)
                 .select(room_members::user_id)
@@ -167,13 +169,7 @@ impl Store {
                 .await?;
             (row, members)
         });
-        Ok(row.map(|(row, number)| RoomMembers {
-            id: room,
-            kind: row.kind(),
-            members: members.into_iter().map(rows::user_id).collect(),
-            last_seq: row.last_seq,
-            number,
-        }))
+        Ok(row.map(|(row, number)| RoomMembers { id: room, kind: row.kind, members, last_seq: row.last_seq, number }))
     }
 
     /// `room_members` for a batch of rooms (one statement for the rooms, one for their
@@ -186,7 +182,7 @@ impl Store {
                 .select((RoomRow::as_select(), rooms::number))
                 .load(conn)
                 .await?;
-            let members: Vec<(String, String)> = room_members::table
+            let members: Vec<(RoomId, UserId)> = room_members::table
                 .filter(room_members::room_id.eq_any(&keys))
                 .order((room_members::room_id, room_members::user_id))
                 .select((room_members::room_id, room_members::user_id))
@@ -194,35 +190,34 @@ impl Store {
                 .await?;
             (found, members)
         });
-        let mut by_room: HashMap<String, Vec<UserId>> = HashMap::new();
+        let mut by_room: HashMap<RoomId, Vec<UserId>> = HashMap::new();
         for (room, member) in members {
-            by_room.entry(room).or_default().push(rows::user_id(member));
+            by_room.entry(room).or_default().push(member);
         }
         Ok(found
             .into_iter()
             .map(|(row, number)| {
-                let id = rows::room_id(&row.id);
-                let members = by_room.remove(&row.id).unwrap_or_default();
-                (id, RoomMembers { id, kind: row.kind(), members, last_seq: row.last_seq, number })
+                let id = row.id;
+                let members = by_room.remove(&id).unwrap_or_default();
+                (id, RoomMembers { id, kind: row.kind, members, last_seq: row.last_seq, number })
             })
             .collect())
     }
 
     /// Every room `user` belongs to, for subscribing their node to them.
     pub async fn rooms_of(&self, user: &UserId) -> StoreResult<Vec<RoomId>> {
-        let ids: Vec<String> = with_conn!(self, copied(user), |conn| {
+        Ok(with_conn!(self, copied(user), |conn| {
             room_members::table
                 .filter(room_members::user_id.eq(user.as_str()))
                 .select(room_members::room_id)
                 .load(conn)
                 .await?
-        });
-        Ok(ids.iter().map(|id| rows::room_id(id)).collect())
+        }))
     }
 
     /// The user's peers in direct rooms: who sees their presence.
     pub async fn direct_peers(&self, user: &UserId) -> StoreResult<Vec<(RoomId, UserId)>> {
-        let pairs: Vec<(String, String)> = with_conn!(self, copied(user), |conn| {
+        Ok(with_conn!(self, copied(user), |conn| {
             let mine: Vec<String> = room_members::table
                 .inner_join(rooms::table)
                 .filter(room_members::user_id.eq(user.as_str()))
@@ -236,14 +231,13 @@ impl Store {
                 .select((room_members::room_id, room_members::user_id))
                 .load(conn)
                 .await?
-        });
-        Ok(pairs.into_iter().map(|(room, peer)| (rows::room_id(&room), rows::user_id(peer))).collect())
+        }))
     }
 
     /// `rooms_of` for a batch of users, in one statement; a user without rooms is absent.
     pub async fn rooms_of_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, Vec<RoomId>>> {
         let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
-        let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
+        let pairs: Vec<(UserId, RoomId)> = with_conn!(self, |conn| {
             room_members::table
                 .filter(room_members::user_id.eq_any(&keys))
                 .select((room_members::user_id, room_members::room_id))
@@ -252,7 +246,7 @@ impl Store {
         });
         let mut rooms: HashMap<UserId, Vec<RoomId>> = HashMap::new();
         for (user, room) in pairs {
-            rooms.entry(rows::user_id(user)).or_default().push(rows::room_id(&room));
+            rooms.entry(user).or_default().push(room);
         }
         Ok(rooms)
     }
@@ -261,7 +255,7 @@ impl Store {
     /// rooms any of them is in, paired up here. A user without peers is absent.
     pub async fn direct_peers_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, Vec<(RoomId, UserId)>>> {
         let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
-        let members: Vec<(String, String)> = with_conn!(self, |conn| {
+        let members: Vec<(RoomId, UserId)> = with_conn!(self, |conn| {
             let mine = diesel::alias!(room_members as mine);
             let theirs =
                 mine.filter(mine.field(room_members::user_id).eq_any(&keys)).select(mine.field(room_members::room_id));
@@ -273,17 +267,17 @@ impl Store {
                 .load(conn)
                 .await?
         });
-        let mut by_room: HashMap<String, Vec<String>> = HashMap::new();
+        let mut by_room: HashMap<RoomId, Vec<UserId>> = HashMap::new();
         for (room, member) in members {
             by_room.entry(room).or_default().push(member);
         }
-        let asked: std::collections::HashSet<&str> = users.iter().map(UserId::as_str).collect();
+        let asked: std::collections::HashSet<&UserId> = users.iter().collect();
         let mut peers: HashMap<UserId, Vec<(RoomId, UserId)>> = HashMap::new();
         for (room, members) in &by_room {
-            for me in members.iter().filter(|m| asked.contains(m.as_str())) {
-                let mine = peers.entry(rows::user_id(me.clone())).or_default();
+            for me in members.iter().filter(|m| asked.contains(m)) {
+                let mine = peers.entry(me.clone()).or_default();
                 for peer in members.iter().filter(|m| *m != me) {
-                    mine.push((rows::room_id(room), rows::user_id(peer.clone())));
+                    mine.push((*room, peer.clone()));
                 }
             }
         }
@@ -347,8 +341,8 @@ impl Store {
                 }
             }
             let page: Vec<(RoomRow, MemberRow, i64)> = query.load(conn).await?;
-            let ids: Vec<String> = page.iter().map(|(room, _, _)| room.id.clone()).collect();
-            let members: Vec<(String, String)> = room_members::table
+            let ids: Vec<String> = page.iter().map(|(room, _, _)| room.id.to_string()).collect();
+            let members: Vec<(RoomId, UserId)> = room_members::table
                 .filter(room_members::room_id.eq_any(&ids))
                 .order((room_members::room_id, room_members::joined_at, room_members::user_id))
                 .select((room_members::room_id, room_members::user_id))
@@ -360,7 +354,7 @@ impl Store {
                 .select(MessageRow::as_select())
                 .load(conn)
                 .await?;
-            let unread: Vec<(String, i64)> = messages::table
+            let unread: Vec<(RoomId, i64)> = messages::table
                 .inner_join(
                     room_members::table
                         .on(room_members::room_id.eq(messages::room_id).and(room_members::user_id.eq(me))),
@@ -379,12 +373,12 @@ impl Store {
             return Ok(None);
         };
 
-        let mut members_by_room: HashMap<String, Vec<UserId>> = HashMap::new();
+        let mut members_by_room: HashMap<RoomId, Vec<UserId>> = HashMap::new();
         for (room, user) in members {
-            members_by_room.entry(room).or_default().push(rows::user_id(user));
+            members_by_room.entry(room).or_default().push(user);
         }
-        let mut last_by_room: HashMap<String, MessageRow> = last.into_iter().map(|m| (m.room_id.clone(), m)).collect();
-        let unread_by_room: HashMap<String, i64> = unread.into_iter().collect();
+        let mut last_by_room: HashMap<RoomId, MessageRow> = last.into_iter().map(|m| (m.room_id, m)).collect();
+        let unread_by_room: HashMap<RoomId, i64> = unread.into_iter().collect();
 
         Ok(Some(
             page.into_iter()
@@ -392,11 +386,11 @@ impl Store {
                     let last_message =
                         last_by_room.remove(&room.id).filter(|m| m.seq > member.cleared_seq).map(Message::from);
                     Room {
-                        id: rows::room_id(&room.id),
-                        kind: room.kind(),
+                        id: room.id,
+                        kind: room.kind,
                         name: room.name.clone(),
                         members: members_by_room.remove(&room.id).unwrap_or_default(),
-                        created_by: rows::user_id(room.created_by.clone()),
+                        created_by: room.created_by.clone(),
                         created_at: Timestamp::from_millis(room.created_at),
                         last_message,
                         unread: unread_by_room.get(&room.id).copied().unwrap_or(0),
@@ -470,14 +464,14 @@ impl Store {
     /// Each member's read mark in `room`.
     pub async fn read_marks(&self, room: RoomId) -> StoreResult<HashMap<UserId, i64>> {
         let id = room.to_string();
-        let marks: Vec<(String, i64)> = with_conn!(self, |conn| {
+        let marks: Vec<(UserId, i64)> = with_conn!(self, |conn| {
             room_members::table
                 .filter(room_members::room_id.eq(&id))
                 .select((room_members::user_id, room_members::last_read_seq))
                 .load(conn)
                 .await?
         });
-        Ok(marks.into_iter().map(|(user, seq)| (rows::user_id(user), seq)).collect())
+        Ok(marks.into_iter().collect())
     }
 
     /// Moves the reader's mark forward to `seq` (default: the latest), never backward and

@@ -12,7 +12,6 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::rows;
 use super::schema::{live_comments, live_hands, live_sessions, live_viewers};
 use super::{Store, StoreResult, with_conn};
 use crate::domain::{
@@ -24,31 +23,36 @@ use crate::domain::{
 #[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = live_sessions)]
 struct SessionRow {
-    id: String,
-    host_id: String,
+    #[diesel(serialize_as = String)]
+    id: SessionId,
+    #[diesel(serialize_as = String)]
+    host_id: UserId,
     title: String,
-    state: String,
+    #[diesel(serialize_as = String)]
+    state: LiveState,
     created_at: i64,
     ended_at: Option<i64>,
-    end_reason: Option<String>,
+    /// Set only when the session ends (an update), never at creation.
+    #[diesel(skip_insertion)]
+    end_reason: Option<LiveEndReason>,
 }
 
 impl SessionRow {
     fn into_session(self, viewers: i64) -> LiveSession {
         LiveSession {
-            id: session_id(&self.id),
-            host_id: rows::user_id(self.host_id),
+            id: self.id,
+            host_id: self.host_id,
             title: self.title,
-            state: LiveState::parse(&self.state),
+            state: self.state,
             viewers,
             created_at: Timestamp::from_millis(self.created_at),
             ended_at: self.ended_at.map(Timestamp::from_millis),
-            end_reason: self.end_reason.as_deref().and_then(LiveEndReason::parse),
+            end_reason: self.end_reason,
         }
     }
 
     fn is_live(&self) -> bool {
-        self.state == LiveState::Live.as_str()
+        self.state == LiveState::Live
     }
 }
 
@@ -56,8 +60,10 @@ impl SessionRow {
 #[diesel(table_name = live_comments)]
 struct CommentRow {
     id: String,
-    session_id: String,
-    user_id: String,
+    #[diesel(serialize_as = String)]
+    session_id: SessionId,
+    #[diesel(serialize_as = String)]
+    user_id: UserId,
     text: String,
     created_at: i64,
 }
@@ -66,19 +72,12 @@ impl From<CommentRow> for LiveComment {
     fn from(row: CommentRow) -> Self {
         LiveComment {
             id: row.id,
-            session_id: session_id(&row.session_id),
-            user_id: rows::user_id(row.user_id),
+            session_id: row.session_id,
+            user_id: row.user_id,
             text: row.text,
             at: Timestamp::from_millis(row.created_at),
         }
     }
-}
-
-fn session_id(raw: &str) -> SessionId {
-    SessionId::parse(raw).unwrap_or_else(|e| {
-        tracing::error!(raw, error = %e, "stored session id does not parse");
-        SessionId::new()
-    })
 }
 
 /// Reads the session row under its write lock (a no-op update), inside a transaction; a
@@ -105,10 +104,10 @@ pub struct LiveJoin {
 impl Store {
     pub async fn create_live_session(&self, host: &UserId, title: &LiveTitle) -> StoreResult<LiveSession> {
         let row = SessionRow {
-            id: SessionId::new().to_string(),
-            host_id: host.to_string(),
+            id: SessionId::new(),
+            host_id: host.clone(),
             title: title.as_str().to_owned(),
-            state: LiveState::Live.as_str().to_owned(),
+            state: LiveState::Live,
             created_at: Timestamp::now().millis(),
             ended_at: None,
             end_reason: None,
@@ -147,7 +146,7 @@ impl Store {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(row) = lock_session!(conn, &id) else { return Ok(None) };
                 let mut joined = false;
-                if row.is_live() && row.host_id != user.as_str() {
+                if row.is_live() && row.host_id != *user {
                     joined = insert_into(live_viewers::table)
                         .values((
                             live_viewers::session_id.eq(&id),
@@ -270,7 +269,7 @@ impl Store {
     /// listens to for them.
     pub async fn live_sessions_of(&self, user: &UserId) -> StoreResult<Vec<(SessionId, bool)>> {
         let live = LiveState::Live.as_str();
-        let (hosted, watched): (Vec<String>, Vec<String>) = with_conn!(self, copied(user), |conn| {
+        let (hosted, watched): (Vec<SessionId>, Vec<SessionId>) = with_conn!(self, copied(user), |conn| {
             let me = user.as_str();
             let hosted = live_sessions::table
                 .filter(live_sessions::host_id.eq(me))
@@ -287,8 +286,8 @@ impl Store {
                 .await?;
             (hosted, watched)
         });
-        let hosted = hosted.iter().map(|id| (session_id(id), true));
-        Ok(hosted.chain(watched.iter().map(|id| (session_id(id), false))).collect())
+        let hosted = hosted.into_iter().map(|id| (id, true));
+        Ok(hosted.chain(watched.into_iter().map(|id| (id, false))).collect())
     }
 
     /// `live_sessions_of` for a batch of users (one statement for the sessions they host,
@@ -300,7 +299,7 @@ impl Store {
         let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
         let live = LiveState::Live.as_str();
         // (user, session) pairs.
-        type Pairs = Vec<(String, String)>;
+        type Pairs = Vec<(UserId, SessionId)>;
         let (hosted, watched): (Pairs, Pairs) = with_conn!(self, |conn| {
             let hosted = live_sessions::table
                 .filter(live_sessions::host_id.eq_any(&keys))
@@ -320,21 +319,20 @@ impl Store {
         let mut sessions: HashMap<UserId, Vec<(SessionId, bool)>> = HashMap::new();
         let hosted = hosted.into_iter().map(|(user, id)| (user, id, true));
         for (user, id, hosting) in hosted.chain(watched.into_iter().map(|(user, id)| (user, id, false))) {
-            sessions.entry(rows::user_id(user)).or_default().push((session_id(&id), hosting));
+            sessions.entry(user).or_default().push((id, hosting));
         }
         Ok(sessions)
     }
 
     /// Every live session and its host (for the sweep that ends sessions of hosts gone for good).
     pub async fn live_hosts(&self) -> StoreResult<Vec<(SessionId, UserId)>> {
-        let rows: Vec<(String, String)> = with_conn!(self, |conn| {
+        Ok(with_conn!(self, |conn| {
             live_sessions::table
                 .filter(live_sessions::state.eq(LiveState::Live.as_str()))
                 .select((live_sessions::id, live_sessions::host_id))
                 .load(conn)
                 .await?
-        });
-        Ok(rows.into_iter().map(|(id, host)| (session_id(&id), rows::user_id(host))).collect())
+        }))
     }
 
     /// Raises `user`'s hand; false if it was already raised.
@@ -367,7 +365,7 @@ impl Store {
     /// Raised hands, first raised first.
     pub async fn raised_hands(&self, session: SessionId) -> StoreResult<Vec<RaisedHand>> {
         let id = session.to_string();
-        let hands: Vec<(String, i64)> = with_conn!(self, |conn| {
+        let hands: Vec<(UserId, i64)> = with_conn!(self, |conn| {
             live_hands::table
                 .filter(live_hands::session_id.eq(&id))
                 .order((live_hands::raised_at.asc(), live_hands::user_id.asc()))
@@ -377,7 +375,7 @@ impl Store {
         });
         Ok(hands
             .into_iter()
-            .map(|(user, at)| RaisedHand { user_id: rows::user_id(user), raised_at: Timestamp::from_millis(at) })
+            .map(|(user, at)| RaisedHand { user_id: user, raised_at: Timestamp::from_millis(at) })
             .collect())
     }
 
@@ -389,8 +387,8 @@ impl Store {
     ) -> StoreResult<LiveComment> {
         let row = CommentRow {
             id: Uuid::now_v7().to_string(),
-            session_id: session.to_string(),
-            user_id: user.to_string(),
+            session_id: session,
+            user_id: user.clone(),
             text: text.as_str().to_owned(),
             created_at: Timestamp::now().millis(),
         };

@@ -3,6 +3,7 @@
 
 mod calls;
 mod chat;
+mod columns;
 mod lifecycle;
 mod live;
 mod prepared;

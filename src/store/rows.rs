@@ -9,10 +9,13 @@ use crate::domain::{Message, MessageKind, RoomId, RoomKind, Timestamp, UserId};
 #[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = rooms)]
 pub struct RoomRow {
-    pub id: String,
-    pub kind: String,
+    #[diesel(serialize_as = String)]
+    pub id: RoomId,
+    #[diesel(serialize_as = String)]
+    pub kind: RoomKind,
     pub name: Option<String>,
-    pub created_by: String,
+    #[diesel(serialize_as = String)]
+    pub created_by: UserId,
     pub created_at: i64,
     pub last_seq: i64,
     pub last_activity_at: i64,
@@ -47,50 +50,31 @@ impl MemberRow {
 #[diesel(table_name = messages)]
 pub struct MessageRow {
     pub id: String,
-    pub room_id: String,
+    #[diesel(serialize_as = String)]
+    pub room_id: RoomId,
     pub seq: i64,
-    pub sender_id: String,
-    pub kind: String,
+    #[diesel(serialize_as = String)]
+    pub sender_id: UserId,
+    #[diesel(serialize_as = String)]
+    pub kind: MessageKind,
     pub body: String,
     pub client_id: Option<String>,
     pub created_at: i64,
     pub number: i64,
 }
 
-/// Ids in the database were validated when written; a row that no longer parses is a bug
-/// worth a loud log, not a crash.
-pub fn user_id(raw: String) -> UserId {
-    UserId::parse(raw.clone()).unwrap_or_else(|e| {
-        tracing::error!(raw, error = %e, "stored user id does not parse");
-        UserId::parse("invalid").expect("literal user id")
-    })
-}
-
-pub fn room_id(raw: &str) -> RoomId {
-    RoomId::parse(raw).unwrap_or_else(|e| {
-        tracing::error!(raw, error = %e, "stored room id does not parse");
-        RoomId::new()
-    })
-}
-
 impl From<MessageRow> for Message {
     fn from(row: MessageRow) -> Self {
         Message {
-            room_id: room_id(&row.room_id),
+            room_id: row.room_id,
             id: row.id,
             seq: row.seq,
-            sender_id: user_id(row.sender_id),
-            kind: MessageKind::parse(&row.kind).unwrap_or(MessageKind::Text),
+            sender_id: row.sender_id,
+            kind: row.kind,
             body: row.body,
             client_id: row.client_id,
             created_at: Timestamp::from_millis(row.created_at),
             number: row.number,
         }
-    }
-}
-
-impl RoomRow {
-    pub fn kind(&self) -> RoomKind {
-        RoomKind::parse(&self.kind)
     }
 }

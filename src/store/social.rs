@@ -8,7 +8,6 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::rows;
 use super::schema::{blocks, like_pairs, likes, locations, notifications, relationship_requests, reports, rooms};
 use super::{Store, StoreError, StoreResult, with_conn};
 use crate::domain::{Location, LocationGrid, Notification, RequestKind, RoomId, Timestamp, UserId};
@@ -47,8 +46,8 @@ pub const GEOHASH_PRECISION: usize = 6;
 struct NotificationRow {
     id: String,
     kind: String,
-    from_id: String,
-    room_id: Option<String>,
+    from_id: UserId,
+    room_id: Option<RoomId>,
     created_at: i64,
     read_at: Option<i64>,
 }
@@ -58,8 +57,8 @@ impl From<NotificationRow> for Notification {
         Notification {
             id: row.id,
             kind: row.kind,
-            from: rows::user_id(row.from_id),
-            room_id: row.room_id.as_deref().map(rows::room_id),
+            from: row.from_id,
+            room_id: row.room_id,
             created_at: Timestamp::from_millis(row.created_at),
             read: row.read_at.is_some(),
         }
@@ -94,7 +93,7 @@ impl Store {
 
     /// Whom `user` has blocked, newest first.
     pub async fn blocks_of(&self, user: &UserId) -> StoreResult<Vec<(UserId, Timestamp)>> {
-        let rows: Vec<(String, i64)> = with_conn!(self, copied(user), |conn| {
+        let rows: Vec<(UserId, i64)> = with_conn!(self, copied(user), |conn| {
             blocks::table
                 .filter(blocks::blocker_id.eq(user.as_str()))
                 .order(blocks::created_at.desc())
@@ -102,39 +101,39 @@ impl Store {
                 .load(conn)
                 .await?
         });
-        Ok(rows.into_iter().map(|(id, at)| (rows::user_id(id), Timestamp::from_millis(at))).collect())
+        Ok(rows.into_iter().map(|(id, at)| (id, Timestamp::from_millis(at))).collect())
     }
 
     /// The users with a block between them and `user`, in either direction.
     pub async fn block_relations(&self, user: &UserId) -> StoreResult<HashSet<UserId>> {
-        let (mine, theirs): (Vec<String>, Vec<String>) = with_conn!(self, copied(user), |conn| {
+        let (mine, theirs): (Vec<UserId>, Vec<UserId>) = with_conn!(self, copied(user), |conn| {
             let me = user.as_str();
             let mine = blocks::table.filter(blocks::blocker_id.eq(me)).select(blocks::blocked_id).load(conn).await?;
             let theirs = blocks::table.filter(blocks::blocked_id.eq(me)).select(blocks::blocker_id).load(conn).await?;
             (mine, theirs)
         });
-        Ok(mine.into_iter().chain(theirs).map(rows::user_id).collect())
+        Ok(mine.into_iter().chain(theirs).collect())
     }
 
     /// `block_relations` for a batch of users, in one statement; a user without blocks is
     /// absent.
     pub async fn block_relations_many(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, HashSet<UserId>>> {
         let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
-        let pairs: Vec<(String, String)> = with_conn!(self, |conn| {
+        let pairs: Vec<(UserId, UserId)> = with_conn!(self, |conn| {
             blocks::table
                 .filter(blocks::blocker_id.eq_any(&keys).or(blocks::blocked_id.eq_any(&keys)))
                 .select((blocks::blocker_id, blocks::blocked_id))
                 .load(conn)
                 .await?
         });
-        let asked: HashSet<&str> = users.iter().map(UserId::as_str).collect();
+        let asked: HashSet<&UserId> = users.iter().collect();
         let mut hidden: HashMap<UserId, HashSet<UserId>> = HashMap::new();
         for (blocker, blocked) in pairs {
-            if asked.contains(blocker.as_str()) {
-                hidden.entry(rows::user_id(blocker.clone())).or_default().insert(rows::user_id(blocked.clone()));
+            if asked.contains(&blocker) {
+                hidden.entry(blocker.clone()).or_default().insert(blocked.clone());
             }
-            if asked.contains(blocked.as_str()) {
-                hidden.entry(rows::user_id(blocked)).or_default().insert(rows::user_id(blocker));
+            if asked.contains(&blocked) {
+                hidden.entry(blocked).or_default().insert(blocker);
             }
         }
         Ok(hidden)
@@ -146,7 +145,7 @@ impl Store {
             return Ok(BlocksAmong::default());
         }
         let keys: Vec<String> = others.iter().map(UserId::to_string).collect();
-        let found: Vec<(String, String)> = with_conn!(self, copied(user), |conn| {
+        let found: Vec<(UserId, UserId)> = with_conn!(self, copied(user), |conn| {
             let me = user.as_str();
             blocks::table
                 .filter(
@@ -160,10 +159,10 @@ impl Store {
         });
         let mut among = BlocksAmong::default();
         for (blocker, blocked) in found {
-            if blocker == user.as_str() {
-                among.blocked_by_user.push(rows::user_id(blocked));
+            if blocker == *user {
+                among.blocked_by_user.push(blocked);
             } else {
-                among.blocking_user.push(rows::user_id(blocker));
+                among.blocking_user.push(blocker);
             }
         }
         Ok(among)
@@ -213,10 +212,9 @@ impl Store {
     /// The direct room of a pair, if it was ever opened.
     pub async fn find_direct_room(&self, a: &UserId, b: &UserId) -> StoreResult<Option<RoomId>> {
         let key = super::chat::direct_key(a, b);
-        let id: Option<String> = with_conn!(self, |conn| {
+        Ok(with_conn!(self, |conn| {
             rooms::table.filter(rooms::direct_key.eq(&key)).select(rooms::id).first(conn).await.optional()?
-        });
-        Ok(id.as_deref().map(rows::room_id))
+        }))
     }
 
     pub async fn send_request(&self, from: &UserId, to: &UserId, kind: RequestKind) -> StoreResult<RequestOutcome> {
@@ -294,8 +292,8 @@ impl Store {
         let row = NotificationRow {
             id: Uuid::now_v7().to_string(),
             kind: kind.to_owned(),
-            from_id: from.to_string(),
-            room_id: room.map(|r| r.to_string()),
+            from_id: from.clone(),
+            room_id: room,
             created_at: Timestamp::now().millis(),
             read_at: None,
         };
@@ -307,8 +305,8 @@ impl Store {
                     notifications::id.eq(&row.id),
                     notifications::user_id.eq(user.as_str()),
                     notifications::kind.eq(&row.kind),
-                    notifications::from_id.eq(&row.from_id),
-                    notifications::room_id.eq(&row.room_id),
+                    notifications::from_id.eq(row.from_id.as_str()),
+                    notifications::room_id.eq(row.room_id.map(|room| room.to_string())),
                     notifications::created_at.eq(row.created_at),
                 ))
                 .execute(conn)
@@ -585,7 +583,7 @@ impl Store {
     ) -> StoreResult<Vec<(UserId, f64)>> {
         let center = grid.snap(center);
         let cells = covering_cells(center, radius_km);
-        let candidates: Vec<(String, f64, f64)> = with_conn!(self, |conn| {
+        let candidates: Vec<(UserId, f64, f64)> = with_conn!(self, |conn| {
             // One statement: an OR of range scans on the geohash index ('~' sorts after
             // every geohash character, so `cell~` bounds the cell's prefix range).
             let mut query = locations::table.select((locations::user_id, locations::lat, locations::lng)).into_boxed();
@@ -599,7 +597,7 @@ impl Store {
             .into_iter()
             .map(|(user, lat, lng)| (user, center.distance_km(grid.snap(Location { lat, lng }))))
             .filter(|(_, distance)| *distance <= radius_km)
-            .map(|(user, distance)| (grid.steps(distance), rows::user_id(user), grid.round_km(distance)))
+            .map(|(user, distance)| (grid.steps(distance), user, grid.round_km(distance)))
             .collect();
         near.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         Ok(near.into_iter().map(|(_, user, distance)| (user, distance)).collect())

@@ -111,10 +111,14 @@ type Key = (String, String, String);
 #[derive(Clone)]
 struct Pending {
     id: String,
+    room: RoomId,
+    /// `room` as stored, bound as text.
     room_id: String,
     nth: i64,
+    sender: UserId,
+    /// `sender` as stored, bound as text.
     sender_id: String,
-    kind: &'static str,
+    kind: MessageKind,
     body: String,
     client_id: Option<String>,
 }
@@ -141,10 +145,10 @@ impl Pending {
     fn into_row(self, seq: i64, number: i64, created_at: i64) -> MessageRow {
         MessageRow {
             id: self.id,
-            room_id: self.room_id,
+            room_id: self.room,
             seq,
-            sender_id: self.sender_id,
-            kind: self.kind.to_owned(),
+            sender_id: self.sender,
+            kind: self.kind,
             body: self.body,
             client_id: self.client_id,
             created_at,
@@ -221,7 +225,7 @@ impl BatchWrites for diesel_async::AsyncPgConnection {
             .bind::<Array<Text>, _>(texts(|p| p.room_id.as_str()))
             .bind::<Array<BigInt>, _>(pending.iter().map(|p| p.nth).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(texts(|p| p.sender_id.as_str()))
-            .bind::<Array<Text>, _>(texts(|p| p.kind))
+            .bind::<Array<Text>, _>(texts(|p| p.kind.as_str()))
             .bind::<Array<Text>, _>(texts(|p| p.body.as_str()))
             .bind::<Array<Nullable<Text>>, _>(pending.iter().map(|p| p.client_id.as_deref()).collect::<Vec<_>>());
         kept::<InsertBatch, _>(query).load(self).await
@@ -275,8 +279,9 @@ impl BatchWrites for super::SqliteAsync {
                 let Some(base) = bases.get(message.room_id.as_str()) else { continue };
                 let number = numbers.next().expect("an unbounded range");
                 let row = message.clone().into_row(base + message.nth, number, now);
-                insert_into(messages::table).values(&row).execute(conn).await?;
-                inserted.push(Inserted { id: row.id, seq: row.seq, number: row.number });
+                let written = Inserted { id: row.id.clone(), seq: row.seq, number: row.number };
+                insert_into(messages::table).values(row).execute(conn).await?;
+                inserted.push(written);
             }
             Ok(inserted)
         })
@@ -396,7 +401,8 @@ async fn write(
     let mut known: HashMap<Key, Outcome> = HashMap::new();
     for row in stored {
         if let Some(client_id) = row.client_id.clone() {
-            known.insert((row.room_id.clone(), row.sender_id.clone(), client_id), Outcome::Stored(row.clone()));
+            let key = (row.room_id.to_string(), row.sender_id.to_string(), client_id);
+            known.insert(key, Outcome::Stored(row.clone()));
         }
     }
     // Each room's requests in submission order, rooms in id order.
@@ -419,10 +425,12 @@ async fn write(
                     nth += 1;
                     pending.push(Pending {
                         id: Uuid::now_v7().to_string(),
+                        room: request.room,
                         room_id: room.clone(),
                         nth,
+                        sender: request.sender.clone(),
                         sender_id: request.sender.to_string(),
-                        kind: request.kind.as_str(),
+                        kind: request.kind,
                         body: request.body.clone().into_inner(),
                         client_id: request.client_id.clone(),
                     });

@@ -6,7 +6,8 @@ use serde_json::Value;
 use crate::domain::Error;
 
 /// The API a connection speaks: the native contract or one of the seed dialects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum Api {
     Native,
     /// `shared/seeds/000_…`: follows, dating, group chat, video calls, live sessions.
@@ -19,24 +20,12 @@ pub enum Api {
 
 impl Api {
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        match raw {
-            "native" => Ok(Self::Native),
-            "social" => Ok(Self::Social),
-            "messenger" => Ok(Self::Messenger),
-            "rooms" => Ok(Self::Rooms),
-            other => {
-                Err(Error::bad_request(format!("api `{other}` is unknown: use native, social, messenger or rooms")))
-            }
-        }
+        raw.parse()
+            .map_err(|_| Error::bad_request(format!("api `{raw}` is unknown: use native, social, messenger or rooms")))
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Native => "native",
-            Self::Social => "social",
-            Self::Messenger => "messenger",
-            Self::Rooms => "rooms",
-        }
+        self.into()
     }
 }
 

@@ -7,10 +7,13 @@ mod command;
 mod events;
 mod framing;
 pub mod native;
+mod payloads;
+mod request;
 pub mod socketio;
 
 pub use api::{Api, Emit};
-pub(crate) use command::fields;
-pub use command::{CallCommand, Command, DEFAULT_PAGE, LiveCommand, MAX_PAGE, RoomCommand, SocialCommand};
+pub use command::{CallCommand, Command, LiveCommand, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};
 pub use framing::{AckId, Framing, Inbound};
+pub(crate) use request::fields;
+pub use request::{DEFAULT_PAGE, Event, MAX_NEARBY_KM, MAX_PAGE, Request};

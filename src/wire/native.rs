@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Number, Value, json};
 
-use super::{Command, Reply};
+use super::{Reply, Request};
 use crate::domain::{ConnectionId, Error, NodeId, UserId};
 
 /// Payload fields that name the acting user. Identity comes from the token only, so such a
@@ -46,9 +46,9 @@ fn malformed(id: Option<Number>, message: String) -> Inbound {
 
 /// The native API: a payload naming another acting user is refused, then the event parses
 /// into its command.
-pub fn command(event: &str, data: Value, acting: &UserId) -> Result<Command, Error> {
+pub fn request(event: &str, data: Value, acting: &UserId) -> Result<Request, Error> {
     check_identity(&data, acting)?;
-    Command::parse(event, data)
+    Request::parse(event, data)
 }
 
 fn check_identity(data: &Value, acting: &UserId) -> Result<(), Error> {
@@ -108,7 +108,7 @@ mod tests {
     fn keeps_the_id_of_a_bad_frame() {
         let inbound = decode(r#"{"event":"nope","id":7}"#);
         assert_eq!(inbound.id, Some(7.into()));
-        assert!(command(&inbound.event, inbound.data.unwrap(), &alice()).is_err());
+        assert!(request(&inbound.event, inbound.data.unwrap(), &alice()).is_err());
         let inbound = decode("not json");
         assert_eq!(inbound.id, None);
         assert!(inbound.data.is_err());
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn refuses_a_payload_claiming_another_sender() {
         let inbound = decode(r#"{"event":"message.send","data":{"sender_id":"mallory","room_id":"x","body":"hi"}}"#);
-        let refused = command(&inbound.event, inbound.data.unwrap(), &alice()).unwrap_err();
+        let refused = request(&inbound.event, inbound.data.unwrap(), &alice()).unwrap_err();
         assert_eq!(refused.code(), crate::domain::ErrorCode::Forbidden);
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Call, CallId, ConnectionId, EndReason, Error, PartyStatus, RoomKind, Timestamp, UserId};
+use crate::domain::{
+    Call, CallId, ConnectionId, EndReason, Error, Media, PartyStatus, RoomId, RoomKind, Timestamp, UserId,
+};
 use crate::store::{CallRecord, Departure};
 use crate::wire::{CallCommand, Push, Reply};
 
@@ -36,31 +38,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
     let store = &services.store;
     let me = &caller.user;
     match command {
-        CallCommand::Start { room, media } => {
-            let Some(members) = store.room_members(room).await? else {
-                return Err(Error::not_found("no such room"));
-            };
-            if !members.members.contains(me) {
-                return Err(Error::forbidden("you are not a member of this room"));
-            }
-            let callees: Vec<UserId> = members.members.iter().filter(|m| *m != me).cloned().collect();
-            if members.kind == RoomKind::Direct
-                && let Some(other) = callees.first()
-            {
-                super::social::not_blocked(services, me, other).await?;
-            }
-            let ring = Duration::from_secs(services.settings.call_ring_secs);
-            let deadline = Timestamp::from_millis(Timestamp::now().millis() + ring.as_millis() as i64);
-            services.call_devices.mark(caller.connection);
-            let id = store.start_call(room, me, caller.connection, &callees, media, deadline).await??;
-            let record = load(services, id).await?;
-            for party in &record.call.participants {
-                if party.status == PartyStatus::Ringing {
-                    push_to(services, &party.user_id, Push::CallIncoming { call: record.call.clone() }, None);
-                }
-            }
-            Ok(Reply::Call { call: record.call })
-        }
+        CallCommand::Start { room, media } => start(services, caller, room, media).await,
         CallCommand::Accept { call } => {
             party_of(&load(services, call).await?, me)?;
             services.call_devices.mark(caller.connection);
@@ -79,47 +57,8 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCom
             let departure = store.decline_call(call, me).await??;
             announce_departure(services, call, me, departure, EndReason::Declined, Some(caller)).await
         }
-        CallCommand::End { call } => {
-            let record = load(services, call).await?;
-            let status = party_of(&record, me)?.status;
-            let departure = match status {
-                PartyStatus::Ringing => store.decline_call(call, me).await??,
-                PartyStatus::Joined => store.leave_call(call, me, EndReason::Hangup).await??,
-                // Already out of it (or the call ended): hanging up again changes nothing.
-                _ => return Ok(Reply::Call { call: record.call }),
-            };
-            let own = if status == PartyStatus::Ringing { EndReason::Declined } else { EndReason::Hangup };
-            announce_departure(services, call, me, departure, own, Some(caller)).await
-        }
-        CallCommand::Signal { call, signal, to } => {
-            let record = load(services, call).await?;
-            let status = party_of(&record, me)?.status;
-            if !status.in_call() {
-                return Err(Error::Conflict("you are not in this call".into()));
-            }
-            if status == PartyStatus::Joined {
-                services.call_devices.mark(caller.connection);
-                store.take_device(call, me, caller.connection).await?;
-            }
-            let others: Vec<&UserId> = reachable(&record.call).filter(|u| *u != me).collect();
-            let target = match (to, others.as_slice()) {
-                (Some(to), _) => to,
-                (None, [only]) => (*only).clone(),
-                (None, _) => return Err(Error::bad_request("name the party to signal with `to`")),
-            };
-            let in_call = record.call.participant(&target).is_some_and(|p| p.status.in_call());
-            if !in_call {
-                return Err(Error::Conflict(format!("{target} is not in this call")));
-            }
-            let push = Push::CallSignal { call_id: call, from: me.clone(), signal };
-            // Once a party has answered on a device, only that device gets their signals.
-            let event = match record.devices.get(&target) {
-                Some(&connection) => BusEvent::ToConnection { push, connection },
-                None => BusEvent::Push { push, skip: None },
-            };
-            services.bus.publish(Topic::User(target), event);
-            Ok(Reply::Done)
-        }
+        CallCommand::End { call } => end(services, caller, call).await,
+        CallCommand::Signal { call, signal, to } => relay_signal(services, caller, call, signal, to).await,
         CallCommand::History { room, limit } => {
             let Some(members) = store.room_members(room).await? else {
                 return Err(Error::not_found("no such room"));
@@ -211,4 +150,82 @@ pub async fn sweep(services: &Services) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+async fn start(services: &Services, caller: &Caller, room: RoomId, media: Media) -> Result<Reply, Error> {
+    let (me, store) = (&caller.user, &services.store);
+    let Some(members) = store.room_members(room).await? else {
+        return Err(Error::not_found("no such room"));
+    };
+    if !members.members.contains(me) {
+        return Err(Error::forbidden("you are not a member of this room"));
+    }
+    let callees: Vec<UserId> = members.members.iter().filter(|m| *m != me).cloned().collect();
+    if members.kind == RoomKind::Direct
+        && let Some(other) = callees.first()
+    {
+        super::social::not_blocked(services, me, other).await?;
+    }
+    let ring = Duration::from_secs(services.settings.call_ring_secs);
+    let deadline = Timestamp::from_millis(Timestamp::now().millis() + ring.as_millis() as i64);
+    services.call_devices.mark(caller.connection);
+    let id = store.start_call(room, me, caller.connection, &callees, media, deadline).await??;
+    let record = load(services, id).await?;
+    for party in &record.call.participants {
+        if party.status == PartyStatus::Ringing {
+            push_to(services, &party.user_id, Push::CallIncoming { call: record.call.clone() }, None);
+        }
+    }
+    Ok(Reply::Call { call: record.call })
+}
+
+async fn end(services: &Services, caller: &Caller, call: CallId) -> Result<Reply, Error> {
+    let (me, store) = (&caller.user, &services.store);
+    let record = load(services, call).await?;
+    let status = party_of(&record, me)?.status;
+    let departure = match status {
+        PartyStatus::Ringing => store.decline_call(call, me).await??,
+        PartyStatus::Joined => store.leave_call(call, me, EndReason::Hangup).await??,
+        // Already out of it (or the call ended): hanging up again changes nothing.
+        _ => return Ok(Reply::Call { call: record.call }),
+    };
+    let own = if status == PartyStatus::Ringing { EndReason::Declined } else { EndReason::Hangup };
+    announce_departure(services, call, me, departure, own, Some(caller)).await
+}
+
+async fn relay_signal(
+    services: &Services,
+    caller: &Caller,
+    call: CallId,
+    signal: serde_json::Value,
+    to: Option<UserId>,
+) -> Result<Reply, Error> {
+    let (me, store) = (&caller.user, &services.store);
+    let record = load(services, call).await?;
+    let status = party_of(&record, me)?.status;
+    if !status.in_call() {
+        return Err(Error::Conflict("you are not in this call".into()));
+    }
+    if status == PartyStatus::Joined {
+        services.call_devices.mark(caller.connection);
+        store.take_device(call, me, caller.connection).await?;
+    }
+    let others: Vec<&UserId> = reachable(&record.call).filter(|u| *u != me).collect();
+    let target = match (to, others.as_slice()) {
+        (Some(to), _) => to,
+        (None, [only]) => (*only).clone(),
+        (None, _) => return Err(Error::bad_request("name the party to signal with `to`")),
+    };
+    let in_call = record.call.participant(&target).is_some_and(|p| p.status.in_call());
+    if !in_call {
+        return Err(Error::Conflict(format!("{target} is not in this call")));
+    }
+    let push = Push::CallSignal { call_id: call, from: me.clone(), signal };
+    // Once a party has answered on a device, only that device gets their signals.
+    let event = match record.devices.get(&target) {
+        Some(&connection) => BusEvent::ToConnection { push, connection },
+        None => BusEvent::Push { push, skip: None },
+    };
+    services.bus.publish(Topic::User(target), event);
+    Ok(Reply::Done)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Caller, Services, social};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Error, UserId};
+use crate::domain::{Error, RoomCursor, RoomId, UserId};
 use crate::store::LeaveOutcome;
 use crate::wire::{Command, PresenceState, Push, Reply};
 
@@ -17,102 +17,120 @@ const MAX_GROUP_NAME: usize = 100;
 /// listing them, presence.
 pub async fn execute(services: &Arc<Services>, caller: &Caller, command: Command) -> Result<Reply, Error> {
     match command {
-        Command::OpenDirectRoom { peer } => {
-            if peer == caller.user {
-                return Err(Error::bad_request("a direct room needs another user"));
-            }
-            social::not_blocked(services, &caller.user, &peer).await?;
-            let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
-            if created {
-                for user in [&caller.user, &peer] {
-                    services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedRoom { room_id: room });
-                }
-            }
-            let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
-            Ok(Reply::Room { room })
-        }
-        Command::CreateGroup { name, members } => {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
-                return Err(Error::bad_request(format!("name must be 1 to {MAX_GROUP_NAME} characters")));
-            }
-            let mut seen = HashSet::new();
-            let members: Vec<UserId> =
-                members.into_iter().filter(|m| *m != caller.user && seen.insert(m.clone())).collect();
-            if members.is_empty() {
-                return Err(Error::bad_request("a group needs at least one member besides you"));
-            }
-            let limit = services.settings.group_limit;
-            if members.len() > limit {
-                return Err(Error::bad_request(format!("a group has at most {limit} members besides its creator")));
-            }
-            services.limits.group_creates.check(&caller.user)?;
-            // A block either way keeps a member out. One the creator made is theirs to know
-            // and is named; one a member made is not told beyond the refusal itself.
-            let blocks = services.store.blocks_among(&caller.user, &members).await?;
-            if let Some(member) = blocks.blocked_by_user.first() {
-                return Err(Error::forbidden(format!("you blocked {member}: unblock them to add them to a group")));
-            }
-            if !blocks.blocking_user.is_empty() {
-                return Err(Error::forbidden(if members.len() == 1 {
-                    "cannot add this user to a group"
-                } else {
-                    "cannot add one of these users to a group"
-                }));
-            }
-            let room = services.store.create_group_room(&caller.user, &name, &members).await?;
-            let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
-            for member in &room.members {
-                services.bus.publish(
-                    Topic::User(member.clone()),
-                    BusEvent::Push { push: Push::RoomCreated { room: room.clone() }, skip: Some(caller.connection) },
-                );
-            }
-            Ok(Reply::Room { room })
-        }
-        Command::ListRooms { limit, before } => match services.store.list_rooms(&caller.user, limit, before).await? {
-            Some(rooms) => Ok(Reply::Rooms { rooms }),
-            None => Err(Error::bad_request("before must be a time or the id of one of your rooms")),
-        },
-        Command::LeaveRoom { room } => match services.store.leave_group(room, &caller.user).await? {
-            LeaveOutcome::NoSuchRoom => Err(Error::not_found("no such room")),
-            LeaveOutcome::NotMember => Err(Error::forbidden("you are not a member of this room")),
-            LeaveOutcome::Direct => Err(Error::bad_request("a direct room cannot be left")),
-            LeaveOutcome::Left => {
-                let user = caller.user.clone();
-                // Room actors on every node drop the leaver's connections before the next
-                // event they handle, then tell the members who remain.
-                services.bus.publish(Topic::Room(room), BusEvent::MemberLeft { room_id: room, user_id: user.clone() });
-                // The leaver's nodes stop listening to the room for them, and the leaver's
-                // other connections learn that they left.
-                services.bus.publish(Topic::User(user.clone()), BusEvent::LeftRoom { room_id: room });
-                services.bus.publish(
-                    Topic::User(user.clone()),
-                    BusEvent::Push {
-                        push: Push::RoomMemberLeft { room_id: room, user_id: user },
-                        skip: Some(caller.connection),
-                    },
-                );
-                Ok(Reply::Left { room_id: room })
-            }
-        },
-        Command::QueryPresence { users } => {
-            let hidden = services.store.block_relations(&caller.user).await?;
-            let visible: Vec<UserId> = users.iter().filter(|u| !hidden.contains(*u)).cloned().collect();
-            let online = services.presence.online_among(visible.clone()).await?;
-            let last_seen = services.store.last_seen(&visible).await?;
-            let users = users
-                .into_iter()
-                .map(|user| PresenceState {
-                    online: online.contains(&user),
-                    last_seen: last_seen.get(&user).copied(),
-                    user_id: user,
-                })
-                .collect();
-            Ok(Reply::Presence { users })
-        }
+        Command::OpenDirectRoom { peer } => open_direct(services, caller, peer).await,
+        Command::CreateGroup { name, members } => create_group(services, caller, name, members).await,
+        Command::ListRooms { limit, before } => list(services, caller, limit, before).await,
+        Command::LeaveRoom { room } => leave(services, caller, room).await,
+        Command::QueryPresence { users } => presence(services, caller, users).await,
         Command::Room { .. } | Command::Live(_) | Command::Social(_) | Command::Call(_) => {
             super::execute(services.clone(), caller.clone(), command).await
         }
     }
+}
+
+async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> Result<Reply, Error> {
+    if peer == caller.user {
+        return Err(Error::bad_request("a direct room needs another user"));
+    }
+    social::not_blocked(services, &caller.user, &peer).await?;
+    let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
+    if created {
+        for user in [&caller.user, &peer] {
+            services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedRoom { room_id: room });
+        }
+    }
+    let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
+    Ok(Reply::Room { room })
+}
+
+async fn create_group(
+    services: &Services,
+    caller: &Caller,
+    name: String,
+    members: Vec<UserId>,
+) -> Result<Reply, Error> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
+        return Err(Error::bad_request(format!("name must be 1 to {MAX_GROUP_NAME} characters")));
+    }
+    let mut seen = HashSet::new();
+    let members: Vec<UserId> = members.into_iter().filter(|m| *m != caller.user && seen.insert(m.clone())).collect();
+    if members.is_empty() {
+        return Err(Error::bad_request("a group needs at least one member besides you"));
+    }
+    let limit = services.settings.group_limit;
+    if members.len() > limit {
+        return Err(Error::bad_request(format!("a group has at most {limit} members besides its creator")));
+    }
+    services.limits.group_creates.check(&caller.user)?;
+    // A block either way keeps a member out. One the creator made is theirs to know
+    // and is named; one a member made is not told beyond the refusal itself.
+    let blocks = services.store.blocks_among(&caller.user, &members).await?;
+    if let Some(member) = blocks.blocked_by_user.first() {
+        return Err(Error::forbidden(format!("you blocked {member}: unblock them to add them to a group")));
+    }
+    if !blocks.blocking_user.is_empty() {
+        return Err(Error::forbidden(if members.len() == 1 {
+            "cannot add this user to a group"
+        } else {
+            "cannot add one of these users to a group"
+        }));
+    }
+    let room = services.store.create_group_room(&caller.user, &name, &members).await?;
+    let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
+    for member in &room.members {
+        services.bus.publish(
+            Topic::User(member.clone()),
+            BusEvent::Push { push: Push::RoomCreated { room: room.clone() }, skip: Some(caller.connection) },
+        );
+    }
+    Ok(Reply::Room { room })
+}
+
+async fn list(services: &Services, caller: &Caller, limit: i64, before: Option<RoomCursor>) -> Result<Reply, Error> {
+    match services.store.list_rooms(&caller.user, limit, before).await? {
+        Some(rooms) => Ok(Reply::Rooms { rooms }),
+        None => Err(Error::bad_request("before must be a time or the id of one of your rooms")),
+    }
+}
+
+async fn leave(services: &Services, caller: &Caller, room: RoomId) -> Result<Reply, Error> {
+    match services.store.leave_group(room, &caller.user).await? {
+        LeaveOutcome::NoSuchRoom => Err(Error::not_found("no such room")),
+        LeaveOutcome::NotMember => Err(Error::forbidden("you are not a member of this room")),
+        LeaveOutcome::Direct => Err(Error::bad_request("a direct room cannot be left")),
+        LeaveOutcome::Left => {
+            let user = caller.user.clone();
+            // Room actors on every node drop the leaver's connections before the next
+            // event they handle, then tell the members who remain.
+            services.bus.publish(Topic::Room(room), BusEvent::MemberLeft { room_id: room, user_id: user.clone() });
+            // The leaver's nodes stop listening to the room for them, and the leaver's
+            // other connections learn that they left.
+            services.bus.publish(Topic::User(user.clone()), BusEvent::LeftRoom { room_id: room });
+            services.bus.publish(
+                Topic::User(user.clone()),
+                BusEvent::Push {
+                    push: Push::RoomMemberLeft { room_id: room, user_id: user },
+                    skip: Some(caller.connection),
+                },
+            );
+            Ok(Reply::Left { room_id: room })
+        }
+    }
+}
+
+async fn presence(services: &Services, caller: &Caller, users: Vec<UserId>) -> Result<Reply, Error> {
+    let hidden = services.store.block_relations(&caller.user).await?;
+    let visible: Vec<UserId> = users.iter().filter(|u| !hidden.contains(*u)).cloned().collect();
+    let online = services.presence.online_among(visible.clone()).await?;
+    let last_seen = services.store.last_seen(&visible).await?;
+    let users = users
+        .into_iter()
+        .map(|user| PresenceState {
+            online: online.contains(&user),
+            last_seen: last_seen.get(&user).copied(),
+            user_id: user,
+        })
+        .collect();
+    Ok(Reply::Presence { users })
 }

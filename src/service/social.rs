@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Error, NearbyUser, RoomId, UserId};
+use crate::domain::{Error, NearbyUser, RequestKind, RoomId, UserId};
 use crate::store::RequestOutcome;
 use crate::wire::{BlockedUser, Push, Reply, SocialCommand};
 
@@ -21,57 +21,15 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
             }
             Ok(Reply::Done)
         }
-        SocialCommand::Respond { kind, from, accept } => {
-            other_user(me, &from)?;
-            if accept {
-                not_blocked(services, me, &from).await?;
-            }
-            if !store.respond_request(&from, me, kind, accept).await? {
-                return Err(Error::not_found(format!("no pending {} request from {from}", kind.as_str())));
-            }
-            if !accept {
-                return Ok(Reply::Responded { room: None });
-            }
-            let room = open_shared_room(services, me, &from).await?;
-            notify(services, &from, &format!("{}_accepted", kind.as_str()), me, Some(room)).await?;
-            let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
-            Ok(Reply::Responded { room: Some(room) })
-        }
+        SocialCommand::Respond { kind, from, accept } => respond(services, caller, kind, from, accept).await,
         SocialCommand::ListNotifications { limit, before, unread_only } => {
             Ok(Reply::Notifications { notifications: store.notifications(me, limit, before, unread_only).await? })
         }
         SocialCommand::ReadNotifications { ids } => {
             Ok(Reply::NotificationsRead { read: store.read_notifications(me, ids).await? })
         }
-        SocialCommand::Like { user, like } => {
-            other_user(me, &user)?;
-            not_blocked(services, me, &user).await?;
-            let outcome = store.like(me, &user, like).await?;
-            if !outcome.matched {
-                return Ok(Reply::Like { matched: false, room: None });
-            }
-            let room = open_shared_room(services, me, &user).await?;
-            if outcome.new_match {
-                // Only the like that made the match announces it: once per user.
-                for (to, with) in [(me, &user), (&user, me)] {
-                    services.bus.publish(
-                        Topic::User(to.clone()),
-                        BusEvent::Push { push: Push::Match { user_id: with.clone(), room_id: room }, skip: None },
-                    );
-                }
-            }
-            let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
-            Ok(Reply::Like { matched: true, room: Some(room) })
-        }
-        SocialCommand::Block { user, blocked } => {
-            other_user(me, &user)?;
-            store.set_block(me, &user, blocked).await?;
-            // Room actors of the pair's direct room re-read the block on their next event.
-            if let Some(room) = store.find_direct_room(me, &user).await? {
-                services.bus.publish(Topic::Room(room), BusEvent::RoomChanged { room_id: room });
-            }
-            Ok(Reply::Block { user_id: user, blocked })
-        }
+        SocialCommand::Like { user, like } => set_like(services, caller, user, like).await,
+        SocialCommand::Block { user, blocked } => block(services, caller, user, blocked).await,
         SocialCommand::ListBlocks => {
             let users = store.blocks_of(me).await?;
             Ok(Reply::Blocks {
@@ -87,26 +45,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
             let stored = store.set_location(me, at, services.settings.location_grid()).await?;
             Ok(Reply::Location { lat: stored.lat, lng: stored.lng })
         }
-        SocialCommand::Nearby { radius_km, limit } => {
-            let Some(center) = store.location_of(me).await? else {
-                return Err(Error::bad_request("set your location with location.update first"));
-            };
-            let hidden = store.block_relations(me).await?;
-            // Distances come already rounded to the grid: nothing finer leaves the store.
-            let near: Vec<(UserId, f64)> = store
-                .users_near(center, radius_km, services.settings.location_grid())
-                .await?
-                .into_iter()
-                .filter(|(user, _)| user != me && !hidden.contains(user))
-                .take(limit as usize)
-                .collect();
-            let online = services.presence.online_among(near.iter().map(|(u, _)| u.clone()).collect()).await?;
-            let users = near
-                .into_iter()
-                .map(|(user_id, distance_km)| NearbyUser { online: online.contains(&user_id), distance_km, user_id })
-                .collect();
-            Ok(Reply::Nearby { users })
-        }
+        SocialCommand::Nearby { radius_km, limit } => nearby(services, caller, radius_km, limit).await,
     }
 }
 
@@ -151,4 +90,83 @@ async fn open_shared_room(services: &Services, a: &UserId, b: &UserId) -> Result
         }
     }
     Ok(room)
+}
+
+async fn respond(
+    services: &Services,
+    caller: &Caller,
+    kind: RequestKind,
+    from: UserId,
+    accept: bool,
+) -> Result<Reply, Error> {
+    let (me, store) = (&caller.user, &services.store);
+    other_user(me, &from)?;
+    if accept {
+        not_blocked(services, me, &from).await?;
+    }
+    if !store.respond_request(&from, me, kind, accept).await? {
+        return Err(Error::not_found(format!("no pending {} request from {from}", kind.as_str())));
+    }
+    if !accept {
+        return Ok(Reply::Responded { room: None });
+    }
+    let room = open_shared_room(services, me, &from).await?;
+    notify(services, &from, &format!("{}_accepted", kind.as_str()), me, Some(room)).await?;
+    let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
+    Ok(Reply::Responded { room: Some(room) })
+}
+
+async fn set_like(services: &Services, caller: &Caller, user: UserId, like: bool) -> Result<Reply, Error> {
+    let (me, store) = (&caller.user, &services.store);
+    other_user(me, &user)?;
+    not_blocked(services, me, &user).await?;
+    let outcome = store.like(me, &user, like).await?;
+    if !outcome.matched {
+        return Ok(Reply::Like { matched: false, room: None });
+    }
+    let room = open_shared_room(services, me, &user).await?;
+    if outcome.new_match {
+        // Only the like that made the match announces it: once per user.
+        for (to, with) in [(me, &user), (&user, me)] {
+            services.bus.publish(
+                Topic::User(to.clone()),
+                BusEvent::Push { push: Push::Match { user_id: with.clone(), room_id: room }, skip: None },
+            );
+        }
+    }
+    let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
+    Ok(Reply::Like { matched: true, room: Some(room) })
+}
+
+async fn nearby(services: &Services, caller: &Caller, radius_km: f64, limit: i64) -> Result<Reply, Error> {
+    let (me, store) = (&caller.user, &services.store);
+    let Some(center) = store.location_of(me).await? else {
+        return Err(Error::bad_request("set your location with location.update first"));
+    };
+    let hidden = store.block_relations(me).await?;
+    // Distances come already rounded to the grid: nothing finer leaves the store.
+    let near: Vec<(UserId, f64)> = store
+        .users_near(center, radius_km, services.settings.location_grid())
+        .await?
+        .into_iter()
+        .filter(|(user, _)| user != me && !hidden.contains(user))
+        .take(limit as usize)
+        .collect();
+    let online = services.presence.online_among(near.iter().map(|(u, _)| u.clone()).collect()).await?;
+    let users = near
+        .into_iter()
+        .map(|(user_id, distance_km)| NearbyUser { online: online.contains(&user_id), distance_km, user_id })
+        .collect();
+    Ok(Reply::Nearby { users })
+}
+
+async fn block(services: &Services, caller: &Caller, user: UserId, blocked: bool) -> Result<Reply, Error> {
+    let (me, store) = (&caller.user, &services.store);
+    other_user(me, &user)?;
+    store.set_block(me, &user, blocked).await?;
+    // Room actors of the pair's direct room re-read the block on their next event.
+    if let Some(room) = store.find_direct_room(me, &user).await? {
+        services.bus.publish(Topic::Room(room), BusEvent::RoomChanged { room_id: room });
+    }
+    Ok(Reply::Block { user_id: user, blocked })
 }

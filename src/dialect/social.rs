@@ -119,6 +119,21 @@ struct RaiseHand {
 
 pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
     match event {
+        "chat" | "readUnread" | "readUnreadInGroup" | "chatByGroup" => chat(edge, event, data).await,
+        "updateLatLong" | "LikeOrDislikeUserForDating" | "sendRequest" | "sendFriendRequest" | "createGroupRoom" => {
+            people(edge, event, data).await
+        }
+        "videoCall" | "videoCallEnd" | "acceptVideoCall" => video_calls(edge, event, data).await,
+        "joinSession" | "endSession" | "callForJoin" | "commentOnLiveSession" | "raiseHand" | "raiseHandAccepted" => {
+            live_sessions(edge, event, data).await
+        }
+        other => Err(Error::UnknownEvent(other.to_owned())),
+    }
+}
+
+/// 1:1 and group chat, and read marks.
+async fn chat(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
+    match event {
         "chat" => {
             let d: Chat = fields(data)?;
             edge.must_be_me("sender_id", &d.sender_id)?;
@@ -146,6 +161,13 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             let message = edge.send(d.chat_room_id.room()?, MessageKind::Text, d.text).await?;
             Ok(vec![Emit::new("chatReceive", message_json(&message))])
         }
+        other => Err(Error::UnknownEvent(other.to_owned())),
+    }
+}
+
+/// Location, dating likes, follow and friend requests, groups.
+async fn people(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
+    match event {
         "updateLatLong" => {
             let d: UpdateLatLong = fields(data)?;
             edge.must_be_me("user_id", &d.user_id)?;
@@ -197,6 +219,13 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             };
             Ok(vec![Emit::new("RoomCreated", room_json(&room))])
         }
+        other => Err(Error::UnknownEvent(other.to_owned())),
+    }
+}
+
+/// Video calls in a chat room.
+async fn video_calls(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
+    match event {
         "videoCall" => {
             let d: VideoCall = fields(data)?;
             edge.must_be_me("sender_id", &d.sender_id)?;
@@ -229,6 +258,13 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             };
             Ok(vec![Emit::new("acceptVideoCallReceive", call_json(&call))])
         }
+        other => Err(Error::UnknownEvent(other.to_owned())),
+    }
+}
+
+/// Live sessions: joining, ending, going live, comments and raised hands.
+async fn live_sessions(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
+    match event {
         "joinSession" => {
             let d: SessionRef = fields(data)?;
             let session = live(edge, LiveCommand::Join { session: d.session_id.session()? }).await?;

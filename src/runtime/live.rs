@@ -25,9 +25,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::{Hub, Outbound, Outbox};
 use crate::bus::{BusEvent, Delivered, Topic};
-use crate::domain::{CommentText, ConnectionId, Error, LiveEndReason, SessionId, UserId};
-use crate::service::live::{depart, end_session, sweep_departed_hosts};
-use crate::service::{Caller, Services, social};
+use crate::domain::{CommentText, ConnectionId, Error, SessionId, UserId};
+use crate::service::live::{depart, sweep_departed_hosts};
+use crate::service::live_session::{Membership, Outcome, SessionCx};
+use crate::service::{Caller, Services};
 use crate::wire::{Delivery, LiveCommand, Push, Reply};
 
 /// The host hears of viewer count changes at most this often (per node holding the host).
@@ -294,23 +295,6 @@ struct ViewerPushes {
     again: bool,
 }
 
-/// What a command changed about the caller's place in the session, for the hub.
-enum Membership {
-    Joined,
-    Left,
-}
-
-struct Outcome {
-    reply: Reply,
-    membership: Option<Membership>,
-}
-
-impl From<Reply> for Outcome {
-    fn from(reply: Reply) -> Self {
-        Self { reply, membership: None }
-    }
-}
-
 impl LiveActor {
     fn new(id: SessionId, services: Arc<Services>, hub: Option<Addr<Hub>>) -> Self {
         let rate = nonzero(services.settings.live_comment_rate);
@@ -538,188 +522,4 @@ impl Handler<Execute> for LiveActor {
             command => Box::pin(async move { cx.run(command).await }),
         }
     }
-}
-
-/// One command's view of its session.
-struct SessionCx {
-    services: Arc<Services>,
-    session: SessionId,
-    host: UserId,
-    /// As last known on this node; the store has the final word where it matters.
-    live: bool,
-    caller: Caller,
-}
-
-impl SessionCx {
-    fn is_host(&self) -> bool {
-        self.caller.user == self.host
-    }
-
-    fn host_only(&self, what: &str) -> Result<(), Error> {
-        if self.is_host() { Ok(()) } else { Err(Error::forbidden(format!("only the host may {what}"))) }
-    }
-
-    fn still_live(&self) -> Result<(), Error> {
-        if self.live { Ok(()) } else { Err(ended()) }
-    }
-
-    /// The host or a viewer who joined.
-    async fn in_session(&self) -> Result<(), Error> {
-        if self.is_host() || self.services.store.is_live_viewer(self.session, &self.caller.user).await? {
-            Ok(())
-        } else {
-            Err(Error::forbidden("join the live session first"))
-        }
-    }
-
-    /// Pushes to everyone in the session (on every node), except the calling connection.
-    fn to_session(&self, push: Push) {
-        let event = BusEvent::Push { push, skip: Some(self.caller.connection) };
-        self.services.bus.publish(Topic::Live(self.session), event);
-    }
-
-    /// Pushes to every connection of `user`, except the calling connection.
-    fn to_user(&self, user: &UserId, push: Push) {
-        let event = BusEvent::Push { push, skip: Some(self.caller.connection) };
-        self.services.bus.publish(Topic::User(user.clone()), event);
-    }
-
-    fn viewers_changed(&self) {
-        let event = BusEvent::LiveViewersChanged { session_id: self.session };
-        self.services.bus.publish(Topic::User(self.host.clone()), event);
-    }
-
-    /// `limiter` is given when the rate is still to be checked (after the membership check).
-    async fn comment(
-        self,
-        text: CommentText,
-        limiter: Option<Arc<DefaultKeyedRateLimiter<UserId>>>,
-        limited: bool,
-    ) -> Result<Outcome, Error> {
-        self.still_live()?;
-        if let Some(limiter) = limiter {
-            self.in_session().await?;
-            if limiter.check_key(&self.caller.user).is_err() {
-                return Err(Error::RateLimited);
-            }
-        } else if limited {
-            return Err(Error::RateLimited);
-        }
-        let comment = self.services.store.add_live_comment(self.session, &self.caller.user, &text).await?;
-        self.to_session(Push::LiveComment(comment));
-        Ok(Reply::Done.into())
-    }
-
-    async fn run(self, command: LiveCommand) -> Result<Outcome, Error> {
-        let store = &self.services.store;
-        let me = &self.caller.user;
-        match command {
-            LiveCommand::Join { .. } => {
-                if !self.is_host() {
-                    social::not_blocked(&self.services, &self.host, me).await?;
-                }
-                let join = store.join_live(self.session, me).await?.ok_or_else(not_found)?;
-                if !join.session.is_live() {
-                    return Err(ended());
-                }
-                if join.joined {
-                    self.services
-                        .bus
-                        .publish(Topic::User(me.clone()), BusEvent::JoinedLive { session_id: self.session });
-                    self.viewers_changed();
-                }
-                Ok(Outcome {
-                    reply: Reply::LiveSession { session: join.session },
-                    membership: Some(Membership::Joined),
-                })
-            }
-            LiveCommand::Leave { .. } => {
-                if self.is_host() {
-                    return Err(Error::bad_request("the host ends the session with live.end"));
-                }
-                let (session, left) = store.leave_live(self.session, me).await?.ok_or_else(not_found)?;
-                if left {
-                    self.services.bus.publish(Topic::User(me.clone()), BusEvent::LeftLive { session_id: self.session });
-                    self.viewers_changed();
-                }
-                Ok(Outcome { reply: Reply::LiveSession { session }, membership: Some(Membership::Left) })
-            }
-            LiveCommand::Comments { before, limit, .. } => {
-                self.in_session().await?;
-                let (comments, has_more) = store.live_comments(self.session, before.as_deref(), limit).await?;
-                Ok(Reply::LiveComments { comments, has_more }.into())
-            }
-            LiveCommand::RaiseHand { .. } => {
-                if self.is_host() {
-                    return Err(Error::bad_request("the host does not raise a hand"));
-                }
-                self.still_live()?;
-                self.in_session().await?;
-                if store.raise_hand(self.session, me).await? {
-                    let push = Push::LiveHandRaised { session_id: self.session, user_id: me.clone() };
-                    self.to_user(&self.host, push);
-                }
-                Ok(Reply::Done.into())
-            }
-            LiveCommand::LowerHand { user, .. } => {
-                let whose = user.unwrap_or_else(|| me.clone());
-                if whose != *me {
-                    self.host_only("lower another user's hand")?;
-                }
-                if store.take_hand(self.session, &whose).await? {
-                    let push = Push::LiveHandLowered { session_id: self.session, user_id: whose.clone() };
-                    self.to_user(&self.host, push.clone());
-                    if whose != self.host {
-                        self.to_user(&whose, push);
-                    }
-                }
-                Ok(Reply::Done.into())
-            }
-            LiveCommand::AcceptHand { user, .. } => {
-                self.host_only("accept a hand")?;
-                self.still_live()?;
-                if !store.take_hand(self.session, &user).await? {
-                    return Err(Error::not_found(format!("{user} has no raised hand")));
-                }
-                self.to_session(Push::LiveHandAccepted { session_id: self.session, user_id: user });
-                Ok(Reply::Done.into())
-            }
-            LiveCommand::Hands { .. } => {
-                self.host_only("list raised hands")?;
-                let hands = store.raised_hands(self.session).await?;
-                Ok(Reply::LiveHands { session_id: self.session, hands }.into())
-            }
-            LiveCommand::Invite { user, .. } => {
-                self.host_only("invite")?;
-                if user == self.host {
-                    return Err(Error::bad_request("that is you"));
-                }
-                social::not_blocked(&self.services, &self.host, &user).await?;
-                let session = store.live_session(self.session).await?.ok_or_else(not_found)?;
-                if !session.is_live() {
-                    return Err(ended());
-                }
-                let event = BusEvent::Push { push: Push::LiveInvited { session }, skip: None };
-                self.services.bus.publish(Topic::User(user), event);
-                Ok(Reply::Done.into())
-            }
-            LiveCommand::End { .. } => {
-                self.host_only("end the session")?;
-                let ended =
-                    end_session(&self.services, self.session, LiveEndReason::HostEnded, Some(self.caller.connection))
-                        .await?
-                        .ok_or_else(not_found)?;
-                Ok(Reply::LiveSession { session: ended }.into())
-            }
-            LiveCommand::Create { .. } | LiveCommand::Comment { .. } => Err(Error::Internal),
-        }
-    }
-}
-
-fn not_found() -> Error {
-    Error::not_found("no such live session")
-}
-
-fn ended() -> Error {
-    Error::Conflict("the live session has ended".into())
 }

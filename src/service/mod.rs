@@ -6,6 +6,7 @@
 pub mod calls;
 pub mod limits;
 pub mod live;
+pub mod live_session;
 pub mod rooms;
 pub mod social;
 

@@ -50,20 +50,7 @@ impl Application {
         }
         let node = settings.node_id.clone().map(NodeId::new).unwrap_or_else(NodeId::random);
         let metrics = Arc::new(Metrics::new(node.as_str()));
-        let backend = Backend::from_url(&settings.database_url)?;
-        let store = Store::connect(&backend, settings.db_pool)
-            .await
-            .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
-        // Positions stored before they were snapped, or on a finer grid, are moved to their
-        // cell's centre in the background; nearby answers snap them as they read them anyway.
-        let (resnap, grid) = (store.clone(), settings.location_grid());
-        tokio::spawn(async move {
-            match resnap.snap_stored_locations(grid).await {
-                Ok(0) => {}
-                Ok(moved) => tracing::info!(moved, metres = grid.metres(), "stored positions snapped to the grid"),
-                Err(e) => tracing::warn!(error = %e, "could not snap stored positions to the grid"),
-            }
-        });
+        let store = open_store(&settings).await?;
         let writer = MessageWriter::start(
             store.clone(),
             Batching { max: settings.write_batch_max, window: Duration::from_millis(settings.write_batch_window_ms) },
@@ -74,31 +61,7 @@ impl Application {
             Lifecycle::start(store.clone(), settings.lifecycle_batch_max, settings.lifecycle_queue, metrics.clone());
         let auth = Authenticator::new(settings.jwt_secret());
         let (went_offline, offline) = mpsc::unbounded_channel();
-        let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, _) = match &settings.redis_url {
-            None => {
-                // A single node starts with nobody connected: calls left going by an
-                // earlier run end after the grace period.
-                store.mark_all_call_parties_away(crate::domain::Timestamp::now()).await?;
-                (Arc::new(LocalBus::new(node.clone(), metrics.clone())), Arc::new(LocalPresence::default()), None)
-            }
-            Some(url) => {
-                let (bus, redis) = RedisBus::connect(url, &settings.redis_prefix, node.clone(), metrics.clone())
-                    .await
-                    .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
-                let presence = RedisPresence::start(
-                    redis.clone(),
-                    &settings.redis_prefix,
-                    &node,
-                    settings.node_ttl(),
-                    went_offline,
-                )
-                .await
-                .context("starting cluster presence")?;
-                tracing::info!(%node, "cluster mode: nodes bridged by Redis");
-                (bus, Arc::new(presence), Some(redis))
-            }
-        };
-
+        let (bus, presence, redis) = connect_cluster(&settings, &node, &store, &metrics, went_offline).await?;
         let admission =
             Arc::new(Admission::new(&settings, default_max_connections(), presence.clone(), metrics.clone()));
         tracing::info!(max_connections = admission.max_connections(), "connection caps set");
@@ -181,6 +144,52 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The database, migrated; positions stored before they were snapped (or on a finer grid)
+/// are moved to their cell's centre in the background (nearby answers snap them as they
+/// read them anyway).
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let backend = Backend::from_url(&settings.database_url)?;
+    let store = Store::connect(&backend, settings.db_pool)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&settings.database_url)))?;
+    let (resnap, grid) = (store.clone(), settings.location_grid());
+    tokio::spawn(async move {
+        match resnap.snap_stored_locations(grid).await {
+            Ok(0) => {}
+            Ok(moved) => tracing::info!(moved, metres = grid.metres(), "stored positions snapped to the grid"),
+            Err(e) => tracing::warn!(error = %e, "could not snap stored positions to the grid"),
+        }
+    });
+    Ok(store)
+}
+
+type Cluster = (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, Option<redis::aio::ConnectionManager>);
+
+/// The bus and presence: in-process on a single node, Redis in cluster mode (which must
+/// answer at start-up). Users the presence reaper finds offline go to `went_offline`.
+async fn connect_cluster(
+    settings: &Settings,
+    node: &NodeId,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    went_offline: mpsc::UnboundedSender<UserId>,
+) -> anyhow::Result<Cluster> {
+    let Some(url) = &settings.redis_url else {
+        // A single node starts with nobody connected: calls left going by an earlier run end
+        // after the grace period.
+        store.mark_all_call_parties_away(crate::domain::Timestamp::now()).await?;
+        return Ok((Arc::new(LocalBus::new(node.clone(), metrics.clone())), Arc::new(LocalPresence::default()), None));
+    };
+    let (bus, redis) = RedisBus::connect(url, &settings.redis_prefix, node.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+    let presence = RedisPresence::start(redis.clone(), &settings.redis_prefix, node, settings.node_ttl(), went_offline)
+        .await
+        .context("starting cluster presence")?;
+    tracing::info!(%node, "cluster mode: nodes bridged by Redis");
+    Ok((bus, Arc::new(presence), Some(redis)))
 }
 
 /// The node's connection cap when none is set: 90 % of the open files this process may hold

@@ -14,19 +14,16 @@ use tokio::sync::mpsc;
 use super::hub::{Connect, Disconnect};
 use super::outbox::OutboxReceiver;
 use super::registry::Kick;
+use super::writer::{Wire, write_frames};
 use super::{Node, Outbound, Outbox};
 use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
 use crate::dialect::{self, Api, Edge, Lookup};
 use crate::domain::{ConnectionId, Error, Timestamp, UserId};
-use crate::metrics::Metrics;
 use crate::service::{self, Caller};
 use crate::wire::socketio::{self, EngineVersion};
 use crate::wire::{AckId, Framing, Inbound, Reply, native};
 
-/// How long a closing connection may take to flush its queue and close frame to a client
-/// that is not reading, before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long before its token expires a connection is told (`auth.expiring`).
 const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
 /// Longest single wait on a token's expiry; a longer one is waited in steps.
@@ -483,81 +480,6 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
         if !self.outbox.is_closing() {
             ctx.stop();
         }
-    }
-}
-
-/// Drains the outbox into the socket until a close is asked for, then (except for a slow
-/// reader, whose queue is dropped) flushes what is queued and sends the close frame.
-async fn write_frames(mut session: Session, mut receiver: OutboxReceiver, metrics: Arc<Metrics>, wire: Wire) {
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = receiver.close.closing() => break,
-            item = receiver.queue.recv() => item,
-        };
-        let Some(item) = item else { break };
-        tokio::select! {
-            biased;
-            _ = receiver.close.closing() => break,
-            sent = send(&mut session, item, &metrics, &wire) => if sent.is_err() { return },
-        }
-    }
-    let reason = receiver.close.reason();
-    let flush = async {
-        if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
-            while let Ok(item) = receiver.queue.try_recv() {
-                if send(&mut session, item, &metrics, &wire).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = session.close(reason).await;
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
-}
-
-/// How a connection's pushes reach the wire: its framing and, once connected, its API.
-struct Wire {
-    framing: Framing,
-    /// Set when the connection registers (a Socket.IO client names its API in the connect
-    /// packet, after the writer has started); no push arrives before.
-    api: Arc<OnceLock<Api>>,
-    lookup: Lookup,
-}
-
-async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &Wire) -> Result<(), actix_ws::Closed> {
-    match item {
-        Outbound::Push(delivery) => match wire.api.get().copied().unwrap_or(Api::Native) {
-            Api::Native => {
-                metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
-                session.text(wire.framing.push(&delivery)).await
-            }
-            api => {
-                // Boxed: the translation's lookups would otherwise size every idle
-                // connection's writer for them.
-                let translation = dialect::push(api, &wire.lookup, &delivery.push);
-                let emits = match Box::pin(delivery.translated(api, translation)).await {
-                    Some(Ok(emits)) => emits,
-                    None => return Ok(()),
-                    Some(Err(err)) => {
-                        // The client recovers a lost push from history; the connection goes on.
-                        tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
-                        return Ok(());
-                    }
-                };
-                for emit in emits {
-                    metrics.frames_out.with_label_values(&[emit.event]).inc();
-                    session.text(wire.framing.event(emit.event, &emit.data)).await?;
-                }
-                Ok(())
-            }
-        },
-        Outbound::Text(frame) => {
-            metrics.frames_out.with_label_values(&[frame.event]).inc();
-            session.text(frame.text).await
-        }
-        Outbound::Ping => session.ping(b"").await,
-        Outbound::Pong(bytes) => session.pong(&bytes).await,
     }
 }
 

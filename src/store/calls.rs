@@ -8,7 +8,6 @@ use diesel::dsl::insert_into;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::prepared::kept;
 use super::schema::{call_events, call_lines, call_participants, calls};
 use super::{Store, StoreResult, with_conn};
 use crate::domain::{
@@ -129,6 +128,9 @@ macro_rules! settle {
 
 type Tx = diesel::result::Error;
 
+/// The statuses of parties still in a call, as stored.
+pub(super) const IN_CALL: [&str; 2] = ["joined", "ringing"];
+
 impl Store {
     /// Starts a call: the caller's line, then a line for each callee who is free; callees
     /// already on a line are `busy`. With nobody to ring, the call ends at once as busy.
@@ -179,8 +181,8 @@ impl Store {
                     .values((
                         call_participants::call_id.eq(&sid),
                         call_participants::user_id.eq(caller.as_str()),
-                        call_participants::role.eq("caller"),
-                        call_participants::status.eq("joined"),
+                        call_participants::role.eq(PartyRole::Caller.as_str()),
+                        call_participants::status.eq(PartyStatus::Joined.as_str()),
                         call_participants::device.eq(caller_device.to_string()),
                         call_participants::joined_at.eq(now),
                     ))
@@ -190,17 +192,12 @@ impl Store {
                 let mut ringing = 0;
                 for callee in callees {
                     let free = free_lines.contains(callee);
-                    let status = if free { "ringing" } else { "busy" };
+                    let status = if free { PartyStatus::Ringing } else { PartyStatus::Busy }.as_str();
                     ringing += usize::from(free);
-                    insert_into(call_participants::table)
-                        .values((
-                            call_participants::call_id.eq(&sid),
-                            call_participants::user_id.eq(callee.as_str()),
-                            call_participants::role.eq("callee"),
-                            call_participants::status.eq(status),
-                        ))
-                        .execute(conn)
-                        .await?;
+                    let role = PartyRole::Callee.as_str();
+                    let party = (call_participants::user_id.eq(callee.as_str()), call_participants::status.eq(status));
+                    let values = (call_participants::call_id.eq(&sid), call_participants::role.eq(role), party);
+                    insert_into(call_participants::table).values(values).execute(conn).await?;
                     log!(conn, &sid, now, Some(callee), status);
                 }
                 if ringing == 0 {
@@ -215,10 +212,7 @@ impl Store {
                 e => Err(e),
             })?
         });
-        Ok(match outcome {
-            Ok(()) => Ok(id),
-            Err(err) => Err(err),
-        })
+        Ok(outcome.map(|()| id))
     }
 
     pub async fn call(&self, id: CallId) -> StoreResult<Option<CallRecord>> {
@@ -395,111 +389,6 @@ impl Store {
         Ok(())
     }
 
-    /// At the start of a single node, nobody is connected: every party of a call still
-    /// going counts as away from now (the sweeper ends those calls after the grace period).
-    pub async fn mark_all_call_parties_away(&self, at: Timestamp) -> StoreResult<()> {
-        with_conn!(self, |conn| {
-            diesel::update(
-                call_participants::table
-                    .filter(call_participants::status.eq_any(["joined", "ringing"]))
-                    .filter(call_participants::away_since.is_null()),
-            )
-            .set(call_participants::away_since.eq(at.millis()))
-            .execute(conn)
-            .await?;
-        });
-        Ok(())
-    }
-
-    /// Marks a batch of users away from their calls (`Some(at)`: their last connection anywhere
-    /// closed) or back (`None`, which also frees their device: the next one to signal takes
-    /// the call); one statement for those back, one for those away. Each user at most once: two changes of one user must not share a batch.
-    pub async fn mark_call_presence_many(&self, changes: &[(UserId, Option<Timestamp>)]) -> StoreResult<()> {
-        use diesel::sql_types::{Array, BigInt, Text};
-        let back: Vec<&str> = changes.iter().filter(|(_, away)| away.is_none()).map(|(u, _)| u.as_str()).collect();
-        let away: Vec<(&str, i64)> =
-            changes.iter().filter_map(|(user, away)| Some((user.as_str(), away.as_ref()?.millis()))).collect();
-        let in_call = ["joined", "ringing"];
-        match self {
-            Store::Postgres(pool) => {
-                // Each statement locks its rows in key order first, so batches of several
-                // nodes touching the same parties cannot deadlock.
-                let mut conn = pool.get().await?;
-                if !back.is_empty() {
-                    enum MarkBack {}
-                    let query = diesel::sql_query(
-                        "UPDATE call_participants SET away_since = NULL, device = NULL \
-                         FROM (SELECT call_id, user_id FROM call_participants \
-                               WHERE user_id = ANY($1) AND status IN ('joined', 'ringing') \
-                               ORDER BY call_id, user_id FOR UPDATE) AS locked \
-                         WHERE call_participants.call_id = locked.call_id \
-                         AND call_participants.user_id = locked.user_id \
-                         AND call_participants.status IN ('joined', 'ringing')",
-                    )
-                    .bind::<Array<Text>, _>(&back);
-                    kept::<MarkBack, _>(query).execute(&mut *conn).await?;
-                }
-                if !away.is_empty() {
-                    enum MarkAway {}
-                    let query = diesel::sql_query(
-                        "UPDATE call_participants SET away_since = v.at \
-                         FROM (SELECT call_id, user_id FROM call_participants \
-                               WHERE user_id = ANY($1) AND status IN ('joined', 'ringing') AND away_since IS NULL \
-                               ORDER BY call_id, user_id FOR UPDATE) AS locked \
-                         JOIN unnest($1::text[], $2::int8[]) AS v(user_id, at) ON v.user_id = locked.user_id \
-                         WHERE call_participants.call_id = locked.call_id \
-                         AND call_participants.user_id = locked.user_id \
-                         AND call_participants.status IN ('joined', 'ringing') \
-                         AND call_participants.away_since IS NULL",
-                    )
-                    .bind::<Array<Text>, _>(away.iter().map(|(user, _)| *user).collect::<Vec<_>>())
-                    .bind::<Array<BigInt>, _>(away.iter().map(|(_, at)| *at).collect::<Vec<_>>());
-                    kept::<MarkAway, _>(query).execute(&mut *conn).await?;
-                }
-            }
-            Store::Sqlite(pool) => {
-                // In-process: a statement per user costs no round trip; one transaction syncs once.
-                let pool = pool.clone();
-                let back: Vec<String> = back.iter().map(|user| (*user).to_owned()).collect();
-                let away: Vec<(String, i64)> = away.iter().map(|(user, at)| ((*user).to_owned(), *at)).collect();
-                super::sqlite::run(async move {
-                    let mut conn = pool.get().await?;
-                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                        if !back.is_empty() {
-                            diesel::update(
-                                call_participants::table
-                                    .filter(call_participants::user_id.eq_any(&back))
-                                    .filter(call_participants::status.eq_any(in_call)),
-                            )
-                            .set((
-                                call_participants::away_since.eq(None::<i64>),
-                                call_participants::device.eq(None::<String>),
-                            ))
-                            .execute(conn)
-                            .await?;
-                        }
-                        for (user, at) in &away {
-                            diesel::update(
-                                call_participants::table
-                                    .filter(call_participants::user_id.eq(user))
-                                    .filter(call_participants::status.eq_any(in_call))
-                                    .filter(call_participants::away_since.is_null()),
-                            )
-                            .set(call_participants::away_since.eq(*at))
-                            .execute(conn)
-                            .await?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                    Ok(())
-                })
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Invitees still ringing past the deadline have missed the call; a call nobody
     /// answered ends as missed. Safe to run on every node at once.
     pub async fn expire_ringing(&self, now: Timestamp) -> StoreResult<Vec<Expired>> {
@@ -553,7 +442,7 @@ impl Store {
     pub async fn expire_away(&self, cutoff: Timestamp) -> StoreResult<Vec<(CallId, UserId)>> {
         let due: Vec<(String, UserId)> = with_conn!(self, |conn| {
             call_participants::table
-                .filter(call_participants::status.eq_any(["joined", "ringing"]))
+                .filter(call_participants::status.eq_any(IN_CALL))
                 .filter(call_participants::away_since.le(cutoff.millis()))
                 .select((call_participants::call_id, call_participants::user_id))
                 .load(conn)

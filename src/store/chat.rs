@@ -369,39 +369,7 @@ impl Store {
                 .await?;
             Some((page, members, last, unread))
         });
-        let Some((page, members, last, unread)) = loaded else {
-            return Ok(None);
-        };
-
-        let mut members_by_room: HashMap<RoomId, Vec<UserId>> = HashMap::new();
-        for (room, user) in members {
-            members_by_room.entry(room).or_default().push(user);
-        }
-        let mut last_by_room: HashMap<RoomId, MessageRow> = last.into_iter().map(|m| (m.room_id, m)).collect();
-        let unread_by_room: HashMap<RoomId, i64> = unread.into_iter().collect();
-
-        Ok(Some(
-            page.into_iter()
-                .map(|(room, member, number)| {
-                    let last_message =
-                        last_by_room.remove(&room.id).filter(|m| m.seq > member.cleared_seq).map(Message::from);
-                    Room {
-                        id: room.id,
-                        kind: room.kind,
-                        name: room.name.clone(),
-                        members: members_by_room.remove(&room.id).unwrap_or_default(),
-                        created_by: room.created_by.clone(),
-                        created_at: Timestamp::from_millis(room.created_at),
-                        last_message,
-                        unread: unread_by_room.get(&room.id).copied().unwrap_or(0),
-                        last_read_seq: member.last_read_seq,
-                        last_seq: room.last_seq,
-                        last_activity_at: Timestamp::from_millis(room.last_activity_at),
-                        number,
-                    }
-                })
-                .collect(),
-        ))
+        Ok(loaded.map(|(page, members, last, unread)| assemble_rooms(page, members, last, unread)))
     }
 
     /// A page of history as `viewer` sees it (nothing at or below their `cleared_seq`).
@@ -505,6 +473,41 @@ impl Store {
             Ok((last_seq, moved > 0))
         })
     }
+}
+
+/// The rooms of a page, each with its members, last message (unless cleared) and unread count.
+fn assemble_rooms(
+    page: Vec<(RoomRow, MemberRow, i64)>,
+    members: Vec<(RoomId, UserId)>,
+    last: Vec<MessageRow>,
+    unread: Vec<(RoomId, i64)>,
+) -> Vec<Room> {
+    let mut members_by_room: HashMap<RoomId, Vec<UserId>> = HashMap::new();
+    for (room, user) in members {
+        members_by_room.entry(room).or_default().push(user);
+    }
+    let mut last_by_room: HashMap<RoomId, MessageRow> = last.into_iter().map(|m| (m.room_id, m)).collect();
+    let unread_by_room: HashMap<RoomId, i64> = unread.into_iter().collect();
+
+    page.into_iter()
+        .map(|(room, member, number)| {
+            let last_message = last_by_room.remove(&room.id).filter(|m| m.seq > member.cleared_seq).map(Message::from);
+            Room {
+                id: room.id,
+                kind: room.kind,
+                name: room.name.clone(),
+                members: members_by_room.remove(&room.id).unwrap_or_default(),
+                created_by: room.created_by.clone(),
+                created_at: Timestamp::from_millis(room.created_at),
+                last_message,
+                unread: unread_by_room.get(&room.id).copied().unwrap_or(0),
+                last_read_seq: member.last_read_seq,
+                last_seq: room.last_seq,
+                last_activity_at: Timestamp::from_millis(room.last_activity_at),
+                number,
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,11 +1,13 @@
 //! Storage on diesel-async: one set of queries, run on PostgreSQL (production, clusters) or
 //! embedded SQLite (the default). The database is the truth; nothing here knows about wires.
 
+mod call_presence;
 mod calls;
 mod chat;
 mod columns;
 mod lifecycle;
 mod live;
+mod locations;
 mod prepared;
 mod revocations;
 mod rows;

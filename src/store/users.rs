@@ -1,5 +1,7 @@
 //! Users: profile from the token's claims, and last seen.
 
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::deadpool::Pool;
 use std::collections::HashMap;
 
 use diesel_async::AsyncConnection;
@@ -10,7 +12,7 @@ use diesel_async::RunQueryDsl;
 
 use super::prepared::kept;
 use super::schema::users;
-use super::{Store, StoreResult, with_conn};
+use super::{SqliteAsync, Store, StoreResult, with_conn};
 use crate::domain::{Timestamp, UserId};
 
 /// A user's display profile, as the app backend put it in the token.
@@ -43,78 +45,8 @@ impl Store {
             return Ok(());
         }
         match self {
-            Store::Postgres(pool) => {
-                use diesel::sql_types::{Array, BigInt, Nullable, Text};
-                enum TouchUsers {}
-                let mut conn = pool.get().await?;
-                // One statement of fixed text whatever the batch size (lists as arrays), so
-                // it stays prepared. Inserted in id order, so rows are locked in id order.
-                let query = diesel::sql_query(concat!(
-                    "INSERT INTO users (id, name, avatar, last_seen, created_at) \
-                     SELECT v.id, v.name, v.avatar, $4, $4 \
-                     FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, name, avatar) ORDER BY v.id \
-                     ON CONFLICT (id) DO UPDATE SET \
-                     name = COALESCE(excluded.name, users.name), \
-                     avatar = COALESCE(excluded.avatar, users.avatar), \
-                     last_seen = ",
-                    latest_seen!()
-                ))
-                .bind::<Array<Text>, _>(touches.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
-                .bind::<Array<Nullable<Text>>, _>(
-                    touches.iter().map(|(_, profile)| profile.name.as_deref()).collect::<Vec<_>>(),
-                )
-                .bind::<Array<Nullable<Text>>, _>(
-                    touches.iter().map(|(_, profile)| profile.avatar.as_deref()).collect::<Vec<_>>(),
-                )
-                .bind::<BigInt, _>(now);
-                kept::<TouchUsers, _>(query).execute(&mut *conn).await?;
-            }
-            Store::Sqlite(pool) => {
-                // In-process: a statement per row costs no round trip. One transaction, so
-                // one sync to disk for the batch instead of one per user.
-                let (pool, touches) = (pool.clone(), touches.to_vec());
-                super::sqlite::run(async move {
-                    let rows: Vec<_> = touches
-                        .iter()
-                        .map(|(user, profile)| {
-                            (
-                                users::id.eq(user.as_str()),
-                                users::name.eq(profile.name.as_deref()),
-                                users::avatar.eq(profile.avatar.as_deref()),
-                                users::last_seen.eq(now),
-                                users::created_at.eq(now),
-                            )
-                        })
-                        .collect();
-                    let keep_absent = |column: &str| {
-                        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(&format!(
-                            "COALESCE(excluded.{column}, users.{column})"
-                        ))
-                    };
-                    let latest_seen =
-                        || diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(latest_seen!());
-                    let mut conn = pool.get().await?;
-                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                        for row in rows {
-                            insert_into(users::table)
-                                .values(row)
-                                .on_conflict(users::id)
-                                .do_update()
-                                .set((
-                                    users::name.eq(keep_absent("name")),
-                                    users::avatar.eq(keep_absent("avatar")),
-                                    users::last_seen.eq(latest_seen()),
-                                ))
-                                .execute(conn)
-                                .await?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                    Ok(())
-                })
-                .await?;
-            }
+            Store::Postgres(pool) => touch_users_postgres(pool, touches, now).await?,
+            Store::Sqlite(pool) => touch_users_sqlite(pool, touches, now).await?,
         }
         Ok(())
     }
@@ -193,4 +125,79 @@ impl Store {
             .filter_map(|(id, name, avatar)| Some((UserId::parse(id).ok()?, Profile { name, avatar })))
             .collect())
     }
+}
+
+async fn touch_users_postgres(
+    pool: &Pool<AsyncPgConnection>,
+    touches: &[(UserId, Profile)],
+    now: i64,
+) -> StoreResult<()> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text};
+    enum TouchUsers {}
+    let mut conn = pool.get().await?;
+    // One statement of fixed text whatever the batch size (lists as arrays), so
+    // it stays prepared. Inserted in id order, so rows are locked in id order.
+    let query = diesel::sql_query(concat!(
+        "INSERT INTO users (id, name, avatar, last_seen, created_at) \
+         SELECT v.id, v.name, v.avatar, $4, $4 \
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, name, avatar) ORDER BY v.id \
+         ON CONFLICT (id) DO UPDATE SET \
+         name = COALESCE(excluded.name, users.name), \
+         avatar = COALESCE(excluded.avatar, users.avatar), \
+         last_seen = ",
+        latest_seen!()
+    ))
+    .bind::<Array<Text>, _>(touches.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(touches.iter().map(|(_, profile)| profile.name.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(touches.iter().map(|(_, profile)| profile.avatar.as_deref()).collect::<Vec<_>>())
+    .bind::<BigInt, _>(now);
+    kept::<TouchUsers, _>(query).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn touch_users_sqlite(pool: &Pool<SqliteAsync>, touches: &[(UserId, Profile)], now: i64) -> StoreResult<()> {
+    // In-process: a statement per row costs no round trip. One transaction, so
+    // one sync to disk for the batch instead of one per user.
+    let (pool, touches) = (pool.clone(), touches.to_vec());
+    super::sqlite::run(async move {
+        let rows: Vec<_> = touches
+            .iter()
+            .map(|(user, profile)| {
+                (
+                    users::id.eq(user.as_str()),
+                    users::name.eq(profile.name.as_deref()),
+                    users::avatar.eq(profile.avatar.as_deref()),
+                    users::last_seen.eq(now),
+                    users::created_at.eq(now),
+                )
+            })
+            .collect();
+        let keep_absent = |column: &str| {
+            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(&format!(
+                "COALESCE(excluded.{column}, users.{column})"
+            ))
+        };
+        let latest_seen = || diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(latest_seen!());
+        let mut conn = pool.get().await?;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            for row in rows {
+                insert_into(users::table)
+                    .values(row)
+                    .on_conflict(users::id)
+                    .do_update()
+                    .set((
+                        users::name.eq(keep_absent("name")),
+                        users::avatar.eq(keep_absent("avatar")),
+                        users::last_seen.eq(latest_seen()),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    })
+    .await?;
+    Ok(())
 }

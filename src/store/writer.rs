@@ -391,13 +391,17 @@ enum Outcome {
     Pending { index: usize, again: bool },
 }
 
-/// One attempt at writing the batch, given the stored messages among its keys.
-async fn write(
-    store: &Store,
-    batch: &[NewMessage],
-    stored: &[MessageRow],
-) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
-    let now = Timestamp::now().millis();
+/// What a batch will do: each request's outcome, the messages to insert, and how many each
+/// room gets (rooms in id order, each room's messages in submission order).
+struct Plan {
+    outcomes: Vec<Option<Outcome>>,
+    pending: Vec<Pending>,
+    counts: Vec<(String, i64)>,
+}
+
+/// Plans a batch given the stored messages among its keys: a resend of a stored message is
+/// answered with it, a repeat within the batch with the first, anything else is pending.
+fn plan(batch: &[NewMessage], stored: &[MessageRow]) -> Plan {
     let mut known: HashMap<Key, Outcome> = HashMap::new();
     for row in stored {
         if let Some(client_id) = row.client_id.clone() {
@@ -446,6 +450,17 @@ async fn write(
             counts.push((room.clone(), nth));
         }
     }
+    Plan { outcomes, pending, counts }
+}
+
+/// One attempt at writing the batch, given the stored messages among its keys.
+async fn write(
+    store: &Store,
+    batch: &[NewMessage],
+    stored: &[MessageRow],
+) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
+    let now = Timestamp::now().millis();
+    let Plan { outcomes, mut pending, counts } = plan(batch, stored);
     let inserted: HashMap<String, Inserted> = if pending.is_empty() {
         HashMap::new()
     } else {

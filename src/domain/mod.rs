@@ -1,7 +1,7 @@
 //! Domain types: ids and values parsed once at the edge, the objects clients see, and the
 //! one error type every layer speaks.
 
-mod call;
+pub mod call;
 mod chat;
 mod error;
 mod ids;
@@ -9,7 +9,7 @@ mod live;
 mod social;
 mod time;
 
-pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, PartyRole, PartyStatus};
+pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, PartyRole, PartyStatus, PartyStep};
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, direct_peer};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};

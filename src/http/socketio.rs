@@ -23,7 +23,7 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>
     }
     let seat = match admit(&req, &node) {
         Ok(seat) => seat,
-        Err(refused) => return Ok(refused),
+        Err(refusal) => return Ok(refused(refusal)),
     };
     let query_token = query(&req, "token");
     // The query may name the API (Engine.IO 3 clients can only use the query); Engine.IO 4

@@ -20,7 +20,7 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>
     };
     let seat = match admit(&req, &node) {
         Ok(seat) => seat,
-        Err(refused) => return Ok(refused),
+        Err(refusal) => return Ok(refused(refusal)),
     };
     let Some(token) = bearer(&req).or_else(|| query(&req, "token")) else {
         return Ok(unauthorized("missing token: pass ?token=… or Authorization: Bearer …"));
@@ -51,12 +51,12 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>
 
 /// The checks every upgrade passes before it is read further: the browser origin, then a
 /// place on this node for the client's address.
-pub(super) fn admit(req: &HttpRequest, node: &Node) -> Result<Seat, HttpResponse> {
+pub(super) fn admit(req: &HttpRequest, node: &Node) -> Result<Seat, Refusal> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    node.admission.check_origin(header("origin")).map_err(refused)?;
+    node.admission.check_origin(header("origin"))?;
     let peer = req.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
     let address = node.admission.client_address(peer, header("x-real-ip"), header("x-forwarded-for"));
-    node.admission.seat(address).map_err(refused)
+    node.admission.seat(address)
 }
 
 /// The answer to a refused upgrade: 403 for an origin, 503 for a full node, else 429.

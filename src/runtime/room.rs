@@ -1,19 +1,18 @@
 //! One room actor per room with members connected to this node. It caches the member list
-//! to check every command, runs the room's commands, and fans the room topic out to the
-//! local members' outboxes.
+//! to check every command, runs the room's commands (`service::messages`) in mailbox order,
+//! and fans the room topic out to the local members' outboxes in seq order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::BoxFuture;
 
 use super::{Outbound, Outbox};
-use crate::bus::{BusEvent, Delivered, Topic};
-use crate::domain::{ConnectionId, Error, MessageBody, RoomId, UserId};
-use crate::service::{Caller, Services};
-use crate::store::{HistoryQuery, LoadedRoom, NewMessage};
+use crate::bus::{BusEvent, Delivered};
+use crate::domain::{ConnectionId, Error, RoomId, UserId};
+use crate::service::{Caller, Services, messages};
+use crate::store::LoadedRoom;
 use crate::wire::{Delivery, Push, Reply, RoomCommand};
 
 /// The hub subscribes and unsubscribes the room topic for this actor, so that a stopping
@@ -281,67 +280,8 @@ impl Handler<Execute> for RoomActor {
             }
         };
         match checked {
-            Ok(()) => start(self.services.clone(), self.id, msg.caller, msg.command),
+            Ok(()) => messages::start(self.services.clone(), self.id, msg.caller, msg.command),
             Err(err) => Box::pin(async move { Err(err) }),
-        }
-    }
-}
-
-/// Starts one command for a member and returns its reply. A message is queued for the
-/// writer before this returns, in mailbox order, so one sender's messages get increasing
-/// seqs in the order they were sent. Pushes go out on the room topic once the change is
-/// durable, skipping the caller's own connection (it gets the ack).
-fn start(
-    services: Arc<Services>,
-    room: RoomId,
-    caller: Caller,
-    command: RoomCommand,
-) -> BoxFuture<'static, Result<Reply, Error>> {
-    let publish = move |services: &Services, push: Push| {
-        services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip: Some(caller.connection) })
-    };
-    match command {
-        RoomCommand::Send { kind, body, client_id } => {
-            let body = match MessageBody::parse(kind, body, services.settings.max_body_bytes) {
-                Ok(body) => body,
-                Err(err) => return Box::pin(async move { Err(err) }),
-            };
-            let stored =
-                services.writer.submit(NewMessage { room, sender: caller.user.clone(), kind, body, client_id });
-            Box::pin(async move {
-                let stored = stored.await?;
-                if !stored.duplicate {
-                    publish(&services, Push::MessageNew { message: stored.message.clone() });
-                }
-                Ok(Reply::Message { message: stored.message })
-            })
-        }
-        RoomCommand::History { before_seq, after_seq, limit } => Box::pin(async move {
-            let query = match (before_seq, after_seq) {
-                (Some(seq), _) => HistoryQuery::Before(seq),
-                (None, Some(seq)) => HistoryQuery::After(seq),
-                (None, None) => HistoryQuery::Newest,
-            };
-            let page = services.store.history(room, &caller.user, query, limit).await?;
-            Ok(Reply::History { messages: page.messages, has_more: page.has_more })
-        }),
-        RoomCommand::MarkRead { seq } => Box::pin(async move {
-            let (seq, moved) = services.store.mark_read(room, &caller.user, seq).await?;
-            if moved {
-                publish(&services, Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq });
-            }
-            Ok(Reply::Read { room_id: room, seq })
-        }),
-        RoomCommand::Clear => Box::pin(async move {
-            let (cleared_seq, read) = services.store.clear_room(room, &caller.user).await?;
-            if read {
-                publish(&services, Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq: cleared_seq });
-            }
-            Ok(Reply::Cleared { room_id: room, cleared_seq })
-        }),
-        RoomCommand::Typing { typing } => {
-            publish(&services, Push::Typing { room_id: room, user_id: caller.user.clone(), typing });
-            Box::pin(async { Ok(Reply::Done) })
         }
     }
 }

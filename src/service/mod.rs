@@ -7,6 +7,7 @@ pub mod calls;
 pub mod limits;
 pub mod live;
 pub mod live_session;
+pub mod messages;
 pub mod rooms;
 pub mod social;
 

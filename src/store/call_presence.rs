@@ -6,7 +6,7 @@ use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::calls::IN_CALL;
+use super::calls::in_call;
 use super::prepared::kept;
 use super::schema::call_participants;
 use super::{SqliteAsync, Store, StoreResult, with_conn};
@@ -19,7 +19,7 @@ impl Store {
         with_conn!(self, |conn| {
             diesel::update(
                 call_participants::table
-                    .filter(call_participants::status.eq_any(IN_CALL))
+                    .filter(call_participants::status.eq_any(in_call()))
                     .filter(call_participants::away_since.is_null()),
             )
             .set(call_participants::away_since.eq(at.millis()))
@@ -98,7 +98,7 @@ async fn mark_call_presence_sqlite(pool: &Pool<SqliteAsync>, back: &[&str], away
                 diesel::update(
                     call_participants::table
                         .filter(call_participants::user_id.eq_any(&back))
-                        .filter(call_participants::status.eq_any(IN_CALL)),
+                        .filter(call_participants::status.eq_any(in_call())),
                 )
                 .set((call_participants::away_since.eq(None::<i64>), call_participants::device.eq(None::<String>)))
                 .execute(conn)
@@ -108,7 +108,7 @@ async fn mark_call_presence_sqlite(pool: &Pool<SqliteAsync>, back: &[&str], away
                 diesel::update(
                     call_participants::table
                         .filter(call_participants::user_id.eq(user))
-                        .filter(call_participants::status.eq_any(IN_CALL))
+                        .filter(call_participants::status.eq_any(in_call()))
                         .filter(call_participants::away_since.is_null()),
                 )
                 .set(call_participants::away_since.eq(*at))

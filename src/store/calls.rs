@@ -11,8 +11,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::schema::{call_events, call_lines, call_participants, calls};
 use super::{Store, StoreResult, with_conn};
 use crate::domain::{
-    Call, CallId, CallParticipant, CallState, ConnectionId, EndReason, Error, Media, PartyRole, PartyStatus, RoomId,
-    Timestamp, UserId,
+    Call, CallId, CallParticipant, CallState, ConnectionId, EndReason, Error, Media, PartyRole, PartyStatus, PartyStep,
+    RoomId, Timestamp, UserId, call,
 };
 
 /// A call with the device each joined party is on.
@@ -68,68 +68,73 @@ macro_rules! release {
     };
 }
 
-/// Ends the call: ringing parties stop (missed, or cancelled for any other reason), joined
-/// ones leave, every line is freed. A call already ended is left as it was.
+/// Ends the call for `$reason` (each party as `PartyStatus::on_call_end` says) and frees
+/// every line. A call already ended is left as it was.
 macro_rules! finish {
     ($conn:expr, $sid:expr, $now:expr, $reason:expr) => {{
         let reason: EndReason = $reason;
-        let ended = diesel::update(calls::table.find($sid).filter(calls::state.ne("ended")))
-            .set((calls::state.eq("ended"), calls::ended_at.eq($now), calls::end_reason.eq(reason.as_str())))
+        let ended = CallState::Ended.as_str();
+        let closed = diesel::update(calls::table.find($sid).filter(calls::state.ne(ended)))
+            .set((calls::state.eq(ended), calls::ended_at.eq($now), calls::end_reason.eq(reason.as_str())))
             .execute($conn)
             .await?;
-        if ended == 1 {
-            let stopped = if reason == EndReason::Missed { "missed" } else { "cancelled" };
-            diesel::update(
-                call_participants::table
-                    .filter(call_participants::call_id.eq($sid))
-                    .filter(call_participants::status.eq("ringing")),
-            )
-            .set((call_participants::status.eq(stopped), call_participants::left_at.eq($now)))
-            .execute($conn)
-            .await?;
-            diesel::update(
-                call_participants::table
-                    .filter(call_participants::call_id.eq($sid))
-                    .filter(call_participants::status.eq("joined")),
-            )
-            .set((call_participants::status.eq("left"), call_participants::left_at.eq($now)))
-            .execute($conn)
-            .await?;
+        if closed == 1 {
+            for status in [PartyStatus::Ringing, PartyStatus::Joined] {
+                let Some(next) = status.on_call_end(reason) else { continue };
+                diesel::update(
+                    call_participants::table
+                        .filter(call_participants::call_id.eq($sid))
+                        .filter(call_participants::status.eq(status.as_str())),
+                )
+                .set((call_participants::status.eq(next.as_str()), call_participants::left_at.eq($now)))
+                .execute($conn)
+                .await?;
+            }
             diesel::delete(call_lines::table.filter(call_lines::call_id.eq($sid))).execute($conn).await?;
             log!($conn, $sid, $now, None::<&UserId>, format!("ended:{}", reason.as_str()));
         }
     }};
 }
 
-/// Ends the call once nobody can talk any more (at most one joined party and nobody
-/// ringing): as `$unanswered` if no callee ever answered, else as `$answered`. Evaluates to
-/// the reason it ended with, if it did.
+/// Ends the call if `$rule` (one of `domain::call`'s rules, given the call's state and its
+/// parties' statuses) says so. Evaluates to the reason it ended with, if it did.
 macro_rules! settle {
-    ($conn:expr, $sid:expr, $now:expr, $unanswered:expr, $answered:expr) => {{
-        let state: String = calls::table.find($sid).select(calls::state).first($conn).await?;
-        let count = |status: &'static str| {
-            call_participants::table
-                .filter(call_participants::call_id.eq($sid))
-                .filter(call_participants::status.eq(status))
-                .count()
-        };
-        let joined: i64 = count("joined").get_result($conn).await?;
-        let ringing: i64 = count("ringing").get_result($conn).await?;
-        // An answered call also ends when everyone who had joined has left.
-        if state != "ended" && ((ringing == 0 && joined <= 1) || (state == "active" && joined == 0)) {
-            let reason: EndReason = if state == "ringing" { $unanswered } else { $answered };
+    ($conn:expr, $sid:expr, $now:expr, $rule:expr) => {{
+        let state: CallState = calls::table.find($sid).select(calls::state).first($conn).await?;
+        let parties: Vec<PartyStatus> = call_participants::table
+            .filter(call_participants::call_id.eq($sid))
+            .select(call_participants::status)
+            .load($conn)
+            .await?;
+        let ended: Option<EndReason> = ($rule)(state, parties);
+        if let Some(reason) = ended {
             finish!($conn, $sid, $now, reason);
-            Some(reason)
-        } else {
-            None
         }
+        ended
+    }};
+}
+
+/// Moves the party by `$step` (see `PartyStep::moves`), setting `$set` as well; evaluates to
+/// the rows changed: 0 when the party was not in the status the step needs.
+macro_rules! step {
+    ($conn:expr, $sid:expr, $user:expr, $step:expr, $set:expr) => {{
+        let (from, to) = PartyStep::moves($step);
+        diesel::update(
+            call_participants::table.find(($sid, $user.as_str())).filter(call_participants::status.eq(from.as_str())),
+        )
+        .set((call_participants::status.eq(to.as_str()), $set))
+        .execute($conn)
+        .await?
     }};
 }
 
 type Tx = diesel::result::Error;
 
-/// The statuses of parties still in a call, as stored.
-pub(super) const IN_CALL: [&str; 2] = ["joined", "ringing"];
+/// The statuses of parties still in a call (see `PartyStatus::in_call`), as stored.
+pub(super) fn in_call() -> Vec<&'static str> {
+    use strum::IntoEnumIterator;
+    PartyStatus::iter().filter(|status| status.in_call()).map(PartyStatus::as_str).collect()
+}
 
 impl Store {
     /// Starts a call: the caller's line, then a line for each callee who is free; callees
@@ -171,7 +176,7 @@ impl Store {
                         calls::room_id.eq(room.to_string()),
                         calls::caller_id.eq(caller.as_str()),
                         calls::media.eq(media.as_str()),
-                        calls::state.eq("ringing"),
+                        calls::state.eq(CallState::Ringing.as_str()),
                         calls::created_at.eq(now),
                         calls::ring_deadline.eq(ring_deadline.millis()),
                     ))
@@ -189,19 +194,20 @@ impl Store {
                     .execute(conn)
                     .await?;
                 log!(conn, &sid, now, Some(caller), "started");
-                let mut ringing = 0;
+                let mut parties = vec![PartyStatus::Joined];
                 for callee in callees {
-                    let free = free_lines.contains(callee);
-                    let status = if free { PartyStatus::Ringing } else { PartyStatus::Busy }.as_str();
-                    ringing += usize::from(free);
+                    let status = if free_lines.contains(callee) { PartyStatus::Ringing } else { PartyStatus::Busy };
+                    parties.push(status);
                     let role = PartyRole::Callee.as_str();
-                    let party = (call_participants::user_id.eq(callee.as_str()), call_participants::status.eq(status));
+                    let party =
+                        (call_participants::user_id.eq(callee.as_str()), call_participants::status.eq(status.as_str()));
                     let values = (call_participants::call_id.eq(&sid), call_participants::role.eq(role), party);
                     insert_into(call_participants::table).values(values).execute(conn).await?;
-                    log!(conn, &sid, now, Some(callee), status);
+                    log!(conn, &sid, now, Some(callee), status.as_str());
                 }
-                if ringing == 0 {
-                    finish!(conn, &sid, now, EndReason::Busy);
+                // With nobody free to ring, the call ends at once as busy.
+                if let Some(reason) = call::ending(CallState::Ringing, parties, EndReason::Busy, EndReason::Busy) {
+                    finish!(conn, &sid, now, reason);
                 }
                 Ok(Ok(()))
             })
@@ -256,23 +262,12 @@ impl Store {
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
         let outcome = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
-                let answered = diesel::update(
-                    call_participants::table
-                        .find((&sid, user.as_str()))
-                        .filter(call_participants::status.eq("ringing")),
-                )
-                .set((
-                    call_participants::status.eq("joined"),
-                    call_participants::device.eq(device.to_string()),
-                    call_participants::joined_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-                if answered == 0 {
+                let joined = (call_participants::device.eq(device.to_string()), call_participants::joined_at.eq(now));
+                if step!(conn, &sid, user, PartyStep::Accept, joined) == 0 {
                     return Ok(Err(Error::Conflict("this call is not ringing for you".into())));
                 }
-                diesel::update(calls::table.find(&sid).filter(calls::state.eq("ringing")))
-                    .set((calls::state.eq("active"), calls::answered_at.eq(now)))
+                diesel::update(calls::table.find(&sid).filter(calls::state.eq(CallState::Ringing.as_str())))
+                    .set((calls::state.eq(CallState::Active.as_str()), calls::answered_at.eq(now)))
                     .execute(conn)
                     .await?;
                 log!(conn, &sid, now, Some(user), "accepted");
@@ -280,10 +275,7 @@ impl Store {
             })
             .await?
         });
-        Ok(match outcome {
-            Ok(()) => Ok(()),
-            Err(err) => Err(err),
-        })
+        Ok(outcome)
     }
 
     /// A ringing party declines. When nobody is left ringing and no callee ever joined, the
@@ -292,20 +284,13 @@ impl Store {
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
         let outcome = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
-                let declined = diesel::update(
-                    call_participants::table
-                        .find((&sid, user.as_str()))
-                        .filter(call_participants::status.eq("ringing")),
-                )
-                .set((call_participants::status.eq("declined"), call_participants::left_at.eq(now)))
-                .execute(conn)
-                .await?;
-                if declined == 0 {
+                if step!(conn, &sid, user, PartyStep::Decline, call_participants::left_at.eq(now)) == 0 {
                     return Ok(Err(Error::Conflict("this call is not ringing for you".into())));
                 }
                 release!(conn, &sid, user);
                 log!(conn, &sid, now, Some(user), "declined");
-                Ok(Ok(match settle!(conn, &sid, now, EndReason::Declined, EndReason::Hangup) {
+                let rule = |state, parties| call::ending(state, parties, EndReason::Declined, EndReason::Hangup);
+                Ok(Ok(match settle!(conn, &sid, now, rule) {
                     Some(reason) => Departure::Ended(reason),
                     None => Departure::Left,
                 }))
@@ -326,27 +311,12 @@ impl Store {
         let (sid, now) = (id.to_string(), Timestamp::now().millis());
         let outcome = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, Tx, _>(async |conn| {
-                let left = diesel::update(
-                    call_participants::table.find((&sid, user.as_str())).filter(call_participants::status.eq("joined")),
-                )
-                .set((call_participants::status.eq("left"), call_participants::left_at.eq(now)))
-                .execute(conn)
-                .await?;
-                if left == 0 {
+                if step!(conn, &sid, user, PartyStep::HangUp, call_participants::left_at.eq(now)) == 0 {
                     return Ok(Err(Error::Conflict("you are not in this call".into())));
                 }
                 release!(conn, &sid, user);
                 log!(conn, &sid, now, Some(user), "left");
-                let unanswered: bool =
-                    calls::table.find(&sid).select(calls::state).first::<String>(conn).await?.as_str() == "ringing";
-                let ended = if unanswered {
-                    // Nobody answered yet: the caller leaving cancels the ringing.
-                    let reason = if reason == EndReason::Disconnected { reason } else { EndReason::Cancelled };
-                    finish!(conn, &sid, now, reason);
-                    Some(reason)
-                } else {
-                    settle!(conn, &sid, now, reason, reason)
-                };
+                let ended = settle!(conn, &sid, now, |state, parties| call::ending_on_leave(state, parties, reason));
                 Ok(Ok(match ended {
                     Some(reason) => Departure::Ended(reason),
                     None => Departure::Left,
@@ -363,7 +333,9 @@ impl Store {
         let sid = id.to_string();
         with_conn!(self, copied(user), |conn| {
             diesel::update(
-                call_participants::table.find((&sid, user.as_str())).filter(call_participants::status.eq("joined")),
+                call_participants::table
+                    .find((&sid, user.as_str()))
+                    .filter(call_participants::status.eq(PartyStatus::Joined.as_str())),
             )
             .set(call_participants::device.eq(device.to_string()))
             .execute(conn)
@@ -379,7 +351,7 @@ impl Store {
             diesel::update(
                 call_participants::table
                     .filter(call_participants::user_id.eq(user.as_str()))
-                    .filter(call_participants::status.eq("joined"))
+                    .filter(call_participants::status.eq(PartyStatus::Joined.as_str()))
                     .filter(call_participants::device.eq(device.to_string())),
             )
             .set(call_participants::device.eq(None::<String>))
@@ -394,10 +366,10 @@ impl Store {
     pub async fn expire_ringing(&self, now: Timestamp) -> StoreResult<Vec<Expired>> {
         let due: Vec<String> = with_conn!(self, |conn| {
             calls::table
-                .filter(calls::state.ne("ended"))
+                .filter(calls::state.ne(CallState::Ended.as_str()))
                 .filter(calls::ring_deadline.le(now.millis()))
                 .inner_join(call_participants::table)
-                .filter(call_participants::status.eq("ringing"))
+                .filter(call_participants::status.eq(PartyStatus::Ringing.as_str()))
                 .select(calls::id)
                 .distinct()
                 .load(conn)
@@ -408,12 +380,13 @@ impl Store {
             let call = CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?;
             let (users, ended) = with_conn!(self, |conn| {
                 conn.transaction::<_, Tx, _>(async |conn| {
+                    let (ringing, missed) = PartyStep::RingTimeout.moves();
                     let users: Vec<UserId> = diesel::update(
                         call_participants::table
                             .filter(call_participants::call_id.eq(&sid))
-                            .filter(call_participants::status.eq("ringing")),
+                            .filter(call_participants::status.eq(ringing.as_str())),
                     )
-                    .set((call_participants::status.eq("missed"), call_participants::left_at.eq(now.millis())))
+                    .set((call_participants::status.eq(missed.as_str()), call_participants::left_at.eq(now.millis())))
                     .returning(call_participants::user_id)
                     .get_results(conn)
                     .await?;
@@ -424,7 +397,8 @@ impl Store {
                     let ended = if users.is_empty() {
                         None
                     } else {
-                        settle!(conn, &sid, now.millis(), EndReason::Missed, EndReason::Hangup)
+                        let rule = |state, parties| call::ending(state, parties, EndReason::Missed, EndReason::Hangup);
+                        settle!(conn, &sid, now.millis(), rule)
                     };
                     Ok((users, ended))
                 })
@@ -442,7 +416,7 @@ impl Store {
     pub async fn expire_away(&self, cutoff: Timestamp) -> StoreResult<Vec<(CallId, UserId)>> {
         let due: Vec<(String, UserId)> = with_conn!(self, |conn| {
             call_participants::table
-                .filter(call_participants::status.eq_any(IN_CALL))
+                .filter(call_participants::status.eq_any(in_call()))
                 .filter(call_participants::away_since.le(cutoff.millis()))
                 .select((call_participants::call_id, call_participants::user_id))
                 .load(conn)

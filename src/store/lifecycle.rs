@@ -70,9 +70,35 @@ impl Lifecycle {
         let (changes, change_inbox) = mpsc::channel(queue.max(1));
         let (rooms, room_inbox) = mpsc::channel(queue.max(1));
         let max_batch = max_batch.max(1);
-        tokio::spawn(run_connects(store.clone(), connect_inbox, max_batch, metrics.clone()));
-        tokio::spawn(run_changes(store.clone(), change_inbox, max_batch, metrics.clone()));
-        tokio::spawn(run_room_loads(store, room_inbox, max_batch, metrics));
+        let connects_queue = Queue {
+            inbox: connect_inbox,
+            max: max_batch,
+            kind: "connect",
+            metrics: metrics.clone(),
+            key: |job: &ConnectJob| job.user.clone(),
+            input: |job: &ConnectJob| (job.user.clone(), job.profile.clone()),
+        };
+        let at = store.clone();
+        tokio::spawn(serve(connects_queue, move |touches| load_arrivals(at.clone(), touches), answer_connect));
+        let changes_queue = Queue {
+            inbox: change_inbox,
+            max: max_batch,
+            kind: "presence",
+            metrics: metrics.clone(),
+            key: |job: &PresenceJob| job.change.user.clone(),
+            input: |job: &PresenceJob| job.change.clone(),
+        };
+        let at = store.clone();
+        tokio::spawn(serve(changes_queue, move |changes| store_changes(at.clone(), changes), answer_change));
+        let rooms_queue = Queue {
+            inbox: room_inbox,
+            max: max_batch,
+            kind: "room",
+            metrics,
+            key: |job: &RoomJob| job.room,
+            input: |job: &RoomJob| job.room,
+        };
+        tokio::spawn(serve(rooms_queue, move |rooms| load_rooms(store.clone(), rooms), answer_room));
         Self { connects, changes, rooms }
     }
 
@@ -145,37 +171,50 @@ async fn next_batch<J, K: Eq + std::hash::Hash>(
     Some(batch)
 }
 
-async fn run_connects(store: Store, mut inbox: mpsc::Receiver<ConnectJob>, max: usize, metrics: Arc<Metrics>) {
+/// One lifecycle queue's task: takes batches (see `next_batch`), runs `load` over each
+/// batch's inputs (a batch the database refuses again by halves, see `isolating`), and
+/// answers each job with what was loaded for its part of the batch.
+async fn serve<J, K, I, T, F>(
+    queue: Queue<J, K, I>,
+    load: impl Fn(Vec<I>) -> F,
+    answer: fn(J, Result<&mut T, &domain::Error>),
+) where
+    K: Eq + std::hash::Hash,
+    I: Clone,
+    F: Future<Output = Result<T, StoreError>>,
+{
+    let Queue { mut inbox, max, kind, metrics, key, input } = queue;
     let mut held = None;
-    while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.user.clone()).await {
+    while let Some(batch) = next_batch(&mut inbox, &mut held, max, key).await {
         let started = Instant::now();
-        let touches: Vec<(UserId, Profile)> = batch.iter().map(|j| (j.user.clone(), j.profile.clone())).collect();
-        let outcomes =
-            isolating(touches.len(), |range| load_arrivals(&store, touches.get(range).unwrap_or_default())).await;
-        metrics.lifecycle_batch_size.with_label_values(&["connect"]).observe(batch.len() as f64);
-        metrics.lifecycle_seconds.with_label_values(&["connect"]).observe(started.elapsed().as_secs_f64());
+        let inputs: Vec<I> = batch.iter().map(input).collect();
+        let outcomes = isolating(inputs.len(), |range| load(inputs.get(range).unwrap_or_default().to_vec())).await;
+        metrics.lifecycle_batch_size.with_label_values(&[kind]).observe(batch.len() as f64);
+        metrics.lifecycle_seconds.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
         let mut jobs = batch.into_iter();
-        for (range, loaded) in outcomes {
+        for (range, outcome) in outcomes {
             let jobs = jobs.by_ref().take(range.len());
-            match loaded {
-                Ok((mut rooms, mut live)) => {
-                    for job in jobs {
-                        let arrival = Arrival {
-                            rooms: rooms.remove(&job.user).unwrap_or_default(),
-                            live: live.remove(&job.user).unwrap_or_default(),
-                        };
-                        let _ = job.reply.send(Ok(arrival));
-                    }
-                }
+            match outcome {
+                Ok(mut loaded) => jobs.for_each(|job| answer(job, Ok(&mut loaded))),
                 Err(err) => {
                     let err = domain::Error::from(err);
-                    for job in jobs {
-                        let _ = job.reply.send(Err(err.clone()));
-                    }
+                    jobs.for_each(|job| answer(job, Err(&err)));
                 }
             }
         }
     }
+}
+
+/// A lifecycle queue: its jobs, batch size, metric label, and what keys and feeds a job.
+struct Queue<J, K, I> {
+    inbox: mpsc::Receiver<J>,
+    max: usize,
+    kind: &'static str,
+    metrics: Arc<Metrics>,
+    /// A key appears at most once in a batch.
+    key: fn(&J) -> K,
+    /// What the batch's statements need of the job.
+    input: fn(&J) -> I,
 }
 
 type Loaded = (HashMap<UserId, Vec<RoomId>>, HashMap<UserId, Vec<(SessionId, bool)>>);
@@ -184,45 +223,16 @@ type Loaded = (HashMap<UserId, Vec<RoomId>>, HashMap<UserId, Vec<(SessionId, boo
 /// refreshes the profile the token carries, and sets `last_seen`, which docs/protocol.md
 /// promises is the latest connect while a user is online. Batched, that is one statement per
 /// batch, so skipping it for unchanged profiles would save little and cost that promise.
-async fn load_arrivals(store: &Store, touches: &[(UserId, Profile)]) -> Result<Loaded, StoreError> {
-    store.touch_users(touches, Timestamp::now()).await?;
+async fn load_arrivals(store: Store, touches: Vec<(UserId, Profile)>) -> Result<Loaded, StoreError> {
+    store.touch_users(&touches, Timestamp::now()).await?;
     let users: Vec<UserId> = touches.iter().map(|(user, _)| user.clone()).collect();
     let rooms = store.rooms_of_many(&users).await?;
     let live = store.live_sessions_of_many(&users).await?;
     Ok((rooms, live))
 }
 
-async fn run_changes(store: Store, mut inbox: mpsc::Receiver<PresenceJob>, max: usize, metrics: Arc<Metrics>) {
-    let mut held = None;
-    while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.change.user.clone()).await {
-        let started = Instant::now();
-        let changes: Vec<PresenceChange> = batch.iter().map(|j| j.change.clone()).collect();
-        let outcomes =
-            isolating(changes.len(), |range| store_changes(&store, changes.get(range).unwrap_or_default())).await;
-        metrics.lifecycle_batch_size.with_label_values(&["presence"]).observe(batch.len() as f64);
-        metrics.lifecycle_seconds.with_label_values(&["presence"]).observe(started.elapsed().as_secs_f64());
-        let mut jobs = batch.into_iter();
-        for (range, loaded) in outcomes {
-            let jobs = jobs.by_ref().take(range.len());
-            match loaded {
-                Ok(mut peers) => {
-                    for job in jobs {
-                        let _ = job.reply.send(Ok(peers.remove(&job.change.user).unwrap_or_default()));
-                    }
-                }
-                Err(err) => {
-                    let err = domain::Error::from(err);
-                    for job in jobs {
-                        let _ = job.reply.send(Err(err.clone()));
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The batch's presence changes, in the order the hub ran them one user at a time.
-async fn store_changes(store: &Store, changes: &[PresenceChange]) -> Result<HashMap<UserId, Peers>, StoreError> {
+async fn store_changes(store: Store, changes: Vec<PresenceChange>) -> Result<HashMap<UserId, Peers>, StoreError> {
     let offline: Vec<(UserId, Timestamp)> =
         changes.iter().filter(|c| !c.online).map(|c| (c.user.clone(), c.seen)).collect();
     store.set_last_seen_many(&offline).await?;
@@ -241,36 +251,8 @@ async fn store_changes(store: &Store, changes: &[PresenceChange]) -> Result<Hash
     Ok(peers)
 }
 
-async fn run_room_loads(store: Store, mut inbox: mpsc::Receiver<RoomJob>, max: usize, metrics: Arc<Metrics>) {
-    let mut held = None;
-    while let Some(batch) = next_batch(&mut inbox, &mut held, max, |job| job.room).await {
-        let started = Instant::now();
-        let rooms: Vec<RoomId> = batch.iter().map(|j| j.room).collect();
-        let outcomes = isolating(rooms.len(), |range| load_rooms(&store, rooms.get(range).unwrap_or_default())).await;
-        metrics.lifecycle_batch_size.with_label_values(&["room"]).observe(batch.len() as f64);
-        metrics.lifecycle_seconds.with_label_values(&["room"]).observe(started.elapsed().as_secs_f64());
-        let mut jobs = batch.into_iter();
-        for (range, loaded) in outcomes {
-            let jobs = jobs.by_ref().take(range.len());
-            match loaded {
-                Ok(mut loaded) => {
-                    for job in jobs {
-                        let _ = job.reply.send(Ok(loaded.remove(&job.room)));
-                    }
-                }
-                Err(err) => {
-                    let err = domain::Error::from(err);
-                    for job in jobs {
-                        let _ = job.reply.send(Err(err.clone()));
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn load_rooms(store: &Store, ids: &[RoomId]) -> Result<HashMap<RoomId, LoadedRoom>, StoreError> {
-    let rooms = store.room_members_many(ids).await?;
+async fn load_rooms(store: Store, ids: Vec<RoomId>) -> Result<HashMap<RoomId, LoadedRoom>, StoreError> {
+    let rooms = store.room_members_many(&ids).await?;
     let pairs: Vec<(UserId, UserId)> = rooms
         .values()
         .filter_map(|room| match room.members.as_slice() {
@@ -289,6 +271,22 @@ async fn load_rooms(store: &Store, ids: &[RoomId]) -> Result<HashMap<RoomId, Loa
             (id, LoadedRoom { room, blocked })
         })
         .collect())
+}
+
+fn answer_connect(job: ConnectJob, loaded: Result<&mut Loaded, &domain::Error>) {
+    let arrival = loaded.map_err(Clone::clone).map(|(rooms, live)| Arrival {
+        rooms: rooms.remove(&job.user).unwrap_or_default(),
+        live: live.remove(&job.user).unwrap_or_default(),
+    });
+    let _ = job.reply.send(arrival);
+}
+
+fn answer_change(job: PresenceJob, peers: Result<&mut HashMap<UserId, Peers>, &domain::Error>) {
+    let _ = job.reply.send(peers.map_err(Clone::clone).map(|peers| peers.remove(&job.change.user).unwrap_or_default()));
+}
+
+fn answer_room(job: RoomJob, loaded: Result<&mut HashMap<RoomId, LoadedRoom>, &domain::Error>) {
+    let _ = job.reply.send(loaded.map_err(Clone::clone).map(|loaded| loaded.remove(&job.room)));
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ where
     F: std::future::Future<Output = StoreResult<T>>,
 {
     let mut outcomes = Vec::new();
-    let mut ranges = vec![0..len];
+    let mut ranges: Vec<std::ops::Range<usize>> = std::iter::once(0..len).collect();
     while let Some(range) = ranges.pop() {
         match work(range.clone()).await {
             Err(err) if range.len() > 1 && err.refused_statement() => {

@@ -114,81 +114,81 @@ pub struct PresenceState {
     pub last_seen: Option<Timestamp>,
 }
 
-/// An event pushed to users' connections.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An event pushed to users' connections. Each variant's serde and strum names are the same
+/// (a unit test holds them together); strum gives the name without encoding the push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames)]
 #[serde(tag = "event", content = "data")]
 pub enum Push {
     #[serde(rename = "message.new")]
+    #[strum(serialize = "message.new")]
     MessageNew { message: Message },
     #[serde(rename = "room.created")]
+    #[strum(serialize = "room.created")]
     RoomCreated { room: Room },
     #[serde(rename = "room.read")]
+    #[strum(serialize = "room.read")]
     RoomRead { room_id: RoomId, user_id: UserId, seq: i64 },
     #[serde(rename = "typing")]
+    #[strum(serialize = "typing")]
     Typing { room_id: RoomId, user_id: UserId, typing: bool },
     /// A member left a group: to the members who remain, and to the leaver's other
     /// connections.
     #[serde(rename = "room.member_left")]
+    #[strum(serialize = "room.member_left")]
     RoomMemberLeft { room_id: RoomId, user_id: UserId },
     #[serde(rename = "presence")]
+    #[strum(serialize = "presence")]
     Presence(PresenceState),
     #[serde(rename = "notification")]
+    #[strum(serialize = "notification")]
     Notification(Notification),
     #[serde(rename = "match")]
+    #[strum(serialize = "match")]
     Match { user_id: UserId, room_id: RoomId },
     #[serde(rename = "call.incoming")]
+    #[strum(serialize = "call.incoming")]
     CallIncoming { call: Call },
     #[serde(rename = "call.accepted")]
+    #[strum(serialize = "call.accepted")]
     CallAccepted { call: Call },
     #[serde(rename = "call.ended")]
+    #[strum(serialize = "call.ended")]
     CallEnded { call: Call, reason: EndReason },
     /// A party left a group call that goes on.
     #[serde(rename = "call.left")]
+    #[strum(serialize = "call.left")]
     CallLeft { call: Call, user_id: UserId },
     #[serde(rename = "call.signal")]
+    #[strum(serialize = "call.signal")]
     CallSignal { call_id: CallId, from: UserId, signal: serde_json::Value },
     // --- live sessions ---
     /// To the host: the session's viewer count changed (throttled).
     #[serde(rename = "live.viewers")]
+    #[strum(serialize = "live.viewers")]
     LiveViewers { session_id: SessionId, viewers: i64 },
     #[serde(rename = "live.comment")]
+    #[strum(serialize = "live.comment")]
     LiveComment(LiveComment),
     #[serde(rename = "live.hand_raised")]
+    #[strum(serialize = "live.hand_raised")]
     LiveHandRaised { session_id: SessionId, user_id: UserId },
     #[serde(rename = "live.hand_lowered")]
+    #[strum(serialize = "live.hand_lowered")]
     LiveHandLowered { session_id: SessionId, user_id: UserId },
     #[serde(rename = "live.hand_accepted")]
+    #[strum(serialize = "live.hand_accepted")]
     LiveHandAccepted { session_id: SessionId, user_id: UserId },
     #[serde(rename = "live.invited")]
+    #[strum(serialize = "live.invited")]
     LiveInvited { session: LiveSession },
     #[serde(rename = "live.ended")]
+    #[strum(serialize = "live.ended")]
     LiveEnded { session: LiveSession, reason: LiveEndReason },
 }
 
 impl Push {
     pub fn event(&self) -> &'static str {
-        match self {
-            Self::MessageNew { .. } => "message.new",
-            Self::RoomCreated { .. } => "room.created",
-            Self::RoomRead { .. } => "room.read",
-            Self::Typing { .. } => "typing",
-            Self::RoomMemberLeft { .. } => "room.member_left",
-            Self::Presence(_) => "presence",
-            Self::Notification(_) => "notification",
-            Self::Match { .. } => "match",
-            Self::CallIncoming { .. } => "call.incoming",
-            Self::CallAccepted { .. } => "call.accepted",
-            Self::CallEnded { .. } => "call.ended",
-            Self::CallLeft { .. } => "call.left",
-            Self::CallSignal { .. } => "call.signal",
-            Self::LiveViewers { .. } => "live.viewers",
-            Self::LiveComment(_) => "live.comment",
-            Self::LiveHandRaised { .. } => "live.hand_raised",
-            Self::LiveHandLowered { .. } => "live.hand_lowered",
-            Self::LiveHandAccepted { .. } => "live.hand_accepted",
-            Self::LiveInvited { .. } => "live.invited",
-            Self::LiveEnded { .. } => "live.ended",
-        }
+        self.into()
     }
 }
 
@@ -238,5 +238,23 @@ impl Delivery {
 
     pub fn native_text(&self) -> ByteString {
         self.native.get_or_init(|| serde_json::to_string(&self.push).expect("pushes serialize to JSON").into()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strum::VariantNames;
+
+    use super::*;
+
+    #[test]
+    fn every_push_is_named_alike_by_serde_and_strum() {
+        let mut names = std::collections::HashSet::new();
+        for name in Push::VARIANTS {
+            assert!(names.insert(name), "{name} names two pushes");
+            let wire = serde_json::json!({"event": name, "data": null});
+            let err = serde_json::from_value::<Push>(wire).expect_err("null is no push's data").to_string();
+            assert!(!err.contains("unknown variant"), "serde does not know {name}: {err}");
+        }
     }
 }

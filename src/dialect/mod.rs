@@ -18,28 +18,26 @@ use serde_json::Value;
 use crate::domain::{Call, CallState, Error, Message, MessageKind, Room, RoomId, Timestamp, UserId};
 use crate::service::{self, Caller, Services};
 use crate::store::{Profile, RoomMembers};
-pub use crate::wire::{Api, Emit};
+pub use crate::wire::{Api, Dialect, Emit};
 use crate::wire::{CallCommand, Command, Push, Reply, RoomCommand};
 
 /// Translates one inbound dialect event: the events to send back, the first being the
 /// reply (what an ack carries).
-pub async fn handle(api: Api, edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
-    match api {
-        Api::Native => Err(Error::Internal),
-        Api::Social => social::handle(edge, event, data).await,
-        Api::Messenger => messenger::handle(edge, event, data).await,
-        Api::Rooms => rooms::handle(edge, event, data).await,
+pub async fn handle(dialect: Dialect, edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Error> {
+    match dialect {
+        Dialect::Social => social::handle(edge, event, data).await,
+        Dialect::Messenger => messenger::handle(edge, event, data).await,
+        Dialect::Rooms => rooms::handle(edge, event, data).await,
     }
 }
 
-/// The events a native push becomes in `api` (none when the seed has no such event). The
+/// The events a native push becomes in `dialect` (none when the seed has no such event). The
 /// result does not depend on who receives it, so a delivery translates once per node.
-pub async fn push(api: Api, lookup: &Lookup, push: &Push) -> Result<Vec<Emit>, Error> {
-    match api {
-        Api::Native => Err(Error::Internal),
-        Api::Social => social::push(lookup, push).await,
-        Api::Messenger => messenger::push(lookup, push).await,
-        Api::Rooms => rooms::push(lookup, push).await,
+pub async fn push(dialect: Dialect, lookup: &Lookup, push: &Push) -> Result<Vec<Emit>, Error> {
+    match dialect {
+        Dialect::Social => social::push(lookup, push).await,
+        Dialect::Messenger => messenger::push(lookup, push).await,
+        Dialect::Rooms => rooms::push(lookup, push).await,
     }
 }
 

@@ -18,7 +18,7 @@ use super::writer::{Wire, write_frames};
 use super::{Node, Outbound, Outbox};
 use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
-use crate::dialect::{self, Api, Edge, Lookup};
+use crate::dialect::{self, Api, Dialect, Edge, Lookup};
 use crate::domain::{ConnectionId, Error, Timestamp, UserId};
 use crate::service::{self, Caller};
 use crate::wire::socketio::{self, EngineVersion};
@@ -126,14 +126,14 @@ impl Connection {
         let _ = self.wire_api.set(self.api);
         self.node.connections.insert(identity.user.clone(), self.id, ctx.address().recipient());
         self.watch_expiry(ctx);
-        if self.api != Api::Native {
+        if let Some(dialect) = self.api.dialect() {
             // Dialect requests run one at a time (a seed event may be several commands, and
             // the next must not overtake it); a burst the rate limit allows may wait.
             let (sender, requests) = mpsc::channel(self.node.settings.rate_burst.max(1) as usize);
             self.dialect = Some(sender);
             let edge =
                 Edge::new(self.node.services.clone(), Caller { user: identity.user.clone(), connection: self.id });
-            ctx.spawn(translate_requests(self.api, edge, requests, self.outbox.clone(), self.framing).into_actor(self));
+            ctx.spawn(translate_requests(dialect, edge, requests, self.outbox.clone(), self.framing).into_actor(self));
         }
         let hello = self.framing.hello(&identity.user, &self.node.node, self.id);
         let connect = self.node.hub.send(Connect { identity, outbox: self.outbox.clone(), hello });
@@ -512,14 +512,14 @@ struct DialectRequest {
 /// Runs a dialect connection's requests one at a time, in the order they came: the reply
 /// events go out as they are, and an ack (when asked for) carries the first one's payload.
 async fn translate_requests(
-    api: Api,
+    dialect: Dialect,
     edge: Edge,
     mut requests: mpsc::Receiver<DialectRequest>,
     outbox: Outbox,
     framing: Framing,
 ) {
     while let Some(DialectRequest { id, event, data }) = requests.recv().await {
-        match dialect::handle(api, &edge, &event, data).await {
+        match dialect::handle(dialect, &edge, &event, data).await {
             Ok(emits) => {
                 if let Some(id) = &id {
                     let reply = emits.first().map(|e| e.data.clone()).unwrap_or(Value::Null);

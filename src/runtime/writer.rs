@@ -62,19 +62,18 @@ pub(super) struct Wire {
 
 async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &Wire) -> Result<(), actix_ws::Closed> {
     match item {
-        Outbound::Push(delivery) => match wire.api.get().copied().unwrap_or(Api::Native) {
-            Api::Native => {
+        Outbound::Push(delivery) => match wire.api.get().copied().unwrap_or(Api::Native).dialect() {
+            None => {
                 metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
                 session.text(wire.framing.push(&delivery)).await
             }
-            api => {
+            Some(dialect) => {
                 // Boxed: the translation's lookups would otherwise size every idle
                 // connection's writer for them.
-                let translation = dialect::push(api, &wire.lookup, &delivery.push);
-                let emits = match Box::pin(delivery.translated(api, translation)).await {
-                    Some(Ok(emits)) => emits,
-                    None => return Ok(()),
-                    Some(Err(err)) => {
+                let translation = dialect::push(dialect, &wire.lookup, &delivery.push);
+                let emits = match Box::pin(delivery.translated(dialect, translation)).await {
+                    Ok(emits) => emits,
+                    Err(err) => {
                         // The client recovers a lost push from history; the connection goes on.
                         tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
                         return Ok(());

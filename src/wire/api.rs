@@ -18,7 +18,25 @@ pub enum Api {
     Rooms,
 }
 
+/// A seed dialect: an API translated at the edge (every API but the native one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Social,
+    Messenger,
+    Rooms,
+}
+
 impl Api {
+    /// The dialect this API is translated by; `None` for the native API.
+    pub fn dialect(self) -> Option<Dialect> {
+        match self {
+            Self::Native => None,
+            Self::Social => Some(Dialect::Social),
+            Self::Messenger => Some(Dialect::Messenger),
+            Self::Rooms => Some(Dialect::Rooms),
+        }
+    }
+
     pub fn parse(raw: &str) -> Result<Self, Error> {
         raw.parse()
             .map_err(|_| Error::bad_request(format!("api `{raw}` is unknown: use native, social, messenger or rooms")))

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use super::{Api, Emit};
+use super::{Dialect, Emit};
 use crate::domain::{
     Call, CallId, EndReason, Error, LiveComment, LiveEndReason, LiveSession, Message, NearbyUser, Notification,
     RaisedHand, Room, RoomId, SessionId, Timestamp, UserId,
@@ -213,16 +213,15 @@ impl Delivery {
     /// the native API, which needs none.
     pub async fn translated(
         &self,
-        api: Api,
+        dialect: Dialect,
         translation: impl std::future::Future<Output = Result<Vec<Emit>, Error>>,
-    ) -> Option<Result<&[Emit], Error>> {
-        let slot = match api {
-            Api::Native => return None,
-            Api::Social => &self.dialects[0],
-            Api::Messenger => &self.dialects[1],
-            Api::Rooms => &self.dialects[2],
+    ) -> Result<&[Emit], Error> {
+        let slot = match dialect {
+            Dialect::Social => &self.dialects[0],
+            Dialect::Messenger => &self.dialects[1],
+            Dialect::Rooms => &self.dialects[2],
         };
-        Some(slot.get_or_try_init(|| translation).await.map(Vec::as_slice))
+        slot.get_or_try_init(|| translation).await.map(Vec::as_slice)
     }
 
     /// `42["event",data]`, encoded at most once.

@@ -11,7 +11,7 @@ mod payloads;
 mod request;
 pub mod socketio;
 
-pub use api::{Api, Emit};
+pub use api::{Api, Dialect, Emit};
 pub use command::{CallCommand, Command, LiveCommand, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};
 pub use framing::{AckId, Framing, Inbound};

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Batches written again because the database refused a resent message.
     pub write_resend_retries: IntCounter,
+    /// Messages not written because their sender had been answered `unavailable` already.
+    pub write_abandoned: IntCounter,
     /// Connects, presence changes or room loads per lifecycle batch, by `kind`.
     pub lifecycle_batch_size: HistogramVec,
     pub lifecycle_seconds: HistogramVec,
@@ -58,6 +60,11 @@ impl Metrics {
                 "Message batches written again after finding a resent message already stored",
             )
             .unwrap(),
+            write_abandoned: IntCounter::new(
+                "write_abandoned_total",
+                "Messages dropped before writing: the database had not answered in time and the sender was told so",
+            )
+            .unwrap(),
             lifecycle_batch_size: HistogramVec::new(
                 HistogramOpts::new(
                     "lifecycle_batch_size",
@@ -97,6 +104,7 @@ impl Metrics {
             Box::new(metrics.write_batch_size.clone()),
             Box::new(metrics.commit_seconds.clone()),
             Box::new(metrics.write_resend_retries.clone()),
+            Box::new(metrics.write_abandoned.clone()),
             Box::new(metrics.lifecycle_batch_size.clone()),
             Box::new(metrics.lifecycle_seconds.clone()),
             Box::new(metrics.outbound_dropped.clone()),

@@ -52,6 +52,14 @@ impl LocalBus {
         removed
     }
 
+    /// Tells every room topic's sink that the bus is back after a loss (`BusEvent::Resumed`).
+    pub fn resumed(&self) {
+        let envelope = Arc::new(self.envelope(BusEvent::Resumed));
+        for topic in self.topics().into_iter().filter(|topic| matches!(topic, Topic::Room(_))) {
+            self.deliver(topic, envelope.clone());
+        }
+    }
+
     pub fn topics(&self) -> Vec<Topic> {
         self.sinks.lock().expect("bus lock").keys().cloned().collect()
     }

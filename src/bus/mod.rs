@@ -64,6 +64,10 @@ pub enum BusEvent {
     /// On the host's user topic: the viewer count may have changed; the host's nodes read it
     /// and push `live.viewers` (throttled).
     LiveViewersChanged { session_id: SessionId },
+    /// From this node's own bus, on each of its room topics (never sent between nodes): the
+    /// link to the other nodes was lost and is back, so pushes may have been missed; room
+    /// actors read what their members missed from the store.
+    Resumed,
 }
 
 /// An envelope arriving at a topic's local sink.

@@ -5,7 +5,8 @@
 //!
 //! Subscriptions survive reconnects: the manager resubscribes by itself, and on every
 //! disconnection this bus re-sends its whole subscription set as well, retrying until Redis
-//! answers. Live delivery is best effort; clients fill gaps from the store by `seq`.
+//! answers; then its room actors read what their members missed from the store
+//! (`BusEvent::Resumed`). Clients fill any other gap from the store by `seq`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -192,7 +193,15 @@ async fn subscription_loop(
                 held.remove(&channel);
                 redis.unsubscribe(&channel).await
             }
-            Change::Resync => resubscribe(&mut redis, &held).await,
+            Change::Resync => {
+                let result = resubscribe(&mut redis, &held).await;
+                if result.is_ok()
+                    && let Some(bus) = bus.upgrade()
+                {
+                    bus.local.resumed();
+                }
+                result
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
@@ -206,6 +215,9 @@ async fn subscription_loop(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             tracing::info!(channels = held.len(), "Redis subscriptions restored");
+            if let Some(bus) = bus.upgrade() {
+                bus.local.resumed();
+            }
         }
     }
 }

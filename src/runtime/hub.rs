@@ -487,7 +487,7 @@ impl Handler<Delivered> for Hub {
             }
             BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),
             BusEvent::LeftRoom { room_id } => self.detach_user(user, *room_id),
-            BusEvent::RoomChanged { .. } | BusEvent::MemberLeft { .. } => {}
+            BusEvent::RoomChanged { .. } | BusEvent::MemberLeft { .. } | BusEvent::Resumed => {}
             // --- live sessions ---
             BusEvent::JoinedLive { session_id } => self.attach_live(user, *session_id),
             BusEvent::LeftLive { session_id } => self.detach_live(user, *session_id),

@@ -32,6 +32,10 @@ pub struct RoomActor {
 /// may cross Redis out of order; local members still receive them in seq order.
 const GAP_WAIT: Duration = Duration::from_millis(250);
 
+/// Most messages a room actor reads to catch up after a bus outage; members fill a longer
+/// gap from history by `seq`.
+const CATCH_UP_MAX: i64 = 500;
+
 /// Puts `message.new` pushes back in seq order for this node's members.
 #[derive(Default)]
 struct MessageOrder {
@@ -194,6 +198,11 @@ impl RoomActor {
         }
         order.next += 1;
         self.fan_out(push, skip);
+        self.release_held(ctx);
+    }
+
+    /// Delivers the held pushes that now follow on without a gap.
+    fn release_held(&mut self, ctx: &mut Context<Self>) {
         while let Some((push, skip)) = self.order.held.remove(&self.order.next) {
             self.order.next += 1;
             self.fan_out(push, skip);
@@ -203,6 +212,32 @@ impl RoomActor {
         {
             ctx.cancel_future(timer);
         }
+    }
+
+    /// After the bus lost its link to the other nodes: reads the messages committed since the
+    /// last one delivered here (up to [`CATCH_UP_MAX`]) and delivers them in order, so members
+    /// get what they missed without asking. Their live copies, should they still come, are
+    /// not delivered twice.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        if self.order.next == 0 {
+            return;
+        }
+        let (store, room, after) = (self.services.store.clone(), self.id, self.order.next - 1);
+        let read = async move { store.messages_after(room, after, CATCH_UP_MAX).await };
+        ctx.wait(read.into_actor(self).map(|loaded, room, ctx| {
+            let missed = match loaded {
+                Ok(missed) => missed,
+                Err(e) => return tracing::warn!(room = %room.id, error = %e, "could not catch up after a bus outage"),
+            };
+            for message in missed {
+                let seq = message.seq;
+                if seq >= room.order.next && !room.order.held.contains_key(&seq) {
+                    room.order.filled.insert(seq);
+                    room.order.held.insert(seq, (Push::MessageNew { message }, None));
+                }
+            }
+            room.release_held(ctx);
+        }));
     }
 
     /// Reads the messages missing before the held ones from the store and delivers all of
@@ -248,6 +283,7 @@ impl Handler<Delivered> for RoomActor {
         let (push, skip) = match &msg.envelope.event {
             BusEvent::Push { push, skip } => (push, skip),
             BusEvent::RoomChanged { .. } => return self.load(ctx),
+            BusEvent::Resumed => return self.catch_up(ctx),
             BusEvent::MemberLeft { user_id, room_id } => return self.member_left(*room_id, user_id),
             BusEvent::JoinedRoom { .. } | BusEvent::LeftRoom { .. } | BusEvent::ToConnection { .. } => return,
             BusEvent::JoinedLive { .. } | BusEvent::LeftLive { .. } | BusEvent::LiveViewersChanged { .. } => return,

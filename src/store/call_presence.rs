@@ -36,11 +36,13 @@ impl Store {
         let back: Vec<&str> = changes.iter().filter(|(_, away)| away.is_none()).map(|(u, _)| u.as_str()).collect();
         let away: Vec<(&str, i64)> =
             changes.iter().filter_map(|(user, away)| Some((user.as_str(), away.as_ref()?.millis()))).collect();
-        match self {
-            Store::Postgres(pool) => mark_call_presence_postgres(pool, &back, &away).await?,
-            Store::Sqlite(pool) => mark_call_presence_sqlite(pool, &back, &away).await?,
-        }
-        Ok(())
+        super::bounded(async {
+            match self {
+                Store::Postgres(pool) => mark_call_presence_postgres(pool, &back, &away).await,
+                Store::Sqlite(pool) => mark_call_presence_sqlite(pool, &back, &away).await,
+            }
+        })
+        .await
     }
 }
 

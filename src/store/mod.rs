@@ -59,6 +59,20 @@ pub enum StoreError {
     /// A value that cannot be stored as asked (checked before any statement runs).
     #[error("unstorable value: {0}")]
     Value(String),
+    /// The database did not answer within [`DATABASE_TIMEOUT`].
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Longest a store call (pool checkout, statements, commit) may take before its caller is
+/// answered `unavailable`: a database that hangs or a network that drops packets must fail
+/// requests promptly, never hold them. A write that times out may still commit later; its
+/// sender was not acknowledged and resends with the same `client_id`.
+pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs one store call within [`DATABASE_TIMEOUT`].
+pub(crate) async fn bounded<T>(call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    tokio::time::timeout(DATABASE_TIMEOUT, call).await.unwrap_or(Err(StoreError::Timeout(DATABASE_TIMEOUT)))
 }
 
 impl<E: std::fmt::Display> From<deadpool::managed::PoolError<E>> for StoreError {
@@ -67,14 +81,15 @@ impl<E: std::fmt::Display> From<deadpool::managed::PoolError<E>> for StoreError 
     }
 }
 
-/// Store failures reach clients as `unavailable` (pool) or `internal` (anything else);
-/// the details go to the log only.
+/// Store failures reach clients as `unavailable` (the database is out of reach: retry) or
+/// `internal` (anything else); the details go to the log only.
 impl From<StoreError> for domain::Error {
     fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "store failure");
-        match err {
-            StoreError::Pool(_) => domain::Error::Unavailable("database unavailable".into()),
-            _ => domain::Error::Internal,
+        if err.out_of_reach() {
+            domain::Error::Unavailable("database unavailable; retry".into())
+        } else {
+            domain::Error::Internal
         }
     }
 }
@@ -82,6 +97,23 @@ impl From<StoreError> for domain::Error {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl StoreError {
+    /// The database could not be reached or went away mid-call (down, restarting, hung, cut
+    /// off), as opposed to refusing what was asked: the same call can succeed later.
+    pub fn out_of_reach(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StoreError::Pool(_) | StoreError::Timeout(_) => true,
+            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _))
+            | StoreError::Query(Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)) => true,
+            // PostgreSQL shutting down, starting or recovering (SQLSTATE class 57P).
+            StoreError::Query(Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                message.starts_with("terminating connection") || message.starts_with("the database system is")
+            }
+            _ => false,
+        }
+    }
+
     /// The database refused a statement for what it held (a constraint, a value it cannot
     /// store), as opposed to being out of reach: retrying its items apart can succeed.
     fn refused_statement(&self) -> bool {
@@ -154,7 +186,9 @@ pub enum Store {
     Sqlite(Pool<SqliteAsync>),
 }
 
-/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is in use.
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is in use,
+/// within [`DATABASE_TIMEOUT`]. The body is an async block's: `?` leaves the call, not the
+/// enclosing function.
 /// The body is written once and compiled for both connection types, which is how queries
 /// are shared without generic trait bounds.
 ///
@@ -169,19 +203,22 @@ macro_rules! with_conn {
     ($store:expr, copied($($borrowed:ident),*), |$conn:ident| $body:expr) => {
         match $store {
             $crate::store::Store::Postgres(pool) => {
-                let mut pooled = pool.get().await?;
-                let $conn = &mut *pooled;
-                $body
-            }
-            $crate::store::Store::Sqlite(pool) => {
-                let pool = pool.clone();
-                $(let $borrowed = ::std::borrow::ToOwned::to_owned($borrowed);)*
-                $crate::store::sqlite::run(async move {
-                    $(let $borrowed = &$borrowed;)*
+                $crate::store::bounded(async {
                     let mut pooled = pool.get().await?;
                     let $conn = &mut *pooled;
                     Ok::<_, $crate::store::StoreError>($body)
                 })
+                .await?
+            }
+            $crate::store::Store::Sqlite(pool) => {
+                let pool = pool.clone();
+                $(let $borrowed = ::std::borrow::ToOwned::to_owned($borrowed);)*
+                $crate::store::bounded($crate::store::sqlite::run(async move {
+                    $(let $borrowed = &$borrowed;)*
+                    let mut pooled = pool.get().await?;
+                    let $conn = &mut *pooled;
+                    Ok::<_, $crate::store::StoreError>($body)
+                }))
                 .await?
             }
         }

@@ -44,11 +44,13 @@ impl Store {
         if touches.is_empty() {
             return Ok(());
         }
-        match self {
-            Store::Postgres(pool) => touch_users_postgres(pool, touches, now).await?,
-            Store::Sqlite(pool) => touch_users_sqlite(pool, touches, now).await?,
-        }
-        Ok(())
+        super::bounded(async {
+            match self {
+                Store::Postgres(pool) => touch_users_postgres(pool, touches, now).await,
+                Store::Sqlite(pool) => touch_users_sqlite(pool, touches, now).await,
+            }
+        })
+        .await
     }
 
     /// Stores when each of a batch of users went offline, in one statement. Each user at
@@ -59,43 +61,46 @@ impl Store {
         if seen.is_empty() {
             return Ok(());
         }
-        match self {
-            Store::Postgres(pool) => {
-                enum SetLastSeen {}
-                let mut conn = pool.get().await?;
-                // Rows are locked in id order first, like `touch_users`: the two run at once
-                // (a user going offline while others connect) and deadlocked otherwise.
-                let query = diesel::sql_query(
-                    "UPDATE users SET last_seen = v.seen \
-                     FROM (SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE) AS locked \
-                     JOIN unnest($1::text[], $2::int8[]) AS v(id, seen) ON v.id = locked.id \
-                     WHERE users.id = locked.id AND (users.last_seen IS NULL OR users.last_seen < v.seen)",
-                )
-                .bind::<Array<Text>, _>(seen.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(seen.iter().map(|(_, at)| at.millis()).collect::<Vec<_>>());
-                kept::<SetLastSeen, _>(query).execute(&mut *conn).await?;
-            }
-            Store::Sqlite(pool) => {
-                let (pool, seen) = (pool.clone(), seen.to_vec());
-                super::sqlite::run(async move {
+        super::bounded(async {
+            match self {
+                Store::Postgres(pool) => {
+                    enum SetLastSeen {}
                     let mut conn = pool.get().await?;
-                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                        for (user, at) in &seen {
-                            diesel::update(users::table.find(user.as_str()))
-                                .filter(users::last_seen.is_null().or(users::last_seen.lt(at.millis())))
-                                .set(users::last_seen.eq(at.millis()))
-                                .execute(conn)
-                                .await?;
-                        }
+                    // Rows are locked in id order first, like `touch_users`: the two run at once
+                    // (a user going offline while others connect) and deadlocked otherwise.
+                    let query = diesel::sql_query(
+                        "UPDATE users SET last_seen = v.seen \
+                         FROM (SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE) AS locked \
+                         JOIN unnest($1::text[], $2::int8[]) AS v(id, seen) ON v.id = locked.id \
+                         WHERE users.id = locked.id AND (users.last_seen IS NULL OR users.last_seen < v.seen)",
+                    )
+                    .bind::<Array<Text>, _>(seen.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
+                    .bind::<Array<BigInt>, _>(seen.iter().map(|(_, at)| at.millis()).collect::<Vec<_>>());
+                    kept::<SetLastSeen, _>(query).execute(&mut *conn).await?;
+                }
+                Store::Sqlite(pool) => {
+                    let (pool, seen) = (pool.clone(), seen.to_vec());
+                    super::sqlite::run(async move {
+                        let mut conn = pool.get().await?;
+                        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                            for (user, at) in &seen {
+                                diesel::update(users::table.find(user.as_str()))
+                                    .filter(users::last_seen.is_null().or(users::last_seen.lt(at.millis())))
+                                    .set(users::last_seen.eq(at.millis()))
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            Ok(())
+                        })
+                        .await?;
                         Ok(())
                     })
                     .await?;
-                    Ok(())
-                })
-                .await?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// `last_seen` for each known user among `ids`.

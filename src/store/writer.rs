@@ -79,7 +79,9 @@ impl MessageWriter {
 
     /// Queues one message now (so messages keep the order they are submitted in) and
     /// returns a future that resolves once it is committed. A full queue is refused with
-    /// `unavailable` rather than waited on.
+    /// `unavailable` rather than waited on, and so is a message not committed within
+    /// [`super::DATABASE_TIMEOUT`] (the database is down or hung): its sender is not
+    /// acknowledged and resends it.
     pub fn submit(&self, message: NewMessage) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
         let (reply, answer) = oneshot::channel();
         let queued = self.commands.try_send(Command::Write(message, reply, Instant::now())).map_err(|e| match e {
@@ -90,7 +92,12 @@ impl MessageWriter {
         });
         async move {
             queued?;
-            answer.await.map_err(|_| domain::Error::Unavailable("writer stopped".into()))?
+            match tokio::time::timeout(super::DATABASE_TIMEOUT, answer).await {
+                Ok(answer) => answer.map_err(|_| domain::Error::Unavailable("writer stopped".into()))?,
+                Err(_) => Err(domain::Error::Unavailable(
+                    "the database did not answer in time; resend with the same client_id".into(),
+                )),
+            }
         }
     }
 
@@ -307,6 +314,13 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
+                // Its sender was already told it failed: writing it now would store a
+                // message its sender will send again.
+                Command::Write(_, reply, queued)
+                    if reply.is_closed() && queued.elapsed() >= super::DATABASE_TIMEOUT =>
+                {
+                    metrics.write_abandoned.inc();
+                }
                 Command::Write(message, reply, _) => batch.push((message, reply)),
                 Command::Flush(done) => {
                     flushed.push(done);

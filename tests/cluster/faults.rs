@@ -7,53 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::services::OwnRedis;
 use crate::{Cluster, metric};
-
-/// A Redis server of this test's own, so that it can be stopped and started again.
-struct OwnRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<tokio::process::Child>,
-}
-
-impl OwnRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = OwnRedis { port, dir: tempfile::tempdir().unwrap(), child: None };
-        redis.run().await;
-        redis
-    }
-
-    async fn run(&mut self) {
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (deploy/local/test.sh installs it)");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start");
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().unwrap();
-            child.wait().await.unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
 
 #[actix_web::test]
 async fn redis_restart_loses_nothing() {
@@ -103,4 +58,38 @@ async fn redis_restart_loses_nothing() {
     let seqs: Vec<i64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (2..=resumed).collect::<Vec<_>>());
     assert_eq!(history["messages"][0]["body"], "during 0");
+}
+
+#[actix_web::test]
+async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
+    let mut redis = OwnRedis::start().await;
+    let cluster = Cluster::start_with(2, redis.url(), |_| {}).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = n1.connect("alice").await;
+    let mut bob = n2.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    send(&mut alice, &room, "before").await;
+    assert_eq!(bob.event("message.new").await["message"]["body"], "before");
+
+    redis.stop().await;
+    for i in 0..3 {
+        send(&mut alice, &room, &format!("during {i}")).await;
+    }
+    // Their pushes are lost on the bus: alice's node gave up publishing them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(n1.port, "switchboard_bus_dropped_total").await < 3.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the pushes were never dropped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.run().await;
+    // Nobody sends again: bob's node reads what he missed from the store once its link is
+    // back, and pushes it in order.
+    for i in 0..3 {
+        let missed = bob.event("message.new").await;
+        assert_eq!(missed["message"]["body"], format!("during {i}"));
+        assert_eq!(missed["message"]["seq"], i + 2);
+    }
+    // Nothing twice: the next push is the next message.
+    send(&mut alice, &room, "after").await;
+    assert_eq!(bob.event("message.new").await["message"]["body"], "after");
 }

@@ -12,7 +12,9 @@ mod chat;
 mod faults;
 mod live;
 mod nginx;
+mod postgres_faults;
 mod presence;
+mod services;
 mod social;
 
 use helpers::*;
@@ -46,7 +48,11 @@ impl Cluster {
     }
 
     pub async fn start_with(count: usize, redis: String, tweak: impl Fn(&mut Settings)) -> Self {
-        let database_url = fresh_database(Db::Postgres).await;
+        Self::start_on(fresh_database(Db::Postgres).await, count, redis, tweak).await
+    }
+
+    /// `count` nodes on the database at `database_url` and the Redis at `redis`.
+    pub async fn start_on(database_url: String, count: usize, redis: String, tweak: impl Fn(&mut Settings)) -> Self {
         let prefix = fresh_prefix();
         let mut cluster = Cluster { database_url, redis_url: redis, prefix, nodes: Vec::new() };
         for _ in 0..count {

@@ -24,73 +24,117 @@ pub struct Series {
 
 /// A line chart; `y_limit` draws a dashed horizontal line (e.g. the p99 limit).
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], y_limit: Option<f64>) -> String {
-    let points = series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
-    for &(x, y) in points {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y1 = y1.max(y);
-    }
-    if let Some(l) = y_limit {
-        y1 = y1.max(l * 1.1);
-    }
-    if x0 > x1 {
+    let Some(plot) = Plot::fit(series, y_limit) else {
         return format!("<p>{}: no data</p>", esc(title));
-    }
-    if x1 == x0 {
-        x1 = x0 + 1.0;
-    }
-    let y1 = nice_ceiling(y1.max(1e-9));
-    let (pw, ph) = (W - ML - MR, H - MT - MB);
-    let sx = |x: f64| ML + (x - x0) / (x1 - x0) * pw;
-    let sy = |y: f64| MT + ph - (y / y1) * ph;
+    };
     let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">
-<text x="{}" y="16" text-anchor="middle" font-size="13">{}</text>
-<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##,
-        W / 2.0,
-        esc(title)
-    );
-    for i in 0..=5 {
-        let (xv, yv) = (x0 + (x1 - x0) * i as f64 / 5.0, y1 * i as f64 / 5.0);
-        let (x, y) = (sx(xv), sy(yv));
+    plot.frame(&mut svg, title, x_label, y_label);
+    if let Some(l) = y_limit {
+        plot.limit(&mut svg, l);
+    }
+    for (i, s) in series.iter().enumerate() {
+        plot.series(&mut svg, i, s);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The plotting area of a chart: x from `x0` to `x1`, y from 0 to `y1`, `pw` × `ph` pixels
+/// inside the margins. Only finite points are plotted.
+struct Plot {
+    x0: f64,
+    x1: f64,
+    y1: f64,
+    pw: f64,
+    ph: f64,
+}
+
+impl Plot {
+    /// Fits the axes to every finite point and the limit (with room above it); `None` when
+    /// there is no point.
+    fn fit(series: &[Series], y_limit: Option<f64>) -> Option<Self> {
+        let points = series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+        let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
+        for &(x, y) in points {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+        }
+        if let Some(l) = y_limit {
+            y1 = y1.max(l * 1.1);
+        }
+        if x0 > x1 {
+            return None;
+        }
+        if x1 == x0 {
+            x1 = x0 + 1.0;
+        }
+        Some(Self { x0, x1, y1: nice_ceiling(y1.max(1e-9)), pw: W - ML - MR, ph: H - MT - MB })
+    }
+
+    fn sx(&self, x: f64) -> f64 {
+        ML + (x - self.x0) / (self.x1 - self.x0) * self.pw
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        MT + self.ph - (y / self.y1) * self.ph
+    }
+
+    /// The SVG's head, title, border, grid with tick labels, and axis labels.
+    fn frame(&self, svg: &mut String, title: &str, x_label: &str, y_label: &str) {
+        let (x0, x1, y1, pw, ph) = (self.x0, self.x1, self.y1, self.pw, self.ph);
         let _ = write!(
             svg,
-            r##"<line x1="{ML}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text><text x="{x}" y="{}" text-anchor="middle">{}</text>"##,
-            ML + pw,
-            ML - 4.0,
-            y + 4.0,
-            short(yv),
-            MT + ph + 14.0,
-            short(xv)
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">
+<text x="{}" y="16" text-anchor="middle" font-size="13">{}</text>
+<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##,
+            W / 2.0,
+            esc(title)
+        );
+        for i in 0..=5 {
+            let (xv, yv) = (x0 + (x1 - x0) * i as f64 / 5.0, y1 * i as f64 / 5.0);
+            let (x, y) = (self.sx(xv), self.sy(yv));
+            let _ = write!(
+                svg,
+                r##"<line x1="{ML}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text><text x="{x}" y="{}" text-anchor="middle">{}</text>"##,
+                ML + pw,
+                ML - 4.0,
+                y + 4.0,
+                short(yv),
+                MT + ph + 14.0,
+                short(xv)
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text transform="translate(14,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            ML + pw / 2.0,
+            H - 8.0,
+            esc(x_label),
+            MT + ph / 2.0,
+            esc(y_label)
         );
     }
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text transform="translate(14,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
-        ML + pw / 2.0,
-        H - 8.0,
-        esc(x_label),
-        MT + ph / 2.0,
-        esc(y_label)
-    );
-    if let Some(l) = y_limit {
-        let y = sy(l);
+
+    /// The dashed line at `limit`.
+    fn limit(&self, svg: &mut String, limit: f64) {
+        let y = self.sy(limit);
         let _ = write!(
             svg,
             r##"<line x1="{ML}" x2="{}" y1="{y}" y2="{y}" stroke="#000" stroke-dasharray="4 3"/>"##,
-            ML + pw
+            ML + self.pw
         );
     }
-    for (i, s) in series.iter().enumerate() {
+
+    /// Series `i`: its line (values above the axis drawn at its top), a dot per point when
+    /// there are few, and its legend entry.
+    fn series(&self, svg: &mut String, i: usize, s: &Series) {
         let color = COLORS[i % COLORS.len()];
         let pts: Vec<String> = s
             .points
             .iter()
             .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y.min(y1))))
+            .map(|&(x, y)| format!("{:.1},{:.1}", self.sx(x), self.sy(y.min(self.y1))))
             .collect();
         let _ =
             write!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#, pts.join(" "));
@@ -111,8 +155,6 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
             esc(&s.name)
         );
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 fn nice_ceiling(v: f64) -> f64 {

@@ -17,7 +17,8 @@ use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Common, SETUP_TIMEOUT};
@@ -97,11 +98,33 @@ fn total_rss(pids: &[u32]) -> Result<u64> {
     pids.iter().map(|&p| rss(p)).sum()
 }
 
-pub async fn run(args: ConnectArgs) -> Result<Value> {
-    let mut nodes = vec![args.common.target()?];
-    for url in &args.node_urls {
-        nodes.push(args.common.target_for(url)?);
+/// What the servers use: total RSS, each one's RSS, and the kernel's TCP socket stats.
+struct Memory {
+    rss: u64,
+    per_server: Vec<u64>,
+    sockstat: Value,
+}
+
+impl Memory {
+    fn read(pids: &[u32]) -> Result<Self> {
+        let rss_total = total_rss(pids)?;
+        let per_server = pids.iter().map(|&p| rss(p)).collect::<Result<_>>()?;
+        Ok(Self { rss: rss_total, per_server, sockstat: sockstat() })
     }
+}
+
+/// The lines the workers print, each tagged with its worker's index.
+type WorkerLines = mpsc::UnboundedReceiver<(usize, String)>;
+
+/// The workers' reports added up: connections made and failed, failures by kind.
+struct Connected {
+    ok: u64,
+    bad: u64,
+    failure_kinds: serde_json::Map<String, Value>,
+}
+
+pub async fn run(args: ConnectArgs) -> Result<Value> {
+    let nodes = args.common.targets(&args.node_urls)?;
     let processes = if args.processes == 0 { args.connections.div_ceil(18_000).max(1) } else { args.processes };
     let run_id = super::new_run_id();
     eprintln!(
@@ -110,13 +133,34 @@ pub async fn run(args: ConnectArgs) -> Result<Value> {
         nodes.len(),
         args.common.framing.name()
     );
-    let rss_before = total_rss(&args.server_pids)?;
-    let per_server_before: Vec<u64> = args.server_pids.iter().map(|&p| rss(p)).collect::<Result<_>>()?;
-    let sock_before = sockstat();
+    let before = Memory::read(&args.server_pids)?;
 
-    let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let (workers, lines) = spawn_workers(&args, &run_id, processes)?;
+    let connected = follow_workers(lines, processes, args.connections).await?;
+    let setup_secs = started.elapsed().as_secs_f64();
+    eprintln!("{} connected, {} failed in {setup_secs:.1} s; holding {} s", connected.ok, connected.bad, args.hold);
+    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+
+    let after = Memory::read(&args.server_pids)?;
+    let generator_rss: u64 = workers.iter().filter_map(|c| c.id()).filter_map(|p| rss(p).ok()).sum();
+    stop_workers(workers).await;
+    let rss_released = total_rss(&args.server_pids).ok();
+
+    let mut report = report(&args, &run_id, &nodes, processes, &connected, &before, &after);
+    report["setup_secs"] = json!(round3(setup_secs));
+    report["connects_per_sec"] = json!(round3(connected.ok as f64 / setup_secs));
+    report["server_rss_after_close"] = json!(rss_released);
+    report["generator_rss"] = json!(generator_rss);
+    print(&report, setup_secs);
+    Ok(report)
+}
+
+/// Starts the worker processes, each with its share of the connections; returns them and
+/// the lines they print, tagged with the worker's index.
+fn spawn_workers(args: &ConnectArgs, run_id: &str, processes: usize) -> Result<(Vec<Child>, WorkerLines)> {
+    let exe = std::env::current_exe()?;
+    let (tx, rx) = mpsc::unbounded_channel::<(usize, String)>();
     let mut workers = Vec::new();
     let share = args.connections.div_ceil(processes);
     for w in 0..processes {
@@ -128,7 +172,7 @@ pub async fn run(args: ConnectArgs) -> Result<Value> {
             .args(["--framing", args.common.framing.name()])
             .args(["--source-ips", &args.common.source_ips.to_string()])
             .args(["--connect-concurrency", &args.common.connect_concurrency.to_string()])
-            .args(["--run-id", &run_id, "--offset", &offset.to_string(), "--count", &count.to_string()]);
+            .args(["--run-id", run_id, "--offset", &offset.to_string(), "--count", &count.to_string()]);
         for url in &args.node_urls {
             cmd.args(["--node-url", url]);
         }
@@ -143,15 +187,19 @@ pub async fn run(args: ConnectArgs) -> Result<Value> {
         });
         workers.push(child);
     }
-    drop(tx);
+    Ok((workers, rx))
+}
 
-    let bar = setup_bar(args.connections as u64, "connections");
+/// Follows the workers' lines (`progress OK BAD`, `failure KIND`, `done OK BAD`) on a bar
+/// until every worker is done.
+async fn follow_workers(mut lines: WorkerLines, processes: usize, connections: usize) -> Result<Connected> {
+    let bar = setup_bar(connections as u64, "connections");
     let mut connected = vec![0u64; processes];
     let mut failed = vec![0u64; processes];
     let mut done = vec![false; processes];
     let mut failure_kinds = serde_json::Map::new();
     while done.iter().any(|d| !d) {
-        let Some((w, line)) = rx.recv().await else { bail!("a worker ended before connecting its share") };
+        let Some((w, line)) = lines.recv().await else { bail!("a worker ended before connecting its share") };
         let mut parts = line.splitn(4, ' ');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("progress"), Some(ok), Some(bad)) => {
@@ -173,18 +221,12 @@ pub async fn run(args: ConnectArgs) -> Result<Value> {
         bar.set_position(connected.iter().sum());
     }
     bar.finish_and_clear();
-    let setup_secs = started.elapsed().as_secs_f64();
-    let ok: u64 = connected.iter().sum();
-    let bad: u64 = failed.iter().sum();
-    eprintln!("{ok} connected, {bad} failed in {setup_secs:.1} s; holding {} s", args.hold);
-    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    Ok(Connected { ok: connected.iter().sum(), bad: failed.iter().sum(), failure_kinds })
+}
 
-    let rss_after = total_rss(&args.server_pids)?;
-    let per_server_after: Vec<u64> = args.server_pids.iter().map(|&p| rss(p)).collect::<Result<_>>()?;
-    let sock_after = sockstat();
-    let generator_rss: u64 = workers.iter().filter_map(|c| c.id()).filter_map(|p| rss(p).ok()).sum();
-
-    // Close the workers' stdin: they exit and the kernel closes their sockets.
+/// Closes the workers' stdin: they exit and the kernel closes their sockets. Then gives the
+/// servers a moment to free what the connections held.
+async fn stop_workers(mut workers: Vec<Child>) {
     for child in &mut workers {
         drop(child.stdin.take());
     }
@@ -192,64 +234,71 @@ pub async fn run(args: ConnectArgs) -> Result<Value> {
         let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_released = total_rss(&args.server_pids).ok();
+}
 
+fn report(
+    args: &ConnectArgs,
+    run_id: &str,
+    nodes: &[Target],
+    processes: usize,
+    connected: &Connected,
+    before: &Memory,
+    after: &Memory,
+) -> Value {
+    let ok = connected.ok;
     let per_conn = |before: u64, after: u64| {
         if ok == 0 { Value::Null } else { json!(round3((after as f64 - before as f64) / ok as f64)) }
     };
-    let mem_pages = |v: &Value| v["mem"].as_u64().unwrap_or(0);
+    let tcp_bytes = |m: &Memory| m.sockstat["mem"].as_u64().unwrap_or(0) * 4096;
     let mut params = args.common.params(&nodes[0]);
     params["nodes"] = json!(nodes.iter().map(Target::endpoint).collect::<Vec<_>>());
     params["connections"] = json!(args.connections);
     params["processes"] = json!(processes);
     params["server_pids"] = json!(args.server_pids);
     params["hold_secs"] = json!(args.hold);
-    let report = json!({
+    json!({
         "scenario": "connect",
         "run_id": run_id,
         "params": params,
         "connected": ok,
-        "failed": bad,
-        "failures": failure_kinds,
-        "setup_secs": round3(setup_secs),
-        "connects_per_sec": round3(ok as f64 / setup_secs),
-        "server_rss_before": rss_before,
-        "server_rss_after": rss_after,
-        "server_rss_after_close": rss_released,
+        "failed": connected.bad,
+        "failures": connected.failure_kinds,
+        "server_rss_before": before.rss,
+        "server_rss_after": after.rss,
         "server_rss_per_server": args.server_pids.iter().enumerate().map(|(i, p)| json!({
-            "pid": p, "before": per_server_before[i], "after": per_server_after[i]})).collect::<Vec<_>>(),
-        "server_bytes_per_connection": per_conn(rss_before, rss_after),
-        "sockstat_before": sock_before,
-        "sockstat_after": sock_after,
+            "pid": p, "before": before.per_server[i], "after": after.per_server[i]})).collect::<Vec<_>>(),
+        "server_bytes_per_connection": per_conn(before.rss, after.rss),
+        "sockstat_before": before.sockstat,
+        "sockstat_after": after.sockstat,
         // Both ends of every connection are on this machine: this is client plus server side.
-        "kernel_tcp_bytes_per_connection_both_ends": per_conn(mem_pages(&sock_before) * 4096, mem_pages(&sock_after) * 4096),
-        "generator_rss": generator_rss,
-    });
+        "kernel_tcp_bytes_per_connection_both_ends": per_conn(tcp_bytes(before), tcp_bytes(after)),
+    })
+}
+
+fn print(r: &Value, setup_secs: f64) {
+    let ok = r["connected"].as_u64().unwrap_or(0);
+    let mib = |v: &Value| v.as_u64().unwrap_or(0) as f64 / 1048576.0;
     println!(
         "connect  run {}  {} connected ({} failed) in {:.1} s ({:.0}/s)",
-        run_id,
+        r["run_id"].as_str().unwrap_or("?"),
         ok,
-        bad,
+        r["failed"],
         setup_secs,
         ok as f64 / setup_secs
     );
     println!(
         "  server RSS {:.1} MiB -> {:.1} MiB: {} bytes per connection; kernel TCP memory (both ends) {} bytes per connection",
-        rss_before as f64 / 1048576.0,
-        rss_after as f64 / 1048576.0,
-        report["server_bytes_per_connection"],
-        report["kernel_tcp_bytes_per_connection_both_ends"]
+        mib(&r["server_rss_before"]),
+        mib(&r["server_rss_after"]),
+        r["server_bytes_per_connection"],
+        r["kernel_tcp_bytes_per_connection_both_ends"]
     );
-    println!("  sockstat before {sock_before}\n  sockstat after  {sock_after}");
-    Ok(report)
+    println!("  sockstat before {}\n  sockstat after  {}", r["sockstat_before"], r["sockstat_after"]);
 }
 
 /// The worker's body: connect `count` users, report, hold until stdin closes.
 pub async fn worker(args: WorkerArgs) -> Result<()> {
-    let mut nodes = vec![args.common.target()?];
-    for url in &args.node_urls {
-        nodes.push(args.common.target_for(url)?);
-    }
+    let nodes = args.common.targets(&args.node_urls)?;
     let (ok_tx, mut ok_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(args.common.connect_concurrency.max(1)));
     for i in args.offset..args.offset + args.count {

@@ -23,7 +23,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Common, SETUP_TIMEOUT, close_all, note_unexpected, sleep_until};
+use super::{Common, SETUP_TIMEOUT, close_all, note_unexpected, sleep_until, text_message};
 use crate::client::{Connection, Frame, Inbound, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
 
@@ -69,10 +69,7 @@ pub async fn run(args: GroupFanoutArgs) -> Result<Value> {
     if args.members < 2 || args.messages == 0 || args.rate.is_nan() || args.rate <= 0.0 {
         bail!("--members must be at least 2, --messages and --rate positive");
     }
-    let mut nodes = vec![args.common.target()?];
-    for url in &args.other_urls {
-        nodes.push(args.common.target_for(url)?);
-    }
+    let nodes = args.common.targets(&args.other_urls)?;
     let run_id = super::new_run_id();
     eprintln!(
         "group-fanout run {run_id}: {} members, {} messages at {}/s, nodes {}",
@@ -111,6 +108,9 @@ pub async fn run(args: GroupFanoutArgs) -> Result<Value> {
     }))
 }
 
+/// One layout: connects the members where `placement` says (member i on node
+/// `placement[i]`, member 0 the sender), creates the group, and reads every node's counters
+/// around the layout's messages.
 async fn run_layout(
     args: &GroupFanoutArgs,
     run_id: &str,
@@ -118,6 +118,68 @@ async fn run_layout(
     nodes: &[Target],
     placement: &[usize],
 ) -> Result<Value> {
+    let (sender, receivers, room) = open_group(run_id, name, nodes, placement).await?;
+    let settle = Duration::from_secs_f64(args.settle);
+    tokio::time::sleep(settle).await;
+    let before = scrape_all(nodes).await?;
+
+    // Receivers count message.new by client_id while the sender sends on schedule.
+    let prefix = format!("{run_id}-{name}-");
+    let t0 = Instant::now() + Duration::from_millis(100);
+    let send_end = t0 + Duration::from_secs_f64(args.messages as f64 / args.rate);
+    let deadline = send_end + Duration::from_secs(args.grace);
+    let tasks: Vec<_> = receivers
+        .into_iter()
+        .map(|conn| tokio::spawn(receive(conn, prefix.clone(), args.messages, deadline)))
+        .collect();
+    let mut sent = send_messages(args, sender, &room, &prefix, t0, deadline).await?;
+    let mut delivery = LatencyRecorder::new();
+    let (mut delivered, mut duplicates) = (0u64, 0u64);
+    let mut conns = vec![sent.sender];
+    for task in tasks {
+        let outcome = task.await?;
+        for (n, at) in &outcome.first_arrival {
+            delivery.record(at.saturating_duration_since(sent.sent_at[*n as usize]));
+        }
+        delivered += outcome.first_arrival.len() as u64;
+        duplicates += outcome.duplicates;
+        sent.errors.merge(&outcome.errors);
+        conns.push(outcome.conn);
+    }
+    tokio::time::sleep(settle).await;
+    let after = scrape_all(nodes).await?;
+    close_all(conns).await;
+
+    let k = args.messages;
+    let counters = NodeCounters::compare(nodes, placement, &before, &after, k);
+    let expected_deliveries = k * (placement.len() as u64 - 1);
+    let as_expected = counters.as_expected && delivered == expected_deliveries && duplicates == 0;
+    Ok(json!({
+        "layout": name,
+        "room_id": room,
+        "messages": k,
+        "acked": sent.acked,
+        "expected_deliveries": expected_deliveries,
+        "delivered": delivered,
+        "lost": expected_deliveries.saturating_sub(delivered),
+        "duplicates": duplicates,
+        "delivery_ms": delivery.summary(),
+        "nodes_holding_members": counters.holding,
+        "nodes_receiving_per_message": round3(counters.receiving_per_message),
+        "nodes": counters.rows,
+        "errors": sent.errors.to_json(),
+        "as_expected": as_expected,
+    }))
+}
+
+/// Connects the members (the others first), then has member 0 create the group and waits
+/// until every other member has been told. Returns the sender, the receivers and the room.
+async fn open_group(
+    run_id: &str,
+    name: &str,
+    nodes: &[Target],
+    placement: &[usize],
+) -> Result<(Connection, Vec<Connection>, String)> {
     let users: Vec<String> = (0..placement.len()).map(|i| format!("lt-{run_id}-{name}-m{i}")).collect();
     let mut conns = Vec::new();
     for (user, &node) in users.iter().zip(placement) {
@@ -136,18 +198,27 @@ async fn run_layout(
     for receiver in &mut receivers {
         wait_for_event(receiver, "room.created").await?;
     }
-    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
-    let before = scrape_all(nodes).await?;
+    Ok((sender, receivers, room))
+}
 
-    // Receivers count message.new by client_id while the sender sends on schedule.
-    let prefix = format!("{run_id}-{name}-");
-    let t0 = Instant::now() + Duration::from_millis(100);
-    let send_end = t0 + Duration::from_secs_f64(args.messages as f64 / args.rate);
-    let deadline = send_end + Duration::from_secs(args.grace);
-    let tasks: Vec<_> = receivers
-        .into_iter()
-        .map(|conn| tokio::spawn(receive(conn, prefix.clone(), args.messages, deadline)))
-        .collect();
+/// What the sender did: its connection, each message's send instant, acks and errors.
+struct Sent {
+    sender: Connection,
+    sent_at: Vec<Instant>,
+    acked: u64,
+    errors: ErrorCounts,
+}
+
+/// Sends `--messages` messages at `--rate` from `t0`, reading acks as they come, then waits
+/// for the rest of the acks until `deadline`.
+async fn send_messages(
+    args: &GroupFanoutArgs,
+    mut sender: Connection,
+    room: &str,
+    prefix: &str,
+    t0: Instant,
+    deadline: Instant,
+) -> Result<Sent> {
     let body = super::body(args.common.body_bytes);
     let mut errors = ErrorCounts::default();
     let mut sent_at: Vec<Instant> = Vec::new();
@@ -157,76 +228,60 @@ async fn run_layout(
     for n in 0..args.messages {
         sleep_until(t0 + Duration::from_secs_f64(n as f64 / args.rate)).await;
         sent_at.push(Instant::now());
-        let data = json!({"room_id": room, "kind": "text", "body": body, "client_id": format!("{prefix}{n}")});
-        awaiting.insert(sender.send("message.send", data)?);
+        awaiting.insert(sender.send("message.send", text_message(room, &body, format!("{prefix}{n}")))?);
         drain_acks(&mut sender, &mut awaiting, &mut acked, &mut errors, &progress, Duration::ZERO).await;
     }
     while !awaiting.is_empty() && Instant::now() < deadline {
         drain_acks(&mut sender, &mut awaiting, &mut acked, &mut errors, &progress, Duration::from_millis(100)).await;
     }
-    let mut delivery = LatencyRecorder::new();
-    let (mut delivered, mut duplicates) = (0u64, 0u64);
-    let mut conns = vec![sender];
-    for task in tasks {
-        let outcome = task.await?;
-        for (n, at) in &outcome.first_arrival {
-            delivery.record(at.saturating_duration_since(sent_at[*n as usize]));
-        }
-        delivered += outcome.first_arrival.len() as u64;
-        duplicates += outcome.duplicates;
-        errors.merge(&outcome.errors);
-        conns.push(outcome.conn);
-    }
-    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
-    let after = scrape_all(nodes).await?;
-    close_all(conns).await;
+    Ok(Sent { sender, sent_at, acked, errors })
+}
 
-    // Per node: members held and counter differences.
-    let k = args.messages;
-    let mut node_rows = Vec::new();
-    let mut nodes_receiving = 0.0;
-    let mut holding = 0usize;
-    let mut as_expected = true;
-    for (i, node) in nodes.iter().enumerate() {
-        let members = placement.iter().filter(|&&p| p == i).count();
-        let delta =
-            |name: &str| after[i].get(name).copied().unwrap_or(0.0) - before[i].get(name).copied().unwrap_or(0.0);
-        let published = delta("switchboard_bus_published_total");
-        let received = delta("switchboard_bus_received_total");
-        let dropped = delta("switchboard_bus_dropped_total");
-        let expected_received = if members > 0 { k as f64 } else { 0.0 };
-        let expected_published = if i == 0 { k as f64 } else { 0.0 };
-        as_expected &= received == expected_received && published == expected_published && dropped == 0.0;
-        nodes_receiving += received / k as f64;
-        holding += usize::from(members > 0);
-        node_rows.push(json!({
-            "url": node.endpoint(),
-            "members": members,
-            "published": published,
-            "received": received,
-            "received_per_message": round3(received / k as f64),
-            "dropped": dropped,
-            "subscriptions": after[i].get("switchboard_bus_subscriptions"),
-        }));
+/// Per node: members held and the bus counters' differences, against the expectation
+/// (Δreceived = messages where members are, 0 elsewhere; Δpublished = messages on the
+/// sender's node; nothing dropped).
+struct NodeCounters {
+    rows: Vec<Value>,
+    /// Nodes holding members.
+    holding: usize,
+    /// Σ Δreceived / messages over the nodes.
+    receiving_per_message: f64,
+    as_expected: bool,
+}
+
+impl NodeCounters {
+    fn compare(
+        nodes: &[Target],
+        placement: &[usize],
+        before: &[BTreeMap<String, f64>],
+        after: &[BTreeMap<String, f64>],
+        k: u64,
+    ) -> Self {
+        let mut c = Self { rows: Vec::new(), holding: 0, receiving_per_message: 0.0, as_expected: true };
+        for (i, node) in nodes.iter().enumerate() {
+            let members = placement.iter().filter(|&&p| p == i).count();
+            let delta =
+                |name: &str| after[i].get(name).copied().unwrap_or(0.0) - before[i].get(name).copied().unwrap_or(0.0);
+            let published = delta("switchboard_bus_published_total");
+            let received = delta("switchboard_bus_received_total");
+            let dropped = delta("switchboard_bus_dropped_total");
+            let expected_received = if members > 0 { k as f64 } else { 0.0 };
+            let expected_published = if i == 0 { k as f64 } else { 0.0 };
+            c.as_expected &= received == expected_received && published == expected_published && dropped == 0.0;
+            c.receiving_per_message += received / k as f64;
+            c.holding += usize::from(members > 0);
+            c.rows.push(json!({
+                "url": node.endpoint(),
+                "members": members,
+                "published": published,
+                "received": received,
+                "received_per_message": round3(received / k as f64),
+                "dropped": dropped,
+                "subscriptions": after[i].get("switchboard_bus_subscriptions"),
+            }));
+        }
+        c
     }
-    let expected_deliveries = k * (placement.len() as u64 - 1);
-    as_expected &= delivered == expected_deliveries && duplicates == 0;
-    Ok(json!({
-        "layout": name,
-        "room_id": room,
-        "messages": k,
-        "acked": acked,
-        "expected_deliveries": expected_deliveries,
-        "delivered": delivered,
-        "lost": expected_deliveries.saturating_sub(delivered),
-        "duplicates": duplicates,
-        "delivery_ms": delivery.summary(),
-        "nodes_holding_members": holding,
-        "nodes_receiving_per_message": round3(nodes_receiving),
-        "nodes": node_rows,
-        "errors": errors.to_json(),
-        "as_expected": as_expected,
-    }))
 }
 
 struct Received {

@@ -21,12 +21,12 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{Common, close_all, connect_all, note_unexpected, open_direct_rooms, sleep_until};
-use crate::client::{Connection, Frame, Inbound, Target};
+use super::{
+    Cadence, Common, LAG_WARNING, Phases, client_index, close_all, connect_all, drive_all, note_refused,
+    note_unexpected, open_direct_rooms, print_errors_by_kind, sent_late, sleep_until, text_message,
+};
+use crate::client::{Ack, Connection, Frame, Inbound, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
-
-/// When `send_lag` p99 exceeds this, the generator warns that it could not keep the schedule.
-const LAG_WARNING: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Args)]
 pub struct LatencyArgs {
@@ -67,26 +67,21 @@ struct Pair {
     room: String,
 }
 
-/// The shared timetable.
+/// The shared timetable: every pair's sender sends on the cadence, one slot after the
+/// previous pair's.
 #[derive(Clone, Copy)]
 struct Plan {
-    t0: Instant,
-    /// Seconds between two sends of one sender.
-    interval: f64,
-    /// Seconds between two consecutive senders' first sends (1 / rate).
-    slot: f64,
-    measure_start: Instant,
-    send_end: Instant,
-    grace_end: Instant,
+    cadence: Cadence,
+    phases: Phases,
 }
 
 impl Plan {
-    fn send_time(&self, pair: usize, k: u64) -> Instant {
-        self.t0 + Duration::from_secs_f64(pair as f64 * self.slot + k as f64 * self.interval)
-    }
-
-    fn in_window(&self, at: Instant) -> bool {
-        at >= self.measure_start && at < self.send_end
+    fn new(args: &LatencyArgs, t0: Instant) -> Self {
+        let secs = Duration::from_secs;
+        Self {
+            cadence: Cadence::new(t0, args.rate, args.pairs),
+            phases: Phases::new(t0, secs(args.warmup), secs(args.duration), secs(args.grace)),
+        }
     }
 }
 
@@ -169,13 +164,45 @@ pub async fn run(args: LatencyArgs) -> Result<Value> {
         target.endpoint(),
         receiver_target.endpoint()
     );
+    let pairs = set_up_pairs(&args, &run_id, &target, &receiver_target).await?;
 
-    // Receivers first, so each is online before its room exists and sees every message.
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let plan = Plan::new(&args, t0);
+    let body = Arc::new(super::body(args.common.body_bytes));
+    let (results, timeline) = drive_all(t0, pairs, |pair, progress| {
+        let prefix = format!("{run_id}-{}-", pair.index);
+        PairRun::new(pair, plan, prefix, Arc::clone(&body), progress).drive()
+    })
+    .await?;
+    let mut total = Outcome::new();
+    let mut conns = Vec::new();
+    for (outcome, pair) in results {
+        total.merge(&outcome);
+        conns.push(pair.sender);
+        conns.push(pair.receiver);
+    }
+    close_all(conns).await;
+
+    let mut report = report(&args, &run_id, &target, &receiver_target, &total);
+    report["timeline"] = timeline.to_json();
+    print(&report);
+    super::rate_limit_hint(&total.errors);
+    Ok(report)
+}
+
+/// Connects the receivers, then the senders, and opens every pair's direct room. Receivers
+/// come first, so each is online before its room exists and sees every message.
+async fn set_up_pairs(
+    args: &LatencyArgs,
+    run_id: &str,
+    target: &Target,
+    receiver_target: &Target,
+) -> Result<Vec<Pair>> {
     let senders: Vec<String> = (0..args.pairs).map(|i| format!("lt-{run_id}-p{i}-s")).collect();
     let receivers: Vec<String> = (0..args.pairs).map(|i| format!("lt-{run_id}-p{i}-r")).collect();
     let setup = Instant::now();
-    let receiver_conns = connect_all(&receiver_target, receivers.clone(), args.common.connect_concurrency).await?;
-    let sender_conns = connect_all(&target, senders, args.common.connect_concurrency).await?;
+    let receiver_conns = connect_all(receiver_target, receivers.clone(), args.common.connect_concurrency).await?;
+    let sender_conns = connect_all(target, senders, args.common.connect_concurrency).await?;
     let with_rooms = open_direct_rooms(sender_conns, receivers, args.common.connect_concurrency).await?;
     eprintln!(
         "set up {} connections and {} rooms in {:.1} s",
@@ -183,205 +210,171 @@ pub async fn run(args: LatencyArgs) -> Result<Value> {
         args.pairs,
         setup.elapsed().as_secs_f64()
     );
-    let pairs: Vec<Pair> = with_rooms
+    Ok(with_rooms
         .into_iter()
         .zip(receiver_conns)
         .enumerate()
         .map(|(index, ((sender, room), receiver))| Pair { index, sender, receiver, room })
-        .collect();
-
-    let t0 = Instant::now() + Duration::from_millis(200);
-    let measure_start = t0 + Duration::from_secs(args.warmup);
-    let send_end = measure_start + Duration::from_secs(args.duration);
-    let plan = Plan {
-        t0,
-        interval: args.pairs as f64 / args.rate,
-        slot: 1.0 / args.rate,
-        measure_start,
-        send_end,
-        grace_end: send_end + Duration::from_secs(args.grace),
-    };
-    let progress = Arc::new(Progress::default());
-    let reporter = progress.spawn_reporter(t0);
-    let body = Arc::new(super::body(args.common.body_bytes));
-    let tasks: Vec<_> = pairs
-        .into_iter()
-        .map(|pair| {
-            let progress = Arc::clone(&progress);
-            let body = Arc::clone(&body);
-            let prefix = format!("{run_id}-{}-", pair.index);
-            tokio::spawn(drive_pair(pair, plan, prefix, body, progress))
-        })
-        .collect();
-
-    let mut total = Outcome::new();
-    let mut conns = Vec::new();
-    for task in tasks {
-        let (outcome, pair) = task.await?;
-        total.merge(&outcome);
-        conns.push(pair.sender);
-        conns.push(pair.receiver);
-    }
-    progress.stop();
-    let timeline = reporter.await?;
-    close_all(conns).await;
-
-    let mut report = report(&args, &run_id, &target, &receiver_target, &total);
-    report["timeline"] = timeline.to_json();
-    print(&report);
-    super::rate_limit_hint(total.errors.get("rate_limited"), total.errors.get("close:1008"));
-    Ok(report)
+        .collect())
 }
 
-async fn drive_pair(
-    mut pair: Pair,
+/// One pair's run, driven by one task: its ledger of sent messages (indexed by the N of
+/// their client_id) and what it measured.
+struct PairRun {
+    pair: Pair,
     plan: Plan,
     prefix: String,
     body: Arc<String>,
     progress: Arc<Progress>,
-) -> (Outcome, Pair) {
-    let mut out = Outcome::new();
+    out: Outcome,
+    ledger: Vec<Sent>,
+    /// Request id → ledger index.
+    awaiting_ack: HashMap<i64, usize>,
+    /// Messages neither delivered nor refused yet.
+    undelivered: u64,
+}
 
-    let mut ledger: Vec<Sent> = Vec::new();
-    let mut awaiting_ack: HashMap<i64, usize> = HashMap::new();
-    let mut undelivered = 0u64;
-    let (mut sending, mut sender_open, mut receiver_open) = (true, true, true);
-    let mut k = 0u64;
-    let mut next_at = plan.send_time(pair.index, 0);
+impl PairRun {
+    fn new(pair: Pair, plan: Plan, prefix: String, body: Arc<String>, progress: Arc<Progress>) -> Self {
+        let (ledger, awaiting_ack) = (Vec::new(), HashMap::new());
+        Self { pair, plan, prefix, body, progress, out: Outcome::new(), ledger, awaiting_ack, undelivered: 0 }
+    }
 
-    loop {
-        let acks_settled = !sender_open || awaiting_ack.is_empty();
-        let deliveries_settled = !receiver_open || undelivered == 0;
-        if !sending && acks_settled && deliveries_settled {
-            break;
-        }
-        tokio::select! {
-            _ = sleep_until(next_at), if sending => {
-                if next_at >= plan.send_end {
-                    sending = false;
-                    continue;
-                }
-                let sent_at = Instant::now();
-                out.send_lag.record(sent_at.saturating_duration_since(next_at));
-                let n = ledger.len();
-                let data = json!({
-                    "room_id": pair.room,
-                    "kind": "text",
-                    "body": body.as_str(),
-                    "client_id": format!("{prefix}{n}"),
-                });
-                match pair.sender.send("message.send", data) {
-                    Ok(id) => {
-                        awaiting_ack.insert(id, n);
-                        let measured = plan.in_window(next_at);
-                        ledger.push(Sent {
-                            sent_at,
-                            measured,
-                            acked: false,
-                            failed: false,
-                            deliveries: 0,
-                        });
-                        undelivered += 1;
-                        out.sent += 1;
-                        out.sent_measured += u64::from(measured);
-                        Progress::bump(&progress.sent);
-                    }
-                    Err(_) => {
-                        out.errors.add("send_failed");
-                        Progress::bump(&progress.errors);
-                        sending = false;
-                    }
-                }
-                k += 1;
-                next_at = plan.send_time(pair.index, k);
+    /// Sends on schedule until the window ends, then waits (until the grace period ends) for
+    /// every ack and delivery still due from a connection still open.
+    async fn drive(mut self) -> (Outcome, Pair) {
+        let (mut sending, mut sender_open, mut receiver_open) = (true, true, true);
+        let mut k = 0u64;
+        let mut next_at = self.plan.cadence.at(self.pair.index, 0);
+        loop {
+            let acks_settled = !sender_open || self.awaiting_ack.is_empty();
+            let deliveries_settled = !receiver_open || self.undelivered == 0;
+            if !sending && acks_settled && deliveries_settled {
+                break;
             }
-            inbound = pair.sender.recv(), if sender_open => match inbound {
-                None => sender_open = false,
-                Some(Inbound { at, frame }) => match frame {
-                    Frame::Ack(a) => {
-                        let Some(n) = awaiting_ack.remove(&a.id) else {
-                            out.errors.add("unknown_ack");
-                            continue;
-                        };
-                        let sent = &mut ledger[n];
-                        if a.ok {
-                            sent.acked = true;
-                            if sent.measured {
-                                out.ack.record(at.saturating_duration_since(sent.sent_at));
-                            }
-                            out.acked_in_window += u64::from(plan.in_window(at));
-                            Progress::bump(&progress.acked);
-                        } else {
-                            sent.failed = true;
-                            if sent.deliveries == 0 {
-                                undelivered -= 1;
-                            }
-                            out.errors.add(a.error_code.unwrap_or_else(|| "ack_error".into()));
-                            Progress::bump(&progress.errors);
-                        }
+            tokio::select! {
+                _ = sleep_until(next_at), if sending => {
+                    if next_at >= self.plan.phases.send_end {
+                        sending = false;
+                        continue;
                     }
-                    other => {
-                        if note_unexpected(other, &mut out.errors, &progress) {
+                    sending = self.send(next_at);
+                    k += 1;
+                    next_at = self.plan.cadence.at(self.pair.index, k);
+                }
+                inbound = self.pair.sender.recv(), if sender_open => match inbound {
+                    None => sender_open = false,
+                    Some(Inbound { at, frame: Frame::Ack(a) }) => self.on_ack(at, a),
+                    Some(Inbound { frame, .. }) => {
+                        if note_unexpected(frame, &mut self.out.errors, &self.progress) {
                             sender_open = false;
                             sending = false;
                         }
                     }
                 },
-            },
-            inbound = pair.receiver.recv(), if receiver_open => match inbound {
-                None => receiver_open = false,
-                Some(Inbound { at, frame: Frame::Event { event, data } })
-                    if event == "message.new" =>
-                {
-                    let n = data["message"]["client_id"]
-                        .as_str()
-                        .and_then(|c| c.strip_prefix(prefix.as_str()))
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .filter(|&n| n < ledger.len());
-                    let Some(n) = n else {
-                        out.errors.add("unexpected_message");
-                        continue;
-                    };
-                    let sent = &mut ledger[n];
-                    sent.deliveries += 1;
-                    if sent.deliveries > 1 {
-                        out.duplicates += 1;
-                        continue;
+                inbound = self.pair.receiver.recv(), if receiver_open => match inbound {
+                    None => receiver_open = false,
+                    Some(Inbound { at, frame: Frame::Event { event, data } }) if event == "message.new" => {
+                        self.on_delivery(at, &data);
                     }
-                    if !sent.failed {
-                        undelivered -= 1;
+                    Some(Inbound { frame, .. }) => {
+                        if note_unexpected(frame, &mut self.out.errors, &self.progress) {
+                            receiver_open = false;
+                        }
                     }
-                    let latency = at.saturating_duration_since(sent.sent_at);
-                    if sent.measured {
-                        out.delivery.record(latency);
-                    }
-                    progress.record_latency(latency);
-                    out.delivered_in_window += u64::from(plan.in_window(at));
-                    Progress::bump(&progress.delivered);
-                }
-                Some(Inbound { frame, .. }) => {
-                    if note_unexpected(frame, &mut out.errors, &progress) {
-                        receiver_open = false;
-                    }
-                }
-            },
-            _ = sleep_until(plan.grace_end), if !sending => break,
+                },
+                _ = sleep_until(self.plan.phases.grace_end), if !sending => break,
+            }
+        }
+        self.finish()
+    }
+
+    /// Sends the message scheduled for `scheduled`; false when the connection is gone.
+    fn send(&mut self, scheduled: Instant) -> bool {
+        let sent_at = Instant::now();
+        self.out.send_lag.record(sent_at.saturating_duration_since(scheduled));
+        let n = self.ledger.len();
+        let data = text_message(&self.pair.room, &self.body, format!("{}{n}", self.prefix));
+        match self.pair.sender.send("message.send", data) {
+            Ok(id) => {
+                self.awaiting_ack.insert(id, n);
+                let measured = self.plan.phases.in_window(scheduled);
+                self.ledger.push(Sent { sent_at, measured, acked: false, failed: false, deliveries: 0 });
+                self.undelivered += 1;
+                self.out.sent += 1;
+                self.out.sent_measured += u64::from(measured);
+                Progress::bump(&self.progress.sent);
+                true
+            }
+            Err(_) => {
+                self.out.errors.add("send_failed");
+                Progress::bump(&self.progress.errors);
+                false
+            }
         }
     }
 
-    for sent in &ledger {
-        if sent.failed {
-            continue;
-        }
-        if !sent.acked {
-            out.unacked += 1;
-        }
-        if sent.deliveries == 0 {
-            out.lost += 1;
-            out.lost_measured += u64::from(sent.measured);
+    fn on_ack(&mut self, at: Instant, a: Ack) {
+        let Some(n) = self.awaiting_ack.remove(&a.id) else {
+            self.out.errors.add("unknown_ack");
+            return;
+        };
+        let sent = &mut self.ledger[n];
+        if a.ok {
+            sent.acked = true;
+            if sent.measured {
+                self.out.ack.record(at.saturating_duration_since(sent.sent_at));
+            }
+            self.out.acked_in_window += u64::from(self.plan.phases.in_window(at));
+            Progress::bump(&self.progress.acked);
+        } else {
+            sent.failed = true;
+            if sent.deliveries == 0 {
+                self.undelivered -= 1;
+            }
+            note_refused(a.error_code, &mut self.out.errors, &self.progress);
         }
     }
-    (out, pair)
+
+    fn on_delivery(&mut self, at: Instant, data: &Value) {
+        let Some(n) = client_index(data, &self.prefix).filter(|&n| n < self.ledger.len()) else {
+            self.out.errors.add("unexpected_message");
+            return;
+        };
+        let sent = &mut self.ledger[n];
+        sent.deliveries += 1;
+        if sent.deliveries > 1 {
+            self.out.duplicates += 1;
+            return;
+        }
+        if !sent.failed {
+            self.undelivered -= 1;
+        }
+        let latency = at.saturating_duration_since(sent.sent_at);
+        if sent.measured {
+            self.out.delivery.record(latency);
+        }
+        self.progress.record_latency(latency);
+        self.out.delivered_in_window += u64::from(self.plan.phases.in_window(at));
+        Progress::bump(&self.progress.delivered);
+    }
+
+    /// Counts what never came back, refused messages aside: unacked and lost ones.
+    fn finish(mut self) -> (Outcome, Pair) {
+        for sent in &self.ledger {
+            if sent.failed {
+                continue;
+            }
+            if !sent.acked {
+                self.out.unacked += 1;
+            }
+            if sent.deliveries == 0 {
+                self.out.lost += 1;
+                self.out.lost_measured += u64::from(sent.measured);
+            }
+        }
+        (self.out, self.pair)
+    }
 }
 
 fn report(args: &LatencyArgs, run_id: &str, target: &Target, receiver_target: &Target, t: &Outcome) -> Value {
@@ -436,10 +429,8 @@ fn print(r: &Value) {
         r["duplicates"],
         r["errors"]["total"]
     );
-    if let Some(by_kind) = r["errors"]["by_kind"].as_object().filter(|m| !m.is_empty()) {
-        println!("  errors by kind: {}", Value::Object(by_kind.clone()));
-    }
-    if r["send_lag_ms"]["p99"].as_f64().is_some_and(|p99| p99 > LAG_WARNING.as_secs_f64() * 1000.0) {
+    print_errors_by_kind(&r["errors"]);
+    if sent_late(&r["send_lag_ms"]) {
         println!(
             "  warning: the generator sent late (send lag p99 over {} ms); latencies include its delay",
             LAG_WARNING.as_millis()

@@ -1,6 +1,7 @@
 //! Scenarios, one module each, and what they share: the common flags, the per-run user
-//! naming (a random run id, so repeated runs never collide on a reused database), and the
-//! set-up steps (connect many users, open a direct room).
+//! naming (a random run id, so repeated runs never collide on a reused database), the set-up
+//! steps (connect many users, open a direct room), the measured phase (tasks under the
+//! progress line), the messages they send and the tallies and lines they print.
 
 pub mod chat_mix;
 pub mod connect;
@@ -8,10 +9,15 @@ pub mod group_fanout;
 pub mod latency;
 pub mod live;
 pub mod reconnect_storm;
+mod schedule;
 pub mod throughput;
 
+pub use schedule::{Cadence, Phases};
+
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -19,13 +25,16 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use crate::client::{Connection, Frame, Framing, Target};
-use crate::stats::{ErrorCounts, Progress};
+use crate::stats::{ErrorCounts, Progress, Timeline};
 
 /// The server's development secret (`switchboard` without `SWITCHBOARD_JWT_SECRET`).
 pub const DEV_SECRET: &str = "switchboard-dev-secret-never-use-in-production";
 
 /// Time allowed for one connect or one set-up request.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// When `send_lag` p99 exceeds this, the generator warns that it could not keep the schedule.
+pub const LAG_WARNING: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Args)]
 pub struct Common {
@@ -73,6 +82,15 @@ impl Common {
     /// Another server (a cluster node) with the same framing, secret and source addresses.
     pub fn target_for(&self, url: &str) -> Result<Target> {
         Target::new(url, &self.jwt_secret, self.framing, self.source_ips)
+    }
+
+    /// The nodes of a cluster: --url first, then `others` in order.
+    pub fn targets(&self, others: &[String]) -> Result<Vec<Target>> {
+        let mut nodes = vec![self.target()?];
+        for url in others {
+            nodes.push(self.target_for(url)?);
+        }
+        Ok(nodes)
     }
 
     pub fn params(&self, target: &Target) -> Value {
@@ -137,9 +155,43 @@ pub async fn open_direct_rooms(
         .await
 }
 
-/// A hint printed when the server refused frames for rate: the defaults (20/s, burst 50)
-/// are far below what a load test sends on one connection.
-pub fn rate_limit_hint(rate_limited: u64, floods: u64) {
+/// A `message.send` of a text message; `client_id` ties its ack and pushes to the sender's
+/// ledger.
+pub fn text_message(room: &str, body: &str, client_id: String) -> Value {
+    json!({"room_id": room, "kind": "text", "body": body, "client_id": client_id})
+}
+
+/// The index N of a pushed message whose `client_id` is `prefix` + N (`None` for another
+/// sender's message or a mangled id).
+pub fn client_index(data: &Value, prefix: &str) -> Option<usize> {
+    data["message"]["client_id"].as_str().and_then(|c| c.strip_prefix(prefix)).and_then(|n| n.parse::<usize>().ok())
+}
+
+/// Runs one task per item, all at once, under the once-a-second progress line counted from
+/// `t0`; once every task has ended, returns their results in order and the timeline.
+pub async fn drive_all<I, T, F, Fut>(t0: Instant, items: I, mut drive: F) -> Result<(Vec<T>, Timeline)>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item, Arc<Progress>) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let progress = Arc::new(Progress::default());
+    let reporter = progress.spawn_reporter(t0);
+    let tasks: Vec<_> = items.into_iter().map(|item| tokio::spawn(drive(item, Arc::clone(&progress)))).collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await?);
+    }
+    progress.stop();
+    Ok((results, reporter.await?))
+}
+
+/// A hint printed when the server refused frames for rate (`rate_limited` error acks, or
+/// connections closed with 1008 for flooding): the defaults (20/s, burst 50) are far below
+/// what a load test sends on one connection.
+pub fn rate_limit_hint(errors: &ErrorCounts) {
+    let (rate_limited, floods) = (errors.get("rate_limited"), errors.get("close:1008"));
     if rate_limited > 0 || floods > 0 {
         eprintln!(
             "note: the server rate-limited {rate_limited} frames and closed {floods} connections \
@@ -152,6 +204,24 @@ pub fn rate_limit_hint(rate_limited: u64, floods: u64) {
 /// Closes every connection, all at once.
 pub async fn close_all(conns: Vec<Connection>) {
     futures_util::future::join_all(conns.into_iter().map(Connection::close)).await;
+}
+
+/// The line listing a report's errors by kind, when there are any.
+pub fn print_errors_by_kind(errors: &Value) {
+    if let Some(by_kind) = errors["by_kind"].as_object().filter(|m| !m.is_empty()) {
+        println!("  errors by kind: {}", Value::Object(by_kind.clone()));
+    }
+}
+
+/// Whether a `send_lag_ms` summary's p99 is over `LAG_WARNING`.
+pub fn sent_late(send_lag_ms: &Value) -> bool {
+    send_lag_ms["p99"].as_f64().is_some_and(|p99| p99 > LAG_WARNING.as_secs_f64() * 1000.0)
+}
+
+/// Counts a request the server refused (an error ack) under its error code.
+pub fn note_refused(error_code: Option<String>, errors: &mut ErrorCounts, progress: &Progress) {
+    errors.add(error_code.unwrap_or_else(|| "ack_error".into()));
+    Progress::bump(&progress.errors);
 }
 
 /// Counts frames a scenario does not expect; returns true when the connection closed.

@@ -23,7 +23,10 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use super::{Common, SETUP_TIMEOUT, connect_all, note_unexpected, open_direct_rooms, sleep_until};
+use super::{
+    Cadence, Common, SETUP_TIMEOUT, close_all, connect_all, drive_all, note_refused, note_unexpected,
+    open_direct_rooms, print_errors_by_kind, sleep_until, text_message,
+};
 use crate::client::{Connection, Frame, Inbound, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
 
@@ -88,35 +91,84 @@ struct ClientOutcome {
     errors: ErrorCounts,
 }
 
+/// The storm's timetable: every client sends on the cadence, drops at `storm_at`, and sends
+/// until `send_end`; `grace_end` bounds the wait for what is still under way.
 #[derive(Clone, Copy)]
 struct Plan {
-    t0: Instant,
-    interval: f64,
-    slot: f64,
+    cadence: Cadence,
     storm_at: Instant,
     send_end: Instant,
     grace_end: Instant,
 }
 
+impl Plan {
+    fn new(args: &ReconnectStormArgs, t0: Instant) -> Self {
+        let storm_at = t0 + Duration::from_secs(args.before);
+        let send_end = storm_at + Duration::from_secs(args.after);
+        Self {
+            cadence: Cadence::new(t0, args.rate, args.clients),
+            storm_at,
+            send_end,
+            grace_end: send_end + Duration::from_secs(args.grace),
+        }
+    }
+}
+
+/// One pair as set up: its index, its node, its two members' connections and its room.
+type PairSetup = (usize, usize, Connection, Connection, String);
+
 pub async fn run(args: ReconnectStormArgs) -> Result<Value> {
     if args.clients < 2 || !args.clients.is_multiple_of(2) || args.rate.is_nan() || args.rate <= 0.0 {
         bail!("--clients must be even and at least 2, --rate positive");
     }
-    let mut nodes = vec![args.common.target()?];
-    for url in &args.node_urls {
-        nodes.push(args.common.target_for(url)?);
-    }
+    let nodes = args.common.targets(&args.node_urls)?;
     let run_id = super::new_run_id();
-    let pairs = args.clients / 2;
     eprintln!(
-        "reconnect-storm run {run_id}: {} clients in {pairs} pairs on {} node(s), {} msg/s, storm after {} s",
+        "reconnect-storm run {run_id}: {} clients in {} pairs on {} node(s), {} msg/s, storm after {} s",
         args.clients,
+        args.clients / 2,
         nodes.len(),
         args.rate,
         args.before
     );
+    let pairs = set_up_pairs(&args, &nodes, &run_id).await?;
 
-    // Set up: per node, the receivers then the senders, then the rooms.
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let plan = Plan::new(&args, t0);
+    let gate = Arc::new(Semaphore::new(args.reconnect_concurrency.max(1)));
+    let (back_tx, _) = watch::channel(0usize);
+    let back_tx = Arc::new(back_tx);
+    let clients = pairs.into_iter().flat_map(|(p, n, a, b, room)| {
+        [a, b].into_iter().enumerate().map(move |(k, conn)| (p, n, k, room.clone(), conn))
+    });
+    let (results, timeline) = drive_all(t0, clients, |(p, n, k, room, conn), progress| {
+        let client = Client {
+            index: 2 * p + k,
+            pair: p,
+            target: nodes[n].clone(),
+            room,
+            prefix: format!("{run_id}-{p}-{k}-"),
+            plan,
+            progress,
+            gate: Arc::clone(&gate),
+            back: Arc::clone(&back_tx),
+        };
+        client.run(conn)
+    })
+    .await?;
+    let (outcomes, conns): (Vec<ClientOutcome>, Vec<Option<Connection>>) = results.into_iter().unzip();
+    close_all(conns.into_iter().flatten().collect()).await;
+
+    let mut report = report(&args, &run_id, &nodes, &outcomes);
+    report["timeline"] = timeline.to_json();
+    print(&report);
+    Ok(report)
+}
+
+/// Per node: connects its pairs' second members, then their first members, then opens the
+/// pairs' rooms. Pair p lives on node p mod n.
+async fn set_up_pairs(args: &ReconnectStormArgs, nodes: &[Target], run_id: &str) -> Result<Vec<PairSetup>> {
+    let pairs = args.clients / 2;
     let setup = Instant::now();
     let mut with_rooms = Vec::with_capacity(pairs);
     for (n, target) in nodes.iter().enumerate() {
@@ -131,55 +183,14 @@ pub async fn run(args: ReconnectStormArgs) -> Result<Value> {
         }
     }
     eprintln!("set up {} clients in {:.1} s", args.clients, setup.elapsed().as_secs_f64());
+    Ok(with_rooms)
+}
 
-    let t0 = Instant::now() + Duration::from_millis(200);
-    let storm_at = t0 + Duration::from_secs(args.before);
-    let send_end = storm_at + Duration::from_secs(args.after);
-    let plan = Plan {
-        t0,
-        interval: args.clients as f64 / args.rate,
-        slot: 1.0 / args.rate,
-        storm_at,
-        send_end,
-        grace_end: send_end + Duration::from_secs(args.grace),
-    };
-    let progress = Arc::new(Progress::default());
-    let reporter = progress.spawn_reporter(t0);
-    let gate = Arc::new(Semaphore::new(args.reconnect_concurrency.max(1)));
-    let (back_tx, _) = watch::channel(0usize);
-    let back_tx = Arc::new(back_tx);
-    let mut tasks = Vec::with_capacity(args.clients);
-    for (p, n, a, b, room) in with_rooms {
-        for (k, conn) in [a, b].into_iter().enumerate() {
-            let client = Client {
-                index: 2 * p + k,
-                pair: p,
-                target: nodes[n].clone(),
-                room: room.clone(),
-                prefix: format!("{run_id}-{p}-{k}-"),
-                plan,
-                progress: Arc::clone(&progress),
-                gate: Arc::clone(&gate),
-                back: Arc::clone(&back_tx),
-            };
-            tasks.push(tokio::spawn(client.run(conn)));
-        }
-    }
-
-    let mut outcomes = Vec::with_capacity(tasks.len());
-    let mut conns = Vec::new();
-    for task in tasks {
-        let (outcome, conn) = task.await?;
-        outcomes.push(outcome);
-        conns.extend(conn);
-    }
-    progress.stop();
-    let timeline = reporter.await?;
-    super::close_all(conns).await;
-
-    // Per pair: every seq acked to either member must be held by both.
+/// Per pair, every seq acked to either member must be held by both: returns the seqs missing
+/// from a member (lost) and the messages stored.
+fn losses(outcomes: &[ClientOutcome]) -> (u64, u64) {
     let mut by_pair: HashMap<usize, Vec<&ClientOutcome>> = HashMap::new();
-    for o in &outcomes {
+    for o in outcomes {
         by_pair.entry(o.pair).or_default().push(o);
     }
     let (mut lost, mut stored) = (0u64, 0u64);
@@ -190,12 +201,17 @@ pub async fn run(args: ReconnectStormArgs) -> Result<Value> {
             lost += all.difference(&m.held).count() as u64;
         }
     }
+    (lost, stored)
+}
+
+fn report(args: &ReconnectStormArgs, run_id: &str, nodes: &[Target], outcomes: &[ClientOutcome]) -> Value {
+    let (lost, stored) = losses(outcomes);
     let mut back = LatencyRecorder::new();
     let mut errors = ErrorCounts::default();
     let mut not_back = 0u64;
     let mut back_max = Duration::ZERO;
     let sum = |f: fn(&ClientOutcome) -> u64| outcomes.iter().map(f).sum::<u64>();
-    for o in &outcomes {
+    for o in outcomes {
         errors.merge(&o.errors);
         match o.back_after {
             Some(d) => {
@@ -213,7 +229,7 @@ pub async fn run(args: ReconnectStormArgs) -> Result<Value> {
     params["after_secs"] = json!(args.after);
     params["grace_secs"] = json!(args.grace);
     params["reconnect_concurrency"] = json!(args.reconnect_concurrency);
-    let report = json!({
+    json!({
         "scenario": "reconnect-storm",
         "run_id": run_id,
         "params": params,
@@ -232,31 +248,34 @@ pub async fn run(args: ReconnectStormArgs) -> Result<Value> {
         "gap_fills": sum(|o| o.gap_fills),
         "reconnect_attempts": sum(|o| o.reconnect_attempts),
         "errors": errors.to_json(),
-        "timeline": timeline.to_json(),
-    });
+    })
+}
+
+fn print(r: &Value) {
     println!(
         "reconnect-storm  run {}  {} clients  back {} (all within {} s), not back {}",
-        run_id, args.clients, report["clients_back"], report["all_back_secs"], not_back
+        r["run_id"].as_str().unwrap_or("?"),
+        r["params"]["clients"],
+        r["clients_back"],
+        r["all_back_secs"],
+        r["clients_not_back"]
     );
-    println!("  back      {}", describe_latency(&report["back_ms"]));
+    println!("  back      {}", describe_latency(&r["back_ms"]));
     println!(
         "  stored {}  lost {}  duplicates {}  sent {}  resent {}  unacked {}  skipped while away {}  redundant pushes {}  gap fills {}  reconnect attempts {}  errors {}",
-        stored,
-        lost,
-        report["duplicates"],
-        report["sent"],
-        report["resent"],
-        report["unacked"],
-        report["skipped_while_away"],
-        report["redundant_pushes"],
-        report["gap_fills"],
-        report["reconnect_attempts"],
-        report["errors"]["total"]
+        r["messages_stored"],
+        r["lost"],
+        r["duplicates"],
+        r["sent"],
+        r["resent"],
+        r["unacked"],
+        r["skipped_while_away"],
+        r["redundant_pushes"],
+        r["gap_fills"],
+        r["reconnect_attempts"],
+        r["errors"]["total"]
     );
-    if let Some(by_kind) = report["errors"]["by_kind"].as_object().filter(|m| !m.is_empty()) {
-        println!("  errors by kind: {}", Value::Object(by_kind.clone()));
-    }
-    Ok(report)
+    print_errors_by_kind(&r["errors"]);
 }
 
 /// A failed reconnect's kind for the tally: the close code, or the root cause without the
@@ -388,12 +407,11 @@ impl Client {
     }
 
     fn send_time(&self, k: u64) -> Instant {
-        self.plan.t0 + Duration::from_secs_f64(self.index as f64 * self.plan.slot + k as f64 * self.plan.interval)
+        self.plan.cadence.at(self.index, k)
     }
 
     fn send_message(&self, c: &mut Connection, st: &mut State, n: usize) {
-        let data =
-            json!({"room_id": self.room, "kind": "text", "body": "storm", "client_id": format!("{}{n}", self.prefix)});
+        let data = text_message(&self.room, "storm", format!("{}{n}", self.prefix));
         if let Ok(id) = c.send("message.send", data) {
             st.pending.insert(id, Pending::Send(n));
             Progress::bump(&self.progress.sent);
@@ -463,8 +481,7 @@ impl Client {
                         }
                         Progress::bump(&self.progress.acked);
                     } else {
-                        st.out.errors.add(a.error_code.unwrap_or_else(|| "ack_error".into()));
-                        Progress::bump(&self.progress.errors);
+                        note_refused(a.error_code, &mut st.out.errors, &self.progress);
                     }
                 }
                 Some(Pending::History) => {

@@ -15,8 +15,11 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{Common, close_all, connect_all, note_unexpected, open_direct_rooms, sleep_until};
-use crate::client::{Connection, Frame, Inbound};
+use super::{
+    Common, Phases, close_all, connect_all, drive_all, note_refused, note_unexpected, open_direct_rooms,
+    print_errors_by_kind, sleep_until, text_message,
+};
+use crate::client::{Ack, Connection, Frame, Inbound, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
 
 /// How often a sender tops up slots left empty after error acks.
@@ -48,19 +51,6 @@ pub struct ThroughputArgs {
     pub grace: u64,
 }
 
-#[derive(Clone, Copy)]
-struct Plan {
-    measure_start: Instant,
-    send_end: Instant,
-    grace_end: Instant,
-}
-
-impl Plan {
-    fn in_window(&self, at: Instant) -> bool {
-        at >= self.measure_start && at < self.send_end
-    }
-}
-
 struct Outcome {
     ack: LatencyRecorder,
     errors: ErrorCounts,
@@ -81,6 +71,15 @@ impl Outcome {
             unacked: 0,
         }
     }
+
+    fn merge(&mut self, other: &Outcome) {
+        self.ack.merge(&other.ack);
+        self.errors.merge(&other.errors);
+        self.sent += other.sent;
+        self.acked += other.acked;
+        self.acked_in_window += other.acked_in_window;
+        self.unacked += other.unacked;
+    }
 }
 
 pub async fn run(args: ThroughputArgs) -> Result<Value> {
@@ -97,158 +96,159 @@ pub async fn run(args: ThroughputArgs) -> Result<Value> {
         args.warmup,
         target.endpoint()
     );
-
-    let senders: Vec<String> = (0..args.senders).map(|i| format!("lt-{run_id}-t{i}")).collect();
-    let peers: Vec<String> = senders.iter().map(|s| format!("{s}-peer")).collect();
-    let setup = Instant::now();
-    let conns = connect_all(&target, senders, args.common.connect_concurrency).await?;
-    let with_rooms = open_direct_rooms(conns, peers, args.common.connect_concurrency).await?;
-    eprintln!("set up {} connections and rooms in {:.1} s", args.senders, setup.elapsed().as_secs_f64());
+    let with_rooms = set_up_senders(&args, &run_id, &target).await?;
 
     let t0 = Instant::now();
-    let measure_start = t0 + Duration::from_secs(args.warmup);
-    let send_end = measure_start + Duration::from_secs(args.duration);
-    let plan = Plan { measure_start, send_end, grace_end: send_end + Duration::from_secs(args.grace) };
-    let progress = Arc::new(Progress::default());
-    let reporter = progress.spawn_reporter(t0);
+    let secs = Duration::from_secs;
+    let phases = Phases::new(t0, secs(args.warmup), secs(args.duration), secs(args.grace));
     let body = Arc::new(super::body(args.common.body_bytes));
-    let tasks: Vec<_> = with_rooms
-        .into_iter()
-        .map(|(conn, room)| {
-            let progress = Arc::clone(&progress);
-            let body = Arc::clone(&body);
-            tokio::spawn(drive_sender(conn, room, args.inflight, plan, body, progress))
-        })
-        .collect();
-
+    let (results, timeline) = drive_all(t0, with_rooms, |(conn, room), progress| {
+        Sender::new(conn, room, args.inflight, phases, Arc::clone(&body), progress).drive()
+    })
+    .await?;
     let mut total = Outcome::new();
     let mut per_sender = Vec::with_capacity(args.senders);
     let mut conns = Vec::with_capacity(args.senders);
-    for task in tasks {
-        let (outcome, conn) = task.await?;
-        total.ack.merge(&outcome.ack);
-        total.errors.merge(&outcome.errors);
-        total.sent += outcome.sent;
-        total.acked += outcome.acked;
-        total.acked_in_window += outcome.acked_in_window;
-        total.unacked += outcome.unacked;
+    for (outcome, conn) in results {
+        total.merge(&outcome);
         per_sender.push(outcome.acked_in_window);
         conns.push(conn);
     }
-    progress.stop();
-    let timeline = reporter.await?;
     close_all(conns).await;
 
     let mut report = report(&args, &run_id, &target, &total, &per_sender);
     report["timeline"] = timeline.to_json();
     print(&report);
-    super::rate_limit_hint(total.errors.get("rate_limited"), total.errors.get("close:1008"));
+    super::rate_limit_hint(&total.errors);
     Ok(report)
 }
 
-async fn drive_sender(
-    mut conn: Connection,
+/// Connects the senders and opens each one's direct room with a peer that never connects.
+async fn set_up_senders(args: &ThroughputArgs, run_id: &str, target: &Target) -> Result<Vec<(Connection, String)>> {
+    let senders: Vec<String> = (0..args.senders).map(|i| format!("lt-{run_id}-t{i}")).collect();
+    let peers: Vec<String> = senders.iter().map(|s| format!("{s}-peer")).collect();
+    let setup = Instant::now();
+    let conns = connect_all(target, senders, args.common.connect_concurrency).await?;
+    let with_rooms = open_direct_rooms(conns, peers, args.common.connect_concurrency).await?;
+    eprintln!("set up {} connections and rooms in {:.1} s", args.senders, setup.elapsed().as_secs_f64());
+    Ok(with_rooms)
+}
+
+/// One sender's run, driven by one task: its connection, its `inflight` slots and what it
+/// measured.
+struct Sender {
+    conn: Connection,
     room: String,
+    client_prefix: String,
+    /// The N of the next client_id.
+    next: u64,
     inflight: usize,
-    plan: Plan,
+    phases: Phases,
     body: Arc<String>,
     progress: Arc<Progress>,
-) -> (Outcome, Connection) {
-    let mut out = Outcome::new();
-    let mut outstanding: HashMap<i64, Instant> = HashMap::with_capacity(inflight);
-    let mut n = 0u64;
-    let client_prefix = format!("{}-", conn.user());
-    let mut sending = true;
-    let mut open = true;
-    let mut refill = tokio::time::interval(REFILL_EVERY);
-    refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Request id → send instant.
+    outstanding: HashMap<i64, Instant>,
+    out: Outcome,
+}
 
-    // Fills every free slot; false when the connection is gone.
-    let mut top_up = |conn: &mut Connection, outstanding: &mut HashMap<i64, Instant>, out: &mut Outcome| -> bool {
-        while outstanding.len() < inflight {
-            let data = json!({
-                "room_id": room,
-                "kind": "text",
-                "body": body.as_str(),
-                "client_id": format!("{client_prefix}{n}"),
-            });
-            n += 1;
+impl Sender {
+    fn new(
+        conn: Connection,
+        room: String,
+        inflight: usize,
+        phases: Phases,
+        body: Arc<String>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        let client_prefix = format!("{}-", conn.user());
+        let outstanding = HashMap::with_capacity(inflight);
+        Self { conn, room, client_prefix, next: 0, inflight, phases, body, progress, outstanding, out: Outcome::new() }
+    }
+
+    /// Keeps every slot full until the window ends, then waits (until the grace period ends)
+    /// for the acks still outstanding.
+    async fn drive(mut self) -> (Outcome, Connection) {
+        let mut refill = tokio::time::interval(REFILL_EVERY);
+        refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut open = self.top_up();
+        let mut sending = open;
+        loop {
+            if !sending && (!open || self.outstanding.is_empty()) {
+                break;
+            }
+            tokio::select! {
+                inbound = self.conn.recv(), if open => match inbound {
+                    None => open = false,
+                    Some(Inbound { at, frame: Frame::Ack(a) }) => {
+                        if self.on_ack(at, a) && sending && !self.top_up() {
+                            sending = false;
+                        }
+                    }
+                    Some(Inbound { frame, .. }) => {
+                        if note_unexpected(frame, &mut self.out.errors, &self.progress) {
+                            open = false;
+                            sending = false;
+                        }
+                    }
+                },
+                _ = refill.tick(), if sending => {
+                    // Past the end, or the connection is gone: stop refilling.
+                    if Instant::now() >= self.phases.send_end || !self.top_up() {
+                        sending = false;
+                    }
+                }
+                _ = sleep_until(self.phases.send_end), if sending => sending = false,
+                _ = sleep_until(self.phases.grace_end), if !sending => break,
+            }
+        }
+        self.out.unacked = self.outstanding.len() as u64;
+        (self.out, self.conn)
+    }
+
+    /// Fills every free slot; false when the connection is gone.
+    fn top_up(&mut self) -> bool {
+        while self.outstanding.len() < self.inflight {
+            let data = text_message(&self.room, &self.body, format!("{}{}", self.client_prefix, self.next));
+            self.next += 1;
             let sent_at = Instant::now();
-            match conn.send("message.send", data) {
+            match self.conn.send("message.send", data) {
                 Ok(id) => {
-                    outstanding.insert(id, sent_at);
-                    out.sent += 1;
-                    Progress::bump(&progress.sent);
+                    self.outstanding.insert(id, sent_at);
+                    self.out.sent += 1;
+                    Progress::bump(&self.progress.sent);
                 }
                 Err(_) => {
-                    out.errors.add("send_failed");
-                    Progress::bump(&progress.errors);
+                    self.out.errors.add("send_failed");
+                    Progress::bump(&self.progress.errors);
                     return false;
                 }
             }
         }
         true
-    };
+    }
 
-    if !top_up(&mut conn, &mut outstanding, &mut out) {
-        sending = false;
-        open = false;
-    }
-    loop {
-        if !sending && (!open || outstanding.is_empty()) {
-            break;
+    /// Counts an ack; true when it is an ok ack, whose slot is refilled at once (a refused
+    /// request's slot waits for the next refill tick).
+    fn on_ack(&mut self, at: Instant, a: Ack) -> bool {
+        let Some(sent_at) = self.outstanding.remove(&a.id) else {
+            self.out.errors.add("unknown_ack");
+            return false;
+        };
+        if !a.ok {
+            note_refused(a.error_code, &mut self.out.errors, &self.progress);
+            return false;
         }
-        tokio::select! {
-            inbound = conn.recv(), if open => match inbound {
-                None => open = false,
-                Some(Inbound { at, frame: Frame::Ack(a) }) => {
-                    let Some(sent_at) = outstanding.remove(&a.id) else {
-                        out.errors.add("unknown_ack");
-                        continue;
-                    };
-                    if a.ok {
-                        out.acked += 1;
-                        Progress::bump(&progress.acked);
-                        if plan.in_window(at) {
-                            out.acked_in_window += 1;
-                            out.ack.record(at.saturating_duration_since(sent_at));
-                        }
-                        if sending && !top_up(&mut conn, &mut outstanding, &mut out) {
-                            sending = false;
-                        }
-                    } else {
-                        out.errors.add(a.error_code.unwrap_or_else(|| "ack_error".into()));
-                        Progress::bump(&progress.errors);
-                    }
-                }
-                Some(Inbound { frame, .. }) => {
-                    if note_unexpected(frame, &mut out.errors, &progress) {
-                        open = false;
-                        sending = false;
-                    }
-                }
-            },
-            _ = refill.tick(), if sending => {
-                // Past the end, or the connection is gone: stop refilling.
-                if Instant::now() >= plan.send_end || !top_up(&mut conn, &mut outstanding, &mut out) {
-                    sending = false;
-                }
-            }
-            _ = sleep_until(plan.send_end), if sending => sending = false,
-            _ = sleep_until(plan.grace_end), if !sending => break,
+        self.out.acked += 1;
+        Progress::bump(&self.progress.acked);
+        if self.phases.in_window(at) {
+            self.out.acked_in_window += 1;
+            self.out.ack.record(at.saturating_duration_since(sent_at));
         }
+        true
     }
-    out.unacked = outstanding.len() as u64;
-    (out, conn)
 }
 
-fn report(
-    args: &ThroughputArgs,
-    run_id: &str,
-    target: &crate::client::Target,
-    t: &Outcome,
-    per_sender: &[u64],
-) -> Value {
+fn report(args: &ThroughputArgs, run_id: &str, target: &Target, t: &Outcome, per_sender: &[u64]) -> Value {
     let secs = args.duration as f64;
     let mut params = args.common.params(target);
     params["senders"] = json!(args.senders);
@@ -285,7 +285,5 @@ fn print(r: &Value) {
     );
     println!("  ack  {}", describe_latency(&r["ack_ms"]));
     println!("  sent {}  acked {}  unacked {}  errors {}", r["sent"], r["acked"], r["unacked"], r["errors"]["total"]);
-    if let Some(by_kind) = r["errors"]["by_kind"].as_object().filter(|m| !m.is_empty()) {
-        println!("  errors by kind: {}", Value::Object(by_kind.clone()));
-    }
+    print_errors_by_kind(&r["errors"]);
 }

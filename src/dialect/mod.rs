@@ -15,11 +15,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::domain::{Call, CallState, Error, Message, MessageKind, Room, RoomId, Timestamp, UserId};
+use crate::domain::{
+    Call, CallId, CallState, Error, Media, Message, MessageKind, RequestKind, Room, RoomId, Timestamp, UserId,
+};
 use crate::service::{self, Caller, Services};
 use crate::store::{Profile, RoomMembers};
 pub use crate::wire::{Api, Dialect, Emit};
-use crate::wire::{CallCommand, Command, Push, Reply, RoomCommand};
+use crate::wire::{Command, Push, Reply, RoomCommand};
 
 /// Translates one inbound dialect event: the events to send back, the first being the
 /// reply (what an ack carries).
@@ -66,15 +68,54 @@ impl Edge {
         }
     }
 
+    /// Runs a native command as the caller, for its effect or through a room's or live
+    /// session's actor (which answer the native reply).
     pub async fn run(&self, command: Command) -> Result<Reply, Error> {
         service::execute(self.lookup.services.clone(), self.caller.clone(), command).await
     }
 
+    /// Runs one of `service`'s typed use cases; a panic inside it fails it alone, as in
+    /// [`service::execute`].
+    async fn ask<T>(&self, run: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        service::contained(self.me().clone(), run).await
+    }
+
+    fn services(&self) -> &Services {
+        &self.lookup.services
+    }
+
     pub async fn direct_room(&self, peer: UserId) -> Result<Room, Error> {
-        match self.run(Command::OpenDirectRoom { peer }).await? {
-            Reply::Room { room } => Ok(room),
-            _ => Err(Error::Internal),
-        }
+        self.ask(service::rooms::open_direct(self.services(), &self.caller, peer)).await
+    }
+
+    pub async fn create_group(&self, name: String, members: Vec<UserId>) -> Result<Room, Error> {
+        self.ask(service::rooms::create_group(self.services(), &self.caller, name, members)).await
+    }
+
+    pub async fn start_call(&self, room: RoomId, media: Media) -> Result<Call, Error> {
+        self.ask(service::calls::start(self.services(), &self.caller, room, media)).await
+    }
+
+    pub async fn accept_call(&self, call: CallId) -> Result<Call, Error> {
+        self.ask(service::calls::accept(self.services(), &self.caller, call)).await
+    }
+
+    pub async fn decline_call(&self, call: CallId) -> Result<Call, Error> {
+        self.ask(service::calls::decline(self.services(), &self.caller, call)).await
+    }
+
+    pub async fn end_call(&self, call: CallId) -> Result<Call, Error> {
+        self.ask(service::calls::end(self.services(), &self.caller, call)).await
+    }
+
+    /// Likes or unlikes `user`; the match's room when the like is mutual.
+    pub async fn like(&self, user: UserId, like: bool) -> Result<Option<Room>, Error> {
+        self.ask(service::social::set_like(self.services(), &self.caller, user, like)).await
+    }
+
+    /// Answers `from`'s pending request; the direct room an acceptance opened.
+    pub async fn respond(&self, kind: RequestKind, from: UserId, accept: bool) -> Result<Option<Room>, Error> {
+        self.ask(service::social::respond(self.services(), &self.caller, kind, from, accept)).await
     }
 
     pub async fn send(&self, room: RoomId, kind: MessageKind, body: String) -> Result<Message, Error> {
@@ -104,17 +145,12 @@ impl Edge {
 
     /// The ringing or active call in `room`, if any (members only, as `call.history`).
     pub async fn current_call(&self, room: RoomId) -> Result<Option<Call>, Error> {
-        match self.run(Command::Call(CallCommand::History { room, limit: 5 })).await? {
-            Reply::Calls { calls } => Ok(calls.into_iter().find(|call| call.state != CallState::Ended)),
-            _ => Err(Error::Internal),
-        }
+        let calls = self.ask(service::calls::history(self.services(), &self.caller, room, 5)).await?;
+        Ok(calls.into_iter().find(|call| call.state != CallState::Ended))
     }
 
     pub async fn rooms(&self) -> Result<Vec<Room>, Error> {
-        match self.run(Command::ListRooms { limit: crate::wire::MAX_PAGE, before: None }).await? {
-            Reply::Rooms { rooms } => Ok(rooms),
-            _ => Err(Error::Internal),
-        }
+        self.ask(service::rooms::list(self.services(), &self.caller, crate::wire::MAX_PAGE, None)).await
     }
 }
 

@@ -8,7 +8,7 @@ use super::{Edge, Emit, Lookup};
 use crate::domain::{
     Call, CallState, EndReason, Error, Media, MessageKind, Room, RoomKind, Timestamp, UserId, direct_peer,
 };
-use crate::wire::{CallCommand, Command, Push, RoomCommand, fields};
+use crate::wire::{Command, Push, RoomCommand, fields};
 
 #[derive(Deserialize)]
 struct Request {
@@ -88,10 +88,7 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
                 Some(other) => return Err(Error::bad_request(format!("`type` must be Video or Audio, not {other}"))),
             };
             let room = edge.direct_room(d.to_user.user()?).await?;
-            let call = match edge.run(Command::Call(CallCommand::Start { room: room.id, media })).await? {
-                crate::wire::Reply::Call { call } => call,
-                _ => return Err(Error::Internal),
-            };
+            let call = edge.start_call(room.id, media).await?;
             Ok(vec![Emit::new("call response", call_request(&call))])
         }
         "user list" => {
@@ -110,12 +107,11 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             // `false` from a callee while it rings declines; any other `false` hangs up
             // (`cancelled` when the caller gives up on a ringing call).
             let ringing_for_me = call.state == CallState::Ringing && call.caller_id != *edge.me();
-            let command = match (answered, ringing_for_me) {
-                (true, _) => CallCommand::Accept { call: call.id },
-                (false, true) => CallCommand::Decline { call: call.id },
-                (false, false) => CallCommand::End { call: call.id },
+            match (answered, ringing_for_me) {
+                (true, _) => edge.accept_call(call.id).await?,
+                (false, true) => edge.decline_call(call.id).await?,
+                (false, false) => edge.end_call(call.id).await?,
             };
-            edge.run(Command::Call(command)).await?;
             let answer = json!({"status": answered, "type": "answer", "room_title": room});
             Ok(vec![Emit::new("call response", answer)])
         }

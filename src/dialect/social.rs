@@ -9,7 +9,7 @@ use crate::domain::{
     Call, CallState, Error, ErrorCode, LiveSession, Location, Media, Message, MessageKind, RequestKind, Room, RoomKind,
     UserId,
 };
-use crate::wire::{CallCommand, Command, LiveCommand, Push, Reply, SocialCommand, fields};
+use crate::wire::{Command, LiveCommand, Push, Reply, SocialCommand, fields};
 
 /// The seed's notification statuses.
 const REQUESTED: i64 = 1;
@@ -181,11 +181,8 @@ async fn people(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Erro
             let d: LikeOrDislike = fields(data)?;
             edge.must_be_me("user_id", &d.user_id)?;
             let like = d.like.flag("like")?;
-            let Reply::Like { matched, room } =
-                edge.run(Command::Social(SocialCommand::Like { user: d.like_user_id.user()?, like })).await?
-            else {
-                return Err(Error::Internal);
-            };
+            let room = edge.like(d.like_user_id.user()?, like).await?;
+            let matched = room.is_some();
             let answer = json!({"user_id": d.user_id.as_str(), "like_user_id": d.like_user_id.as_str(),
                 "like": i64::from(like), "match": i64::from(matched), "chat_room": room.map(|r| r.id)});
             Ok(vec![Emit::new("likeDislikeUser", answer)])
@@ -214,9 +211,7 @@ async fn people(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, Erro
                 .filter(|u| !u.as_str().is_empty())
                 .map(|u| u.user())
                 .collect::<Result<Vec<UserId>, Error>>()?;
-            let Reply::Room { room } = edge.run(Command::CreateGroup { name: d.group_name, members }).await? else {
-                return Err(Error::Internal);
-            };
+            let room = edge.create_group(d.group_name, members).await?;
             Ok(vec![Emit::new("RoomCreated", room_json(&room))])
         }
         other => Err(Error::UnknownEvent(other.to_owned())),
@@ -230,11 +225,7 @@ async fn video_calls(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>,
             let d: VideoCall = fields(data)?;
             edge.must_be_me("sender_id", &d.sender_id)?;
             let room = d.chat_room_id.room()?;
-            let Reply::Call { call } =
-                edge.run(Command::Call(CallCommand::Start { room, media: Media::Video })).await?
-            else {
-                return Err(Error::Internal);
-            };
+            let call = edge.start_call(room, Media::Video).await?;
             Ok(vec![Emit::new("videoCallReceive", call_json(&call))])
         }
         "videoCallEnd" => {
@@ -242,20 +233,17 @@ async fn video_calls(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>,
             edge.must_be_me("sender_id", &d.sender_id)?;
             let call = ringing_or_active(edge, &d.chat_room_id).await?;
             // A callee ending a call that still rings declines it; anything else hangs up.
-            let command = if call.state == CallState::Ringing && call.caller_id != *edge.me() {
-                CallCommand::Decline { call: call.id }
+            let call = if call.state == CallState::Ringing && call.caller_id != *edge.me() {
+                edge.decline_call(call.id).await?
             } else {
-                CallCommand::End { call: call.id }
+                edge.end_call(call.id).await?
             };
-            let Reply::Call { call } = edge.run(Command::Call(command)).await? else { return Err(Error::Internal) };
             Ok(vec![Emit::new("videoCallEndReceive", call_json(&call))])
         }
         "acceptVideoCall" => {
             let d: AcceptVideoCall = fields(data)?;
             let call = ringing_or_active(edge, &d.chat_room_id).await?;
-            let Reply::Call { call } = edge.run(Command::Call(CallCommand::Accept { call: call.id })).await? else {
-                return Err(Error::Internal);
-            };
+            let call = edge.accept_call(call.id).await?;
             Ok(vec![Emit::new("acceptVideoCallReceive", call_json(&call))])
         }
         other => Err(Error::UnknownEvent(other.to_owned())),
@@ -366,10 +354,8 @@ pub async fn push(_lookup: &Lookup, push: &Push) -> Result<Vec<Emit>, Error> {
 /// A request to someone who already asked us is an acceptance (the seed's status 2);
 /// otherwise a new request (status 1).
 async fn request_or_accept(edge: &Edge, kind: RequestKind, other: UserId) -> Result<(i64, Option<Room>), Error> {
-    let respond = SocialCommand::Respond { kind, from: other.clone(), accept: true };
-    match edge.run(Command::Social(respond)).await {
-        Ok(Reply::Responded { room }) => Ok((ACCEPTED, room)),
-        Ok(_) => Err(Error::Internal),
+    match edge.respond(kind, other.clone(), true).await {
+        Ok(room) => Ok((ACCEPTED, room)),
         Err(err) if err.code() == ErrorCode::NotFound => {
             edge.run(Command::Social(SocialCommand::Request { kind, to: other })).await?;
             Ok((REQUESTED, None))

@@ -35,40 +35,52 @@ impl CallDevices {
 }
 
 pub async fn execute(services: &Arc<Services>, caller: &Caller, command: CallCommand) -> Result<Reply, Error> {
-    let store = &services.store;
-    let me = &caller.user;
+    let call = |call| Reply::Call { call };
     match command {
-        CallCommand::Start { room, media } => start(services, caller, room, media).await,
-        CallCommand::Accept { call } => {
-            party_of(&load(services, call).await?, me)?;
-            services.call_devices.mark(caller.connection);
-            store.accept_call(call, me, caller.connection).await??;
-            let record = load(services, call).await?;
-            for user in reachable(&record.call).filter(|u| *u != me) {
-                push_to(services, user, Push::CallAccepted { call: record.call.clone() }, None);
-            }
-            // The callee's other devices stop ringing.
-            let elsewhere = Push::CallEnded { call: record.call.clone(), reason: EndReason::AnsweredElsewhere };
-            push_to(services, me, elsewhere, Some(caller));
-            Ok(Reply::Call { call: record.call })
-        }
-        CallCommand::Decline { call } => {
-            party_of(&load(services, call).await?, me)?;
-            let departure = store.decline_call(call, me).await??;
-            announce_departure(services, call, me, departure, EndReason::Declined, Some(caller)).await
-        }
-        CallCommand::End { call } => end(services, caller, call).await,
+        CallCommand::Start { room, media } => start(services, caller, room, media).await.map(call),
+        CallCommand::Accept { call: id } => accept(services, caller, id).await.map(call),
+        CallCommand::Decline { call: id } => decline(services, caller, id).await.map(call),
+        CallCommand::End { call: id } => end(services, caller, id).await.map(call),
         CallCommand::Signal { call, signal, to } => relay_signal(services, caller, call, signal, to).await,
         CallCommand::History { room, limit } => {
-            let Some(members) = store.room_members(room).await? else {
-                return Err(Error::not_found("no such room"));
-            };
-            if !members.members.contains(me) {
-                return Err(Error::forbidden("you are not a member of this room"));
-            }
-            Ok(Reply::Calls { calls: store.call_history(room, limit).await? })
+            Ok(Reply::Calls { calls: history(services, caller, room, limit).await? })
         }
     }
+}
+
+/// A ringing callee answers on this connection; the call as it now stands.
+pub async fn accept(services: &Services, caller: &Caller, call: CallId) -> Result<Call, Error> {
+    let me = &caller.user;
+    party_of(&load(services, call).await?, me)?;
+    services.call_devices.mark(caller.connection);
+    services.store.accept_call(call, me, caller.connection).await??;
+    let record = load(services, call).await?;
+    for user in reachable(&record.call).filter(|u| *u != me) {
+        push_to(services, user, Push::CallAccepted { call: record.call.clone() }, None);
+    }
+    // The callee's other devices stop ringing.
+    let elsewhere = Push::CallEnded { call: record.call.clone(), reason: EndReason::AnsweredElsewhere };
+    push_to(services, me, elsewhere, Some(caller));
+    Ok(record.call)
+}
+
+/// A ringing callee refuses; the call as it now stands.
+pub async fn decline(services: &Services, caller: &Caller, call: CallId) -> Result<Call, Error> {
+    let me = &caller.user;
+    party_of(&load(services, call).await?, me)?;
+    let departure = services.store.decline_call(call, me).await??;
+    announce_departure(services, call, me, departure, EndReason::Declined, Some(caller)).await
+}
+
+/// The room's calls, newest first (members only).
+pub async fn history(services: &Services, caller: &Caller, room: RoomId, limit: i64) -> Result<Vec<Call>, Error> {
+    let Some(members) = services.store.room_members(room).await? else {
+        return Err(Error::not_found("no such room"));
+    };
+    if !members.members.contains(&caller.user) {
+        return Err(Error::forbidden("you are not a member of this room"));
+    }
+    Ok(services.store.call_history(room, limit).await?)
 }
 
 async fn load(services: &Services, call: CallId) -> Result<CallRecord, Error> {
@@ -99,7 +111,7 @@ async fn announce_departure(
     departure: Departure,
     own: EndReason,
     acting: Option<&Caller>,
-) -> Result<Reply, Error> {
+) -> Result<Call, Error> {
     let record = load(services, call).await?;
     match departure {
         Departure::Ended(reason) => {
@@ -115,7 +127,7 @@ async fn announce_departure(
             push_to(services, user, Push::CallEnded { call: record.call.clone(), reason: own }, acting);
         }
     }
-    Ok(Reply::Call { call: record.call })
+    Ok(record.call)
 }
 
 /// Ends ringing past the ring timeout and drops parties whose last connection has been gone
@@ -152,7 +164,8 @@ pub async fn sweep(services: &Services) -> Result<(), Error> {
     Ok(())
 }
 
-async fn start(services: &Services, caller: &Caller, room: RoomId, media: Media) -> Result<Reply, Error> {
+/// Rings the room's other members; the call as it starts.
+pub async fn start(services: &Services, caller: &Caller, room: RoomId, media: Media) -> Result<Call, Error> {
     let (me, store) = (&caller.user, &services.store);
     let Some(members) = store.room_members(room).await? else {
         return Err(Error::not_found("no such room"));
@@ -176,10 +189,11 @@ async fn start(services: &Services, caller: &Caller, room: RoomId, media: Media)
             push_to(services, &party.user_id, Push::CallIncoming { call: record.call.clone() }, None);
         }
     }
-    Ok(Reply::Call { call: record.call })
+    Ok(record.call)
 }
 
-async fn end(services: &Services, caller: &Caller, call: CallId) -> Result<Reply, Error> {
+/// Hangs up (or declines, while it rings for the caller); the call as it now stands.
+pub async fn end(services: &Services, caller: &Caller, call: CallId) -> Result<Call, Error> {
     let (me, store) = (&caller.user, &services.store);
     let record = load(services, call).await?;
     let status = party_of(&record, me)?.status;
@@ -187,7 +201,7 @@ async fn end(services: &Services, caller: &Caller, call: CallId) -> Result<Reply
         PartyStatus::Ringing => store.decline_call(call, me).await??,
         PartyStatus::Joined => store.leave_call(call, me, EndReason::Hangup).await??,
         // Already out of it (or the call ended): hanging up again changes nothing.
-        _ => return Ok(Reply::Call { call: record.call }),
+        _ => return Ok(record.call),
     };
     let own = if status == PartyStatus::Ringing { EndReason::Declined } else { EndReason::Hangup };
     announce_departure(services, call, me, departure, own, Some(caller)).await

@@ -72,11 +72,14 @@ pub struct Caller {
 pub fn execute(services: Arc<Services>, caller: Caller, command: Command) -> BoxFuture<'static, Result<Reply, Error>> {
     let user = caller.user.clone();
     let run = dispatch(services, caller, command);
-    Box::pin(async move {
-        std::panic::AssertUnwindSafe(run).catch_unwind().await.unwrap_or_else(|_| {
-            tracing::error!(%user, "a command panicked; answered as an internal error");
-            Err(Error::Internal)
-        })
+    Box::pin(contained(user, run))
+}
+
+/// Runs one use case for `user`; a panic inside it fails it alone (`internal`, logged).
+pub async fn contained<T>(user: UserId, run: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    std::panic::AssertUnwindSafe(run).catch_unwind().await.unwrap_or_else(|_| {
+        tracing::error!(%user, "a command panicked; answered as an internal error");
+        Err(Error::Internal)
     })
 }
 

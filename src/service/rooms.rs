@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Caller, Services, social};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Error, RoomCursor, RoomId, UserId};
+use crate::domain::{Error, Room, RoomCursor, RoomId, UserId};
 use crate::store::LeaveOutcome;
 use crate::wire::{Command, PresenceState, Push, Reply};
 
@@ -17,9 +17,13 @@ const MAX_GROUP_NAME: usize = 100;
 /// listing them, presence.
 pub async fn execute(services: &Arc<Services>, caller: &Caller, command: Command) -> Result<Reply, Error> {
     match command {
-        Command::OpenDirectRoom { peer } => open_direct(services, caller, peer).await,
-        Command::CreateGroup { name, members } => create_group(services, caller, name, members).await,
-        Command::ListRooms { limit, before } => list(services, caller, limit, before).await,
+        Command::OpenDirectRoom { peer } => Ok(Reply::Room { room: open_direct(services, caller, peer).await? }),
+        Command::CreateGroup { name, members } => {
+            Ok(Reply::Room { room: create_group(services, caller, name, members).await? })
+        }
+        Command::ListRooms { limit, before } => {
+            Ok(Reply::Rooms { rooms: list(services, caller, limit, before).await? })
+        }
         Command::LeaveRoom { room } => leave(services, caller, room).await,
         Command::QueryPresence { users } => presence(services, caller, users).await,
         Command::Room { .. } | Command::Live(_) | Command::Social(_) | Command::Call(_) => {
@@ -28,7 +32,8 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: Command
     }
 }
 
-async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> Result<Reply, Error> {
+/// Opens (or finds) the caller's direct room with `peer`.
+pub async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> Result<Room, Error> {
     if peer == caller.user {
         return Err(Error::bad_request("a direct room needs another user"));
     }
@@ -39,16 +44,16 @@ async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> Resu
             services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedRoom { room_id: room });
         }
     }
-    let room = services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)?;
-    Ok(Reply::Room { room })
+    services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)
 }
 
-async fn create_group(
+/// Creates a group of the caller and `members`.
+pub async fn create_group(
     services: &Services,
     caller: &Caller,
     name: String,
     members: Vec<UserId>,
-) -> Result<Reply, Error> {
+) -> Result<Room, Error> {
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
         return Err(Error::bad_request(format!("name must be 1 to {MAX_GROUP_NAME} characters")));
@@ -84,12 +89,18 @@ async fn create_group(
             BusEvent::Push { push: Push::RoomCreated { room: room.clone() }, skip: Some(caller.connection) },
         );
     }
-    Ok(Reply::Room { room })
+    Ok(room)
 }
 
-async fn list(services: &Services, caller: &Caller, limit: i64, before: Option<RoomCursor>) -> Result<Reply, Error> {
+/// The caller's rooms, most recent first, `limit` of them before the cursor.
+pub async fn list(
+    services: &Services,
+    caller: &Caller,
+    limit: i64,
+    before: Option<RoomCursor>,
+) -> Result<Vec<Room>, Error> {
     match services.store.list_rooms(&caller.user, limit, before).await? {
-        Some(rooms) => Ok(Reply::Rooms { rooms }),
+        Some(rooms) => Ok(rooms),
         None => Err(Error::bad_request("before must be a time or the id of one of your rooms")),
     }
 }

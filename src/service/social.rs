@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Error, NearbyUser, RequestKind, RoomId, UserId};
+use crate::domain::{Error, NearbyUser, RequestKind, Room, RoomId, UserId};
 use crate::store::RequestOutcome;
 use crate::wire::{BlockedUser, Push, Reply, SocialCommand};
 
@@ -21,14 +21,19 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
             }
             Ok(Reply::Done)
         }
-        SocialCommand::Respond { kind, from, accept } => respond(services, caller, kind, from, accept).await,
+        SocialCommand::Respond { kind, from, accept } => {
+            Ok(Reply::Responded { room: respond(services, caller, kind, from, accept).await? })
+        }
         SocialCommand::ListNotifications { limit, before, unread_only } => {
             Ok(Reply::Notifications { notifications: store.notifications(me, limit, before, unread_only).await? })
         }
         SocialCommand::ReadNotifications { ids } => {
             Ok(Reply::NotificationsRead { read: store.read_notifications(me, ids).await? })
         }
-        SocialCommand::Like { user, like } => set_like(services, caller, user, like).await,
+        SocialCommand::Like { user, like } => {
+            let room = set_like(services, caller, user, like).await?;
+            Ok(Reply::Like { matched: room.is_some(), room })
+        }
         SocialCommand::Block { user, blocked } => block(services, caller, user, blocked).await,
         SocialCommand::ListBlocks => {
             let users = store.blocks_of(me).await?;
@@ -92,13 +97,15 @@ async fn open_shared_room(services: &Services, a: &UserId, b: &UserId) -> Result
     Ok(room)
 }
 
-async fn respond(
+/// Accepts or declines `from`'s pending request; an acceptance opens (or reopens) the pair's
+/// direct room, which it answers.
+pub async fn respond(
     services: &Services,
     caller: &Caller,
     kind: RequestKind,
     from: UserId,
     accept: bool,
-) -> Result<Reply, Error> {
+) -> Result<Option<Room>, Error> {
     let (me, store) = (&caller.user, &services.store);
     other_user(me, &from)?;
     if accept {
@@ -108,21 +115,22 @@ async fn respond(
         return Err(Error::not_found(format!("no pending {} request from {from}", kind.as_str())));
     }
     if !accept {
-        return Ok(Reply::Responded { room: None });
+        return Ok(None);
     }
     let room = open_shared_room(services, me, &from).await?;
     notify(services, &from, &format!("{}_accepted", kind.as_str()), me, Some(room)).await?;
     let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
-    Ok(Reply::Responded { room: Some(room) })
+    Ok(Some(room))
 }
 
-async fn set_like(services: &Services, caller: &Caller, user: UserId, like: bool) -> Result<Reply, Error> {
+/// Likes (or unlikes) `user`; when the like is mutual, the match's direct room.
+pub async fn set_like(services: &Services, caller: &Caller, user: UserId, like: bool) -> Result<Option<Room>, Error> {
     let (me, store) = (&caller.user, &services.store);
     other_user(me, &user)?;
     not_blocked(services, me, &user).await?;
     let outcome = store.like(me, &user, like).await?;
     if !outcome.matched {
-        return Ok(Reply::Like { matched: false, room: None });
+        return Ok(None);
     }
     let room = open_shared_room(services, me, &user).await?;
     if outcome.new_match {
@@ -135,7 +143,7 @@ async fn set_like(services: &Services, caller: &Caller, user: UserId, like: bool
         }
     }
     let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
-    Ok(Reply::Like { matched: true, room: Some(room) })
+    Ok(Some(room))
 }
 
 async fn nearby(services: &Services, caller: &Caller, radius_km: f64, limit: i64) -> Result<Reply, Error> {

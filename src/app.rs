@@ -14,10 +14,10 @@ use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
 use crate::config::Settings;
-use crate::domain::{NodeId, UserId};
+use crate::domain::NodeId;
 use crate::metrics::Metrics;
-use crate::presence::{LocalPresence, PresenceDirectory, RedisPresence};
-use crate::runtime::hub::{CloseAll, WentOffline};
+use crate::presence::{LocalPresence, PresenceDirectory, PresenceNews, RedisPresence};
+use crate::runtime::hub::{CameBack, CloseAll, WentOffline};
 use crate::runtime::{CallSweeper, Hub, Node, revocations};
 use crate::service::{CallDevices, Services, UserLimits};
 use crate::store::{Backend, Batching, Lifecycle, MessageWriter, Store};
@@ -60,8 +60,8 @@ impl Application {
         let lifecycle =
             Lifecycle::start(store.clone(), settings.lifecycle_batch_max, settings.lifecycle_queue, metrics.clone());
         let auth = Authenticator::new(settings.jwt_secret());
-        let (went_offline, offline) = mpsc::unbounded_channel();
-        let (bus, presence, redis) = connect_cluster(&settings, &node, &store, &metrics, went_offline).await?;
+        let (news_sender, news) = mpsc::unbounded_channel();
+        let (bus, presence, redis) = connect_cluster(&settings, &node, &store, &metrics, news_sender).await?;
         let admission =
             Arc::new(Admission::new(&settings, default_max_connections(), presence.clone(), metrics.clone()));
         tracing::info!(max_connections = admission.max_connections(), "connection caps set");
@@ -88,7 +88,7 @@ impl Application {
         });
         let hub = hub_address.context("the hub starts at once")?;
         let node = Arc::new(Node { services, hub, auth, admission, connections: Default::default(), redis });
-        tokio::spawn(forward_offline(offline, node.hub.clone()));
+        tokio::spawn(forward_presence_news(news, node.hub.clone()));
         revocations::load(&node).await.context("reading token revocations")?;
         tokio::spawn(revocations::watch(node.clone()));
         CallSweeper::new(node.services.clone()).start();
@@ -168,13 +168,13 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 type Cluster = (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, Option<redis::aio::ConnectionManager>);
 
 /// The bus and presence: in-process on a single node, Redis in cluster mode (which must
-/// answer at start-up). Users the presence reaper finds offline go to `went_offline`.
+/// answer at start-up). What cluster presence learns by itself goes to `news`.
 async fn connect_cluster(
     settings: &Settings,
     node: &NodeId,
     store: &Store,
     metrics: &Arc<Metrics>,
-    went_offline: mpsc::UnboundedSender<UserId>,
+    news: mpsc::UnboundedSender<PresenceNews>,
 ) -> anyhow::Result<Cluster> {
     let Some(url) = &settings.redis_url else {
         // A single node starts with nobody connected: calls left going by an earlier run end
@@ -185,7 +185,7 @@ async fn connect_cluster(
     let (bus, redis) = RedisBus::connect(url, &settings.redis_prefix, node.clone(), metrics.clone())
         .await
         .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
-    let presence = RedisPresence::start(redis.clone(), &settings.redis_prefix, node, settings.node_ttl(), went_offline)
+    let presence = RedisPresence::start(redis.clone(), &settings.redis_prefix, node, settings.node_ttl(), news)
         .await
         .context("starting cluster presence")?;
     tracing::info!(%node, "cluster mode: nodes bridged by Redis");
@@ -202,10 +202,13 @@ fn default_max_connections() -> usize {
     usize::try_from(limit / 10 * 9).unwrap_or(usize::MAX)
 }
 
-/// Users the presence reaper found offline (their node died) go to the hub to announce.
-async fn forward_offline(mut offline: mpsc::UnboundedReceiver<UserId>, hub: actix::Addr<Hub>) {
-    while let Some(user) = offline.recv().await {
-        hub.do_send(WentOffline { user });
+/// What cluster presence learned by itself goes to the hub to announce.
+async fn forward_presence_news(mut news: mpsc::UnboundedReceiver<PresenceNews>, hub: actix::Addr<Hub>) {
+    while let Some(news) = news.recv().await {
+        match news {
+            PresenceNews::WentOffline(user) => hub.do_send(WentOffline { user }),
+            PresenceNews::CameBack(user) => hub.do_send(CameBack { user }),
+        }
     }
 }
 

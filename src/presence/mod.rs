@@ -14,6 +14,15 @@ use crate::domain::{Error, UserId};
 pub use local::LocalPresence;
 pub use redis::RedisPresence;
 
+/// What cluster presence learns by itself, for the hub to announce: a user who went offline
+/// with a node that died, or a user of this node who is back after the other nodes took it for
+/// dead (it was frozen or cut off from Redis past its TTL, with the user still connected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceNews {
+    WentOffline(UserId),
+    CameBack(UserId),
+}
+
 pub trait PresenceDirectory: Send + Sync + 'static {
     /// The user's first connection on this node opened; true if they were offline everywhere.
     fn connected(&self, user: UserId) -> BoxFuture<'static, bool>;

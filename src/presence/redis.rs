@@ -21,7 +21,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
-use super::PresenceDirectory;
+use super::{PresenceDirectory, PresenceNews};
 use crate::domain::{Error, NodeId, UserId};
 
 pub struct RedisPresence {
@@ -88,13 +88,14 @@ if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS
 
 impl RedisPresence {
     /// Clears this node's leftovers, starts its heartbeat and the reaper. Users who go
-    /// offline because a node died are sent on `offline`.
+    /// offline because a node died, and this node's users back after it was taken for dead,
+    /// are sent on `news`.
     pub async fn start(
         redis: ConnectionManager,
         prefix: &str,
         node: &NodeId,
         ttl: Duration,
-        offline: mpsc::UnboundedSender<UserId>,
+        news: mpsc::UnboundedSender<PresenceNews>,
     ) -> redis::RedisResult<Arc<Self>> {
         let presence = Arc::new(Self {
             keys: Keys { prefix: prefix.to_owned(), node: node.to_string() },
@@ -104,7 +105,7 @@ impl RedisPresence {
         });
         let me = presence.keys.node.clone();
         for user in presence.clone().reap(&me).await? {
-            let _ = offline.send(user);
+            let _ = news.send(PresenceNews::WentOffline(user));
         }
         presence.beat(ttl, false).await?;
         let weak = Arc::downgrade(&presence);
@@ -118,7 +119,12 @@ impl RedisPresence {
                     return;
                 }
                 match presence.beat(ttl, !healthy).await {
-                    Ok(()) => healthy = true,
+                    Ok(back) => {
+                        healthy = true;
+                        back.into_iter().for_each(|u| {
+                            let _ = news.send(PresenceNews::CameBack(u));
+                        });
+                    }
                     Err(e) => {
                         if healthy {
                             tracing::warn!(error = %e, "presence heartbeat failed");
@@ -129,7 +135,7 @@ impl RedisPresence {
                 }
                 match presence.reap_dead_nodes().await {
                     Ok(users) => users.into_iter().for_each(|u| {
-                        let _ = offline.send(u);
+                        let _ = news.send(PresenceNews::WentOffline(u));
                     }),
                     Err(e) => tracing::warn!(error = %e, "presence reaper failed"),
                 }
@@ -138,21 +144,34 @@ impl RedisPresence {
         Ok(presence)
     }
 
-    /// Refreshes the heartbeat; after an outage also re-registers every local user.
-    async fn beat(&self, ttl: Duration, reassert: bool) -> redis::RedisResult<()> {
+    /// Refreshes the heartbeat. After an outage (`reassert`), or when this node finds it was
+    /// reaped (it is no longer in the node set: frozen or cut off past its TTL), re-registers
+    /// every local user; when reaped, returns them, as their peers were told they went
+    /// offline.
+    async fn beat(&self, ttl: Duration, reassert: bool) -> redis::RedisResult<Vec<UserId>> {
         let keys = &self.keys;
         let mut redis = self.redis.clone();
         let mut pipe = redis::pipe();
-        pipe.sadd(keys.nodes(), &keys.node).ignore();
+        pipe.sadd(keys.nodes(), &keys.node);
         pipe.set_ex(keys.heartbeat(&keys.node), 1, ttl.as_secs().max(1)).ignore();
-        if reassert {
-            let users: Vec<UserId> = self.local.lock().expect("presence lock").iter().cloned().collect();
-            for user in &users {
-                pipe.sadd(keys.node_users(&keys.node), user.as_str()).ignore();
-                pipe.sadd(keys.user(user.as_str()), &keys.node).ignore();
-            }
+        let (added,): (i64,) = pipe.query_async(&mut redis).await?;
+        let reaped = added == 1;
+        if !(reassert || reaped) {
+            return Ok(Vec::new());
         }
-        pipe.query_async(&mut redis).await
+        let users: Vec<UserId> = self.local.lock().expect("presence lock").iter().cloned().collect();
+        let mut pipe = redis::pipe();
+        // The reaper's claim goes too, so that another death of this node is reaped at once.
+        pipe.del(keys.reap(&keys.node)).ignore();
+        for user in &users {
+            pipe.sadd(keys.node_users(&keys.node), user.as_str()).ignore();
+            pipe.sadd(keys.user(user.as_str()), &keys.node).ignore();
+        }
+        pipe.query_async::<()>(&mut redis).await?;
+        if reaped && !users.is_empty() {
+            tracing::warn!(users = users.len(), "this node had been taken for dead; its users are back online");
+        }
+        Ok(if reaped { users } else { Vec::new() })
     }
 
     /// Which of `nodes` still have a heartbeat.

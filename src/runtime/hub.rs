@@ -231,6 +231,13 @@ pub struct ToRoom {
     pub command: RoomCommand,
 }
 
+/// A user of this node is back online: the other nodes had taken this node for dead.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CameBack {
+    pub user: UserId,
+}
+
 /// A user went offline everywhere because the node holding them died.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -452,6 +459,18 @@ impl Handler<WentOffline> for Hub {
             self.schedule_live_departure(msg.user.clone(), ctx);
             let (services, hub) = (self.services(), ctx.address());
             let change = PresenceChange { user: msg.user, online: false, seen: Timestamp::now() };
+            actix::spawn(async move { announce(&services, hub, change).await });
+        }
+    }
+}
+
+impl Handler<CameBack> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: CameBack, ctx: &mut Self::Context) {
+        if self.users.get(&msg.user).is_some_and(|u| !u.connections.is_empty()) {
+            let (services, hub) = (self.services(), ctx.address());
+            let change = PresenceChange { user: msg.user, online: true, seen: Timestamp::now() };
             actix::spawn(async move { announce(&services, hub, change).await });
         }
     }

@@ -114,3 +114,31 @@ async fn a_drained_node_hands_its_users_over() {
     assert_eq!(carol_now[0]["online"], true);
     assert_eq!(carol_now[1]["online"], false);
 }
+
+#[actix_web::test]
+async fn users_of_a_node_frozen_past_its_ttl_come_back_online_when_it_resumes() {
+    let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
+    let (frozen, port) = cluster.spawn_node_process("frozen", &[("SWITCHBOARD_NODE_TTL_SECS", "3")]).await;
+    let pid = frozen.id().expect("the node runs").to_string();
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let bob_url = format!("ws://127.0.0.1:{port}/ws?token={}", cluster.nodes[0].token("bob"));
+    let mut bob = Client::connect_url(&bob_url).await;
+    let room = direct_room(&mut alice, &bob).await;
+    let query = json!({"user_ids": ["bob"]});
+    assert_eq!(alice.ok("presence.query", query.clone()).await["users"][0]["online"], true);
+
+    // Frozen past its TTL, the node is taken for dead: bob goes offline for everyone.
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let offline = alice.event_matching(|f| f["event"] == "presence" && f["data"]["online"] == false).await;
+    assert_eq!(offline["data"]["user_id"], "bob");
+
+    // Resumed, with bob still connected to it: bob is online again, and told so.
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    let online = alice.event_matching(|f| f["event"] == "presence" && f["data"]["online"] == true).await;
+    assert_eq!(online["data"]["user_id"], "bob");
+    assert_eq!(alice.ok("presence.query", query).await["users"][0]["online"], true);
+    // And his node still delivers to him.
+    send(&mut alice, &room, "welcome back").await;
+    assert_eq!(bob.event("message.new").await["message"]["body"], "welcome back");
+    drop(frozen);
+}

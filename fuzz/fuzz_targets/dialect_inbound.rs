@@ -30,7 +30,7 @@ use switchboard::runtime::hub::{Connect, Disconnect};
 use switchboard::runtime::{self, Outbox};
 use switchboard::service::Caller;
 use switchboard::auth::Identity;
-use switchboard::dialect::{self, Api, Edge};
+use switchboard::dialect::{self, Dialect, Edge};
 use switchboard::domain::{ConnectionId, RoomId, Timestamp, UserId};
 use switchboard::store::Profile;
 use switchboard::{Application, Settings};
@@ -38,7 +38,7 @@ use switchboard::{Application, Settings};
 /// Acting users: numeric ids as the messenger and rooms seeds use them, and a Mongo-style id
 /// as the social seed does.
 const USERS: [&str; 4] = ["1", "2", "150", "62b92abb678ed5696f559c59"];
-const APIS: [Api; 3] = [Api::Social, Api::Messenger, Api::Rooms];
+const DIALECTS: [Dialect; 3] = [Dialect::Social, Dialect::Messenger, Dialect::Rooms];
 const RECENT_IDS: usize = 8;
 
 #[derive(Parser)]
@@ -124,13 +124,13 @@ impl Harness {
         Connection { user, outbox, drain }
     }
 
-    fn run(&mut self, api: Api, who: usize, event: &str, data: Value) {
+    fn run(&mut self, dialect: Dialect, who: usize, event: &str, data: Value) {
         let Some(connection) = self.connections.get(who) else { return };
         let caller = Caller { user: connection.user.clone(), connection: connection.outbox.connection };
         let edge = Edge::new(self.node.services.clone(), caller);
-        let result = self.runner.block_on(dialect::handle(api, &edge, event, data.clone()));
+        let result = self.runner.block_on(dialect::handle(dialect, &edge, event, data.clone()));
         if self.trace {
-            eprintln!("{} {} {event} {data} -> {result:?}", api.as_str(), connection.user);
+            eprintln!("{dialect:?} {} {event} {data} -> {result:?}", connection.user);
         }
         if let Ok(emits) = result {
             for emit in &emits {
@@ -188,8 +188,8 @@ fn substitute(payload: &str, recent: &VecDeque<String>) -> String {
 }
 
 fuzz_target!(|bytes: &[u8]| {
-    let [api, who, rest @ ..] = bytes else { return };
-    let Some(&api) = APIS.get(usize::from(*api) % APIS.len()) else { return };
+    let [dialect, who, rest @ ..] = bytes else { return };
+    let Some(&dialect) = DIALECTS.get(usize::from(*dialect) % DIALECTS.len()) else { return };
     let who = usize::from(*who) % USERS.len();
     let (event, payload) = match rest.iter().position(|&b| b == 0) {
         Some(nul) => rest.split_at(nul),
@@ -209,6 +209,6 @@ fuzz_target!(|bytes: &[u8]| {
                 Err(_) => return,
             }
         };
-        node.run(api, who, event, data);
+        node.run(dialect, who, event, data);
     });
 });

@@ -176,13 +176,47 @@ async fn publish_loop(
     }
 }
 
+/// How often the subscription connection is checked with a `PING`: it only ever receives, so
+/// a Redis that hangs or a link that silently drops packets would otherwise go unnoticed, and
+/// with it the pushes lost meanwhile.
+const LIVENESS_EVERY: Duration = Duration::from_secs(2);
+
 async fn subscription_loop(
     mut redis: ConnectionManager,
     mut changes: mpsc::UnboundedReceiver<Change>,
     bus: std::sync::Weak<RedisBus>,
 ) {
     let mut held: HashSet<String> = HashSet::new();
-    while let Some(change) = changes.recv().await {
+    let mut liveness = tokio::time::interval(LIVENESS_EVERY);
+    liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A PING went unanswered: the link is suspect until one is answered again.
+    let mut suspect = false;
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => match change {
+                Some(change) => change,
+                None => return,
+            },
+            _ = liveness.tick() => {
+                match redis::cmd("PING").query_async::<()>(&mut redis).await {
+                    Err(e) if !suspect => {
+                        tracing::warn!(error = %e, "Redis subscription connection does not answer");
+                        suspect = true;
+                    }
+                    Err(_) => {}
+                    // Answering again: pushes may have been lost meanwhile.
+                    Ok(()) if suspect => {
+                        suspect = false;
+                        if let Some(bus) = bus.upgrade() {
+                            bus.metrics.redis_reconnects.inc();
+                        }
+                        let _ = request_resync(&bus);
+                    }
+                    Ok(()) => {}
+                }
+                continue;
+            }
+        };
         let result = match change {
             Change::Subscribe(channel) => {
                 let result = redis.subscribe(&channel).await;
@@ -220,6 +254,11 @@ async fn subscription_loop(
             }
         }
     }
+}
+
+/// Queues a resync of every subscription (then a catch-up, see `Change::Resync`).
+fn request_resync(bus: &std::sync::Weak<RedisBus>) -> Option<()> {
+    bus.upgrade()?.changes.send(Change::Resync).ok()
 }
 
 async fn resubscribe(redis: &mut ConnectionManager, held: &HashSet<String>) -> redis::RedisResult<()> {

@@ -93,3 +93,35 @@ async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
     send(&mut alice, &room, "after").await;
     assert_eq!(bob.event("message.new").await["message"]["body"], "after");
 }
+
+#[actix_web::test]
+async fn a_hung_redis_loses_no_push() {
+    let redis = OwnRedis::start().await;
+    let cluster = Cluster::start_with(2, redis.url(), |_| {}).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = n1.connect("alice").await;
+    let mut bob = n2.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    send(&mut alice, &room, "before").await;
+    assert_eq!(bob.event("message.new").await["message"]["body"], "before");
+
+    // A hung Redis: connections stay open, nothing answers; alice's node gives up publishing.
+    redis.freeze(true);
+    for i in 0..3 {
+        send(&mut alice, &room, &format!("during {i}")).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(n1.port, "switchboard_bus_dropped_total").await < 3.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the publishes never timed out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.freeze(false);
+    // Nobody sends again: bob gets every message, once and in order, whether its push went out
+    // late or his node reads it from the store once its link answers again.
+    for i in 0..3 {
+        let missed = bob.event("message.new").await;
+        assert_eq!(missed["message"]["body"], format!("during {i}"));
+    }
+    send(&mut alice, &room, "after").await;
+    assert_eq!(bob.event("message.new").await["message"]["body"], "after");
+}

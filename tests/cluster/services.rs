@@ -48,6 +48,14 @@ impl OwnRedis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) the server: connections stay open but nothing
+    /// answers, as with a hung server or a link that silently drops packets.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().and_then(|child| child.id()).expect("redis-server runs").to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        std::process::Command::new("kill").args([signal, &pid]).status().unwrap();
+    }
 }
 
 /// How a PostgreSQL server is stopped (`pg_ctl stop -m`).

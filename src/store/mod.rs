@@ -64,11 +64,15 @@ pub enum StoreError {
     Timeout(Duration),
 }
 
-/// Longest a store call (pool checkout, statements, commit) may take before its caller is
-/// answered `unavailable`: a database that hangs or a network that drops packets must fail
-/// requests promptly, never hold them. A write that times out may still commit later; its
-/// sender was not acknowledged and resends with the same `client_id`.
-pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a store call may take in all (waiting for a pooled connection, its statements and
+/// commit) before its caller is answered `unavailable`: a database that is down, hangs or sits
+/// behind a network that drops packets must fail requests promptly, never hold them, while a
+/// busy one still gets the time a burst needs. A write that times out may still commit
+/// later; its sender was not acknowledged and resends with the same `client_id`.
+pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a call waits for a pooled connection (within [`DATABASE_TIMEOUT`]).
+const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs one store call within [`DATABASE_TIMEOUT`].
 pub(crate) async fn bounded<T>(call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
@@ -240,8 +244,10 @@ impl Store {
                     .pre_recycle(Hook::async_fn(|conn: &mut AsyncPgConnection, metrics| {
                         Box::pin(verify_if_idle(conn, metrics.last_used()))
                     }))
-                    .wait_timeout(Some(Duration::from_secs(5)))
-                    .create_timeout(Some(Duration::from_secs(5)))
+                    .wait_timeout(Some(POOL_WAIT))
+                    .create_timeout(Some(POOL_WAIT))
+                    // The check of a connection idle for a while must not hang on a hung database.
+                    .recycle_timeout(Some(Duration::from_secs(2)))
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| StoreError::Pool(e.to_string()))?;
@@ -263,7 +269,7 @@ impl Store {
                 let manager = AsyncDieselConnectionManager::<SqliteAsync>::new_with_config(path.clone(), config);
                 let pool = Pool::builder(manager)
                     .max_size(pool_size.min(8))
-                    .wait_timeout(Some(Duration::from_secs(5)))
+                    .wait_timeout(Some(POOL_WAIT))
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| StoreError::Pool(e.to_string()))?;

@@ -80,7 +80,7 @@ impl MessageWriter {
     /// Queues one message now (so messages keep the order they are submitted in) and
     /// returns a future that resolves once it is committed. A full queue is refused with
     /// `unavailable` rather than waited on, and so is a message not committed within
-    /// [`super::DATABASE_TIMEOUT`] (the database is down or hung): its sender is not
+    /// [`super::DATABASE_TIMEOUT`] (the database is down, hung or overloaded): its sender is not
     /// acknowledged and resends it.
     pub fn submit(&self, message: NewMessage) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
         let (reply, answer) = oneshot::channel();

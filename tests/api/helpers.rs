@@ -18,7 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
 /// Generous: CI machines are small and run tests in parallel.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Parser)]
 struct TestCli {

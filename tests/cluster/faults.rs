@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 use crate::services::OwnRedis;
-use crate::{Cluster, metric};
+use crate::{Cluster, chatting_across, metric};
 
 #[actix_web::test]
 async fn redis_restart_loses_nothing() {
@@ -65,11 +65,7 @@ async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
     let mut redis = OwnRedis::start().await;
     let cluster = Cluster::start_with(2, redis.url(), |_| {}).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let mut alice = n1.connect("alice").await;
-    let mut bob = n2.connect("bob").await;
-    let room = direct_room(&mut alice, &bob).await;
-    send(&mut alice, &room, "before").await;
-    assert_eq!(bob.event("message.new").await["message"]["body"], "before");
+    let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
 
     redis.stop().await;
     for i in 0..3 {
@@ -99,11 +95,7 @@ async fn a_hung_redis_loses_no_push() {
     let redis = OwnRedis::start().await;
     let cluster = Cluster::start_with(2, redis.url(), |_| {}).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let mut alice = n1.connect("alice").await;
-    let mut bob = n2.connect("bob").await;
-    let room = direct_room(&mut alice, &bob).await;
-    send(&mut alice, &room, "before").await;
-    assert_eq!(bob.event("message.new").await["message"]["body"], "before");
+    let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
 
     // A hung Redis: connections stay open, nothing answers; alice's node gives up publishing.
     redis.freeze(true);

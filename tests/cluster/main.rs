@@ -91,6 +91,17 @@ impl Cluster {
     }
 }
 
+/// Alice on `n1` and Bob on `n2` in their direct room, with a first message ("before")
+/// delivered across the nodes: (alice, bob, room).
+pub async fn chatting_across(n1: &TestApp, n2: &TestApp) -> (Client, Client, String) {
+    let mut alice = n1.connect("alice").await;
+    let mut bob = n2.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    send(&mut alice, &room, "before").await;
+    assert_eq!(bob.event("message.new").await["message"]["body"], "before");
+    (alice, bob, room)
+}
+
 /// A metric's value in a node's /metrics (0 when absent).
 pub async fn metric(port: u16, name: &str) -> f64 {
     let (_, body) = http_get(port, "/metrics").await;

@@ -6,22 +6,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::Cluster;
 use crate::helpers::*;
 use crate::services::{OwnPostgres, PgStop};
+use crate::{Cluster, chatting_across};
 
 /// How long a send may take to fail while the database is down.
-const PROMPT: Duration = Duration::from_secs(6);
+const PROMPT: Duration = Duration::from_secs(11);
 
 async fn database_down_then_back(how: PgStop) {
     let pg = OwnPostgres::start().await;
     let cluster = Cluster::start_on(pg.url(), 2, crate::redis_url(), |_| {}).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let mut alice = n1.connect("alice").await;
-    let mut bob = n2.connect("bob").await;
-    let room = direct_room(&mut alice, &bob).await;
-    send(&mut alice, &room, "before").await;
-    assert_eq!(bob.event("message.new").await["message"]["body"], "before");
+    let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
 
     pg.stop(how).await;
     for attempt in 0..3 {

@@ -12,7 +12,7 @@
 //! offline with it, so that their peers are told once. A node also clears what an earlier
 //! run under its own name left behind when it starts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ pub struct RedisPresence {
     retired: std::sync::atomic::AtomicBool,
     /// Users connected here: re-asserted after a Redis outage.
     local: Mutex<HashSet<UserId>>,
+    /// Connections each user holds here as counted by `admit`: restored when this node finds
+    /// the others reaped it (which drops its counts).
+    seats: Mutex<HashMap<UserId, i64>>,
 }
 
 #[derive(Clone)]
@@ -102,6 +105,7 @@ impl RedisPresence {
             redis,
             retired: Default::default(),
             local: Mutex::default(),
+            seats: Mutex::default(),
         });
         let me = presence.keys.node.clone();
         for user in presence.clone().reap(&me).await? {
@@ -166,6 +170,13 @@ impl RedisPresence {
         for user in &users {
             pipe.sadd(keys.node_users(&keys.node), user.as_str()).ignore();
             pipe.sadd(keys.user(user.as_str()), &keys.node).ignore();
+        }
+        if reaped {
+            let seats: Vec<(UserId, i64)> =
+                self.seats.lock().expect("presence lock").iter().map(|(u, n)| (u.clone(), *n)).collect();
+            for (user, held) in seats {
+                pipe.hset(keys.connections(user.as_str()), &keys.node, held).ignore();
+            }
         }
         pipe.query_async::<()>(&mut redis).await?;
         if reaped && !users.is_empty() {
@@ -310,12 +321,24 @@ impl PresenceDirectory for Arc<RedisPresence> {
                     tracing::warn!(error = %e, "connection count unavailable");
                     Error::Unavailable("connection count unavailable".into())
                 })?;
+            if admitted == 1 {
+                *presence.seats.lock().expect("presence lock").entry(user).or_default() += 1;
+            }
             Ok(admitted == 1)
         })
     }
 
     fn release(&self, user: UserId) -> BoxFuture<'static, ()> {
         let presence = self.clone();
+        {
+            let mut seats = self.seats.lock().expect("presence lock");
+            if let Some(held) = seats.get_mut(&user) {
+                *held -= 1;
+                if *held <= 0 {
+                    seats.remove(&user);
+                }
+            }
+        }
         Box::pin(async move {
             let keys = &presence.keys;
             let mut redis = presence.redis.clone();

@@ -9,7 +9,7 @@ use tokio_tungstenite::connect_async;
 use crate::Cluster;
 use crate::helpers::*;
 
-async fn refused_status(url: String) -> Option<u16> {
+pub async fn refused_status(url: String) -> Option<u16> {
     match connect_async(url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Some(response.status().as_u16()),
         _ => None,

@@ -6,7 +6,7 @@
 #[allow(dead_code)] // shared with the api tests, which use all of it
 mod helpers;
 
-mod admission;
+pub mod admission;
 mod calls;
 mod chat;
 mod faults;

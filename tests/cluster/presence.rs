@@ -116,9 +116,14 @@ async fn a_drained_node_hands_its_users_over() {
 }
 
 #[actix_web::test]
-async fn users_of_a_node_frozen_past_its_ttl_come_back_online_when_it_resumes() {
-    let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
-    let (frozen, port) = cluster.spawn_node_process("frozen", &[("SWITCHBOARD_NODE_TTL_SECS", "3")]).await;
+async fn users_of_a_node_frozen_past_its_ttl_come_back_when_it_resumes() {
+    let cluster = Cluster::start_with(1, crate::redis_url(), |s| {
+        s.node_ttl_secs = 3;
+        s.max_connections_per_user = 2;
+    })
+    .await;
+    let frozen_env = [("SWITCHBOARD_NODE_TTL_SECS", "3"), ("SWITCHBOARD_MAX_CONNECTIONS_PER_USER", "2")];
+    let (frozen, port) = cluster.spawn_node_process("frozen", &frozen_env).await;
     let pid = frozen.id().expect("the node runs").to_string();
     let mut alice = cluster.nodes[0].connect("alice").await;
     let bob_url = format!("ws://127.0.0.1:{port}/ws?token={}", cluster.nodes[0].token("bob"));
@@ -140,5 +145,9 @@ async fn users_of_a_node_frozen_past_its_ttl_come_back_online_when_it_resumes() 
     // And his node still delivers to him.
     send(&mut alice, &room, "welcome back").await;
     assert_eq!(bob.event("message.new").await["message"]["body"], "welcome back");
+    // His connection there counts again towards his cap of 2: one more anywhere, not two.
+    let n1 = &cluster.nodes[0];
+    let _second = n1.connect("bob").await;
+    assert_eq!(crate::admission::refused_status(n1.ws_url(&n1.token("bob"))).await, Some(429));
     drop(frozen);
 }

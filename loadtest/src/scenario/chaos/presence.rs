@@ -49,6 +49,9 @@ struct PeriodPresence {
     polls_open_offline: u64,
     /// Connected probes reported offline at the period's last answered poll.
     open_offline_at_end: Option<u64>,
+    /// (seconds from the start of traffic, connected probes reported offline) of each poll
+    /// that reported any.
+    open_offline_polls: Vec<(f64, u64)>,
 }
 
 pub(super) struct Monitor {
@@ -97,7 +100,7 @@ impl Monitor {
                 self.reopen_closed().await;
             }
             self.note_closes(&mut periods[current]);
-            self.poll(&mut periods[current]).await;
+            self.poll(&mut periods[current], t0).await;
         }
         self.close_period(&mut periods[current]);
         for c in self.probes.into_iter().filter_map(|p| p.conn).chain(self.watcher) {
@@ -125,7 +128,7 @@ impl Monitor {
         }
     }
 
-    async fn poll(&mut self, period: &mut PeriodPresence) {
+    async fn poll(&mut self, period: &mut PeriodPresence, t0: Instant) {
         period.polls += 1;
         let users: Vec<&str> = self.probes.iter().map(|p| p.user.as_str()).collect();
         let answer = match self.watcher.as_mut() {
@@ -163,7 +166,10 @@ impl Monitor {
                 _ => {}
             }
         }
-        period.polls_open_offline += u64::from(open_offline > 0);
+        if open_offline > 0 {
+            period.polls_open_offline += 1;
+            period.open_offline_polls.push((round3(now.duration_since(t0).as_secs_f64()), open_offline));
+        }
         period.open_offline_at_end = Some(open_offline);
     }
 
@@ -201,6 +207,7 @@ impl PeriodPresence {
             "polls_failed": self.polls_failed,
             "polls_with_connected_probe_offline": self.polls_open_offline,
             "connected_probes_offline_at_end": self.open_offline_at_end,
+            "connected_offline_polls": self.open_offline_polls,
         })
     }
 }

@@ -177,17 +177,22 @@ impl Monitor {
         period.never_offline = self.probes.iter().filter(|p| p.closed_at.is_some() && !p.offline_seen).count() as u64;
     }
 
-    /// Reconnects the probes whose connection ended, for the next fault.
+    /// Reconnects the probes whose connection ended, for the next fault: all at once and
+    /// briefly, so a frozen node the load balancer picks cannot hold up the polls. A probe
+    /// still without a connection is tried again at the next period.
     async fn reopen_closed(&mut self) {
-        for probe in self.probes.iter_mut().filter(|p| p.conn.is_none()) {
-            if let Ok(c) = Connection::connect(&self.target, &probe.user, SETUP_TIMEOUT).await {
+        let target = &self.target;
+        let closed = self.probes.iter_mut().filter(|p| p.conn.is_none());
+        let attempts = closed.map(|probe| async move {
+            if let Ok(c) = Connection::connect(target, &probe.user, QUERY_TIMEOUT).await {
                 probe.node = c.node().map(str::to_owned);
                 probe.conn = Some(c);
                 probe.opened_at = Instant::now();
                 probe.closed_at = None;
                 probe.offline_seen = false;
             }
-        }
+        });
+        futures_util::future::join_all(attempts).await;
     }
 }
 

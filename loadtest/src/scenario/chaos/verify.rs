@@ -210,3 +210,31 @@ impl Period {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message acked to one member that the other never held and history lacks is lost
+    /// once and missing once, in the period of its ack; a client_id under two seqs is a
+    /// duplicate.
+    #[test]
+    fn counts_what_the_rule_forbids() {
+        let schedule = Schedule::parse(&["10:kill:true".to_owned()], &[]).expect("valid schedule");
+        let t0 = Instant::now();
+        let mut a = Outcome { prefix: "r-0-0-".into(), ..Outcome::default() };
+        a.acked = vec![(0, 1, t0 + Duration::from_secs(1)), (1, 2, t0 + Duration::from_secs(11))];
+        a.held.hold(1, Some("r-0-0-0"));
+        a.held.hold(2, Some("r-0-0-1"));
+        let mut b = Outcome { prefix: "r-0-1-".into(), ..Outcome::default() };
+        b.held.hold(1, Some("r-0-0-0"));
+        b.held.hold(3, Some("r-0-0-0"));
+        let mut history = Held::default();
+        history.hold(1, Some("r-0-0-0"));
+        let tally = tally(&schedule, t0, &[a, b], &[Ok(history)]);
+        assert!(!tally.ok);
+        assert_eq!((tally.periods[0].acked, tally.periods[0].lost, tally.periods[0].not_in_history), (1, 0, 0));
+        assert_eq!((tally.periods[1].acked, tally.periods[1].lost, tally.periods[1].not_in_history), (1, 1, 1));
+        assert_eq!(tally.totals["duplicates_seen_by_clients"], 1);
+    }
+}

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
+use scenario::chaos::ChaosArgs;
 use scenario::chat_mix::ChatMixArgs;
 use scenario::connect::{ConnectArgs, WorkerArgs};
 use scenario::group_fanout::GroupFanoutArgs;
@@ -45,6 +46,9 @@ enum Scenario {
     ChatMix(ChatMixArgs),
     /// N chatting clients drop at once, reconnect and resync by history: time back, losses.
     ReconnectStorm(ReconnectStormArgs),
+    /// The chat mix through a load balancer while scheduled commands inject faults: losses,
+    /// duplicates, time back and presence, per fault.
+    Chaos(ChaosArgs),
     /// HTML page (inline SVG plots) from JSON reports; several chat-mix reports are compared.
     Report(ReportArgs),
     /// Internal: one worker process of `connect`.
@@ -93,6 +97,10 @@ async fn main() -> Result<()> {
         Scenario::ReconnectStorm(args) => {
             let out = (args.common.out.clone(), args.common.label.clone());
             (scenario::reconnect_storm::run(args).await?, out)
+        }
+        Scenario::Chaos(args) => {
+            let out = (args.common.out.clone(), args.common.label.clone());
+            (scenario::chaos::run(args).await?, out)
         }
         Scenario::ConnectWorker(args) => return scenario::connect::worker(args).await,
         Scenario::Report(args) => return write_html(&args),

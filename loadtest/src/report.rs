@@ -287,6 +287,9 @@ pub fn html(reports: &[Value]) -> String {
             ];
             page.push_str(&line_chart("throughput against offered rate", "offered events/s", "per second", &thr, None));
         }
+        if r["scenario"] == "chaos" {
+            page.push_str(&chaos_table(r));
+        }
         if r["timeline"].as_array().is_some_and(|t| !t.is_empty()) {
             let lat = vec![timeline_series(r, "p50_ms", "p50"), timeline_series(r, "p99_ms", "p99")];
             if lat.iter().any(|s| !s.points.is_empty()) {
@@ -309,6 +312,40 @@ pub fn html(reports: &[Value]) -> String {
     }
     page.push_str("</body></html>\n");
     page
+}
+
+/// A `chaos` report's periods, one row per fault: losses, time back, errors and presence.
+fn chaos_table(r: &Value) -> String {
+    let mut t = String::from(
+        "<table><tr><th>period</th><th>from s</th><th>acked</th><th>lost</th><th>not in history</th>\
+         <th>disconnects</th><th>back p50 ms</th><th>back p99 ms</th><th>back max ms</th><th>not back</th>\
+         <th>errors by code</th><th>probes closed</th><th>offline after close, max ms</th>\
+         <th>connected shown offline at end</th></tr>",
+    );
+    for p in r["periods"].as_array().into_iter().flatten() {
+        let cells = [
+            p["start_secs"].to_string(),
+            p["acked"].to_string(),
+            p["lost"].to_string(),
+            p["not_in_history"].to_string(),
+            p["disconnects"].to_string(),
+            p["back_ms"]["p50"].to_string(),
+            p["back_ms"]["p99"].to_string(),
+            p["back_ms"]["max"].to_string(),
+            p["not_back"].to_string(),
+            p["errors"]["by_kind"].to_string(),
+            p["presence"]["probes_closed"].to_string(),
+            p["presence"]["offline_after_close_ms"]["max"].to_string(),
+            p["presence"]["connected_probes_offline_at_end"].to_string(),
+        ];
+        let _ = write!(t, "<tr><td style=\"text-align:left\">{}</td>", esc(p["name"].as_str().unwrap_or("?")));
+        for c in cells {
+            let _ = write!(t, "<td>{}</td>", esc(&c));
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</table>");
+    t
 }
 
 #[cfg(test)]

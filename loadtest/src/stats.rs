@@ -22,6 +22,12 @@ pub struct LatencyRecorder {
     histogram: Histogram<u64>,
 }
 
+impl Default for LatencyRecorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LatencyRecorder {
     pub fn new() -> Self {
         Self { histogram: Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).expect("static histogram bounds are valid") }

@@ -3,12 +3,14 @@
 //! steps (connect many users, open a direct room), the measured phase (tasks under the
 //! progress line), the messages they send and the tallies and lines they print.
 
+pub mod chaos;
 pub mod chat_mix;
 pub mod connect;
 pub mod group_fanout;
 pub mod latency;
 pub mod live;
 pub mod reconnect_storm;
+pub mod resync;
 mod schedule;
 pub mod throughput;
 

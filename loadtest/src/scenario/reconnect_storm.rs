@@ -23,15 +23,13 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
+use super::resync::{Held, PAGE, failure_kind};
 use super::{
     Cadence, Common, SETUP_TIMEOUT, close_all, connect_all, drive_all, note_refused, note_unexpected,
     open_direct_rooms, print_errors_by_kind, sleep_until, text_message,
 };
 use crate::client::{Connection, Frame, Inbound, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
-
-/// Messages per history page (the server's maximum).
-const PAGE: u64 = 100;
 
 /// Pause between two refused reconnect attempts of one client.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -77,9 +75,8 @@ struct ClientOutcome {
     pair: usize,
     /// seq of every message this client sent that was acked.
     acked: Vec<i64>,
-    held: BTreeSet<i64>,
-    /// client_id → seq, from everything seen; a second seq for one client_id is a duplicate.
-    duplicates: u64,
+    /// Every seq held, with its client_id; counts duplicates.
+    held: Held,
     sent: u64,
     resent: u64,
     unacked: u64,
@@ -198,7 +195,7 @@ fn losses(outcomes: &[ClientOutcome]) -> (u64, u64) {
         let all: BTreeSet<i64> = members.iter().flat_map(|m| m.acked.iter().copied()).collect();
         stored += all.len() as u64;
         for m in members {
-            lost += all.difference(&m.held).count() as u64;
+            lost += all.iter().filter(|&&s| !m.held.holds(s)).count() as u64;
         }
     }
     (lost, stored)
@@ -239,7 +236,7 @@ fn report(args: &ReconnectStormArgs, run_id: &str, nodes: &[Target], outcomes: &
         "back_ms": back.summary(),
         "messages_stored": stored,
         "lost": lost,
-        "duplicates": sum(|o| o.duplicates),
+        "duplicates": sum(|o| o.held.duplicates),
         "sent": sum(|o| o.sent),
         "resent": sum(|o| o.resent),
         "unacked": sum(|o| o.unacked),
@@ -278,17 +275,6 @@ fn print(r: &Value) {
     print_errors_by_kind(&r["errors"]);
 }
 
-/// A failed reconnect's kind for the tally: the close code, or the root cause without the
-/// user it happened to.
-fn failure_kind(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}");
-    if let Some(at) = text.find("code: ") {
-        let code: String = text[at + 6..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-        return format!("closed during the greeting ({code})");
-    }
-    e.root_cause().to_string().rsplit(": ").next().unwrap_or_default().chars().take(60).collect()
-}
-
 struct Client {
     index: usize,
     pair: usize,
@@ -311,39 +297,10 @@ struct State {
     out: ClientOutcome,
     /// client_id → (seq once acked); index = the n in `prefix + n`.
     mine: Vec<Option<i64>>,
-    seen_ids: HashMap<String, i64>,
     pending: HashMap<i64, Pending>,
     /// A history read is under way (a resync or a gap fill).
     reading: bool,
     away_since: Option<Instant>,
-}
-
-impl State {
-    /// Highest seq held with every seq below it held too.
-    fn have(&self) -> i64 {
-        let mut have = 0;
-        for &s in &self.out.held {
-            if s != have + 1 {
-                break;
-            }
-            have = s;
-        }
-        have
-    }
-
-    /// Records a message held under `seq`; false when it was held already.
-    fn hold(&mut self, seq: i64, client_id: Option<&str>) -> bool {
-        if let Some(id) = client_id {
-            match self.seen_ids.get(id) {
-                Some(&other) if other != seq => self.out.duplicates += 1,
-                Some(_) => {}
-                None => {
-                    self.seen_ids.insert(id.to_owned(), seq);
-                }
-            }
-        }
-        self.out.held.insert(seq)
-    }
 }
 
 impl Client {
@@ -351,7 +308,6 @@ impl Client {
         let mut st = State {
             out: ClientOutcome { pair: self.pair, ..ClientOutcome::default() },
             mine: Vec::new(),
-            seen_ids: HashMap::new(),
             pending: HashMap::new(),
             reading: false,
             away_since: None,
@@ -432,7 +388,7 @@ impl Client {
             st.out.reconnect_attempts += 1;
             match Connection::connect(&self.target, &self.user(), SETUP_TIMEOUT).await {
                 Ok(mut c) => {
-                    let have = st.have();
+                    let have = st.out.held.have();
                     self.read_history(&mut c, st, have);
                     return Some(c);
                 }
@@ -459,8 +415,8 @@ impl Client {
             Frame::Event { event, data } if event == "message.new" => {
                 let m = &data["message"];
                 let Some(seq) = m["seq"].as_i64() else { return };
-                let have = st.have();
-                if !st.hold(seq, m["client_id"].as_str()) {
+                let have = st.out.held.have();
+                if !st.out.held.hold(seq, m["client_id"].as_str()) {
                     st.out.redundant_pushes += 1;
                     return;
                 }
@@ -477,7 +433,7 @@ impl Client {
                             st.mine[n] = Some(seq);
                             st.out.acked.push(seq);
                             let id = format!("{}{n}", self.prefix);
-                            st.hold(seq, Some(&id));
+                            st.out.held.hold(seq, Some(&id));
                         }
                         Progress::bump(&self.progress.acked);
                     } else {
@@ -493,7 +449,7 @@ impl Client {
                     let mut last = None;
                     for m in a.data["messages"].as_array().into_iter().flatten() {
                         if let Some(seq) = m["seq"].as_i64() {
-                            st.hold(seq, m["client_id"].as_str());
+                            st.out.held.hold(seq, m["client_id"].as_str());
                             last = Some(seq);
                         }
                     }

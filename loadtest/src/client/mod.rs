@@ -156,6 +156,11 @@ pub fn mint_token(secret: &str, user: &str, ttl_secs: u64) -> Result<String> {
 /// Opens the WebSocket and completes the greeting (`hello`, or Socket.IO's open and connect
 /// packets). Small buffers: runs hold tens of thousands of these.
 pub async fn open(target: &Target, user: &str, timeout: Duration) -> Result<Socket> {
+    Ok(open_greeted(target, user, timeout).await?.0)
+}
+
+/// `open`, also returning the greeting's `data` (native `hello` names the node reached).
+pub async fn open_greeted(target: &Target, user: &str, timeout: Duration) -> Result<(Socket, Value)> {
     let deadline = tokio::time::Instant::now() + timeout;
     let url = target.url_for(user)?;
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
@@ -166,11 +171,12 @@ pub async fn open(target: &Target, user: &str, timeout: Duration) -> Result<Sock
     .await
     .map_err(|_| anyhow!("connecting as {user}: no upgrade within {timeout:?}"))?
     .with_context(|| format!("connecting as {user} to {}", target.endpoint()))?;
-    handshake(&mut socket, target, user, deadline).await?;
-    Ok(socket)
+    let hello = handshake(&mut socket, target, user, deadline).await?;
+    Ok((socket, hello))
 }
 
-async fn handshake(socket: &mut Socket, target: &Target, user: &str, deadline: tokio::time::Instant) -> Result<()> {
+/// Completes the greeting; returns the `hello` data.
+async fn handshake(socket: &mut Socket, target: &Target, user: &str, deadline: tokio::time::Instant) -> Result<Value> {
     if target.framing == Framing::Socketio {
         // The Engine.IO open packet comes first; then the namespace connect carries the token.
         match next_text(socket, deadline, user).await? {
@@ -183,7 +189,7 @@ async fn handshake(socket: &mut Socket, target: &Target, user: &str, deadline: t
     loop {
         let text = next_text(socket, deadline, user).await?;
         match decode(target.framing, &text) {
-            Decoded::Frame(Frame::Event { event, .. }) if event == "hello" => return Ok(()),
+            Decoded::Frame(Frame::Event { event, data }) if event == "hello" => return Ok(data),
             Decoded::Ping => socket.send(Message::Text("3".into())).await?,
             Decoded::Frame(other) => bail!("{user}: expected hello first, got {other:?}"),
             Decoded::Ignore => {}
@@ -361,6 +367,8 @@ pub struct Connection {
     writer: JoinHandle<()>,
     reader: JoinHandle<()>,
     next_id: i64,
+    /// The node named in `hello` (native framing; `None` when the greeting names none).
+    node: Option<String>,
 }
 
 impl Connection {
@@ -384,16 +392,31 @@ impl Connection {
     }
 
     async fn start(target: &Target, user: &str, timeout: Duration, sink: InboundSink) -> Result<Self> {
-        let socket = open(target, user, timeout).await?;
+        let (socket, hello) = open_greeted(target, user, timeout).await?;
+        let node = hello["node"].as_str().map(str::to_owned);
         let (ws_sink, stream) = socket.split();
         let (outgoing, to_socket) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(ws_sink, to_socket));
         let reader = tokio::spawn(read_loop(stream, sink, target.framing, outgoing.clone()));
-        Ok(Self { user: user.to_owned(), framing: target.framing, outgoing, inbound: None, writer, reader, next_id: 1 })
+        Ok(Self {
+            user: user.to_owned(),
+            framing: target.framing,
+            outgoing,
+            inbound: None,
+            writer,
+            reader,
+            next_id: 1,
+            node,
+        })
     }
 
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// The node this connection landed on, as its `hello` said.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     /// Queues a request and returns its id; the ack arrives through `recv`.
@@ -528,72 +551,4 @@ async fn read_loop(mut stream: Stream, out: InboundSink, framing: Framing, pongs
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(d: Decoded) -> Frame {
-        match d {
-            Decoded::Frame(f) => f,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn decodes_native_acks_and_events() {
-        match frame(decode(Framing::Native, r#"{"ack":3,"ok":false,"error":{"code":"rate_limited","message":"x"}}"#)) {
-            Frame::Ack(ack) => {
-                assert_eq!(ack.id, 3);
-                assert!(!ack.ok);
-                assert_eq!(ack.error_code.as_deref(), Some("rate_limited"));
-            }
-            other => panic!("{other:?}"),
-        }
-        match frame(decode(Framing::Native, r#"{"event":"message.new","data":{"message":{"body":"hi"}}}"#)) {
-            Frame::Event { event, data } => {
-                assert_eq!(event, "message.new");
-                assert_eq!(data["message"]["body"], "hi");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(frame(decode(Framing::Native, "[1]")), Frame::Malformed(_)));
-    }
-
-    #[test]
-    fn decodes_socketio_packets() {
-        assert!(matches!(decode(Framing::Socketio, "2"), Decoded::Ping));
-        assert!(matches!(decode(Framing::Socketio, r#"0{"sid":"x"}"#), Decoded::Ignore));
-        match frame(decode(Framing::Socketio, r#"4312[{"ok":true,"data":{"message":{"seq":4}}}]"#)) {
-            Frame::Ack(ack) => {
-                assert_eq!(ack.id, 12);
-                assert!(ack.ok);
-                assert_eq!(ack.data["message"]["seq"], 4);
-            }
-            other => panic!("{other:?}"),
-        }
-        match frame(decode(Framing::Socketio, r#"42["message.new",{"message":{"seq":1}}]"#)) {
-            Frame::Event { event, data } => {
-                assert_eq!(event, "message.new");
-                assert_eq!(data["message"]["seq"], 1);
-            }
-            other => panic!("{other:?}"),
-        }
-        match frame(decode(Framing::Socketio, r#"40{"sid":"abc"}"#)) {
-            Frame::Event { event, .. } => assert_eq!(event, "hello"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(encode_request(Framing::Socketio, "typing", Some(7), json!({"a":1})), r#"427["typing",{"a":1}]"#);
-        assert_eq!(encode_request(Framing::Socketio, "typing", None, json!({})), r#"42["typing",{}]"#);
-    }
-
-    #[test]
-    fn builds_the_endpoint() {
-        let secret = "a-secret-of-enough-length";
-        let native = |u: &str| Target::new(u, secret, Framing::Native, 1);
-        assert_eq!(native("ws://h:1/").unwrap().endpoint(), "ws://h:1/ws");
-        assert_eq!(native("ws://h:1/ws").unwrap().endpoint(), "ws://h:1/ws");
-        assert!(native("http://h:1").is_err());
-        assert_eq!(native("ws://h:1").unwrap().authority(), "h:1");
-        let sio = Target::new("ws://h:1", secret, Framing::Socketio, 1).unwrap();
-        assert_eq!(sio.endpoint(), "ws://h:1/socket.io/?EIO=4&transport=websocket");
-    }
-}
+mod tests;

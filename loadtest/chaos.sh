@@ -5,8 +5,9 @@
 # restarted, PostgreSQL stopped fast and crashed (immediate), a node's back-end link taken
 # down, and a node's back-end link turned into a silent blackhole (the link stays up).
 #
-#   loadtest/chaos.sh [--short] [--out FILE.json] [--keep] [-- extra loadtest chaos flags]
+#   loadtest/chaos.sh [--short] [--debug] [--out FILE.json] [--keep] [-- extra loadtest chaos flags]
 #
+# --debug runs debug builds (the test command's, already built) instead of release ones.
 # --short: seconds per fault and a few dozen clients (about 4 minutes in all); the default
 # runs a minute or more per fault with a few hundred clients (about 11 minutes). Needs root
 # (network namespaces, veth, tc). Each node runs in its own namespace with two links: a front
@@ -72,7 +73,7 @@ node_start() {
         SWITCHBOARD_NODE_TTL_SECS="$NODE_TTL" \
         SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 \
         SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 \
-        "$ROOT/target/release/switchboard" serve >>"$DIR/node$n.log" 2>&1 &
+        "$BIN/switchboard" serve >>"$DIR/node$n.log" 2>&1 &
     echo $! >"$DIR/node$n.pid"
     disown
     for _ in $(seq 300); do
@@ -127,15 +128,17 @@ fi
 
 SHORT=0
 KEEP=0
+PROFILE=release
 OUT=""
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --short) SHORT=1 ;;
         --keep) KEEP=1 ;;
+        --debug) PROFILE=debug ;;
         --out) OUT=$2; shift ;;
         --) shift; EXTRA=("$@"); break ;;
-        *) echo "usage: $0 [--short] [--out FILE.json] [--keep] [-- loadtest chaos flags]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--short] [--debug] [--out FILE.json] [--keep] [-- loadtest chaos flags]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -173,8 +176,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building (release)" >&2
-cargo build --release -q -p switchboard -p loadtest
+echo "building ($PROFILE)" >&2
+BIN="$ROOT/target/$PROFILE"
+if [ "$PROFILE" = release ]; then
+    cargo build --release -q -p switchboard -p loadtest
+else
+    cargo build -q -p switchboard -p loadtest
+fi
 
 # Namespaces: a front link (nginx → node) and a back link (node → PostgreSQL, Redis) each.
 for n in $(seq "$NODES"); do
@@ -209,6 +217,7 @@ chmod 755 "$DIR"
 pg_run "$PG_BIN/initdb" -D "$DIR/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C >"$DIR/initdb.log" 2>&1
 echo "host all all 10.202.0.0/16 trust" >>"$DIR/pg/data/pg_hba.conf"
 cat >"$DIR/env" <<EOF
+BIN='$BIN'
 PG_BIN='$PG_BIN'
 PG_PORT='$PG_PORT'
 PG_OPTS='$PG_OPTS'
@@ -221,7 +230,7 @@ redis_start
 echo "PostgreSQL on port $PG_PORT and Redis on port $REDIS_PORT, on 127.0.0.1 and $BACK_HOSTS" >&2
 
 # Migrations once, then the nodes.
-SWITCHBOARD_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" "$ROOT/target/release/switchboard" migrate \
+SWITCHBOARD_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" "$BIN/switchboard" migrate \
     >"$DIR/migrate.log" 2>&1
 for n in $(seq "$NODES"); do node_start "$n"; done
 echo "nodes ready: $(for n in $(seq "$NODES"); do echo -n "node$n=$(node_addr "$n"):$NODE_PORT "; done)" >&2
@@ -283,7 +292,7 @@ DURATION=$(($t + 5))
 
 OUT=${OUT:-/tmp/switchboard-chaos-last.json}
 set +e
-"$ROOT/target/release/loadtest" chaos --url "ws://127.0.0.1:$NGINX_PORT" --jwt-secret "$JWT_SECRET" \
+"$BIN/loadtest" chaos --url "ws://127.0.0.1:$NGINX_PORT" --jwt-secret "$JWT_SECRET" \
     --duration "$DURATION" --node-ttl-secs "$NODE_TTL" "${LOAD[@]}" "${FAULTS[@]}" --out "$OUT" "${EXTRA[@]}"
 status=$?
 set -e

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: starts real PostgreSQL and Redis (installing them if missing), then
-# runs every test of the workspace against them. Extra arguments go to the test runner.
+# runs every test of the workspace against them, then the short chaos run. Extra arguments go
+# to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
@@ -19,3 +20,11 @@ else
 fi
 # The fuzz targets (fuzz/run.sh runs them on nightly) must keep compiling against the server.
 cargo check --manifest-path fuzz/Cargo.toml --bins --locked
+# Chaos under load, short: three nodes in network namespaces behind the shipped nginx config,
+# each fault for seconds (loadtest/README.md, `chaos`); fails if an acked message was lost,
+# missing from history or duplicated, or a node panicked. Needs root for the namespaces.
+if [ "$(id -u)" = 0 ]; then
+    loadtest/chaos.sh --short --debug
+else
+    sudo -E loadtest/chaos.sh --short --debug
+fi

@@ -13,15 +13,16 @@ mod values;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::domain::{
     Call, CallId, CallState, Error, Media, Message, MessageKind, RequestKind, Room, RoomId, Timestamp, UserId,
 };
 use crate::service::{self, Caller, Services};
-use crate::store::{Profile, RoomMembers};
+use crate::store::{HistoryQuery, Profile, RoomMembers};
 pub use crate::wire::{Api, Dialect, Emit};
-use crate::wire::{Command, Push, Reply, RoomCommand};
+use crate::wire::{Command, Push, Reply};
 
 /// Translates one inbound dialect event: the events to send back, the first being the
 /// reply (what an ack carries).
@@ -118,29 +119,39 @@ impl Edge {
         self.ask(service::social::respond(self.services(), &self.caller, kind, from, accept)).await
     }
 
+    /// Runs one of `service::messages`' typed room commands through the room's actor (which
+    /// checks membership and, when `blocked_refuses`, blocks first); its result.
+    /// `blocked_refuses` follows `messages::refused_when_blocked`: send and typing only.
+    async fn in_room<T: Send + 'static>(
+        &self,
+        room: RoomId,
+        blocked_refuses: bool,
+        run: impl FnOnce(Arc<Services>, RoomId, Caller) -> BoxFuture<'static, Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.ask(service::in_room(self.services(), self.caller.clone(), room, blocked_refuses, run)).await
+    }
+
     pub async fn send(&self, room: RoomId, kind: MessageKind, body: String) -> Result<Message, Error> {
-        let command = RoomCommand::Send { kind, body, client_id: None };
-        match self.run(Command::Room { room, command }).await? {
-            Reply::Message { message } => Ok(message),
-            _ => Err(Error::Internal),
-        }
+        self.in_room(room, true, move |services, room, caller| {
+            service::messages::send(services, room, caller, kind, body, None)
+        })
+        .await
     }
 
     /// The newest page of the room's history, oldest first.
     pub async fn history(&self, room: RoomId) -> Result<Vec<Message>, Error> {
-        let command = RoomCommand::History { before_seq: None, after_seq: None, limit: crate::wire::MAX_PAGE };
-        match self.run(Command::Room { room, command }).await? {
-            Reply::History { messages, .. } => Ok(messages),
-            _ => Err(Error::Internal),
-        }
+        let page = self
+            .in_room(room, false, |services, room, caller| {
+                service::messages::history(services, room, caller, HistoryQuery::Newest, crate::wire::MAX_PAGE)
+            })
+            .await?;
+        Ok(page.messages)
     }
 
     /// Marks the room read up to its latest message; the mark now in force.
     pub async fn mark_read(&self, room: RoomId) -> Result<i64, Error> {
-        match self.run(Command::Room { room, command: RoomCommand::MarkRead { seq: None } }).await? {
-            Reply::Read { seq, .. } => Ok(seq),
-            _ => Err(Error::Internal),
-        }
+        self.in_room(room, false, |services, room, caller| service::messages::mark_read(services, room, caller, None))
+            .await
     }
 
     /// The ringing or active call in `room`, if any (members only, as `call.history`).

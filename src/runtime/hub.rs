@@ -14,12 +14,12 @@ use super::room::{Attach, Close, Detach, Execute, RoomActor};
 use super::{Outbound, Outbox};
 use crate::auth::Identity;
 use crate::bus::{BusEvent, Delivered, Topic};
-use crate::service::{Actors, Caller, Services, limits};
+use crate::service::{Actors, Caller, RoomWork, Services, limits};
 use futures_util::future::BoxFuture;
 
 use crate::domain::{ConnectionId, Error, RoomId, SessionId, Timestamp, UserId};
 use crate::store::{Arrival, Peers, PresenceChange};
-use crate::wire::{Delivery, LiveCommand, PresenceState, Push, Reply, RoomCommand};
+use crate::wire::{Delivery, LiveCommand, PresenceState, Push, Reply};
 
 #[derive(Default)]
 pub struct Hub {
@@ -202,8 +202,8 @@ pub struct Disconnect {
 /// The message is sent before the future is returned, so one connection's commands reach
 /// their actor in the order they were sent.
 impl Actors for Addr<Hub> {
-    fn room(&self, caller: Caller, room: RoomId, command: RoomCommand) -> BoxFuture<'static, Result<Reply, Error>> {
-        let sent = self.send(ToRoom { caller, room, command });
+    fn room(&self, caller: Caller, room: RoomId, work: RoomWork) -> BoxFuture<'static, Result<(), Error>> {
+        let sent = self.send(ToRoom { caller, room, work });
         Box::pin(async move { sent.await.map_err(|_| shutting_down())? })
     }
 
@@ -222,13 +222,14 @@ fn shutting_down() -> Error {
     Error::Unavailable("node is shutting down".into())
 }
 
-/// A command for one room, from a connection of this node.
+/// A command for one room, from a connection of this node; answers once the room's actor ran
+/// it (its result travels in the work) or why it was refused.
 #[derive(Message)]
-#[rtype(result = "Result<Reply, Error>")]
+#[rtype(result = "Result<(), Error>")]
 pub struct ToRoom {
     pub caller: Caller,
     pub room: RoomId,
-    pub command: RoomCommand,
+    pub work: RoomWork,
 }
 
 /// A user of this node is back online: the other nodes had taken this node for dead.
@@ -394,13 +395,13 @@ impl Handler<ToRoom> for Hub {
     // polls every future it holds each time it wakes, and a room command is held until its
     // commit, so at a few thousand messages a second the hub spent its time re-polling the
     // requests in flight (quadratic; `oneshot::State::load` topped the profile).
-    type Result = ResponseFuture<Result<Reply, Error>>;
+    type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: ToRoom, ctx: &mut Self::Context) -> Self::Result {
         let listening = self.rooms.get(&msg.room).filter(|entry| entry.users.contains(&msg.caller.user));
         if let Some(entry) = listening {
             // Queued on the room actor now, so a connection's commands keep their order.
-            let sent = entry.actor.send(Execute { caller: msg.caller, command: msg.command });
+            let sent = entry.actor.send(Execute { caller: msg.caller, work: msg.work });
             return Box::pin(
                 async move { sent.await.map_err(|_| Error::Unavailable("room is restarting; retry".into()))? },
             );
@@ -424,7 +425,7 @@ impl Handler<ToRoom> for Hub {
                 .map_err(|_| Error::Unavailable("node is shutting down".into()))?;
             match actor {
                 Some(actor) => actor
-                    .send(Execute { caller: msg.caller, command: msg.command })
+                    .send(Execute { caller: msg.caller, work: msg.work })
                     .await
                     .map_err(|_| Error::Unavailable("room is restarting; retry".into()))?,
                 None => Err(Error::Unavailable("you are disconnecting".into())),

@@ -11,9 +11,9 @@ use actix::prelude::*;
 use super::{Outbound, Outbox};
 use crate::bus::{BusEvent, Delivered};
 use crate::domain::{ConnectionId, Error, RoomId, UserId};
-use crate::service::{Caller, Services, messages};
+use crate::service::{Caller, RoomWork, Services};
 use crate::store::LoadedRoom;
-use crate::wire::{Delivery, Push, Reply, RoomCommand};
+use crate::wire::{Delivery, Push};
 
 /// The hub subscribes and unsubscribes the room topic for this actor, so that a stopping
 /// actor can never remove the subscription of its successor.
@@ -121,11 +121,13 @@ pub struct Detach {
 #[rtype(result = "()")]
 pub struct Close;
 
+/// A member's command: runs once checked, in mailbox order; answers when it is done or why
+/// it was refused.
 #[derive(Message)]
-#[rtype(result = "Result<Reply, Error>")]
+#[rtype(result = "Result<(), Error>")]
 pub struct Execute {
     pub caller: Caller,
-    pub command: RoomCommand,
+    pub work: RoomWork,
 }
 
 impl Handler<Attach> for RoomActor {
@@ -296,18 +298,15 @@ impl Handler<Delivered> for RoomActor {
 }
 
 impl Handler<Execute> for RoomActor {
-    type Result = ResponseFuture<Result<Reply, Error>>;
+    type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
+        let RoomWork { job, blocked_refuses } = msg.work;
         let checked = match &self.members {
             Members::Known { members, .. } if !members.contains(&msg.caller.user) => {
                 Err(Error::forbidden("you are not a member of this room"))
             }
-            Members::Known { blocked: true, .. }
-                if matches!(msg.command, RoomCommand::Send { .. } | RoomCommand::Typing { .. }) =>
-            {
-                Err(Error::forbidden("blocked"))
-            }
+            Members::Known { blocked: true, .. } if blocked_refuses => Err(Error::forbidden("blocked")),
             Members::Known { .. } => Ok(()),
             Members::Missing => Err(Error::not_found("no such room")),
             Members::Loading | Members::Failed => {
@@ -316,7 +315,14 @@ impl Handler<Execute> for RoomActor {
             }
         };
         match checked {
-            Ok(()) => messages::start(self.services.clone(), self.id, msg.caller, msg.command),
+            // The job starts its synchronous part now, in mailbox order.
+            Ok(()) => {
+                let running = job(self.services.clone(), self.id, msg.caller);
+                Box::pin(async move {
+                    running.await;
+                    Ok(())
+                })
+            }
             Err(err) => Box::pin(async move { Err(err) }),
         }
     }

@@ -72,11 +72,7 @@ async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
         send(&mut alice, &room, &format!("during {i}")).await;
     }
     // Their pushes are lost on the bus: alice's node gave up publishing them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while metric(n1.port, "switchboard_bus_dropped_total").await < 3.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the pushes were never dropped");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_publishes_dropped(n1, 3.0).await;
     redis.run().await;
     // Nobody sends again: bob's node reads what he missed from the store once its link is
     // back, and pushes it in order.
@@ -102,11 +98,7 @@ async fn a_hung_redis_loses_no_push() {
     for i in 0..3 {
         send(&mut alice, &room, &format!("during {i}")).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while metric(n1.port, "switchboard_bus_dropped_total").await < 3.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the publishes never timed out");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_publishes_dropped(n1, 3.0).await;
     redis.freeze(false);
     // Nobody sends again: bob gets every message, once and in order, whether its push went out
     // late or his node reads it from the store once its link answers again.
@@ -116,4 +108,13 @@ async fn a_hung_redis_loses_no_push() {
     }
     send(&mut alice, &room, "after").await;
     assert_eq!(bob.event("message.new").await["message"]["body"], "after");
+}
+
+/// Waits (up to 20 s) until `node` has given up publishing at least `pushes` pushes to Redis.
+async fn until_publishes_dropped(node: &TestApp, pushes: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(node.port, "switchboard_bus_dropped_total").await < pushes {
+        assert!(tokio::time::Instant::now() < deadline, "the node never gave up publishing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -87,7 +87,16 @@ impl Application {
             })
         });
         let hub = hub_address.context("the hub starts at once")?;
-        let node = Arc::new(Node { services, hub, auth, admission, connections: Default::default(), redis });
+        let node = Arc::new(Node {
+            services,
+            hub,
+            auth,
+            admission,
+            connections: Default::default(),
+            asks: Default::default(),
+            redis,
+        });
+        crate::runtime::operator::Desk::start(&node);
         tokio::spawn(forward_presence_news(news, node.hub.clone()));
         revocations::load(&node).await.context("reading token revocations")?;
         tokio::spawn(revocations::watch(node.clone()));

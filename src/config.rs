@@ -36,6 +36,34 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// The server API's key: at least 32 bytes, never printed, compared in constant time.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Whether `presented` is the key, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(presented).into()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if raw.len() < 32 {
+            return Err("the API key must be at least 32 bytes".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
 /// Signs tokens when no secret is configured: fine on a laptop, refused on a public bind.
 pub const DEV_SECRET: &str = "switchboard-dev-secret-never-use-in-production";
 
@@ -64,6 +92,15 @@ pub struct Settings {
     /// HS256 secret shared with the app backend that issues tokens.
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
+
+    /// Key of the server API (`Authorization: Bearer …` on `/api/v1/`); the API is off
+    /// without one.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
+
+    /// Serve the server API on this address only (not on the main bind).
+    #[arg(long, env = "SWITCHBOARD_API_BIND")]
+    pub api_bind: Option<SocketAddr>,
 
     /// This node's name in logs, metrics and presence (random when unset).
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
@@ -270,6 +307,12 @@ impl Settings {
                 "refusing to bind {} with the development JWT secret: set SWITCHBOARD_JWT_SECRET",
                 self.bind
             ));
+        }
+        if let Some(bind) = self.api_bind
+            && self.api_key.is_none()
+            && !bind.ip().is_loopback()
+        {
+            return Err(format!("refusing to serve the server API on {bind} without a key: set SWITCHBOARD_API_KEY"));
         }
         if self.redis_url.is_some() && !self.database_url.starts_with("postgres") {
             return Err("cluster mode (SWITCHBOARD_REDIS_URL) needs a shared PostgreSQL database: \

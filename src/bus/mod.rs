@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::{Message, Recipient};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ConnectionId, NodeId, RoomId, SessionId, UserId};
+use crate::domain::{ConnectionId, ConnectionInfo, NodeId, RoomId, SessionId, Timestamp, UserId};
 use crate::wire::Push;
 
 pub use local::LocalBus;
@@ -26,6 +26,43 @@ pub enum Topic {
     Room(RoomId),
     /// A live session: its comments, accepted hands and end, for everyone in it.
     Live(SessionId),
+    /// One node: the server API's questions to it and the answers to its own questions.
+    Node(NodeId),
+}
+
+/// What the server API asks every node about one user's connections there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Question {
+    /// List them.
+    Connections { user_id: UserId },
+    /// Close them: with 4000 (reconnect) or 4003 (do not reconnect with this token).
+    Close { user_id: UserId, reconnect: bool },
+    /// Refuse the user's tokens issued before `before` and close the connections holding one.
+    Revoke { user_id: UserId, before: Timestamp },
+    /// Push an app event to them.
+    Deliver { user_id: UserId, event: String, data: serde_json::Value },
+}
+
+impl Question {
+    /// The user it is about.
+    pub fn user(&self) -> &UserId {
+        match self {
+            Self::Connections { user_id }
+            | Self::Close { user_id, .. }
+            | Self::Revoke { user_id, .. }
+            | Self::Deliver { user_id, .. } => user_id,
+        }
+    }
+}
+
+/// One node's answer to a [`Question`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Answer {
+    Connections { connections: Vec<ConnectionInfo> },
+    /// How many connections the question reached.
+    Reached { count: usize },
 }
 
 /// What travels between nodes, typed and versioned, with the node it came from.
@@ -64,6 +101,10 @@ pub enum BusEvent {
     /// On the host's user topic: the viewer count may have changed; the host's nodes read it
     /// and push `live.viewers` (throttled).
     LiveViewersChanged { session_id: SessionId },
+    /// On a node topic: the server API on `reply_to` asks; the node answers on `reply_to`'s topic.
+    Ask { id: uuid::Uuid, reply_to: NodeId, question: Question },
+    /// On a node topic: a node's answer to this node's question `id`.
+    Answer { id: uuid::Uuid, answer: Answer },
     /// From this node's own bus, on each of its room topics (never sent between nodes): the
     /// link to the other nodes was lost and is back, so pushes may have been missed; room
     /// actors read what their members missed from the store.

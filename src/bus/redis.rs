@@ -81,6 +81,7 @@ impl RedisBus {
             Topic::User(user) => format!("{}:u:{user}", self.prefix),
             Topic::Room(room) => format!("{}:r:{room}", self.prefix),
             Topic::Live(session) => format!("{}:l:{session}", self.prefix),
+            Topic::Node(node) => format!("{}:n:{node}", self.prefix),
         }
     }
 
@@ -90,6 +91,8 @@ impl RedisBus {
             UserId::parse(user).ok().map(Topic::User)
         } else if let Some(session) = rest.strip_prefix("l:") {
             SessionId::parse(session).ok().map(Topic::Live)
+        } else if let Some(node) = rest.strip_prefix("n:") {
+            Some(Topic::Node(NodeId::new(node)))
         } else {
             RoomId::parse(rest.strip_prefix("r:")?).ok().map(Topic::Room)
         }

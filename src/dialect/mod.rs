@@ -37,6 +37,10 @@ pub async fn handle(dialect: Dialect, edge: &Edge, event: &str, data: Value) -> 
 /// The events a native push becomes in `dialect` (none when the seed has no such event). The
 /// result does not depend on who receives it, so a delivery translates once per node.
 pub async fn push(dialect: Dialect, lookup: &Lookup, push: &Push) -> Result<Vec<Emit>, Error> {
+    if let Push::App { event, data } = push {
+        // The app's own events reach its clients as sent, whatever API they speak.
+        return Ok(vec![Emit::app(event.clone(), data.clone())]);
+    }
     match dialect {
         Dialect::Social => social::push(lookup, push).await,
         Dialect::Messenger => messenger::push(lookup, push).await,

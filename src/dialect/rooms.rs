@@ -168,7 +168,7 @@ fn type_id(kind: MessageKind) -> i64 {
         MessageKind::Video => 3,
         MessageKind::Audio => 4,
         MessageKind::File => 5,
-        MessageKind::Text | MessageKind::System => 2,
+        MessageKind::Text | MessageKind::System | MessageKind::Deleted => 2,
     }
 }
 

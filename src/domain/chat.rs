@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, RoomId, Timestamp, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum MessageKind {
@@ -15,6 +15,8 @@ pub enum MessageKind {
     File,
     /// Written by the server only; clients cannot send it.
     System,
+    /// What is left of a message whose sender's account was deleted: no body.
+    Deleted,
 }
 
 impl MessageKind {
@@ -45,8 +47,8 @@ pub struct MessageBody(String);
 
 impl MessageBody {
     pub fn parse(kind: MessageKind, body: String, max_bytes: usize) -> Result<Self, Error> {
-        if kind == MessageKind::System {
-            return Err(Error::bad_request("system messages are written by the server only"));
+        if matches!(kind, MessageKind::System | MessageKind::Deleted) {
+            return Err(Error::bad_request(format!("{} messages are written by the server only", kind.as_str())));
         }
         if body.trim().is_empty() {
             return Err(Error::bad_request("body must not be empty"));
@@ -66,6 +68,12 @@ impl MessageBody {
         Ok(Self(body))
     }
 
+    /// A message the server writes itself (the server API's system messages): checked like a
+    /// client's text, but of kind `system`.
+    pub fn system(body: String, max_bytes: usize) -> Result<Self, Error> {
+        Self::parse(MessageKind::Text, body, max_bytes)
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }
@@ -79,7 +87,7 @@ pub enum RoomCursor {
     ActiveBefore(Timestamp),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum RoomKind {
@@ -93,7 +101,7 @@ impl RoomKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: String,
     pub room_id: RoomId,
@@ -116,7 +124,7 @@ pub fn direct_peer<'a>(kind: RoomKind, members: &'a [UserId], user: &UserId) -> 
 }
 
 /// A room as one member sees it: `unread`, `last_read_seq` and `last_message` are theirs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Room {
     pub id: RoomId,
     pub kind: RoomKind,

@@ -11,7 +11,7 @@ use super::Error;
 /// Longest user id the contract allows, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
 
@@ -56,8 +56,9 @@ impl fmt::Display for UserId {
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         #[serde(try_from = "String", into = "String")]
+        #[schema(value_type = String, format = Uuid)]
         pub struct $name(uuid::Uuid);
 
         impl $name {
@@ -147,7 +148,8 @@ impl fmt::Display for SessionId {
 }
 
 /// One WebSocket connection; unique across the cluster (a v4 UUID).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(value_type = String, format = Uuid)]
 pub struct ConnectionId(Uuid);
 
 impl ConnectionId {
@@ -176,7 +178,7 @@ impl fmt::Display for ConnectionId {
 }
 
 /// This node's name in logs, metrics, presence and bus envelopes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeId(String);
 
 impl NodeId {

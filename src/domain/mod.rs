@@ -3,6 +3,7 @@
 
 pub mod call;
 mod chat;
+mod connection;
 mod error;
 mod ids;
 mod live;
@@ -11,6 +12,7 @@ mod time;
 
 pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, PartyRole, PartyStatus, PartyStep};
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, direct_peer};
+pub use connection::{ConnectionInfo, SYSTEM_SENDER};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};

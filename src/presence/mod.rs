@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use futures_util::future::BoxFuture;
 
-use crate::domain::{Error, UserId};
+use crate::domain::{Error, NodeId, UserId};
 
 pub use local::LocalPresence;
 pub use redis::RedisPresence;
@@ -35,6 +35,11 @@ pub trait PresenceDirectory: Send + Sync + 'static {
     fn release(&self, user: UserId) -> BoxFuture<'static, ()>;
     /// Which of `users` are online on any node.
     fn online_among(&self, users: Vec<UserId>) -> BoxFuture<'static, Result<HashSet<UserId>, Error>>;
+
+    /// The other live nodes that hold connections of `user` (none on a single node).
+    fn other_nodes_holding(&self, _user: UserId) -> BoxFuture<'static, Result<Vec<NodeId>, Error>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// The node is going away (after its drain): stop vouching for its users, so that the
     /// other nodes reap the ones who did not reconnect elsewhere.

@@ -350,6 +350,20 @@ impl PresenceDirectory for Arc<RedisPresence> {
         })
     }
 
+    fn other_nodes_holding(&self, user: UserId) -> BoxFuture<'static, Result<Vec<NodeId>, Error>> {
+        let presence = self.clone();
+        Box::pin(async move {
+            let unavailable = |e: redis::RedisError| {
+                tracing::warn!(error = %e, "presence lookup failed");
+                Error::Unavailable("presence is unavailable; retry".into())
+            };
+            let mut redis = presence.redis.clone();
+            let nodes: Vec<String> = redis.smembers(presence.keys.user(user.as_str())).await.map_err(unavailable)?;
+            let live = presence.live(&nodes).await.map_err(unavailable)?;
+            Ok(live.into_iter().filter(|node| *node != presence.keys.node).map(NodeId::new).collect())
+        })
+    }
+
     fn online_among(&self, users: Vec<UserId>) -> BoxFuture<'static, Result<HashSet<UserId>, Error>> {
         let presence = self.clone();
         Box::pin(async move {

@@ -19,7 +19,7 @@ use super::{Node, Outbound, Outbox};
 use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
 use crate::dialect::{self, Api, Dialect, Edge, Lookup};
-use crate::domain::{ConnectionId, Error, Timestamp, UserId};
+use crate::domain::{ConnectionId, ConnectionInfo, Error, Timestamp, UserId};
 use crate::service::{self, Caller};
 use crate::wire::socketio::{self, EngineVersion};
 use crate::wire::{AckId, Framing, Inbound, Reply, native};
@@ -124,7 +124,16 @@ impl Connection {
     fn register(&mut self, ctx: &mut Context<Self>) {
         let Some(identity) = self.identity.clone() else { return };
         let _ = self.wire_api.set(self.api);
-        self.node.connections.insert(identity.user.clone(), self.id, ctx.address().recipient());
+        let info = ConnectionInfo {
+            connection_id: self.id,
+            user_id: identity.user.clone(),
+            node: self.node.node.clone(),
+            api: self.api.as_str().to_owned(),
+            framing: self.framing.name().to_owned(),
+            connected_at: Timestamp::now(),
+            token_expires_at: identity.expires_at,
+        };
+        self.node.connections.insert(info, identity.issued_at, ctx.address().recipient());
         self.watch_expiry(ctx);
         if let Some(dialect) = self.api.dialect() {
             // Dialect requests run one at a time (a seed event may be several commands, and
@@ -285,6 +294,7 @@ impl Connection {
         match refreshed {
             Ok(identity) => {
                 let expires_at = identity.expires_at;
+                self.node.connections.refreshed(&identity.user, self.id, expires_at, identity.issued_at);
                 self.identity = Some(identity);
                 self.watch_expiry(ctx);
                 self.answer(id, Ok(Reply::Refreshed { expires_at }));
@@ -526,7 +536,7 @@ async fn translate_requests(
                     outbox.push(Outbound::text(framing.ack_data(id, &reply), "ack"));
                 }
                 for emit in emits {
-                    outbox.push(Outbound::text(framing.event(emit.event, &emit.data), emit.event));
+                    outbox.push(Outbound::text(framing.event(&emit.event, &emit.data), emit.label()));
                 }
             }
             Err(err) => {

@@ -507,12 +507,34 @@ impl Handler<Delivered> for Hub {
             }
             BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),
             BusEvent::LeftRoom { room_id } => self.detach_user(user, *room_id),
-            BusEvent::RoomChanged { .. } | BusEvent::MemberLeft { .. } | BusEvent::Resumed => {}
+            BusEvent::RoomChanged { .. }
+            | BusEvent::MemberLeft { .. }
+            | BusEvent::Resumed
+            | BusEvent::Ask { .. }
+            | BusEvent::Answer { .. } => {}
             // --- live sessions ---
             BusEvent::JoinedLive { session_id } => self.attach_live(user, *session_id),
             BusEvent::LeftLive { session_id } => self.detach_live(user, *session_id),
             BusEvent::LiveViewersChanged { session_id } => self.live_viewers_changed(*session_id),
         }
+    }
+}
+
+/// Pushes `push` to every connection of `user` on this node; how many it reached.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ToUser {
+    pub user: UserId,
+    pub push: Push,
+}
+
+impl Handler<ToUser> for Hub {
+    type Result = usize;
+
+    fn handle(&mut self, msg: ToUser, _: &mut Self::Context) -> usize {
+        let Some(local) = self.users.get(&msg.user) else { return 0 };
+        let delivery = Arc::new(Delivery::new(msg.push));
+        local.connections.values().filter(|outbox| outbox.push(Outbound::Push(delivery.clone()))).count()
     }
 }
 

@@ -7,6 +7,7 @@ mod call_sweeper;
 pub mod connection;
 pub mod hub;
 mod live;
+pub mod operator;
 mod outbox;
 pub mod registry;
 pub mod revocations;
@@ -36,6 +37,8 @@ pub struct Node {
     pub admission: Arc<Admission>,
     /// This node's connections by user, for revocations and kicks.
     pub connections: registry::ConnectionRegistry,
+    /// The server API's questions to the other nodes waiting for answers.
+    pub asks: operator::Asks,
     /// Cluster mode's Redis connection (for readiness); `None` on a single node.
     pub redis: Option<redis::aio::ConnectionManager>,
 }

@@ -38,19 +38,23 @@ pub async fn watch(node: Arc<Node>) {
         match node.store.revocations_since(since).await {
             Ok(revocations) => {
                 last_look = look;
-                revocations.into_iter().for_each(|revocation| apply(&node, revocation));
+                revocations.into_iter().for_each(|revocation| {
+                    apply(&node, revocation);
+                });
             }
             Err(e) => tracing::warn!(error = %e, "could not read revocations; retrying"),
         }
     }
 }
 
-/// Refuses the revoked tokens and closes this node's connections that hold one.
-pub fn apply(node: &Node, revocation: Revocation) {
+/// Refuses the revoked tokens and closes this node's connections that hold one; how many.
+pub fn apply(node: &Node, revocation: Revocation) -> usize {
     let Revocation { user, before, .. } = revocation;
     node.auth.revoke(user.clone(), before);
     let kick = Kick { code: CloseCode::Other(TOKEN_REVOKED), reason: "token revoked", issued_before: Some(before) };
-    if node.connections.kick(&user, &kick) > 0 {
-        tracing::info!(%user, "closing connections of a revoked token");
+    let closed = node.connections.kick(&user, &kick);
+    if closed > 0 {
+        tracing::info!(%user, closed, "closing connections of a revoked token");
     }
+    closed
 }

@@ -289,6 +289,7 @@ impl Handler<Delivered> for RoomActor {
             BusEvent::MemberLeft { user_id, room_id } => return self.member_left(*room_id, user_id),
             BusEvent::JoinedRoom { .. } | BusEvent::LeftRoom { .. } | BusEvent::ToConnection { .. } => return,
             BusEvent::JoinedLive { .. } | BusEvent::LeftLive { .. } | BusEvent::LiveViewersChanged { .. } => return,
+            BusEvent::Ask { .. } | BusEvent::Answer { .. } => return,
         };
         match push {
             Push::MessageNew { message } => self.deliver_message(message.seq, push.clone(), *skip, ctx),

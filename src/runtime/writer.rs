@@ -80,8 +80,8 @@ async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &W
                     }
                 };
                 for emit in emits {
-                    metrics.frames_out.with_label_values(&[emit.event]).inc();
-                    session.text(wire.framing.event(emit.event, &emit.data)).await?;
+                    metrics.frames_out.with_label_values(&[emit.label()]).inc();
+                    session.text(wire.framing.event(&emit.event, &emit.data)).await?;
                 }
                 Ok(())
             }

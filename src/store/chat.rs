@@ -380,20 +380,38 @@ impl Store {
         query: HistoryQuery,
         limit: i64,
     ) -> StoreResult<HistoryPage> {
+        self.history_page(room, Some(viewer.clone()), query, limit).await
+    }
+
+    /// A page of the room's whole history, whoever cleared what (the server API's view).
+    pub async fn room_history(&self, room: RoomId, query: HistoryQuery, limit: i64) -> StoreResult<HistoryPage> {
+        self.history_page(room, None, query, limit).await
+    }
+
+    async fn history_page(
+        &self,
+        room: RoomId,
+        viewer: Option<UserId>,
+        query: HistoryQuery,
+        limit: i64,
+    ) -> StoreResult<HistoryPage> {
         let id = room.to_string();
         // The viewer's clear mark is a subquery, so a page is one round trip: after a
         // reconnect storm every client reads one, so this was half the storm's statements.
+        let viewer = &viewer;
         let mut rows: Vec<MessageRow> = with_conn!(self, copied(viewer), |conn| {
-            let floor = coalesce(
-                room_members::table.find((&id, viewer.as_str())).select(room_members::cleared_seq).single_value(),
-                0_i64,
-            );
-            let base = messages::table
+            let mut base = messages::table
                 .filter(messages::room_id.eq(&id))
-                .filter(messages::seq.gt(floor))
                 .select(MessageRow::as_select())
                 .limit(limit + 1)
                 .into_boxed();
+            if let Some(viewer) = viewer {
+                let floor = coalesce(
+                    room_members::table.find((&id, viewer.as_str())).select(room_members::cleared_seq).single_value(),
+                    0_i64,
+                );
+                base = base.filter(messages::seq.gt(floor));
+            }
             match query {
                 HistoryQuery::Newest => base.order(messages::seq.desc()).load(conn).await?,
                 HistoryQuery::Before(seq) => {

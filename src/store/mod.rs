@@ -1,10 +1,12 @@
 //! Storage on diesel-async: one set of queries, run on PostgreSQL (production, clusters) or
 //! embedded SQLite (the default). The database is the truth; nothing here knows about wires.
 
+mod accounts;
 mod call_presence;
 mod calls;
 mod chat;
 mod columns;
+mod idempotency;
 mod lifecycle;
 mod live;
 mod locations;
@@ -30,8 +32,10 @@ use futures_util::FutureExt;
 
 use crate::domain;
 
+pub use accounts::JoinOutcome;
 pub use calls::{CallRecord, Departure, Expired};
 pub use chat::{HistoryPage, HistoryQuery, LeaveOutcome, RoomMembers};
+pub use idempotency::KeyClaim;
 pub use lifecycle::{Arrival, Lifecycle, LoadedRoom, Peers, PresenceChange};
 pub use live::LiveJoin;
 pub use revocations::Revocation;

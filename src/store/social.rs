@@ -61,7 +61,7 @@ impl From<NotificationRow> for Notification {
     }
 }
 
-fn pair_key(a: &UserId, b: &UserId) -> String {
+pub(super) fn pair_key(a: &UserId, b: &UserId) -> String {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     serde_json::json!([lo.as_str(), hi.as_str()]).to_string()
 }

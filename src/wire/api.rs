@@ -1,6 +1,8 @@
 //! Which API a connection speaks, and the events a seed dialect's client receives: the
 //! names the wire needs before any dialect translates anything.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::domain::Error;
@@ -47,15 +49,31 @@ impl Api {
     }
 }
 
-/// One event for the client: a seed's listener name and its payload.
+/// One event for the client: a seed's listener name (or an app event's own) and its payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emit {
-    pub event: &'static str,
+    pub event: Cow<'static, str>,
     pub data: Value,
 }
 
 impl Emit {
     pub fn new(event: &'static str, data: Value) -> Self {
-        Self { event, data }
+        Self { event: Cow::Borrowed(event), data }
+    }
+
+    /// An event the app's back end named (`Push::App`).
+    pub fn app(event: String, data: Value) -> Self {
+        Self { event: Cow::Owned(event), data }
+    }
+
+    /// The event's name for metrics: app events share one label, whatever they are called.
+    pub fn label(&self) -> &'static str {
+        match self.event {
+            Cow::Borrowed(name) => name,
+            Cow::Owned(_) => APP_EVENT_LABEL,
+        }
     }
 }
+
+/// The metrics label of every app event (`Push::App`).
+pub const APP_EVENT_LABEL: &str = "app";

@@ -184,6 +184,11 @@ pub enum Push {
     #[serde(rename = "live.ended")]
     #[strum(serialize = "live.ended")]
     LiveEnded { session: LiveSession, reason: LiveEndReason },
+    /// An event the app's back end sent a user through the server API: the client receives it
+    /// under its own name (`event`, never a native one) with `data` as given.
+    #[serde(rename = "app")]
+    #[strum(serialize = "app")]
+    App { event: String, data: serde_json::Value },
 }
 
 impl Push {
@@ -228,6 +233,9 @@ impl Delivery {
     pub fn socketio_text(&self) -> ByteString {
         self.socketio
             .get_or_init(|| {
+                if let Push::App { event, data } = &self.push {
+                    return super::socketio::event(event, data).into();
+                }
                 let mut value = serde_json::to_value(&self.push).expect("pushes serialize to JSON");
                 let data = value.get_mut("data").map(serde_json::Value::take).unwrap_or_default();
                 super::socketio::event(self.push.event(), &data).into()
@@ -236,7 +244,12 @@ impl Delivery {
     }
 
     pub fn native_text(&self) -> ByteString {
-        self.native.get_or_init(|| serde_json::to_string(&self.push).expect("pushes serialize to JSON").into()).clone()
+        self.native
+            .get_or_init(|| match &self.push {
+                Push::App { event, data } => serde_json::json!({"event": event, "data": data}).to_string().into(),
+                push => serde_json::to_string(push).expect("pushes serialize to JSON").into(),
+            })
+            .clone()
     }
 }
 

@@ -50,6 +50,14 @@ pub enum Inbound {
 }
 
 impl Framing {
+    /// `native` or `socketio`, as the server API lists connections.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Native => "native",
+            Framing::SocketIo(_) => "socketio",
+        }
+    }
+
     /// Decodes a text frame. `acting` is `None` until a Socket.IO client has connected, when
     /// events are a protocol error.
     pub fn decode(self, text: &str, connected: bool) -> Inbound {

@@ -1,0 +1,141 @@
+//! What the app's back end does to users and rooms through the server API, beyond what users
+//! do themselves: adding members, reading a user's unread counts, deleting a user's data.
+
+use diesel::dsl::{count_star, insert_into};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::rows::MemberRow;
+use super::schema::{
+    blocks, like_pairs, likes, live_hands, live_viewers, locations, messages, notifications, relationship_requests,
+    room_members, rooms, users,
+};
+use super::social::pair_key;
+use super::{Store, StoreResult, with_conn};
+use crate::domain::{MessageKind, RoomId, RoomKind, Timestamp, UserId};
+
+/// What `add_group_member` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Added,
+    /// Already a member: nothing changed.
+    AlreadyMember,
+    NoSuchRoom,
+    /// Direct rooms have their two members for good.
+    Direct,
+    /// The group has its most members.
+    Full,
+}
+
+impl Store {
+    /// Adds `user` to a group holding at most `limit` members besides its creator.
+    pub async fn add_group_member(&self, room: RoomId, user: &UserId, limit: usize) -> StoreResult<JoinOutcome> {
+        let id = room.to_string();
+        let now = Timestamp::now().millis();
+        let outcome = with_conn!(self, copied(user), |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                // A no-op update takes the room's row lock (PostgreSQL) or the write lock (SQLite),
+                // so concurrent adds count each other's members.
+                let kind: Option<String> = diesel::update(rooms::table.find(&id))
+                    .set(rooms::kind.eq(rooms::kind))
+                    .returning(rooms::kind)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                let Some(kind) = kind else { return Ok(JoinOutcome::NoSuchRoom) };
+                if kind == RoomKind::Direct.as_str() {
+                    return Ok(JoinOutcome::Direct);
+                }
+                let members: Vec<String> = room_members::table
+                    .filter(room_members::room_id.eq(&id))
+                    .select(room_members::user_id)
+                    .load(conn)
+                    .await?;
+                if members.iter().any(|m| m == user.as_str()) {
+                    return Ok(JoinOutcome::AlreadyMember);
+                }
+                // The creator may have left; the cap counts everyone but one.
+                if members.len() > limit {
+                    return Ok(JoinOutcome::Full);
+                }
+                insert_into(room_members::table).values(MemberRow::new(&id, user.as_str(), now)).execute(conn).await?;
+                Ok(JoinOutcome::Added)
+            })
+            .await?
+        });
+        Ok(outcome)
+    }
+
+    /// `user`'s unread messages per room (rooms with none left out), in no set order.
+    pub async fn unread_counts(&self, user: &UserId) -> StoreResult<Vec<(RoomId, i64)>> {
+        let counts = with_conn!(self, copied(user), |conn| {
+            let me = user.as_str();
+            messages::table
+                .inner_join(
+                    room_members::table
+                        .on(room_members::room_id.eq(messages::room_id).and(room_members::user_id.eq(me))),
+                )
+                .filter(messages::seq.gt(room_members::last_read_seq))
+                .filter(messages::seq.gt(room_members::cleared_seq))
+                .filter(messages::sender_id.ne(me))
+                .group_by(messages::room_id)
+                .select((messages::room_id, count_star()))
+                .load::<(RoomId, i64)>(conn)
+                .await?
+        });
+        Ok(counts)
+    }
+
+    /// Removes `user`'s data: their profile, memberships, likes, follows and friend requests,
+    /// blocks either way, notifications, location and live-session seats; their messages stay
+    /// as `deleted` placeholders without a body, so every room's seqs stay gapless. The rooms
+    /// they were a member of.
+    pub async fn delete_user(&self, user: &UserId) -> StoreResult<Vec<RoomId>> {
+        let rooms = with_conn!(self, copied(user), |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let me = user.as_str();
+                let rooms: Vec<RoomId> = room_members::table
+                    .filter(room_members::user_id.eq(me))
+                    .select(room_members::room_id)
+                    .load(conn)
+                    .await?;
+                diesel::update(messages::table.filter(messages::sender_id.eq(me)))
+                    .set((messages::kind.eq(MessageKind::Deleted.as_str()), messages::body.eq("")))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(room_members::table.filter(room_members::user_id.eq(me))).execute(conn).await?;
+                let liked: Vec<(String, String)> = likes::table
+                    .filter(likes::liker_id.eq(me).or(likes::likee_id.eq(me)))
+                    .select((likes::liker_id, likes::likee_id))
+                    .load(conn)
+                    .await?;
+                let pairs: Vec<String> = liked
+                    .iter()
+                    .filter_map(|(a, b)| Some(pair_key(&UserId::parse(a.as_str()).ok()?, &UserId::parse(b.as_str()).ok()?)))
+                    .collect();
+                diesel::delete(like_pairs::table.filter(like_pairs::pair_key.eq_any(&pairs))).execute(conn).await?;
+                diesel::delete(likes::table.filter(likes::liker_id.eq(me).or(likes::likee_id.eq(me)))).execute(conn).await?;
+                diesel::delete(
+                    relationship_requests::table
+                        .filter(relationship_requests::from_id.eq(me).or(relationship_requests::to_id.eq(me))),
+                )
+                .execute(conn)
+                .await?;
+                diesel::delete(blocks::table.filter(blocks::blocker_id.eq(me).or(blocks::blocked_id.eq(me))))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(notifications::table.filter(notifications::user_id.eq(me).or(notifications::from_id.eq(me))))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(locations::table.filter(locations::user_id.eq(me))).execute(conn).await?;
+                diesel::delete(live_viewers::table.filter(live_viewers::user_id.eq(me))).execute(conn).await?;
+                diesel::delete(live_hands::table.filter(live_hands::user_id.eq(me))).execute(conn).await?;
+                diesel::delete(users::table.filter(users::id.eq(me))).execute(conn).await?;
+                Ok(rooms)
+            })
+            .await?
+        });
+        Ok(rooms)
+    }
+}
+

@@ -24,6 +24,8 @@ use crate::store::{Backend, Batching, Lifecycle, MessageWriter, Store};
 
 pub struct Application {
     server: Server,
+    /// The server API's own server, on `SWITCHBOARD_API_BIND`.
+    api_server: Option<(Server, u16)>,
     port: u16,
     node: Arc<Node>,
     shutdown: Arc<Notify>,
@@ -111,11 +113,17 @@ impl Application {
             .shutdown_timeout(grace.as_secs())
             .run();
         tracing::info!(node = %node.node, "listening on {address}");
-        Ok(Self { server, port: address.port(), node, shutdown: Arc::new(Notify::new()) })
+        let api_server = serve_api(&node)?;
+        Ok(Self { server, api_server, port: address.port(), node, shutdown: Arc::new(Notify::new()) })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server API's port: its own bind's, or the main one.
+    pub fn api_port(&self) -> u16 {
+        self.api_server.as_ref().map_or(self.port, |(_, port)| *port)
     }
 
     /// The node's runtime and services: in-process harnesses (the `dialect_inbound` fuzzer)
@@ -133,8 +141,13 @@ impl Application {
     /// connection with 1012 (clients reconnect elsewhere), wait for them, and commit every
     /// queued message before returning.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, node, shutdown, .. } = self;
+        let Self { server, api_server, node, shutdown, .. } = self;
         let handle = server.handle();
+        let api_handle = api_server.map(|(api, _)| {
+            let handle = api.handle();
+            actix_web::rt::spawn(api);
+            handle
+        });
         let mut server = std::pin::pin!(server);
         tokio::select! {
             result = &mut server => return Ok(result?),
@@ -145,6 +158,9 @@ impl Application {
         // The stop command is sent now; the server future (polled below) carries it out:
         // no new connections, then wait up to the grace period for open ones to close.
         drop(handle.stop(true));
+        if let Some(api) = api_handle {
+            drop(api.stop(true));
+        }
         let open = node.hub.send(CloseAll).await.unwrap_or(0);
         tracing::info!(open, "asked connections to reconnect elsewhere");
         server.await?;
@@ -153,6 +169,27 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The server API's own server when it has a bind of its own (and a key); its port. Starts the
+/// idempotency keys' sweeper whenever the API is on.
+fn serve_api(node: &Arc<Node>) -> anyhow::Result<Option<(Server, u16)>> {
+    if node.settings.api_key.is_none() {
+        return Ok(None);
+    }
+    crate::http::api::sweep_idempotency_keys(node.clone());
+    let Some(bind) = node.settings.api_bind else { return Ok(None) };
+    let listener = TcpListener::bind(bind).with_context(|| format!("binding the server API to {bind}"))?;
+    let port = listener.local_addr()?.port();
+    let routes = node.clone();
+    let server = HttpServer::new(move || App::new().configure(crate::http::api_routes(routes.clone())))
+        .workers(1)
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(node.settings.shutdown_grace().as_secs())
+        .run();
+    tracing::info!("server API listening on {bind}");
+    Ok(Some((server, port)))
 }
 
 /// The database, migrated; positions stored before they were snapped (or on a finer grid)

@@ -60,9 +60,13 @@ impl Question {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Answer {
-    Connections { connections: Vec<ConnectionInfo> },
+    Connections {
+        connections: Vec<ConnectionInfo>,
+    },
     /// How many connections the question reached.
-    Reached { count: usize },
+    Reached {
+        count: usize,
+    },
 }
 
 /// What travels between nodes, typed and versioned, with the node it came from.

@@ -73,7 +73,10 @@ pub async fn ask(node: &Node, question: Question) -> Result<Vec<Answer>, Error> 
         match tokio::time::timeout_at(deadline, received.recv()).await {
             Ok(Some(answer)) => answers.push(answer),
             Ok(None) | Err(_) => {
-                tracing::warn!(missing = others.len() + 1 - answers.len(), "nodes did not answer the server API in time");
+                tracing::warn!(
+                    missing = others.len() + 1 - answers.len(),
+                    "nodes did not answer the server API in time"
+                );
                 break;
             }
         }
@@ -92,9 +95,17 @@ async fn answer(node: &Node, question: Question) -> Answer {
         Question::Connections { user_id } => Answer::Connections { connections: node.connections.of(&user_id) },
         Question::Close { user_id, reconnect } => {
             let kick = if reconnect {
-                Kick { code: CloseCode::Other(KICKED_RECONNECT), reason: "disconnected by the server: reconnect", issued_before: None }
+                Kick {
+                    code: CloseCode::Other(KICKED_RECONNECT),
+                    reason: "disconnected by the server: reconnect",
+                    issued_before: None,
+                }
             } else {
-                Kick { code: CloseCode::Other(TOKEN_REVOKED), reason: "disconnected by the server", issued_before: None }
+                Kick {
+                    code: CloseCode::Other(TOKEN_REVOKED),
+                    reason: "disconnected by the server",
+                    issued_before: None,
+                }
             };
             Answer::Reached { count: node.connections.kick(&user_id, &kick) }
         }

@@ -40,7 +40,13 @@ impl ConnectionRegistry {
     }
 
     /// The connection took a fresh token.
-    pub fn refreshed(&self, user: &UserId, connection: ConnectionId, expires_at: Timestamp, issued_at: Option<Timestamp>) {
+    pub fn refreshed(
+        &self,
+        user: &UserId,
+        connection: ConnectionId,
+        expires_at: Timestamp,
+        issued_at: Option<Timestamp>,
+    ) {
         if let Some(entry) = self.lock().get_mut(user).and_then(|connections| connections.get_mut(&connection)) {
             entry.info.token_expires_at = expires_at;
             entry.issued_at = issued_at;
@@ -76,8 +82,10 @@ impl ConnectionRegistry {
     /// `user`'s connections here, oldest first.
     pub fn of(&self, user: &UserId) -> Vec<ConnectionInfo> {
         let users = self.lock();
-        let mut found: Vec<ConnectionInfo> =
-            users.get(user).map(|connections| connections.values().map(|e| e.info.clone()).collect()).unwrap_or_default();
+        let mut found: Vec<ConnectionInfo> = users
+            .get(user)
+            .map(|connections| connections.values().map(|e| e.info.clone()).collect())
+            .unwrap_or_default();
         found.sort_by_key(|info| info.connected_at);
         found
     }

@@ -3,6 +3,7 @@
 //! must happen in one order per room or live session runs in that room's or session's actor,
 //! which the runtime provides behind [`Actors`].
 
+pub mod backend;
 pub mod calls;
 pub mod limits;
 pub mod live;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Caller, Services, social};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Error, Room, RoomCursor, RoomId, UserId};
+use crate::domain::{ConnectionId, Error, Room, RoomCursor, RoomId, UserId};
 use crate::store::LeaveOutcome;
 use crate::wire::{Command, PresenceState, Push, Reply};
 
@@ -47,8 +47,20 @@ pub async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> 
     services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)
 }
 
-/// Creates a group of the caller and `members`.
+/// Creates a group of the caller and `members` (at most the group-create rate per user).
 pub async fn create_group(
+    services: &Services,
+    caller: &Caller,
+    name: String,
+    members: Vec<UserId>,
+) -> Result<Room, Error> {
+    services.limits.group_creates.check(&caller.user)?;
+    create_group_as(services, caller, name, members).await
+}
+
+/// Creates a group of the caller and `members`, as `create_group` does without its rate limit
+/// (for the app's back end).
+pub async fn create_group_as(
     services: &Services,
     caller: &Caller,
     name: String,
@@ -67,7 +79,6 @@ pub async fn create_group(
     if members.len() > limit {
         return Err(Error::bad_request(format!("a group has at most {limit} members besides its creator")));
     }
-    services.limits.group_creates.check(&caller.user)?;
     // A block either way keeps a member out. One the creator made is theirs to know
     // and is named; one a member made is not told beyond the refusal itself.
     let blocks = services.store.blocks_among(&caller.user, &members).await?;
@@ -111,23 +122,21 @@ async fn leave(services: &Services, caller: &Caller, room: RoomId) -> Result<Rep
         LeaveOutcome::NotMember => Err(Error::forbidden("you are not a member of this room")),
         LeaveOutcome::Direct => Err(Error::bad_request("a direct room cannot be left")),
         LeaveOutcome::Left => {
-            let user = caller.user.clone();
-            // Room actors on every node drop the leaver's connections before the next
-            // event they handle, then tell the members who remain.
-            services.bus.publish(Topic::Room(room), BusEvent::MemberLeft { room_id: room, user_id: user.clone() });
-            // The leaver's nodes stop listening to the room for them, and the leaver's
-            // other connections learn that they left.
-            services.bus.publish(Topic::User(user.clone()), BusEvent::LeftRoom { room_id: room });
-            services.bus.publish(
-                Topic::User(user.clone()),
-                BusEvent::Push {
-                    push: Push::RoomMemberLeft { room_id: room, user_id: user },
-                    skip: Some(caller.connection),
-                },
-            );
+            announce_left(services, room, caller.user.clone(), Some(caller.connection));
             Ok(Reply::Left { room_id: room })
         }
     }
+}
+
+/// Tells everyone concerned that `user` is no longer a member of `room`: room actors on every
+/// node drop the user's connections before the next event they handle, then tell the members
+/// who remain; the user's nodes stop listening to the room for them, and the user's
+/// connections (but `skip`, which has its reply) learn that they left.
+pub fn announce_left(services: &Services, room: RoomId, user: UserId, skip: Option<ConnectionId>) {
+    services.bus.publish(Topic::Room(room), BusEvent::MemberLeft { room_id: room, user_id: user.clone() });
+    services.bus.publish(Topic::User(user.clone()), BusEvent::LeftRoom { room_id: room });
+    let push = Push::RoomMemberLeft { room_id: room, user_id: user.clone() };
+    services.bus.publish(Topic::User(user), BusEvent::Push { push, skip });
 }
 
 async fn presence(services: &Services, caller: &Caller, users: Vec<UserId>) -> Result<Reply, Error> {

@@ -5,14 +5,14 @@ use diesel::dsl::{count_star, insert_into};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::rows::MemberRow;
+use super::rows::{MemberRow, MessageRow, RoomRow};
 use super::schema::{
     blocks, like_pairs, likes, live_hands, live_viewers, locations, messages, notifications, relationship_requests,
     room_members, rooms, users,
 };
 use super::social::pair_key;
 use super::{Store, StoreResult, with_conn};
-use crate::domain::{MessageKind, RoomId, RoomKind, Timestamp, UserId};
+use crate::domain::{Message, MessageKind, Room, RoomId, RoomKind, Timestamp, UserId};
 
 /// What `add_group_member` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,49 @@ impl Store {
         Ok(outcome)
     }
 
+    /// The room as the server API shows it: no member's read state (`unread` and
+    /// `last_read_seq` are 0); `None` for an unknown room.
+    pub async fn room_overview(&self, room: RoomId) -> StoreResult<Option<Room>> {
+        let id = room.to_string();
+        let found = with_conn!(self, |conn| {
+            let row: Option<(RoomRow, i64)> =
+                rooms::table.find(&id).select((RoomRow::as_select(), rooms::number)).first(conn).await.optional()?;
+            match row {
+                None => None,
+                Some((row, number)) => {
+                    let members: Vec<UserId> = room_members::table
+                        .filter(room_members::room_id.eq(&id))
+                        .order((room_members::joined_at, room_members::user_id))
+                        .select(room_members::user_id)
+                        .load(conn)
+                        .await?;
+                    let last: Option<MessageRow> = messages::table
+                        .filter(messages::room_id.eq(&id))
+                        .filter(messages::seq.eq(row.last_seq))
+                        .select(MessageRow::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    Some((row, number, members, last))
+                }
+            }
+        });
+        Ok(found.map(|(row, number, members, last)| Room {
+            id: row.id,
+            kind: row.kind,
+            name: row.name,
+            members,
+            created_by: row.created_by,
+            created_at: Timestamp::from_millis(row.created_at),
+            last_message: last.map(Message::from),
+            unread: 0,
+            last_read_seq: 0,
+            last_seq: row.last_seq,
+            last_activity_at: Timestamp::from_millis(row.last_activity_at),
+            number,
+        }))
+    }
+
     /// `user`'s unread messages per room (rooms with none left out), in no set order.
     pub async fn unread_counts(&self, user: &UserId) -> StoreResult<Vec<(RoomId, i64)>> {
         let counts = with_conn!(self, copied(user), |conn| {
@@ -111,10 +154,14 @@ impl Store {
                     .await?;
                 let pairs: Vec<String> = liked
                     .iter()
-                    .filter_map(|(a, b)| Some(pair_key(&UserId::parse(a.as_str()).ok()?, &UserId::parse(b.as_str()).ok()?)))
+                    .filter_map(|(a, b)| {
+                        Some(pair_key(&UserId::parse(a.as_str()).ok()?, &UserId::parse(b.as_str()).ok()?))
+                    })
                     .collect();
                 diesel::delete(like_pairs::table.filter(like_pairs::pair_key.eq_any(&pairs))).execute(conn).await?;
-                diesel::delete(likes::table.filter(likes::liker_id.eq(me).or(likes::likee_id.eq(me)))).execute(conn).await?;
+                diesel::delete(likes::table.filter(likes::liker_id.eq(me).or(likes::likee_id.eq(me))))
+                    .execute(conn)
+                    .await?;
                 diesel::delete(
                     relationship_requests::table
                         .filter(relationship_requests::from_id.eq(me).or(relationship_requests::to_id.eq(me))),
@@ -124,9 +171,11 @@ impl Store {
                 diesel::delete(blocks::table.filter(blocks::blocker_id.eq(me).or(blocks::blocked_id.eq(me))))
                     .execute(conn)
                     .await?;
-                diesel::delete(notifications::table.filter(notifications::user_id.eq(me).or(notifications::from_id.eq(me))))
-                    .execute(conn)
-                    .await?;
+                diesel::delete(
+                    notifications::table.filter(notifications::user_id.eq(me).or(notifications::from_id.eq(me))),
+                )
+                .execute(conn)
+                .await?;
                 diesel::delete(locations::table.filter(locations::user_id.eq(me))).execute(conn).await?;
                 diesel::delete(live_viewers::table.filter(live_viewers::user_id.eq(me))).execute(conn).await?;
                 diesel::delete(live_hands::table.filter(live_hands::user_id.eq(me))).execute(conn).await?;
@@ -138,4 +187,3 @@ impl Store {
         Ok(rooms)
     }
 }
-

@@ -105,7 +105,9 @@ impl Store {
     pub async fn forget_idempotency_keys(&self) -> StoreResult<usize> {
         let expired = Timestamp::now().millis() - KEPT_FOR.as_millis() as i64;
         let forgotten = with_conn!(self, |conn| {
-            diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(expired))).execute(conn).await?
+            diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(expired)))
+                .execute(conn)
+                .await?
         });
         Ok(forgotten)
     }

@@ -107,7 +107,7 @@ pub struct BlockedUser {
     pub blocked_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PresenceState {
     pub user_id: UserId,
     pub online: bool,
@@ -136,6 +136,10 @@ pub enum Push {
     #[serde(rename = "room.member_left")]
     #[strum(serialize = "room.member_left")]
     RoomMemberLeft { room_id: RoomId, user_id: UserId },
+    /// The app's back end added a member to a group: to its members.
+    #[serde(rename = "room.member_joined")]
+    #[strum(serialize = "room.member_joined")]
+    RoomMemberJoined { room_id: RoomId, user_id: UserId },
     #[serde(rename = "presence")]
     #[strum(serialize = "presence")]
     Presence(PresenceState),

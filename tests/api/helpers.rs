@@ -196,6 +196,65 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The server API key the API tests set (`with_api`).
+pub const API_KEY: &str = "integration-test-api-key-0123456789abcdef";
+
+/// Turns the server API on with [`API_KEY`].
+pub fn with_api(settings: &mut Settings) {
+    settings.api_key = Some(API_KEY.parse().unwrap());
+}
+
+/// An answer of the server API: status, headers (lower-case names) and the JSON body.
+#[derive(Debug)]
+pub struct ApiAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl ApiAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One server API call with the test key over a raw HTTP/1.1 socket; `headers` are added.
+pub async fn api(port: u16, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> ApiAnswer {
+    let mut extra = format!("Authorization: Bearer {API_KEY}\r\n");
+    for (name, value) in headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw_http(port, method, path, body.map(|b| b.to_string()), &extra).await
+}
+
+/// An HTTP/1.1 request with `extra` header lines (each ending in CRLF) and a JSON body.
+pub async fn raw_http(port: u16, method: &str, path: &str, body: Option<String>, extra: &str) -> ApiAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let body = body.unwrap_or_default();
+    let content = if body.is_empty() { String::new() } else { "Content-Type: application/json\r\n".to_owned() };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}{content}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await.expect("the API answers").unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned()))
+    };
+    ApiAnswer { status, headers, body }
+}
+
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A native-protocol client that keeps pushed events it has not been asked for yet.

@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod live;
 mod presence;
+mod server_api;
 mod social;
 mod socketio;
 mod writer;

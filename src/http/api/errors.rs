@@ -1,0 +1,96 @@
+//! The server API's errors: the native codes as HTTP statuses, with the body
+//! `{"error":{"code","message"}}`, for what the handlers answer and what actix refuses before
+//! them (a body, path or query that does not parse).
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{Error, ErrorCode};
+
+/// An error as the server API answers it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        Self(err)
+    }
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// One of the native error codes: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `too_large`, `rate_limited`, `unavailable`, `internal`.
+    pub code: String,
+    pub message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self.0.code() {
+            ErrorCode::BadRequest | ErrorCode::UnknownEvent => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict | ErrorCode::Busy => StatusCode::CONFLICT,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self.0.code() {
+            ErrorCode::UnknownEvent => ErrorCode::BadRequest,
+            ErrorCode::Busy => ErrorCode::Conflict,
+            code => code,
+        };
+        let detail = ErrorDetail { code: code.as_str().to_owned(), message: self.0.to_string() };
+        HttpResponse::build(self.status_code()).json(ErrorBody { error: detail })
+    }
+}
+
+impl actix_web::Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        self.error_response()
+    }
+}
+
+/// JSON bodies: at most `limit` bytes (413), `application/json`, parsed into the handler's
+/// type or refused with 400 naming what is wrong.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(move |err, _| {
+        let refused = match &err {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                Error::TooLarge(format!("the body is over {limit} bytes"))
+            }
+            JsonPayloadError::ContentType => {
+                Error::bad_request("the body must be JSON (Content-Type: application/json)")
+            }
+            other => Error::bad_request(format!("invalid body: {other}")),
+        };
+        ApiError(refused).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _| ApiError(Error::bad_request(err.to_string())).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err: QueryPayloadError, _| ApiError(Error::bad_request(err.to_string())).into())
+}

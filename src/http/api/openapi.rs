@@ -1,0 +1,78 @@
+//! The OpenAPI 3.1 document of the server API, generated from the handlers and their types
+//! (utoipa) and served at `/api/v1/openapi.json`.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi};
+
+use super::errors::ErrorBody;
+use super::{rooms, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard server API", description = "For the app's own back end: rooms, messages, \
+        presence, connections, tokens and users, cluster-wide. Every POST and DELETE honours an \
+        `Idempotency-Key` header (1 to 128 visible ASCII characters; a repeat within 24 h gets the first \
+        answer, marked `Idempotent-Replayed: true`; the key reused for another request: 409)."),
+    paths(
+        rooms::create_room,
+        rooms::add_member,
+        rooms::remove_member,
+        rooms::post_message,
+        rooms::history,
+        users::send_event,
+        users::presence,
+        users::connections,
+        users::disconnect,
+        users::revoke,
+        users::unread,
+        users::delete_user,
+    ),
+    modifiers(&ApiKeyScheme),
+    tags((name = "rooms", description = "Rooms, members, messages and history"),
+        (name = "users", description = "Users' devices, presence, connections, tokens and data"))
+)]
+pub struct ApiDoc;
+
+/// `Authorization: Bearer <API key>` on every call.
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("the API key")).build();
+        components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
+
+/// What any call may fail with.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // only its documentation is used
+pub enum Failures {
+    #[response(status = 400, description = "bad_request: the request does not parse or is not allowed as sent")]
+    BadRequest(ErrorBody),
+    #[response(status = 401, description = "unauthorized: no or a wrong API key")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "forbidden: a block or membership refuses it")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "not_found: no such room, member or endpoint")]
+    NotFound(ErrorBody),
+    #[response(
+        status = 409,
+        description = "conflict: a group's cap, a room that cannot change, or an Idempotency-Key in use"
+    )]
+    Conflict(ErrorBody),
+    #[response(status = 413, description = "too_large: the body or a message is over its limit")]
+    TooLarge(ErrorBody),
+    #[response(status = 429, description = "rate_limited")]
+    RateLimited(ErrorBody),
+    #[response(status = 500, description = "internal")]
+    Internal(ErrorBody),
+    #[response(status = 503, description = "unavailable: the database or the cluster is out of reach; retry")]
+    Unavailable(ErrorBody),
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,157 @@
+//! Rooms through the server API: create, add and remove members, post messages (as a member
+//! or as the system), read history.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiError;
+use super::openapi::Failures;
+use crate::domain::{Error, Message, MessageKind, Room, RoomId, RoomKind, UserId};
+use crate::runtime::Node;
+use crate::service::backend::{self, Author};
+use crate::store::HistoryQuery;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/rooms", web::post().to(create_room))
+        .route("/rooms/{room_id}/members", web::post().to(add_member))
+        .route("/rooms/{room_id}/members/{user_id}", web::delete().to(remove_member))
+        .route("/rooms/{room_id}/messages", web::post().to(post_message))
+        .route("/rooms/{room_id}/messages", web::get().to(history));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    pub kind: RoomKind,
+    /// The members besides `created_by` (a direct room: the one other user).
+    pub members: Vec<UserId>,
+    /// A group's name, 1 to 100 characters.
+    pub name: Option<String>,
+    pub created_by: UserId,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomAnswer {
+    pub room: Room,
+}
+
+/// Creates a direct room or a group.
+#[utoipa::path(post, path = "/api/v1/rooms", tag = "rooms", request_body = CreateRoom,
+    responses((status = 201, description = "created", body = RoomAnswer),
+        (status = 200, description = "the direct room already existed", body = RoomAnswer), Failures),
+    security(("api_key" = [])))]
+pub async fn create_room(node: web::Data<Node>, body: web::Json<CreateRoom>) -> Result<HttpResponse, ApiError> {
+    let CreateRoom { kind, members, name, created_by } = body.into_inner();
+    let (room, created) = backend::create_room(&node, kind, created_by, members, name).await?;
+    let mut answer = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    Ok(answer.json(RoomAnswer { room }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub user_id: UserId,
+}
+
+/// Adds a member to a group (again: no change).
+#[utoipa::path(post, path = "/api/v1/rooms/{room_id}/members", tag = "rooms", request_body = AddMember,
+    params(("room_id" = RoomId, Path, description = "the group")),
+    responses((status = 200, body = RoomAnswer), Failures), security(("api_key" = [])))]
+pub async fn add_member(
+    node: web::Data<Node>,
+    path: web::Path<RoomId>,
+    body: web::Json<AddMember>,
+) -> Result<HttpResponse, ApiError> {
+    let room = backend::add_member(&node, path.into_inner(), body.into_inner().user_id).await?;
+    Ok(HttpResponse::Ok().json(RoomAnswer { room }))
+}
+
+/// Removes a member from a group.
+#[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/members/{user_id}", tag = "rooms",
+    params(("room_id" = RoomId, Path, description = "the group"), ("user_id" = UserId, Path, description = "the member")),
+    responses((status = 200, body = RoomAnswer), Failures), security(("api_key" = [])))]
+pub async fn remove_member(node: web::Data<Node>, path: web::Path<(RoomId, UserId)>) -> Result<HttpResponse, ApiError> {
+    let (room, user) = path.into_inner();
+    let room = backend::remove_member(&node, room, user).await?;
+    Ok(HttpResponse::Ok().json(RoomAnswer { room }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    /// The member it is from; none: a system message.
+    pub sender_id: Option<UserId>,
+    /// `text` by default from a member, `system` (the only kind) without `sender_id`.
+    pub kind: Option<MessageKind>,
+    pub body: String,
+    /// The sender's id for the message: a repeat returns the message stored first.
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageAnswer {
+    pub message: Message,
+}
+
+/// Posts a message, answered once it is durable; pushed to the members like any message.
+#[utoipa::path(post, path = "/api/v1/rooms/{room_id}/messages", tag = "rooms", request_body = PostMessage,
+    params(("room_id" = RoomId, Path, description = "the room")),
+    responses((status = 201, body = MessageAnswer), Failures), security(("api_key" = [])))]
+pub async fn post_message(
+    node: web::Data<Node>,
+    path: web::Path<RoomId>,
+    body: web::Json<PostMessage>,
+) -> Result<HttpResponse, ApiError> {
+    let PostMessage { sender_id, kind, body, client_id } = body.into_inner();
+    let (author, kind) = match sender_id {
+        Some(user) => (Author::User(user), kind.unwrap_or(MessageKind::Text)),
+        None => (Author::System, kind.unwrap_or(MessageKind::System)),
+    };
+    if client_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 128) {
+        return Err(Error::bad_request("client_id must be 1 to 128 bytes").into());
+    }
+    let message = backend::post_message(&node.services, path.into_inner(), author, kind, body, client_id).await?;
+    Ok(HttpResponse::Created().json(MessageAnswer { message }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// Messages after this seq, oldest first.
+    pub after_seq: Option<i64>,
+    /// Messages before this seq (the newest of them), oldest first.
+    pub before_seq: Option<i64>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryAnswer {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// A page of a room's history, oldest first (the newest page without a cursor).
+#[utoipa::path(get, path = "/api/v1/rooms/{room_id}/messages", tag = "rooms",
+    params(("room_id" = RoomId, Path, description = "the room"), HistoryParams),
+    responses((status = 200, body = HistoryAnswer), Failures), security(("api_key" = [])))]
+pub async fn history(
+    node: web::Data<Node>,
+    path: web::Path<RoomId>,
+    params: web::Query<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let HistoryParams { after_seq, before_seq, limit } = params.into_inner();
+    let query = match (after_seq, before_seq) {
+        (Some(_), Some(_)) => return Err(Error::bad_request("give after_seq or before_seq, not both").into()),
+        (Some(seq), None) => HistoryQuery::After(seq),
+        (None, Some(seq)) => HistoryQuery::Before(seq),
+        (None, None) => HistoryQuery::Newest,
+    };
+    let limit = limit.unwrap_or(50);
+    if !(1..=backend::MAX_HISTORY_PAGE).contains(&limit) {
+        return Err(Error::bad_request(format!("limit must be 1 to {}", backend::MAX_HISTORY_PAGE)).into());
+    }
+    let page = backend::history(&node, path.into_inner(), query, limit).await?;
+    Ok(HttpResponse::Ok().json(HistoryAnswer { messages: page.messages, has_more: page.has_more }))
+}

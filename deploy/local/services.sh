@@ -4,6 +4,7 @@
 #   start_postgres   exports SWITCHBOARD_TEST_DATABASE_URL (an admin URL; tests create a database each);
 #                    PG_SETTINGS adds server settings, e.g. PG_SETTINGS="-c shared_buffers=1GB"
 #   start_redis      exports SWITCHBOARD_TEST_REDIS_URL, REDIS_PORT, REDIS_DIR
+#   ensure_schemathesis  installs the API tester in a venv; exports SCHEMATHESIS
 #   stop_services    stops whatever was started
 # Installs the servers with apt-get when they are missing (PostgreSQL 15 is usually there).
 
@@ -85,6 +86,16 @@ ensure_nginx() {
 ensure_socketio_clients() {
     command -v npm >/dev/null 2>&1 || _apt_install nodejs npm
     (cd tests/socketio && npm ci --no-audit --no-fund --loglevel=error >&2)
+}
+
+# schemathesis (PyPI) in a venv under target/, for tests/contract/run.sh; exports SCHEMATHESIS.
+ensure_schemathesis() {
+    local venv="$PWD/target/schemathesis"
+    if [ ! -x "$venv/bin/schemathesis" ]; then
+        python3 -m venv "$venv" 2>/dev/null || { _apt_install python3-venv && python3 -m venv "$venv"; }
+        "$venv/bin/pip" install -q --disable-pip-version-check 'schemathesis>=4.3,<5' >&2
+    fi
+    export SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
 stop_services() {

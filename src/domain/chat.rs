@@ -52,8 +52,8 @@ impl MessageBody {
         if matches!(kind, MessageKind::System | MessageKind::Deleted) {
             return Err(Error::bad_request(format!("{} messages are written by the server only", kind.as_str())));
         }
-        if body.trim().is_empty() {
-            return Err(Error::bad_request("body must not be empty"));
+        if body.chars().all(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::bad_request("body must have a visible character"));
         }
         if body.len() > max_bytes {
             return Err(Error::TooLarge(format!("body is over {max_bytes} bytes")));
@@ -78,6 +78,19 @@ impl MessageBody {
 
     pub fn into_inner(self) -> String {
         self.0
+    }
+}
+
+/// Longest `client_id`, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// A sender's `client_id` for a message: 1 to 128 bytes, no control characters.
+pub fn check_client_id(client_id: Option<&str>) -> Result<(), Error> {
+    match client_id {
+        Some(id) if id.is_empty() || id.len() > MAX_CLIENT_ID_BYTES || id.chars().any(char::is_control) => Err(
+            Error::bad_request(format!("client_id must be 1 to {MAX_CLIENT_ID_BYTES} bytes, no control characters")),
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -8,18 +8,36 @@ use uuid::Uuid;
 
 use super::Error;
 
-/// Longest user id the contract allows, in bytes.
-pub const MAX_USER_ID_BYTES: usize = 64;
+/// Longest user id the contract allows, in characters.
+pub const MAX_USER_ID_CHARS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+/// What a user id may hold, as the OpenAPI document states it: 1 to 64 characters, none of
+/// them a control character (Unicode category Cc, which `char::is_control` tests).
+const USER_ID_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,64}$";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
+
+impl utoipa::PartialSchema for UserId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_USER_ID_CHARS))
+            .pattern(Some(USER_ID_PATTERN))
+            .description(Some("a user id: the `sub` of the user's tokens"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for UserId {}
 
 impl UserId {
     pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
         let raw = raw.into();
-        if raw.is_empty() || raw.len() > MAX_USER_ID_BYTES {
-            return Err(Error::bad_request(format!("user id must be 1 to {MAX_USER_ID_BYTES} bytes")));
+        if raw.is_empty() || raw.chars().count() > MAX_USER_ID_CHARS {
+            return Err(Error::bad_request(format!("user id must be 1 to {MAX_USER_ID_CHARS} characters")));
         }
         if raw.chars().any(char::is_control) {
             return Err(Error::bad_request("user id must not contain control characters"));

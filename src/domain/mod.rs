@@ -11,7 +11,9 @@ mod social;
 mod time;
 
 pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, PartyRole, PartyStatus, PartyStep};
-pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, direct_peer};
+pub use chat::{
+    MAX_CLIENT_ID_BYTES, Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, check_client_id, direct_peer,
+};
 pub use connection::{ConnectionInfo, SYSTEM_SENDER};
 pub use error::{Error, ErrorCode};
 pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};

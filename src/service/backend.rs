@@ -53,6 +53,10 @@ pub async fn create_room(
         }
         RoomKind::Group => {
             let name = name.unwrap_or_default();
+            let limit = services.settings.group_limit;
+            if others.len() > limit {
+                return Err(Error::Conflict(format!("a group has at most {limit} members besides its creator")));
+            }
             let caller = Caller { user: created_by, connection: ConnectionId::new() };
             let room = rooms::create_group_as(services, &caller, name, others).await?;
             Ok((overview(services, room.id).await?, true))

@@ -38,6 +38,8 @@ pub enum HistoryQuery {
     Newest,
     Before(i64),
     After(i64),
+    /// After the first seq and before the second, oldest first.
+    Between(i64, i64),
 }
 
 #[derive(Debug, Clone)]
@@ -420,11 +422,15 @@ impl Store {
                 HistoryQuery::After(seq) => {
                     base.filter(messages::seq.gt(seq)).order(messages::seq.asc()).load(conn).await?
                 }
+                HistoryQuery::Between(after, before) => {
+                    let range = base.filter(messages::seq.gt(after)).filter(messages::seq.lt(before));
+                    range.order(messages::seq.asc()).load(conn).await?
+                }
             }
         });
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        if !matches!(query, HistoryQuery::After(_)) {
+        if !matches!(query, HistoryQuery::After(_) | HistoryQuery::Between(..)) {
             rows.reverse();
         }
         Ok(HistoryPage { messages: rows.into_iter().map(Message::from).collect(), has_more })

@@ -146,7 +146,7 @@ impl Framing {
 /// A request's payload may hold any text but NUL (U+0000), in its values and its keys:
 /// PostgreSQL cannot store it and no chat text needs it. The whole request is refused at the
 /// edge, before any command runs, so it reaches no batch and no other user.
-fn without_nul(data: Value) -> Result<Value, Error> {
+pub fn without_nul(data: Value) -> Result<Value, Error> {
     let mut pending = vec![&data];
     while let Some(value) = pending.pop() {
         let nul = match value {

@@ -14,6 +14,6 @@ pub mod socketio;
 pub use api::{Api, Dialect, Emit};
 pub use command::{CallCommand, Command, LiveCommand, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};
-pub use framing::{AckId, Framing, Inbound};
+pub use framing::{AckId, Framing, Inbound, without_nul};
 pub(crate) use request::fields;
 pub use request::{DEFAULT_PAGE, Event, MAX_NEARBY_KM, MAX_PAGE, Request};

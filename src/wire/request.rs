@@ -183,9 +183,7 @@ fn in_room(event: Event, data: Value) -> Result<Command, Error> {
     let (room, command) = match event {
         Event::MessageSend => {
             let d: Send = fields(data)?;
-            if d.client_id.as_ref().is_some_and(|c| c.is_empty() || c.len() > 128) {
-                return Err(Error::bad_request("client_id must be 1 to 128 bytes"));
-            }
+            crate::domain::check_client_id(d.client_id.as_deref())?;
             (d.room_id, RoomCommand::Send { kind: d.kind, body: d.body, client_id: d.client_id })
         }
         Event::MessageHistory => {

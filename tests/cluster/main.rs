@@ -14,6 +14,7 @@ mod live;
 mod nginx;
 mod postgres_faults;
 mod presence;
+mod server_api;
 mod services;
 mod social;
 

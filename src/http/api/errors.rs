@@ -69,6 +69,26 @@ impl actix_web::Responder for ApiError {
     }
 }
 
+/// A JSON body parsed into `T` at the edge: refused with 400 if it holds NUL (U+0000) anywhere,
+/// like every request on the sockets (PostgreSQL cannot store it), or does not fit `T`.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(request, payload);
+        Box::pin(async move { Ok(Body(parse_body(json.await?.into_inner())?)) })
+    }
+}
+
+/// `value` as a `T`, refused as [`Body`] refuses.
+pub fn parse_body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    let value = crate::wire::without_nul(value)?;
+    serde_json::from_value(value).map_err(|e| ApiError(Error::bad_request(format!("invalid body: {e}"))))
+}
+
 /// JSON bodies: at most `limit` bytes (413), `application/json`, parsed into the handler's
 /// type or refused with 400 naming what is wrong.
 pub fn json_config(limit: usize) -> web::JsonConfig {

@@ -45,6 +45,20 @@ pub fn configure(node: &Arc<Node>, cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// A path of the API serving the methods in `allow` (as the `Allow` header lists them): any
+/// other method is a 405.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let detail = errors::ErrorDetail {
+            code: "method_not_allowed".into(),
+            message: format!("this path serves {allow} only"),
+        };
+        actix_web::HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, allow))
+            .json(errors::ErrorBody { error: detail })
+    }))
+}
+
 /// Refuses a call without the API key (401) before anything else runs.
 async fn authorize(
     request: ServiceRequest,

@@ -28,6 +28,7 @@ use super::{rooms, users};
         users::unread,
         users::delete_user,
     ),
+    components(schemas(ErrorBody)),
     modifiers(&ApiKeyScheme),
     tags((name = "rooms", description = "Rooms, members, messages and history"),
         (name = "users", description = "Users' devices, presence, connections, tokens and data"))

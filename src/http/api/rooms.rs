@@ -5,30 +5,48 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiError;
+use super::errors::Body;
 use super::openapi::Failures;
+use super::{ApiError, resource};
 use crate::domain::{Error, Message, MessageKind, Room, RoomId, RoomKind, UserId};
 use crate::runtime::Node;
 use crate::service::backend::{self, Author};
 use crate::store::HistoryQuery;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/rooms", web::post().to(create_room))
-        .route("/rooms/{room_id}/members", web::post().to(add_member))
-        .route("/rooms/{room_id}/members/{user_id}", web::delete().to(remove_member))
-        .route("/rooms/{room_id}/messages", web::post().to(post_message))
-        .route("/rooms/{room_id}/messages", web::get().to(history));
+    cfg.service(resource("/rooms", "POST").route(web::post().to(create_room)))
+        .service(resource("/rooms/{room_id}/members", "POST").route(web::post().to(add_member)))
+        .service(resource("/rooms/{room_id}/members/{user_id}", "DELETE").route(web::delete().to(remove_member)))
+        .service(
+            resource("/rooms/{room_id}/messages", "GET, POST")
+                .route(web::post().to(post_message))
+                .route(web::get().to(history)),
+        );
 }
 
+/// A direct room of two users, or a group.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRoom {
-    pub kind: RoomKind,
-    /// The members besides `created_by` (a direct room: the one other user).
-    pub members: Vec<UserId>,
-    /// A group's name, 1 to 100 characters.
-    pub name: Option<String>,
-    pub created_by: UserId,
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CreateRoom {
+    Direct {
+        /// The other user.
+        #[schema(min_items = 1, max_items = 1)]
+        members: Vec<UserId>,
+        created_by: UserId,
+    },
+    Group {
+        /// The members besides `created_by` (at most the group limit, 8 unless set otherwise).
+        #[schema(min_items = 1)]
+        members: Vec<UserId>,
+        /// 1 to 100 characters, not only spaces.
+        #[schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"[^\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        )]
+        name: String,
+        created_by: UserId,
+    },
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,8 +59,11 @@ pub struct RoomAnswer {
     responses((status = 201, description = "created", body = RoomAnswer),
         (status = 200, description = "the direct room already existed", body = RoomAnswer), Failures),
     security(("api_key" = [])))]
-pub async fn create_room(node: web::Data<Node>, body: web::Json<CreateRoom>) -> Result<HttpResponse, ApiError> {
-    let CreateRoom { kind, members, name, created_by } = body.into_inner();
+pub async fn create_room(node: web::Data<Node>, Body(body): Body<CreateRoom>) -> Result<HttpResponse, ApiError> {
+    let (kind, members, name, created_by) = match body {
+        CreateRoom::Direct { members, created_by } => (RoomKind::Direct, members, None, created_by),
+        CreateRoom::Group { members, name, created_by } => (RoomKind::Group, members, Some(name), created_by),
+    };
     let (room, created) = backend::create_room(&node, kind, created_by, members, name).await?;
     let mut answer = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
     Ok(answer.json(RoomAnswer { room }))
@@ -61,9 +82,9 @@ pub struct AddMember {
 pub async fn add_member(
     node: web::Data<Node>,
     path: web::Path<RoomId>,
-    body: web::Json<AddMember>,
+    Body(body): Body<AddMember>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = backend::add_member(&node, path.into_inner(), body.into_inner().user_id).await?;
+    let room = backend::add_member(&node, path.into_inner(), body.user_id).await?;
     Ok(HttpResponse::Ok().json(RoomAnswer { room }))
 }
 
@@ -84,8 +105,16 @@ pub struct PostMessage {
     pub sender_id: Option<UserId>,
     /// `text` by default from a member, `system` (the only kind) without `sender_id`.
     pub kind: Option<MessageKind>,
+    /// Not only spaces and control characters; no NUL; at most 16 KiB (the node's setting);
+    /// a URL or file key for media kinds.
+    #[schema(
+        min_length = 1,
+        max_length = 16384,
+        pattern = r"^[^\u0000]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000]*$"
+    )]
     pub body: String,
     /// The sender's id for the message: a repeat returns the message stored first.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub client_id: Option<String>,
 }
 
@@ -101,16 +130,14 @@ pub struct MessageAnswer {
 pub async fn post_message(
     node: web::Data<Node>,
     path: web::Path<RoomId>,
-    body: web::Json<PostMessage>,
+    Body(body): Body<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
-    let PostMessage { sender_id, kind, body, client_id } = body.into_inner();
+    let PostMessage { sender_id, kind, body, client_id } = body;
     let (author, kind) = match sender_id {
         Some(user) => (Author::User(user), kind.unwrap_or(MessageKind::Text)),
         None => (Author::System, kind.unwrap_or(MessageKind::System)),
     };
-    if client_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 128) {
-        return Err(Error::bad_request("client_id must be 1 to 128 bytes").into());
-    }
+    crate::domain::check_client_id(client_id.as_deref())?;
     let message = backend::post_message(&node.services, path.into_inner(), author, kind, body, client_id).await?;
     Ok(HttpResponse::Created().json(MessageAnswer { message }))
 }
@@ -118,11 +145,12 @@ pub async fn post_message(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
-    /// Messages after this seq, oldest first.
+    /// Messages after this seq, oldest first (with `before_seq` too: those between).
     pub after_seq: Option<i64>,
     /// Messages before this seq (the newest of them), oldest first.
     pub before_seq: Option<i64>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -143,7 +171,7 @@ pub async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let HistoryParams { after_seq, before_seq, limit } = params.into_inner();
     let query = match (after_seq, before_seq) {
-        (Some(_), Some(_)) => return Err(Error::bad_request("give after_seq or before_seq, not both").into()),
+        (Some(after), Some(before)) => HistoryQuery::Between(after, before),
         (Some(seq), None) => HistoryQuery::After(seq),
         (None, Some(seq)) => HistoryQuery::Before(seq),
         (None, None) => HistoryQuery::Newest,

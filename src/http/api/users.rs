@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiError;
+use super::errors::{self, Body};
 use super::openapi::Failures;
+use super::{ApiError, resource};
 use crate::bus::{Answer, Question};
 use crate::domain::{ConnectionInfo, Error, RoomId, Timestamp, UserId};
 use crate::runtime::{Node, operator};
@@ -15,13 +16,16 @@ use crate::service::backend;
 use crate::wire::{Event, PresenceState, Push};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users/{user_id}/events", web::post().to(send_event))
-        .route("/presence", web::post().to(presence))
-        .route("/users/{user_id}/connections", web::get().to(connections))
-        .route("/users/{user_id}/connections", web::delete().to(disconnect))
-        .route("/users/{user_id}/revoke", web::post().to(revoke))
-        .route("/users/{user_id}/unread", web::get().to(unread))
-        .route("/users/{user_id}", web::delete().to(delete_user));
+    cfg.service(resource("/users/{user_id}/events", "POST").route(web::post().to(send_event)))
+        .service(resource("/presence", "POST").route(web::post().to(presence)))
+        .service(
+            resource("/users/{user_id}/connections", "GET, DELETE")
+                .route(web::get().to(connections))
+                .route(web::delete().to(disconnect)),
+        )
+        .service(resource("/users/{user_id}/revoke", "POST").route(web::post().to(revoke)))
+        .service(resource("/users/{user_id}/unread", "GET").route(web::get().to(unread)))
+        .service(resource("/users/{user_id}", "DELETE").route(web::delete().to(delete_user)));
 }
 
 /// Longest app event name.
@@ -33,7 +37,9 @@ const RESERVED_EVENTS: [&str; 9] =
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppEvent {
-    /// The event's name on the client: 1 to 64 visible characters, not a native event's name.
+    /// The event's name on the client: 1 to 64 characters, no control character, not a native
+    /// event's name.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,64}$")]
     pub event: String,
     /// Any JSON value.
     pub data: Value,
@@ -52,9 +58,9 @@ pub struct Delivered {
 pub async fn send_event(
     node: web::Data<Node>,
     path: web::Path<UserId>,
-    body: web::Json<AppEvent>,
+    Body(body): Body<AppEvent>,
 ) -> Result<HttpResponse, ApiError> {
-    let AppEvent { event, data } = body.into_inner();
+    let AppEvent { event, data } = body;
     check_event_name(&event)?;
     let answers = operator::ask(&node, Question::Deliver { user_id: path.into_inner(), event, data }).await?;
     Ok(HttpResponse::Accepted().json(Delivered { connections: operator::reached(&answers) }))
@@ -77,6 +83,7 @@ fn check_event_name(event: &str) -> Result<(), Error> {
 #[serde(deny_unknown_fields)]
 pub struct PresenceQuery {
     /// At most 1,000 users.
+    #[schema(max_items = 1000)]
     pub user_ids: Vec<UserId>,
 }
 
@@ -88,8 +95,8 @@ pub struct PresenceAnswer {
 /// Whether each user is online anywhere in the cluster, and when they were last seen.
 #[utoipa::path(post, path = "/api/v1/presence", tag = "users", request_body = PresenceQuery,
     responses((status = 200, body = PresenceAnswer), Failures), security(("api_key" = [])))]
-pub async fn presence(node: web::Data<Node>, body: web::Json<PresenceQuery>) -> Result<HttpResponse, ApiError> {
-    let users = backend::presence(&node, body.into_inner().user_ids).await?;
+pub async fn presence(node: web::Data<Node>, Body(body): Body<PresenceQuery>) -> Result<HttpResponse, ApiError> {
+    let users = backend::presence(&node, body.user_ids).await?;
     Ok(HttpResponse::Ok().json(PresenceAnswer { users }))
 }
 
@@ -151,17 +158,26 @@ pub struct Revoke {
 
 /// Refuses the user's tokens issued before a time, and closes the connections holding one
 /// (4003) on every node.
-#[utoipa::path(post, path = "/api/v1/users/{user_id}/revoke", tag = "users", request_body(content = Revoke),
+#[utoipa::path(post, path = "/api/v1/users/{user_id}/revoke", tag = "users",
+    request_body(content = Option<Revoke>, description = "optional: no body revokes the tokens issued until now"),
     params(("user_id" = UserId, Path)), responses((status = 200, body = Closed), Failures),
     security(("api_key" = [])))]
 pub async fn revoke(
     node: web::Data<Node>,
     path: web::Path<UserId>,
-    body: Option<web::Json<Revoke>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let user = path.into_inner();
     let now = Timestamp::now();
-    let before = body.and_then(|b| b.into_inner().before).unwrap_or(now);
+    // No body (or `null`) revokes what was issued until now.
+    let asked: Option<Revoke> = if body.is_empty() {
+        None
+    } else {
+        let value = serde_json::from_slice(&body).map_err(|e| Error::bad_request(format!("invalid body: {e}")))?;
+        errors::parse_body(value)?
+    };
+    let asked = asked.unwrap_or_default();
+    let before = asked.before.unwrap_or(now);
     if before.millis() > now.millis() + 60_000 {
         return Err(Error::bad_request("before must not be in the future").into());
     }

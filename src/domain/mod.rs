@@ -8,6 +8,7 @@ mod ids;
 mod live;
 mod social;
 mod time;
+mod webhook;
 
 pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, PartyRole, PartyStatus, PartyStep};
 pub use chat::{Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, direct_peer};
@@ -16,3 +17,4 @@ pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};
 pub use social::{EARTH_RADIUS_KM, Location, LocationGrid, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;
+pub use webhook::{EventType, OutboxState};

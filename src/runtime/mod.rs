@@ -11,6 +11,7 @@ mod outbox;
 pub mod registry;
 pub mod revocations;
 mod room;
+pub mod webhooks;
 mod writer;
 
 use std::ops::Deref;

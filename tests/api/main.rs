@@ -16,4 +16,5 @@ mod live;
 mod presence;
 mod social;
 mod socketio;
+mod webhooks;
 mod writer;

@@ -141,12 +141,13 @@ impl OutboxRow {
         let event_type = EventType::parse(&self.event_type).map_err(|e| corrupt(&self.id, e))?;
         let state: OutboxState = self.state.parse().map_err(|e| corrupt(&self.id, e))?;
         let data = serde_json::from_str(&self.data).map_err(|e| corrupt(&self.id, e))?;
+        let attempts = u32::try_from(self.attempts).map_err(|e| corrupt(&self.id, e))?;
         Ok(WebhookEvent {
             id,
             event_type,
             data,
             created_at: Timestamp::from_millis(self.created_at),
-            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            attempts,
             state,
             next_attempt_at: Timestamp::from_millis(self.next_attempt_at),
             last_attempt_at: self.last_attempt_at.map(Timestamp::from_millis),

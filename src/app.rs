@@ -18,8 +18,9 @@ use crate::domain::NodeId;
 use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, PresenceDirectory, PresenceNews, RedisPresence};
 use crate::runtime::hub::{CameBack, CloseAll, WentOffline};
+use crate::runtime::webhooks::Delivery;
 use crate::runtime::{CallSweeper, Hub, Node, revocations};
-use crate::service::{CallDevices, Services, UserLimits};
+use crate::service::{CallDevices, Services, UserLimits, Webhooks};
 use crate::store::{Backend, Batching, Lifecycle, MessageWriter, Store};
 
 pub struct Application {
@@ -29,6 +30,8 @@ pub struct Application {
     port: u16,
     node: Arc<Node>,
     shutdown: Arc<Notify>,
+    /// Webhook delivery, when webhooks are on.
+    delivery: Option<Delivery>,
 }
 
 /// Triggers the same graceful shutdown as SIGTERM.
@@ -71,6 +74,7 @@ impl Application {
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
         let limits = UserLimits::new(&settings);
+        let webhooks = Webhooks::start(&settings, store.clone(), presence.clone(), metrics.clone());
         let mut hub_address = None;
         let services = Hub::start_with(|hub| {
             hub_address = Some(hub.clone());
@@ -85,6 +89,7 @@ impl Application {
                 presence,
                 metrics,
                 limits,
+                webhooks,
                 actors: Arc::new(hub),
             })
         });
@@ -103,6 +108,7 @@ impl Application {
         revocations::load(&node).await.context("reading token revocations")?;
         tokio::spawn(revocations::watch(node.clone()));
         CallSweeper::new(node.services.clone()).start();
+        let delivery = Delivery::start(node.services.clone());
         let routes = node.clone();
         let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
             // actix leaves Nagle on: a push written while the previous one is unacknowledged
@@ -114,7 +120,7 @@ impl Application {
             .run();
         tracing::info!(node = %node.node, "listening on {address}");
         let api_server = serve_api(&node)?;
-        Ok(Self { server, api_server, port: address.port(), node, shutdown: Arc::new(Notify::new()) })
+        Ok(Self { server, api_server, port: address.port(), node, shutdown: Arc::new(Notify::new()), delivery })
     }
 
     pub fn port(&self) -> u16 {
@@ -141,7 +147,7 @@ impl Application {
     /// connection with 1012 (clients reconnect elsewhere), wait for them, and commit every
     /// queued message before returning.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, api_server, node, shutdown, .. } = self;
+        let Self { server, api_server, node, shutdown, delivery, .. } = self;
         let handle = server.handle();
         let api_handle = api_server.map(|(api, _)| {
             let handle = api.handle();
@@ -165,6 +171,10 @@ impl Application {
         tracing::info!(open, "asked connections to reconnect elsewhere");
         server.await?;
         node.writer.flush().await;
+        node.webhooks.flush().await;
+        if let Some(delivery) = delivery {
+            delivery.stop().await;
+        }
         node.presence.retire().await;
         tracing::info!("shutdown complete");
         Ok(())

@@ -5,12 +5,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use clap::Args;
 
-use crate::domain::LocationGrid;
+use crate::domain::{EventType, LocationGrid};
 use crate::wire::Api;
 
-/// The secret that signs tokens; never printed.
+/// A secret (the one that signs tokens, the one that signs webhooks); never printed.
 #[derive(Clone)]
 pub struct Secret(String);
 
@@ -244,6 +246,42 @@ pub struct Settings {
     /// `room.group.create`s one user may make per minute (per node), with bursts of as many.
     #[arg(long, env = "SWITCHBOARD_GROUP_CREATES_PER_MIN", default_value_t = 5)]
     pub group_creates_per_min: u32,
+
+    // --- webhooks (docs/webhooks.md) ---
+    /// `https://…` (or `http://…`) of the app's back end that receives webhooks; unset: no
+    /// webhooks, at no cost on the message path.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
+    /// Signs every webhook (HMAC-SHA256), at least 32 bytes; required with the URL.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_webhook_secret)]
+    pub webhook_secret: Option<Secret>,
+
+    /// The event types sent, comma-separated; an unknown name refuses to start.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_WEBHOOK_EVENTS",
+        default_value = EventType::DEFAULT_LIST,
+        value_parser = parse_event_types
+    )]
+    pub webhook_events: BTreeSet<EventType>,
+
+    /// Milliseconds over which one recipient's `message.offline` events in one room collapse
+    /// into one (with a count).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_COLLAPSE_MS", default_value_t = 3000)]
+    pub webhook_collapse_ms: u64,
+
+    /// Attempts per webhook before it is kept as failed (exponential backoff between them).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12)]
+    pub webhook_max_attempts: u32,
+
+    /// Milliseconds before the first retry; each later one waits twice as long (tests shorten it).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_BACKOFF_MS", default_value_t = 1000, hide = true)]
+    pub webhook_backoff_ms: u64,
+
+    /// Characters of a text message's body in `message.offline` (0: none).
+    #[arg(long, env = "SWITCHBOARD_PUSH_PREVIEW_CHARS", default_value_t = 100)]
+    pub push_preview_chars: usize,
 }
 
 impl Settings {
@@ -300,6 +338,11 @@ impl Settings {
         self.jwt_secret.as_ref().map(Secret::expose).unwrap_or(DEV_SECRET)
     }
 
+    /// Whether webhooks are on (a URL is set); `validate` makes sure a secret comes with it.
+    pub fn webhooks_on(&self) -> bool {
+        self.webhook_url.is_some()
+    }
+
     /// Checks what clap cannot: the combinations that must not start.
     pub fn validate(&self) -> Result<(), String> {
         if self.jwt_secret.is_none() && !self.bind.ip().is_loopback() {
@@ -350,8 +393,40 @@ impl Settings {
                 "SWITCHBOARD_LOCATION_UPDATES_PER_MIN and SWITCHBOARD_GROUP_CREATES_PER_MIN must be positive".into()
             );
         }
+        self.validate_webhooks()
+    }
+
+    fn validate_webhooks(&self) -> Result<(), String> {
+        let Some(url) = &self.webhook_url else {
+            return Ok(());
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("SWITCHBOARD_WEBHOOK_URL must be an http:// or https:// URL".into());
+        }
+        if url.parse::<awc::http::Uri>().is_err() {
+            return Err("SWITCHBOARD_WEBHOOK_URL is not a valid URL".into());
+        }
+        if self.webhook_secret.is_none() {
+            return Err(
+                "SWITCHBOARD_WEBHOOK_URL needs SWITCHBOARD_WEBHOOK_SECRET (at least 32 bytes) to sign with".into()
+            );
+        }
+        if self.webhook_max_attempts == 0 || self.webhook_backoff_ms == 0 {
+            return Err("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS and SWITCHBOARD_WEBHOOK_BACKOFF_MS must be positive".into());
+        }
         Ok(())
     }
+}
+
+fn parse_webhook_secret(raw: &str) -> Result<Secret, String> {
+    if raw.len() < 32 {
+        return Err("the webhook secret must be at least 32 bytes".into());
+    }
+    Ok(Secret(raw.to_owned()))
+}
+
+fn parse_event_types(raw: &str) -> Result<BTreeSet<EventType>, String> {
+    EventType::parse_list(raw).map_err(|e| e.to_string())
 }
 
 fn parse_api(raw: &str) -> Result<Api, String> {
@@ -389,5 +464,28 @@ mod tests {
             assert!(parse(refused).validate().is_err(), "{refused:?} must not start");
         }
         assert!(parse(&["--location-precision-m", "250"]).validate().is_ok());
+    }
+
+    fn try_parse(flags: &[&str]) -> Result<Settings, clap::Error> {
+        Cli::try_parse_from(std::iter::once("switchboard").chain(flags.iter().copied())).map(|cli| cli.settings)
+    }
+
+    #[test]
+    fn webhook_settings_are_checked_at_start_up() {
+        let defaults = parse(&[]);
+        assert!(!defaults.webhooks_on());
+        assert_eq!(defaults.webhook_events, EventType::parse_list(EventType::DEFAULT_LIST).unwrap());
+        assert_eq!((defaults.webhook_collapse_ms, defaults.webhook_max_attempts), (3000, 12));
+        assert_eq!(defaults.push_preview_chars, 100);
+        let secret = "0123456789abcdef0123456789abcdef";
+        let on = parse(&["--webhook-url", "https://backend.example/hooks", "--webhook-secret", secret]);
+        assert!(on.webhooks_on() && on.validate().is_ok());
+        assert!(!format!("{on:?}").contains(secret), "the secret is never printed");
+        assert!(parse(&["--webhook-url", "https://backend.example/hooks"]).validate().is_err(), "no secret");
+        assert!(parse(&["--webhook-url", "ftp://x", "--webhook-secret", secret]).validate().is_err());
+        assert!(try_parse(&["--webhook-secret", "short"]).is_err(), "secrets under 32 bytes");
+        assert!(try_parse(&["--webhook-events", "follow.request,message.sent"]).is_err(), "unknown names");
+        let chosen = parse(&["--webhook-events", "user.online,user.offline"]).webhook_events;
+        assert_eq!(chosen.into_iter().collect::<Vec<_>>(), [EventType::UserOnline, EventType::UserOffline]);
     }
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics for one node, rendered at `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -32,6 +33,15 @@ pub struct Metrics {
     /// Upgrades and logins refused or connections closed by admission rules, by `reason`
     /// (`origin`, `node_full`, `address_full`, `user_full`, `login_timeout`, `token_expired`).
     pub refused: IntCounterVec,
+    /// Webhook outbox rows by `state` (`pending`, `failed`), cluster-wide (every node reads
+    /// the shared outbox).
+    pub webhook_outbox: IntGaugeVec,
+    /// Webhook delivery attempts by `outcome` (`delivered`, `retried`, `failed`).
+    pub webhook_deliveries: IntCounterVec,
+    /// Webhook events never written to the outbox, by `reason` (`queue_full`, `store`).
+    pub webhook_dropped: IntCounterVec,
+    /// Time from sending a webhook to its receiver's answer.
+    pub webhook_seconds: Histogram,
 }
 
 impl Metrics {
@@ -110,6 +120,31 @@ impl Metrics {
                         "Connections refused or closed by admission rules, by reason",
                     ),
                     &["reason"],
+                ),
+            ),
+            webhook_outbox: add(
+                r,
+                IntGaugeVec::new(Opts::new("webhook_outbox", "Webhook outbox events, by state"), &["state"]),
+            ),
+            webhook_deliveries: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new("webhook_deliveries_total", "Webhook delivery attempts, by outcome"),
+                    &["outcome"],
+                ),
+            ),
+            webhook_dropped: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new("webhook_dropped_total", "Webhook events not written to the outbox, by reason"),
+                    &["reason"],
+                ),
+            ),
+            webhook_seconds: add(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new("webhook_seconds", "Webhook delivery latency, to the receiver's answer")
+                        .buckets(prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets")),
                 ),
             ),
             registry,

@@ -9,6 +9,7 @@ mod ids;
 mod live;
 mod social;
 mod time;
+mod webhook;
 
 pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, PartyRole, PartyStatus, PartyStep};
 pub use chat::{
@@ -20,3 +21,4 @@ pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};
 pub use social::{EARTH_RADIUS_KM, Location, LocationGrid, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;
+pub use webhook::{EventType, OutboxState};

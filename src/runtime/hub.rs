@@ -14,6 +14,7 @@ use super::room::{Attach, Close, Detach, Execute, RoomActor};
 use super::{Outbound, Outbox};
 use crate::auth::Identity;
 use crate::bus::{BusEvent, Delivered, Topic};
+use crate::service::webhooks::{self, Event};
 use crate::service::{Actors, Caller, RoomWork, Services, limits};
 use futures_util::future::BoxFuture;
 
@@ -151,10 +152,17 @@ impl Hub {
         // A task of its own, not a future held in the hub's context (see `ToRoom`).
         actix::spawn(async move {
             if change.await {
+                webhooks::emit(&services, presence_event(&user, online, seen));
                 announce(&services, hub, PresenceChange { user, online, seen }).await;
             }
         });
     }
+}
+
+/// The webhook event of a user's state changing cluster-wide.
+fn presence_event(user: &UserId, online: bool, at: Timestamp) -> Event {
+    let user = user.clone();
+    if online { Event::UserOnline { user, at } } else { Event::UserOffline { user, at } }
 }
 
 /// Stores a presence change (`last_seen`, call presence) through the lifecycle batcher and
@@ -460,6 +468,7 @@ impl Handler<WentOffline> for Hub {
             self.schedule_live_departure(msg.user.clone(), ctx);
             let (services, hub) = (self.services(), ctx.address());
             let change = PresenceChange { user: msg.user, online: false, seen: Timestamp::now() };
+            webhooks::emit(&services, presence_event(&change.user, false, change.seen));
             actix::spawn(async move { announce(&services, hub, change).await });
         }
     }
@@ -472,6 +481,7 @@ impl Handler<CameBack> for Hub {
         if self.users.get(&msg.user).is_some_and(|u| !u.connections.is_empty()) {
             let (services, hub) = (self.services(), ctx.address());
             let change = PresenceChange { user: msg.user, online: true, seen: Timestamp::now() };
+            webhooks::emit(&services, presence_event(&change.user, true, change.seen));
             actix::spawn(async move { announce(&services, hub, change).await });
         }
     }

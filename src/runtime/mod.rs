@@ -12,6 +12,7 @@ mod outbox;
 pub mod registry;
 pub mod revocations;
 mod room;
+pub mod webhooks;
 mod writer;
 
 use std::ops::Deref;

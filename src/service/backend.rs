@@ -137,6 +137,7 @@ pub async fn post_message(
             if !stored.duplicate {
                 let push = Push::MessageNew { message: stored.message.clone() };
                 services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip: None });
+                super::webhooks::message_sent(services, &stored.message);
             }
             Ok(stored.message)
         }

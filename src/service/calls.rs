@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::webhooks::{self, Event};
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{
@@ -136,6 +137,10 @@ pub async fn sweep(services: &Services) -> Result<(), Error> {
     let now = Timestamp::now();
     for expired in services.store.expire_ringing(now).await? {
         let record = load(services, expired.call).await?;
+        for callee in &expired.users {
+            let (call, caller, media) = (record.call.id, record.call.caller_id.clone(), record.call.media);
+            webhooks::emit(services, Event::CallMissed { call, caller, callee: callee.clone(), media });
+        }
         // The whole call ended (everyone hears its reason), or only these parties missed it.
         let (told, reason): (Vec<&UserId>, EndReason) = match expired.ended {
             Some(reason) => (reachable(&record.call).collect(), reason),

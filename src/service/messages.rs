@@ -90,6 +90,7 @@ pub fn send(
         let stored = stored.await?;
         if !stored.duplicate {
             publish(&services, room, &caller, Push::MessageNew { message: stored.message.clone() });
+            super::webhooks::message_sent(&services, &stored.message);
         }
         Ok(stored.message)
     })

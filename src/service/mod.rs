@@ -11,6 +11,7 @@ pub mod live_session;
 pub mod messages;
 pub mod rooms;
 pub mod social;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::wire::{Command, LiveCommand, Reply};
 
 pub use calls::CallDevices;
 pub use limits::UserLimits;
+pub use webhooks::Webhooks;
 
 /// What the use cases need from the runtime: the actors that run each room's and each live
 /// session's commands one at a time.
@@ -69,6 +71,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// Per-user rate limits of this node; the hub sweeps them.
     pub limits: UserLimits,
+    /// Events for the app's back end (inert when webhooks are off).
+    pub webhooks: Webhooks,
     pub actors: Arc<dyn Actors>,
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::webhooks::{self, Event};
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{Error, NearbyUser, RequestKind, Room, RoomId, UserId};
@@ -17,6 +18,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
             other_user(me, &to)?;
             not_blocked(services, me, &to).await?;
             if store.send_request(me, &to, kind).await? == RequestOutcome::Sent {
+                webhooks::emit(services, Event::FollowRequest { from: me.clone(), to: to.clone(), kind });
                 notify(services, &to, &format!("{}_request", kind.as_str()), me, None).await?;
             }
             Ok(Reply::Done)
@@ -43,7 +45,11 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
         }
         SocialCommand::Report { user, reason, message_id, room } => {
             other_user(me, &user)?;
-            Ok(Reply::Report { report_id: store.add_report(me, &user, &reason, message_id, room).await? })
+            let report_id = store.add_report(me, &user, &reason, message_id.clone(), room).await?;
+            let report =
+                Event::ReportCreated { reporter: me.clone(), reported: user, reason, room, message: message_id };
+            webhooks::emit(services, report);
+            Ok(Reply::Report { report_id })
         }
         SocialCommand::UpdateLocation { at } => {
             services.limits.location_updates.check(me)?;
@@ -141,6 +147,7 @@ pub async fn set_like(services: &Services, caller: &Caller, user: UserId, like: 
                 BusEvent::Push { push: Push::Match { user_id: with.clone(), room_id: room }, skip: None },
             );
         }
+        webhooks::emit(services, Event::MatchCreated { users: [me.clone(), user.clone()], room });
     }
     let room = store.room_for(room, me).await?.ok_or(Error::Internal)?;
     Ok(Some(room))

@@ -137,14 +137,16 @@ impl Store {
         let rooms = with_conn!(self, copied(user), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let me = user.as_str();
+                // A write first: SQLite takes its write lock now (waiting for it), rather than
+                // failing to upgrade a read snapshot another writer has moved past.
+                diesel::update(messages::table.filter(messages::sender_id.eq(me)))
+                    .set((messages::kind.eq(MessageKind::Deleted.as_str()), messages::body.eq("")))
+                    .execute(conn)
+                    .await?;
                 let rooms: Vec<RoomId> = room_members::table
                     .filter(room_members::user_id.eq(me))
                     .select(room_members::room_id)
                     .load(conn)
-                    .await?;
-                diesel::update(messages::table.filter(messages::sender_id.eq(me)))
-                    .set((messages::kind.eq(MessageKind::Deleted.as_str()), messages::body.eq("")))
-                    .execute(conn)
                     .await?;
                 diesel::delete(room_members::table.filter(room_members::user_id.eq(me))).execute(conn).await?;
                 let liked: Vec<(String, String)> = likes::table

@@ -17,6 +17,7 @@ pub mod schema;
 mod social;
 pub(crate) mod sqlite;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use live::LiveJoin;
 pub use revocations::Revocation;
 pub use social::{BlocksAmong, LikeOutcome, RequestOutcome};
 pub use users::Profile;
+pub use webhooks::{Attempt, Collapse, NewWebhook, WebhookCounts, WebhookEvent, collapse_key};
 pub use writer::{Batching, MessageWriter, NewMessage, StoredMessage};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

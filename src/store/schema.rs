@@ -228,3 +228,20 @@ diesel::table! {
         created_at -> BigInt,
     }
 }
+
+diesel::table! {
+    webhook_outbox (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        event_type -> Text,
+        data -> Text,
+        created_at -> BigInt,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        state -> Text,
+        last_error -> Nullable<Text>,
+        last_attempt_at -> Nullable<BigInt>,
+        collapse_key -> Nullable<Text>,
+        collapsed -> Integer,
+    }
+}

@@ -17,4 +17,5 @@ mod presence;
 mod server_api;
 mod social;
 mod socketio;
+mod webhooks;
 mod writer;

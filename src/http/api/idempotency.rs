@@ -91,11 +91,7 @@ fn fingerprint(request: &ServiceRequest, body: &[u8]) -> String {
     hash.update(request.uri().query().unwrap_or_default());
     hash.update(b"\n");
     hash.update(body);
-    hex(&hash.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash.finalize())
 }
 
 fn mime_json() -> header::ContentType {

@@ -8,6 +8,7 @@ mod idempotency;
 mod openapi;
 mod rooms;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub fn configure(node: &Arc<Node>, cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(authorize))
                 .configure(rooms::routes)
                 .configure(users::routes)
+                .configure(webhooks::routes)
                 .default_service(web::to(|| async { ApiError(Error::not_found("no such endpoint")) })),
         );
 }

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{rooms, users};
+use super::{rooms, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,11 +27,15 @@ use super::{rooms, users};
         users::revoke,
         users::unread,
         users::delete_user,
+        webhooks::counts,
+        webhooks::failed,
+        webhooks::retry,
     ),
     components(schemas(ErrorBody)),
     modifiers(&ApiKeyScheme),
     tags((name = "rooms", description = "Rooms, members, messages and history"),
-        (name = "users", description = "Users' devices, presence, connections, tokens and data"))
+        (name = "users", description = "Users' devices, presence, connections, tokens and data"),
+        (name = "webhooks", description = "The webhook outbox: counts, dead letters, retries"))
 )]
 pub struct ApiDoc;
 

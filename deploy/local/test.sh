@@ -10,6 +10,7 @@ start_postgres
 start_redis
 ensure_nginx
 ensure_socketio_clients
+ensure_schemathesis
 # A one-shot build gains nothing from incremental state, which would take ~0.8 GB more disk.
 if [[ -n "${CI:-}" ]]; then export CARGO_INCREMENTAL=0; fi
 
@@ -20,6 +21,10 @@ else
 fi
 # The fuzz targets (fuzz/run.sh runs them on nightly) must keep compiling against the server.
 cargo check --manifest-path fuzz/Cargo.toml --bins --locked
+# The server API's contract: schemathesis against a live node with every check, on the
+# embedded default and on PostgreSQL (tests/contract/run.sh).
+tests/contract/run.sh
+tests/contract/run.sh "$SWITCHBOARD_TEST_DATABASE_URL"
 # Chaos under load, short: three nodes in network namespaces behind the shipped nginx config,
 # each fault for seconds (loadtest/README.md, `chaos`); fails if an acked message was lost,
 # missing from history or duplicated, or a node panicked. Needs root for the namespaces.

@@ -33,15 +33,7 @@ pub struct Metrics {
     /// Upgrades and logins refused or connections closed by admission rules, by `reason`
     /// (`origin`, `node_full`, `address_full`, `user_full`, `login_timeout`, `token_expired`).
     pub refused: IntCounterVec,
-    /// Webhook outbox rows by `state` (`pending`, `failed`), cluster-wide (every node reads
-    /// the shared outbox).
-    pub webhook_outbox: IntGaugeVec,
-    /// Webhook delivery attempts by `outcome` (`delivered`, `retried`, `failed`).
-    pub webhook_deliveries: IntCounterVec,
-    /// Webhook events never written to the outbox, by `reason` (`queue_full`, `store`).
-    pub webhook_dropped: IntCounterVec,
-    /// Time from sending a webhook to its receiver's answer.
-    pub webhook_seconds: Histogram,
+    pub webhooks: WebhookMetrics,
 }
 
 impl Metrics {
@@ -50,8 +42,6 @@ impl Metrics {
             Registry::new_custom(Some("switchboard".into()), Some([("node".to_owned(), node.to_owned())].into()))
                 .expect("valid registry labels");
         let r = &registry;
-        let sizes = || vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
-        let seconds = || prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets");
         Self {
             connections: add(r, IntGauge::new("connections", "Open WebSocket connections")),
             frames_in: add(
@@ -63,12 +53,14 @@ impl Metrics {
             write_batch_size: add(
                 r,
                 Histogram::with_opts(
-                    HistogramOpts::new("write_batch_size", "Messages per group commit").buckets(sizes()),
+                    HistogramOpts::new("write_batch_size", "Messages per group commit").buckets(size_buckets()),
                 ),
             ),
             commit_seconds: add(
                 r,
-                Histogram::with_opts(HistogramOpts::new("commit_seconds", "Group commit latency").buckets(seconds())),
+                Histogram::with_opts(
+                    HistogramOpts::new("commit_seconds", "Group commit latency").buckets(second_buckets()),
+                ),
             ),
             write_resend_retries: add(
                 r,
@@ -87,18 +79,15 @@ impl Metrics {
             lifecycle_batch_size: add(
                 r,
                 HistogramVec::new(
-                    HistogramOpts::new(
-                        "lifecycle_batch_size",
-                        "Connects, presence changes or room loads per lifecycle batch",
-                    )
-                    .buckets(sizes()),
+                    HistogramOpts::new("lifecycle_batch_size", "Items per lifecycle batch, by kind")
+                        .buckets(size_buckets()),
                     &["kind"],
                 ),
             ),
             lifecycle_seconds: add(
                 r,
                 HistogramVec::new(
-                    HistogramOpts::new("lifecycle_seconds", "Lifecycle batch latency").buckets(seconds()),
+                    HistogramOpts::new("lifecycle_seconds", "Lifecycle batch latency").buckets(second_buckets()),
                     &["kind"],
                 ),
             ),
@@ -115,38 +104,11 @@ impl Metrics {
             refused: add(
                 r,
                 IntCounterVec::new(
-                    Opts::new(
-                        "connections_refused_total",
-                        "Connections refused or closed by admission rules, by reason",
-                    ),
+                    Opts::new("connections_refused_total", "Connections refused by admission rules, by reason"),
                     &["reason"],
                 ),
             ),
-            webhook_outbox: add(
-                r,
-                IntGaugeVec::new(Opts::new("webhook_outbox", "Webhook outbox events, by state"), &["state"]),
-            ),
-            webhook_deliveries: add(
-                r,
-                IntCounterVec::new(
-                    Opts::new("webhook_deliveries_total", "Webhook delivery attempts, by outcome"),
-                    &["outcome"],
-                ),
-            ),
-            webhook_dropped: add(
-                r,
-                IntCounterVec::new(
-                    Opts::new("webhook_dropped_total", "Webhook events not written to the outbox, by reason"),
-                    &["reason"],
-                ),
-            ),
-            webhook_seconds: add(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new("webhook_seconds", "Webhook delivery latency, to the receiver's answer")
-                        .buckets(prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets")),
-                ),
-            ),
+            webhooks: WebhookMetrics::new(r),
             registry,
         }
     }
@@ -156,6 +118,61 @@ impl Metrics {
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding into memory cannot fail");
         String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// Buckets of batch sizes.
+fn size_buckets() -> Vec<f64> {
+    vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+}
+
+/// Buckets of latencies, 0.5 ms to 4 s.
+fn second_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")
+}
+
+/// The webhook outbox's metrics.
+pub struct WebhookMetrics {
+    /// Webhook outbox rows by `state` (`pending`, `failed`), cluster-wide (every node reads
+    /// the shared outbox).
+    pub outbox: IntGaugeVec,
+    /// Webhook delivery attempts by `outcome` (`delivered`, `retried`, `failed`).
+    pub deliveries: IntCounterVec,
+    /// Webhook events never written to the outbox, by `reason` (`queue_full`, `store`).
+    pub dropped: IntCounterVec,
+    /// Time from sending a webhook to its receiver's answer.
+    pub seconds: Histogram,
+}
+
+impl WebhookMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            outbox: add(
+                r,
+                IntGaugeVec::new(Opts::new("webhook_outbox", "Webhook outbox events, by state"), &["state"]),
+            ),
+            deliveries: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new("webhook_deliveries_total", "Webhook delivery attempts, by outcome"),
+                    &["outcome"],
+                ),
+            ),
+            dropped: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new("webhook_dropped_total", "Webhook events not written to the outbox, by reason"),
+                    &["reason"],
+                ),
+            ),
+            seconds: add(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new("webhook_seconds", "Webhook delivery latency, to the receiver's answer")
+                        .buckets(prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets")),
+                ),
+            ),
+        }
     }
 }
 

@@ -155,7 +155,7 @@ async fn deliver(services: &Services, client: &awc::Client, target: &Target, eve
     let metrics = &services.metrics;
     let started = Instant::now();
     let answer = attempt(client, target, &event).await;
-    metrics.webhook_seconds.observe(started.elapsed().as_secs_f64());
+    metrics.webhooks.seconds.observe(started.elapsed().as_secs_f64());
     let settings = &services.settings;
     let outcome = match answer {
         Ok(()) => Attempt::Delivered,
@@ -173,7 +173,7 @@ async fn deliver(services: &Services, client: &awc::Client, target: &Target, eve
             "failed"
         }
     };
-    metrics.webhook_deliveries.with_label_values(&[counted]).inc();
+    metrics.webhooks.deliveries.with_label_values(&[counted]).inc();
     if let Err(e) = services.store.record_webhook_attempt(event.id, Timestamp::now(), &outcome).await {
         // The lease runs out and the event is attempted again: at least once.
         tracing::warn!(id = %event.id, error = %e, "webhook attempt not recorded");
@@ -214,7 +214,7 @@ async fn housekeeping(services: Arc<Services>, mut stop: watch::Receiver<bool>) 
         }
         match services.store.webhook_counts().await {
             Ok(counts) => {
-                let gauge = &services.metrics.webhook_outbox;
+                let gauge = &services.metrics.webhooks.outbox;
                 gauge.with_label_values(&["pending"]).set(counts.pending);
                 gauge.with_label_values(&["failed"]).set(counts.failed);
             }

@@ -188,13 +188,13 @@ impl Webhooks {
                 }
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                on.metrics.webhook_dropped.with_label_values(&["queue_full"]).inc();
+                on.metrics.webhooks.dropped.with_label_values(&["queue_full"]).inc();
                 if !on.overflowing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(capacity = QUEUE, "the webhook queue is full: events are dropped until it drains");
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                on.metrics.webhook_dropped.with_label_values(&["store"]).inc();
+                on.metrics.webhooks.dropped.with_label_values(&["store"]).inc();
             }
         }
     }
@@ -260,7 +260,7 @@ impl Writer {
                 Ok(offline) => rows.extend(offline),
                 Err(e) => {
                     tracing::warn!(error = %e, messages = sent.len(), "message.offline recipients not found");
-                    self.metrics.webhook_dropped.with_label_values(&["store"]).inc_by(sent.len() as u64);
+                    self.metrics.webhooks.dropped.with_label_values(&["store"]).inc_by(sent.len() as u64);
                 }
             }
             self.write(&rows).await;
@@ -320,7 +320,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, events = rows.len(), "webhook events dropped: the outbox refused them");
-                    self.metrics.webhook_dropped.with_label_values(&["store"]).inc_by(rows.len() as u64);
+                    self.metrics.webhooks.dropped.with_label_values(&["store"]).inc_by(rows.len() as u64);
                     return;
                 }
             }

@@ -6,7 +6,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::domain::{Error, ErrorCode};
 
@@ -113,4 +113,31 @@ pub fn path_config() -> web::PathConfig {
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default()
         .error_handler(|err: QueryPayloadError, _| ApiError(Error::bad_request(err.to_string())).into())
+}
+
+/// What any call may fail with.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // only its documentation is used
+pub enum Failures {
+    #[response(status = 400, description = "bad_request: the request does not parse or is not allowed as sent")]
+    BadRequest(ErrorBody),
+    #[response(status = 401, description = "unauthorized: no or a wrong API key")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "forbidden: a block or membership refuses it")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "not_found: no such room, member or endpoint")]
+    NotFound(ErrorBody),
+    #[response(
+        status = 409,
+        description = "conflict: a group's cap, a room that cannot change, or an Idempotency-Key in use"
+    )]
+    Conflict(ErrorBody),
+    #[response(status = 413, description = "too_large: the body or a message is over its limit")]
+    TooLarge(ErrorBody),
+    #[response(status = 429, description = "rate_limited")]
+    RateLimited(ErrorBody),
+    #[response(status = 500, description = "internal")]
+    Internal(ErrorBody),
+    #[response(status = 503, description = "unavailable: the database or the cluster is out of reach; retry")]
+    Unavailable(ErrorBody),
 }

@@ -3,7 +3,7 @@
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::{rooms, users, webhooks};
@@ -48,33 +48,6 @@ impl Modify for ApiKeyScheme {
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("the API key")).build();
         components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
     }
-}
-
-/// What any call may fail with.
-#[derive(IntoResponses)]
-#[allow(dead_code)] // only its documentation is used
-pub enum Failures {
-    #[response(status = 400, description = "bad_request: the request does not parse or is not allowed as sent")]
-    BadRequest(ErrorBody),
-    #[response(status = 401, description = "unauthorized: no or a wrong API key")]
-    Unauthorized(ErrorBody),
-    #[response(status = 403, description = "forbidden: a block or membership refuses it")]
-    Forbidden(ErrorBody),
-    #[response(status = 404, description = "not_found: no such room, member or endpoint")]
-    NotFound(ErrorBody),
-    #[response(
-        status = 409,
-        description = "conflict: a group's cap, a room that cannot change, or an Idempotency-Key in use"
-    )]
-    Conflict(ErrorBody),
-    #[response(status = 413, description = "too_large: the body or a message is over its limit")]
-    TooLarge(ErrorBody),
-    #[response(status = 429, description = "rate_limited")]
-    RateLimited(ErrorBody),
-    #[response(status = 500, description = "internal")]
-    Internal(ErrorBody),
-    #[response(status = 503, description = "unavailable: the database or the cluster is out of reach; retry")]
-    Unavailable(ErrorBody),
 }
 
 /// `GET /api/v1/openapi.json`.

@@ -5,8 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::errors::Body;
-use super::openapi::Failures;
+use super::errors::{Body, Failures};
 use super::{ApiError, resource};
 use crate::domain::{Error, Message, MessageKind, Room, RoomId, RoomKind, UserId};
 use crate::runtime::Node;

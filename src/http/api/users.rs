@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::errors::{self, Body};
-use super::openapi::Failures;
+use super::errors::{self, Body, Failures};
 use super::{ApiError, resource};
 use crate::bus::{Answer, Question};
 use crate::domain::{ConnectionInfo, Error, RoomId, Timestamp, UserId};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::openapi::Failures;
+use super::errors::Failures;
 use super::{ApiError, resource};
 use crate::domain::{Error, Timestamp};
 use crate::runtime::Node;

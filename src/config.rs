@@ -20,6 +20,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `presented` is this secret, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(presented).into()
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -33,34 +39,6 @@ impl std::str::FromStr for Secret {
     fn from_str(raw: &str) -> Result<Self, String> {
         if raw.len() < 16 {
             return Err("the JWT secret must be at least 16 bytes".into());
-        }
-        Ok(Self(raw.to_owned()))
-    }
-}
-
-/// The server API's key: at least 32 bytes, never printed, compared in constant time.
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Whether `presented` is the key, in time that does not depend on where they differ.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(presented).into()
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(***)")
-    }
-}
-
-impl std::str::FromStr for ApiKey {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, String> {
-        if raw.len() < 32 {
-            return Err("the API key must be at least 32 bytes".into());
         }
         Ok(Self(raw.to_owned()))
     }
@@ -97,8 +75,8 @@ pub struct Settings {
 
     /// Key of the server API (`Authorization: Bearer …` on `/api/v1/`); the API is off
     /// without one.
-    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
-    pub api_key: Option<ApiKey>,
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
+    pub api_key: Option<Secret>,
 
     /// Serve the server API on this address only (not on the main bind).
     #[arg(long, env = "SWITCHBOARD_API_BIND")]
@@ -418,9 +396,18 @@ impl Settings {
     }
 }
 
+fn parse_api_key(raw: &str) -> Result<Secret, String> {
+    long_secret(raw, "the API key")
+}
+
 fn parse_webhook_secret(raw: &str) -> Result<Secret, String> {
+    long_secret(raw, "the webhook secret")
+}
+
+/// A secret that must hold at least 32 bytes (256 bits).
+fn long_secret(raw: &str, what: &str) -> Result<Secret, String> {
     if raw.len() < 32 {
-        return Err("the webhook secret must be at least 32 bytes".into());
+        return Err(format!("{what} must be at least 32 bytes"));
     }
     Ok(Secret(raw.to_owned()))
 }
@@ -487,5 +474,17 @@ mod tests {
         assert!(try_parse(&["--webhook-events", "follow.request,message.sent"]).is_err(), "unknown names");
         let chosen = parse(&["--webhook-events", "user.online,user.offline"]).webhook_events;
         assert_eq!(chosen.into_iter().collect::<Vec<_>>(), [EventType::UserOnline, EventType::UserOffline]);
+    }
+
+    #[test]
+    fn the_server_api_needs_a_long_key_and_a_public_bind_needs_one() {
+        let cli = |flags: &[&str]| Cli::try_parse_from(std::iter::once("switchboard").chain(flags.iter().copied()));
+        assert!(cli(&["--api-key", "short"]).is_err(), "a key under 32 bytes is refused");
+        let key = "k".repeat(32);
+        assert!(parse(&["--api-key", &key]).api_key.is_some_and(|k| k.matches(key.as_bytes())));
+        assert!(parse(&["--api-bind", "0.0.0.0:9090"]).validate().is_err(), "a public API bind without a key");
+        assert!(parse(&["--api-bind", "127.0.0.1:9090"]).validate().is_ok());
+        let jwt = "j".repeat(32);
+        assert!(parse(&["--api-bind", "0.0.0.0:9090", "--api-key", &key, "--jwt-secret", &jwt]).validate().is_ok());
     }
 }

@@ -5,6 +5,11 @@ import { readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+const [major, minor] = process.versions.node.split(".").map(Number);
+if (major < 20 || (major === 20 && minor < 10)) {
+  console.error(`the client's tests need Node.js 20.10 or newer (a WebSocket), not ${process.versions.node}`);
+  process.exit(1);
+}
 const here = dirname(fileURLToPath(import.meta.url));
 const files = readdirSync(here)
   .filter((f) => f.endsWith(".test.mjs"))

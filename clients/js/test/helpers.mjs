@@ -9,6 +9,13 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+// Nodes still running when the test process exits (a test that failed or timed out before
+// its `after`) are killed with it rather than left behind.
+const running = new Set();
+process.on("exit", () => {
+  for (const proc of running) proc.kill("SIGKILL");
+});
 export const BIN = process.env.SWITCHBOARD_BIN ?? resolve(here, "../../../target/debug/switchboard");
 export const SECRET = "sdk-test-secret-0123456789abcdef";
 export const API_KEY = "sdk-test-api-key-0123456789abcdef0123";
@@ -100,6 +107,8 @@ export class Node {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.proc = proc;
+    running.add(proc);
+    proc.on("exit", () => running.delete(proc));
     proc.stdout.on("data", (d) => (this.log += d));
     proc.stderr.on("data", (d) => (this.log += d));
     this.exited = new Promise((ok) => proc.on("exit", (code, signal) => ok({ code, signal })));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: starts real PostgreSQL and Redis (installing them if missing), then
-# runs every test of the workspace against them, then the short chaos run. Extra arguments go
-# to the test runner.
+# runs every test of the workspace against them, then the TypeScript client's tests, then
+# the short chaos run. Extra arguments go to the workspace's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
@@ -19,6 +19,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+# The TypeScript client (clients/js): npm ci, tsc, then node --test against real nodes.
+clients/js/test.sh
 # The fuzz targets (fuzz/run.sh runs them on nightly) must keep compiling against the server.
 cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 # The server API's contract: schemathesis against a live node with every check, on the

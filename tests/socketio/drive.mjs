@@ -71,6 +71,7 @@ async function recover(reconnectTo) {
     assert.equal((await request(bob, "message.send", { room_id: room, body })).ok, true);
   }
   await once(alice, "connect");
+  assert.equal(alice.io.engine.port, new globalThis.URL(reconnectTo).port, "reconnected where asked");
   assert.equal(alice.recovered, true, "the session was recovered");
   assert.equal(alice._pid, pid);
   await request(bob, "message.send", { room_id: room, body: "m5" });

@@ -153,6 +153,11 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_SECS", default_value_t = 45)]
     pub heartbeat_timeout_secs: u64,
 
+    /// Seconds after a Socket.IO v4 connection drops during which its client may recover it
+    /// (missed messages replayed, `socket.recovered`); 0 turns recovery off.
+    #[arg(long, env = "SWITCHBOARD_SOCKETIO_RECOVERY_SECS", default_value_t = 120)]
+    pub socketio_recovery_secs: u64,
+
     /// Members a group may have besides its creator.
     #[arg(long, env = "SWITCHBOARD_GROUP_LIMIT", default_value_t = 8)]
     pub group_limit: usize,
@@ -281,6 +286,10 @@ impl Settings {
 
     pub fn live_host_grace(&self) -> Duration {
         Duration::from_secs(self.live_host_grace_secs)
+    }
+
+    pub fn socketio_recovery(&self) -> Duration {
+        Duration::from_secs(self.socketio_recovery_secs)
     }
 
     pub fn login_timeout(&self) -> Duration {

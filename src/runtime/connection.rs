@@ -15,11 +15,12 @@ use super::hub::{Connect, Disconnect};
 use super::outbox::OutboxReceiver;
 use super::registry::Kick;
 use super::writer::{Wire, write_frames};
-use super::{Node, Outbound, Outbox};
+use super::{Node, Outbound, Outbox, RecoveryStart};
 use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
 use crate::dialect::{self, Api, Dialect, Edge, Lookup};
 use crate::domain::{ConnectionId, ConnectionInfo, Error, Timestamp, UserId};
+use crate::service::recovery::{self, Claim, Recoverable};
 use crate::service::{self, Caller};
 use crate::wire::socketio::{self, EngineVersion};
 use crate::wire::{AckId, Framing, Inbound, Reply, native};
@@ -64,6 +65,10 @@ pub struct Connection {
     node: Arc<Node>,
     outbox: Outbox,
     writer: Option<(Session, OutboxReceiver)>,
+    /// The Socket.IO session's pid, once it may be recovered.
+    pid: Option<String>,
+    /// The session's start, handed to the writer at registration.
+    recovery: Option<RecoveryStart>,
     /// Held for the connection's life: its places under the node's and the user's caps.
     _seat: Seat,
     user_seat: Option<UserSeat>,
@@ -108,6 +113,8 @@ impl Connection {
                 node,
                 outbox,
                 writer: Some((session, receiver)),
+                pid: None,
+                recovery: None,
                 _seat: handshake.seat,
                 user_seat: handshake.user_seat,
                 expiry: Vec::new(),
@@ -144,8 +151,9 @@ impl Connection {
                 Edge::new(self.node.services.clone(), Caller { user: identity.user.clone(), connection: self.id });
             ctx.spawn(translate_requests(dialect, edge, requests, self.outbox.clone(), self.framing).into_actor(self));
         }
-        let hello = self.framing.hello(&identity.user, &self.node.node, self.id);
-        let connect = self.node.hub.send(Connect { identity, outbox: self.outbox.clone(), hello });
+        let hello = self.framing.hello(&identity.user, &self.node.node, self.id, self.pid.as_deref());
+        let recovery = self.recovery.take();
+        let connect = self.node.hub.send(Connect { identity, outbox: self.outbox.clone(), hello, recovery });
         ctx.wait(connect.into_actor(self).map(|registered, connection, _| {
             if !matches!(registered, Ok(Ok(()))) {
                 tracing::error!(connection = %connection.id, "could not register connection");
@@ -261,17 +269,38 @@ impl Connection {
         let admission = self.node.admission.clone();
         let user = identity.user.clone();
         let seat = async move { admission.user_seat(&user).await };
+        let claim = recovery_claim(auth.as_ref());
         ctx.wait(seat.into_actor(self).map(move |seat, connection, ctx| match seat {
             Ok(seat) => {
                 connection.user_seat = Some(seat);
-                connection.identity = Some(identity);
-                connection.register(ctx);
+                connection.start_session(identity, claim, ctx);
             }
             Err(refusal) => {
                 let refused = socketio::connect_error(version, "too many connections", refusal.message());
                 connection.push_text(refused, "connect_error");
                 connection.outbox.close(CloseCode::Policy, refusal.message());
             }
+        }));
+    }
+
+    /// A Socket.IO v4 connection (when recovery is on) resumes the session its client claims
+    /// or opens one, then registers; nothing else is read meanwhile.
+    fn start_session(&mut self, identity: Identity, claim: Option<Claim>, ctx: &mut Context<Self>) {
+        if self.framing != Framing::SocketIo(EngineVersion::V4) || self.node.settings.socketio_recovery_secs == 0 {
+            self.identity = Some(identity);
+            return self.register(ctx);
+        }
+        let services = self.node.services.clone();
+        let user = identity.user.clone();
+        let session = async move { recovery::resume_or_open(&services, &user, claim).await };
+        ctx.wait(session.into_actor(self).map(move |session, connection, ctx| {
+            if let Some(Recoverable { pid, positions, missed }) = session {
+                tracing::debug!(connection = %connection.id, missed = missed.len(), "Socket.IO session started");
+                connection.recovery = Some(RecoveryStart { user: identity.user.clone(), positions, missed });
+                connection.pid = Some(pid);
+            }
+            connection.identity = Some(identity);
+            connection.register(ctx);
         }));
     }
 
@@ -390,8 +419,9 @@ impl Actor for Connection {
         let metrics = self.node.metrics.clone();
         // The writer runs beside the actor; when it ends (closed, or the client is gone)
         // the actor stops.
+        let services = self.node.services.clone();
         let wire =
-            Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(self.node.services.clone()) };
+            Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(services.clone()), services };
         ctx.spawn(write_frames(session, receiver, metrics, wire).into_actor(self).map(|_, _, ctx| ctx.stop()));
 
         let node = self.node.clone();
@@ -420,6 +450,11 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.node.metrics.connections.dec();
+        if let Some(pid) = self.pid.take() {
+            // A task of its own: the store call must finish whatever happens to this actor.
+            let services = self.node.services.clone();
+            actix::spawn(async move { recovery::release(&services, &pid).await });
+        }
         if let Some(identity) = &self.identity {
             self.node.connections.remove(&identity.user, self.id);
             self.node.hub.do_send(Disconnect { user: identity.user.clone(), connection: self.id });
@@ -491,6 +526,14 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
             ctx.stop();
         }
     }
+}
+
+/// The session a Socket.IO client asks to recover: `pid` and `offset` in its auth payload.
+fn recovery_claim(auth: Option<&Value>) -> Option<Claim> {
+    let auth = auth?;
+    let pid = auth.get("pid")?.as_str()?.to_owned();
+    let offset = auth.get("offset").and_then(Value::as_str).unwrap_or_default().to_owned();
+    Some(Claim { pid, offset })
 }
 
 /// Connection-level events, answered by the connection itself in every API.

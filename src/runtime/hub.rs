@@ -11,7 +11,7 @@ use actix_ws::CloseCode;
 
 use super::live::LiveRegistry;
 use super::room::{Attach, Close, Detach, Execute, RoomActor};
-use super::{Outbound, Outbox};
+use super::{Outbound, Outbox, RecoveryStart};
 use crate::auth::Identity;
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::service::webhooks::{self, Event};
@@ -197,6 +197,8 @@ pub struct Connect {
     /// The connection's first frame (`hello`, or Socket.IO's connect reply), queued by the
     /// hub so that no push can precede it.
     pub hello: String,
+    /// A Socket.IO session's start, queued right after `hello` and before any push.
+    pub recovery: Option<RecoveryStart>,
 }
 
 #[derive(Message)]
@@ -274,7 +276,7 @@ impl Handler<Connect> for Hub {
         let hub = ctx.address();
         Box::pin(async move {
             let arrival = arrival.await;
-            hub.send(Arrived { user, outbox: msg.outbox, hello: msg.hello, arrival })
+            hub.send(Arrived { user, outbox: msg.outbox, hello: msg.hello, recovery: msg.recovery, arrival })
                 .await
                 .map_err(|_| Error::Unavailable("node is shutting down".into()))?
         })
@@ -288,6 +290,7 @@ struct Arrived {
     user: UserId,
     outbox: Outbox,
     hello: String,
+    recovery: Option<RecoveryStart>,
     arrival: Result<Arrival, Error>,
 }
 
@@ -306,6 +309,9 @@ impl Handler<Arrived> for Hub {
         let outbox = msg.outbox;
         // hello goes first: nothing can be queued before it, and pushes follow it.
         outbox.push(Outbound::text(msg.hello, "hello"));
+        if let Some(recovery) = msg.recovery {
+            outbox.push(Outbound::Recovery(Box::new(recovery)));
+        }
         self.listen_for(&user, ctx);
         let local = self.users.get_mut(&user).expect("listened for just now");
         let first = local.connections.is_empty();

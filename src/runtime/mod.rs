@@ -26,7 +26,7 @@ use crate::service::Services;
 
 pub use call_sweeper::CallSweeper;
 pub use hub::Hub;
-pub use outbox::{Outbound, Outbox};
+pub use outbox::{Outbound, Outbox, RecoveryStart};
 
 /// One node as its connections and routes see it: the use cases' services, plus what only
 /// the runtime holds (the hub, the registry of connections, admission, token checks).

@@ -7,9 +7,10 @@ use actix_ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
 use tokio::sync::{Notify, mpsc};
 
-use crate::domain::ConnectionId;
+use crate::domain::{ConnectionId, Message, UserId};
 use crate::metrics::Metrics;
 use crate::wire::Delivery;
+use crate::wire::recovery::Positions;
 
 /// What a connection's writer sends. Kept to two words: the queue preallocates its slots
 /// (tokio allocates 32 at a time) for every connection, idle ones included.
@@ -20,6 +21,21 @@ pub enum Outbound {
     Text(Box<Encoded>),
     Ping,
     Pong(Box<actix_web::web::Bytes>),
+    /// A Socket.IO session's start: where the client stands and what it missed; from then on
+    /// every event carries the session's offset.
+    Recovery(Box<RecoveryStart>),
+    /// A `message.new` this connection is not sent (it sent the message and gets the ack),
+    /// counted as delivered for its session's offset.
+    Seen(Arc<Delivery>),
+}
+
+/// The state a recoverable Socket.IO connection's writer starts from.
+#[derive(Debug)]
+pub struct RecoveryStart {
+    pub user: UserId,
+    pub positions: Positions,
+    /// Replayed first, each room's in seq order.
+    pub missed: Vec<Message>,
 }
 
 /// A frame encoded for one connection, with its event name for metrics.

@@ -168,11 +168,16 @@ impl RoomActor {
         self.fan_out(Push::RoomMemberLeft { room_id, user_id: user.clone() }, None);
     }
 
+    /// Queues the push for every local member's connection but `skip`, which is told of a
+    /// `message.new` as seen (its Socket.IO session counts it delivered).
     fn fan_out(&self, push: Push, skip: Option<ConnectionId>) {
+        let seen = matches!(push, Push::MessageNew { .. });
         let delivery = Arc::new(Delivery::new(push));
         for (connection, (_, outbox)) in &self.local {
             if Some(*connection) != skip {
                 outbox.push(Outbound::Push(delivery.clone()));
+            } else if seen {
+                outbox.push(Outbound::Seen(delivery.clone()));
             }
         }
     }

@@ -4,13 +4,16 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actix_ws::{CloseCode, Session};
+use actix_ws::{CloseCode, Session as WsSession};
 
-use super::Outbound;
 use super::outbox::OutboxReceiver;
+use super::{Outbound, RecoveryStart};
 use crate::dialect::{self, Lookup};
+use crate::domain::UserId;
 use crate::metrics::Metrics;
-use crate::wire::{Api, Framing};
+use crate::service::{Services, recovery};
+use crate::wire::recovery::{Positions, with_offset};
+use crate::wire::{Api, Delivery, Framing, Push};
 
 /// How long a closing connection may take to flush its queue and close frame to a client
 /// that is not reading, before the socket is dropped.
@@ -19,11 +22,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Drains the outbox into the socket until a close is asked for, then (except for a slow
 /// reader, whose queue is dropped) flushes what is queued and sends the close frame.
 pub(super) async fn write_frames(
-    mut session: Session,
+    mut session: WsSession,
     mut receiver: OutboxReceiver,
     metrics: Arc<Metrics>,
     wire: Wire,
 ) {
+    let mut state = WriterState { recovery: None };
     loop {
         let item = tokio::select! {
             biased;
@@ -34,14 +38,14 @@ pub(super) async fn write_frames(
         tokio::select! {
             biased;
             _ = receiver.close.closing() => break,
-            sent = send(&mut session, item, &metrics, &wire) => if sent.is_err() { return },
+            sent = send(&mut session, item, &metrics, &wire, &mut state) => if sent.is_err() { return },
         }
     }
     let reason = receiver.close.reason();
     let flush = async {
         if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
             while let Ok(item) = receiver.queue.try_recv() {
-                if send(&mut session, item, &metrics, &wire).await.is_err() {
+                if send(&mut session, item, &metrics, &wire, &mut state).await.is_err() {
                     return;
                 }
             }
@@ -58,39 +62,121 @@ pub(super) struct Wire {
     /// packet, after the writer has started); no push arrives before.
     pub(super) api: Arc<OnceLock<Api>>,
     pub(super) lookup: Lookup,
+    pub(super) services: Arc<Services>,
 }
 
-async fn send(session: &mut Session, item: Outbound, metrics: &Metrics, wire: &Wire) -> Result<(), actix_ws::Closed> {
+/// A recoverable Socket.IO connection's session as its writer keeps it.
+struct Session {
+    user: UserId,
+    positions: Positions,
+}
+
+/// What the writer keeps between frames.
+pub(super) struct WriterState {
+    recovery: Option<Session>,
+}
+
+async fn send(
+    socket: &mut WsSession,
+    item: Outbound,
+    metrics: &Metrics,
+    wire: &Wire,
+    state: &mut WriterState,
+) -> Result<(), actix_ws::Closed> {
     match item {
-        Outbound::Push(delivery) => match wire.api.get().copied().unwrap_or(Api::Native).dialect() {
-            None => {
-                metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
-                session.text(wire.framing.push(&delivery)).await
-            }
-            Some(dialect) => {
-                // Boxed: the translation's lookups would otherwise size every idle
-                // connection's writer for them.
-                let translation = dialect::push(dialect, &wire.lookup, &delivery.push);
-                let emits = match Box::pin(delivery.translated(dialect, translation)).await {
-                    Ok(emits) => emits,
-                    Err(err) => {
-                        // The client recovers a lost push from history; the connection goes on.
-                        tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
-                        return Ok(());
-                    }
-                };
-                for emit in emits {
-                    metrics.frames_out.with_label_values(&[emit.label()]).inc();
-                    session.text(wire.framing.event(&emit.event, &emit.data)).await?;
-                }
-                Ok(())
-            }
-        },
+        Outbound::Push(delivery) => send_push(socket, &delivery, metrics, wire, state).await,
         Outbound::Text(frame) => {
             metrics.frames_out.with_label_values(&[frame.event]).inc();
-            session.text(frame.text).await
+            match &mut state.recovery {
+                Some(session) if frame.text.starts_with("42[") => {
+                    socket.text(with_offset(&frame.text, session.positions.offset())).await
+                }
+                _ => socket.text(frame.text).await,
+            }
         }
-        Outbound::Ping => session.ping(b"").await,
-        Outbound::Pong(bytes) => session.pong(&bytes).await,
+        Outbound::Ping => socket.ping(b"").await,
+        Outbound::Pong(bytes) => socket.pong(&bytes).await,
+        Outbound::Recovery(start) => {
+            let RecoveryStart { user, positions, missed } = *start;
+            state.recovery = Some(Session { user, positions });
+            for message in missed {
+                metrics.socketio_replayed.inc();
+                let delivery = Delivery::new(Push::MessageNew { message });
+                send_push(socket, &delivery, metrics, wire, state).await?;
+            }
+            Ok(())
+        }
+        Outbound::Seen(delivery) => {
+            if let (Some(session), Push::MessageNew { message }) = (&mut state.recovery, &delivery.push) {
+                session.positions.advance(message.room_id, message.seq);
+            }
+            Ok(())
+        }
     }
+}
+
+/// A push, unless the session already delivered it; a `message.new` past a gap in what the
+/// session delivered in its room is preceded by the missing ones, read from the store.
+async fn send_push(
+    socket: &mut WsSession,
+    delivery: &Delivery,
+    metrics: &Metrics,
+    wire: &Wire,
+    state: &mut WriterState,
+) -> Result<(), actix_ws::Closed> {
+    let (Some(session), Push::MessageNew { message }) = (&mut state.recovery, &delivery.push) else {
+        let offset = state.recovery.as_mut().map(|session| session.positions.offset());
+        return write_push(socket, delivery, metrics, wire, offset).await;
+    };
+    let known = session.positions.known(&message.room_id);
+    if known.is_some_and(|known| message.seq <= known) {
+        return Ok(());
+    }
+    if let Some(known) = known.filter(|known| message.seq > known + 1) {
+        for missing in recovery::gap(&wire.services, &session.user, message.room_id, known, message.seq).await {
+            session.positions.advance(missing.room_id, missing.seq);
+            let filled = Delivery::new(Push::MessageNew { message: missing });
+            write_push(socket, &filled, metrics, wire, Some(session.positions.offset())).await?;
+        }
+    }
+    session.positions.advance(message.room_id, message.seq);
+    write_push(socket, delivery, metrics, wire, Some(session.positions.offset())).await
+}
+
+/// Writes a push in the connection's API, each event with `offset` when it has one.
+async fn write_push(
+    socket: &mut WsSession,
+    delivery: &Delivery,
+    metrics: &Metrics,
+    wire: &Wire,
+    offset: Option<&str>,
+) -> Result<(), actix_ws::Closed> {
+    let Some(dialect) = wire.api.get().copied().unwrap_or(Api::Native).dialect() else {
+        metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
+        let text = wire.framing.push(delivery);
+        return match offset {
+            Some(offset) => socket.text(with_offset(&text, offset)).await,
+            None => socket.text(text).await,
+        };
+    };
+    // Boxed: the translation's lookups would otherwise size every idle connection's writer
+    // for them.
+    let translation = dialect::push(dialect, &wire.lookup, &delivery.push);
+    let emits = match Box::pin(delivery.translated(dialect, translation)).await {
+        Ok(emits) => emits,
+        Err(err) => {
+            // The client recovers a lost push from history; the connection goes on.
+            tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
+            return Ok(());
+        }
+    };
+    for emit in emits {
+        metrics.frames_out.with_label_values(&[emit.label()]).inc();
+        let text = wire.framing.event(&emit.event, &emit.data);
+        match offset {
+            Some(offset) => socket.text(with_offset(&text, offset)).await?,
+            None => socket.text(text).await?,
+        }
+    }
+    Ok(())
 }

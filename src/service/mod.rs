@@ -9,6 +9,7 @@ pub mod limits;
 pub mod live;
 pub mod live_session;
 pub mod messages;
+pub mod recovery;
 pub mod rooms;
 pub mod social;
 pub mod webhooks;

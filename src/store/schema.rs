@@ -245,3 +245,13 @@ diesel::table! {
         collapsed -> Integer,
     }
 }
+
+diesel::table! {
+    socketio_sessions (pid) {
+        pid -> Text,
+        user_id -> Text,
+        baseline -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}

@@ -134,11 +134,12 @@ impl Framing {
         }
     }
 
-    /// The first frame after registration: `hello`, or the Socket.IO connect reply.
-    pub fn hello(self, user: &UserId, node: &NodeId, connection: ConnectionId) -> String {
+    /// The first frame after registration: `hello`, or the Socket.IO connect reply (with
+    /// the session's `pid` when it may be recovered).
+    pub fn hello(self, user: &UserId, node: &NodeId, connection: ConnectionId, pid: Option<&str>) -> String {
         match self {
             Framing::Native => native::encode_hello(user, node, connection),
-            Framing::SocketIo(version) => socketio::connected(version, &connection.to_string()),
+            Framing::SocketIo(version) => socketio::connected(version, &connection.to_string(), pid),
         }
     }
 }

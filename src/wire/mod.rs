@@ -8,6 +8,7 @@ mod events;
 mod framing;
 pub mod native;
 mod payloads;
+pub mod recovery;
 mod request;
 pub mod socketio;
 

@@ -125,11 +125,12 @@ pub fn open(sid: &str, ping_interval_ms: u64, ping_timeout_ms: u64, max_payload:
     )
 }
 
-/// The namespace connect reply. No `pid`: clients would try connection-state recovery.
-pub fn connected(version: EngineVersion, sid: &str) -> String {
-    match version {
-        EngineVersion::V4 => format!("40{}", json!({"sid": sid})),
-        EngineVersion::V3 => "40".to_owned(),
+/// The namespace connect reply; a `pid` lets a v4 client ask to recover this session later.
+pub fn connected(version: EngineVersion, sid: &str, pid: Option<&str>) -> String {
+    match (version, pid) {
+        (EngineVersion::V4, Some(pid)) => format!("40{}", json!({"sid": sid, "pid": pid})),
+        (EngineVersion::V4, None) => format!("40{}", json!({"sid": sid})),
+        (EngineVersion::V3, _) => "40".to_owned(),
     }
 }
 
@@ -224,7 +225,9 @@ mod tests {
     fn encodes_what_stock_clients_expect() {
         assert_eq!(ack(3, &json!({"ok": true})), r#"433[{"ok":true}]"#);
         assert_eq!(event("welcome", &json!({"msg": "hi"})), r#"42["welcome",{"msg":"hi"}]"#);
-        assert_eq!(connected(EngineVersion::V3, "x"), "40");
+        assert_eq!(connected(EngineVersion::V3, "x", Some("p")), "40");
+        assert_eq!(connected(EngineVersion::V4, "x", None), r#"40{"sid":"x"}"#);
+        assert_eq!(connected(EngineVersion::V4, "x", Some("p")), r#"40{"pid":"p","sid":"x"}"#);
         assert_eq!(invalid_namespace("/nope"), r#"44/nope,{"message":"Invalid namespace"}"#);
     }
 }

@@ -75,6 +75,26 @@ async fn socketio_heartbeats_keep_both_versions_connected() {
 }
 
 #[actix_web::test]
+async fn socketio_v4_client_recovers_missed_messages() {
+    let app = spawn_app(Db::Sqlite).await;
+    run(&app, "v4-recover").await;
+    let app = spawn_app(Db::Postgres).await;
+    run(&app, "v4-recover").await;
+}
+
+#[actix_web::test]
+async fn socketio_forged_pids_recover_nothing() {
+    let app = spawn_app(Db::Sqlite).await;
+    run(&app, "v4-forged-pid").await;
+}
+
+#[actix_web::test]
+async fn socketio_recovery_ends_with_its_window() {
+    let app = spawn_with(Db::Sqlite, |s| s.socketio_recovery_secs = 1).await;
+    run(&app, "v4-recover-expired").await;
+}
+
+#[actix_web::test]
 async fn socketio_and_native_users_chat() {
     let app = spawn_app(Db::Postgres).await;
     let mut bob = app.connect("bob").await;

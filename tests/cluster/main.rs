@@ -17,6 +17,7 @@ mod presence;
 mod server_api;
 mod services;
 mod social;
+mod socketio;
 
 use helpers::*;
 use switchboard::Settings;

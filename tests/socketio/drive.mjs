@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { io as io4 } from "socket.io-client";
 import io2 from "socket.io-client-v2";
 
-const { URL, TOKEN_A, TOKEN_B, BAD_TOKEN } = process.env;
+const { URL, URL2, TOKEN_A, TOKEN_B, BAD_TOKEN } = process.env;
 const scenario = process.argv[2];
 const timer = setTimeout(() => fail(new Error(`scenario ${scenario} timed out`)), 20000);
 
@@ -22,6 +22,64 @@ function v4(token) {
 // EIO 3: token in the query string.
 function v3(token) {
   return io2(URL, { transports: ["websocket"], query: { token }, reconnection: false, forceNew: true });
+}
+
+// EIO 4 that reconnects by itself after a lost transport, ~1.5 s later, as apps do.
+function v4Reconnecting(token) {
+  return io4(URL, {
+    transports: ["websocket"], auth: { token }, reconnectionDelay: 1500, reconnectionDelayMax: 1500,
+    randomizationFactor: 0,
+  });
+}
+
+const sleep = (millis) => new Promise((resolve) => setTimeout(resolve, millis));
+
+/** Records every `message.new` body and the offset that came with it. */
+function recordMessages(socket) {
+  const seen = [];
+  socket.on("message.new", (data, offset) => seen.push({ body: data.message.body, offset }));
+  return seen;
+}
+
+/** Waits until `seen` holds a message with `body`. */
+async function until(seen, body) {
+  while (!seen.some((m) => m.body === body)) await sleep(20);
+}
+
+/**
+ * Alice loses her transport (to `reconnectTo`, the same node or another); Bob sends meanwhile.
+ * Alice's client recovers: every missed message once, in order, before live ones.
+ */
+async function recover(reconnectTo) {
+  const alice = v4Reconnecting(TOKEN_A);
+  const bob = v4(TOKEN_B);
+  await Promise.all([once(alice, "connect"), once(bob, "connect")]);
+  assert.equal(alice.recovered, false);
+  const seen = recordMessages(alice);
+  const room = (await request(bob, "room.direct", { user_id: "alice" })).data.room.id;
+  await request(bob, "message.send", { room_id: room, body: "m1" });
+  await until(seen, "m1");
+  assert.equal(typeof seen[0].offset, "string", "events carry their offset last");
+  const pid = alice._pid;
+  assert.ok(pid, "the connect reply carries a pid");
+
+  const dropped = once(alice, "disconnect");
+  alice.io.uri = reconnectTo;
+  alice.io.engine.close();
+  await dropped;
+  for (const body of ["m2", "m3", "m4"]) {
+    assert.equal((await request(bob, "message.send", { room_id: room, body })).ok, true);
+  }
+  await once(alice, "connect");
+  assert.equal(alice.io.engine.port, new globalThis.URL(reconnectTo).port, "reconnected where asked");
+  assert.equal(alice.recovered, true, "the session was recovered");
+  assert.equal(alice._pid, pid);
+  await request(bob, "message.send", { room_id: room, body: "m5" });
+  await until(seen, "m5");
+  await sleep(300);
+  assert.deepEqual(seen.map((m) => m.body), ["m1", "m2", "m3", "m4", "m5"]);
+  alice.disconnect();
+  bob.disconnect();
 }
 
 const once = (socket, event) => new Promise((resolve) => socket.once(event, resolve));
@@ -101,6 +159,48 @@ const scenarios = {
   },
   "v4-heartbeat": () => stayConnected(v4, 5000),
   "v3-heartbeat": () => stayConnected(v3, 5000),
+  "v4-recover": () => recover(URL),
+  "v4-recover-on-another-node": () => recover(URL2),
+  // Another user's pid, or one made up, opens a session of one's own: nothing replayed.
+  "v4-forged-pid": async () => {
+    const bob = v4(TOKEN_B);
+    await once(bob, "connect");
+    const room = (await request(bob, "room.direct", { user_id: "alice" })).data.room.id;
+    const bobPid = bob._pid;
+    bob.disconnect();
+    const sender = v4(TOKEN_A);
+    await once(sender, "connect");
+    await request(sender, "message.send", { room_id: room, body: "while bob is away" });
+    for (const pid of [bobPid, "made-up"]) {
+      const alice = io4(URL, { transports: ["websocket"], auth: { token: TOKEN_A, pid, offset: "1" }, reconnection: false });
+      const seen = recordMessages(alice);
+      await once(alice, "connect");
+      assert.equal(alice.recovered, false);
+      assert.ok(alice._pid && alice._pid !== pid, "a session of its own");
+      await sleep(300);
+      assert.deepEqual(seen, []);
+      alice.disconnect();
+    }
+    sender.disconnect();
+  },
+  // Past the recovery window (1 s in this test): a fresh session, nothing replayed.
+  "v4-recover-expired": async () => {
+    const alice = v4Reconnecting(TOKEN_A);
+    const bob = v4(TOKEN_B);
+    await Promise.all([once(alice, "connect"), once(bob, "connect")]);
+    const seen = recordMessages(alice);
+    const room = (await request(bob, "room.direct", { user_id: "alice" })).data.room.id;
+    const dropped = once(alice, "disconnect");
+    alice.io.engine.close();
+    await dropped;
+    await request(bob, "message.send", { room_id: room, body: "too late" });
+    await once(alice, "connect");
+    assert.equal(alice.recovered, false);
+    await sleep(300);
+    assert.deepEqual(seen, []);
+    alice.disconnect();
+    bob.disconnect();
+  },
   // A Socket.IO user and a native user (driven by the Rust side) in one room.
   "v4-send-to-native": async () => {
     const alice = v4(TOKEN_A);

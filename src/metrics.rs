@@ -98,13 +98,7 @@ impl Metrics {
                 IntCounter::new("outbound_dropped_total", "Frames dropped for a full outbound queue"),
             ),
             slow_closes: add(r, IntCounter::new("slow_consumer_closes_total", "Connections closed with 1013")),
-            socketio_replayed: add(
-                r,
-                IntCounter::new(
-                    "socketio_replayed_messages_total",
-                    "Messages replayed to recovered Socket.IO sessions",
-                ),
-            ),
+            socketio_replayed: add(r, IntCounter::new("socketio_replayed_messages_total", "Messages replayed")),
             bus_published: add(r, IntCounter::new("bus_published_total", "Envelopes published on the bus")),
             bus_received: add(r, IntCounter::new("bus_received_total", "Envelopes received from the bus")),
             subscriptions: add(r, IntGauge::new("bus_subscriptions", "Bus topics this node subscribes to")),

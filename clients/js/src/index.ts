@@ -3,9 +3,9 @@
  * @module
  */
 
+export { Switchboard } from "./client.js";
+export { tokenExpiresWithin } from "./connection.js";
 export {
-  Switchboard,
-  tokenExpiresWithin,
   type ClientEvents,
   type ConnectionEvents,
   type ConnectionState,
@@ -13,7 +13,7 @@ export {
   type SwitchboardOptions,
   type WebSocketConstructor,
   type WebSocketLike,
-} from "./client.js";
+} from "./options.js";
 export { SwitchboardError, type ClientErrorCode, type ErrorCode, type ServerErrorCode } from "./errors.js";
 export { CloseCode, reconnectDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 export { CallPeer, type CallPeerOptions } from "./calls.js";

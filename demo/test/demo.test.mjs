@@ -1,7 +1,8 @@
 // The web demo in headless Chromium against a real node: two pages (alice and bob) sign in,
 // chat both ways, see typing and read marks, hold a WebRTC call until both peer connections
 // are connected, and one page misses messages while offline and shows each once, in order,
-// after it comes back; then a group and a live session with a hand raised and accepted.
+// after it comes back; then a group whose history a fresh page pages back, and a live
+// session with a hand raised and accepted.
 // Screenshots of each step go to target/demo-screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -76,6 +77,10 @@ async function signIn(user) {
   const page = await context.newPage();
   page.user = user;
   page.on("pageerror", (err) => pageErrors.push(`${user}: ${err.message}`));
+  return openAs(page, user);
+}
+
+async function openAs(page, user) {
   await page.goto(`${base}/demo/`);
   await page.fill("#signin-user", user);
   await page.click("#signin-form button[type=submit]");
@@ -207,7 +212,7 @@ test("the demo in two pages", { timeout: 110_000 }, async (t) => {
     await bodies(bob)([...before, ...missed, "written offline"], 0);
   });
 
-  await t.test("alice creates a group with bob", async () => {
+  await t.test("alice creates a group with bob, who scrolls back its history", async () => {
     await alice.click("#group-box summary");
     await alice.fill("#group-name", "Launch team");
     await alice.fill("#group-members", "bob");
@@ -215,8 +220,20 @@ test("the demo in two pages", { timeout: 110_000 }, async (t) => {
     await alice.waitForSelector('#chat-title:text("Launch team")');
     await send(alice, "Welcome to the team");
     await bodies(alice)(["Welcome to the team"]);
-    await bob.click('#rooms li[data-name="Launch team"]', { timeout: WAIT });
-    await bodies(bob)(["Welcome to the team"]);
+    const notes = Array.from({ length: 35 }, (_, i) => `note ${i + 1}`);
+    await alice.evaluate(async (texts) => {
+      const { client, state } = window.demo;
+      for (const text of texts) await client.send(state.openRoom, text);
+    }, notes);
+    await bob.locator('#rooms li[data-name="Launch team"] .unread[data-count="36"]').waitFor({ timeout: WAIT });
+    // a fresh page knows only what history tells it
+    await openAs(bob, "bob");
+    await bob.locator('#rooms li[data-name="Launch team"] .unread[data-count="36"]').waitFor({ timeout: WAIT });
+    await bob.click('#rooms li[data-name="Launch team"]');
+    await bodies(bob)(notes.slice(5)); // the newest page: 30 messages
+    await bob.click("#older");
+    await bodies(bob)(["Welcome to the team", ...notes]);
+    await bob.waitForSelector("#older", { state: "hidden" });
   });
 
   await t.test("a live session: comments, a raised hand the host accepts", async () => {

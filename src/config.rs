@@ -82,6 +82,18 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_API_BIND")]
     pub api_bind: Option<SocketAddr>,
 
+    /// Serve the web demo at `/demo/` (its token endpoint mints only with the development
+    /// secret, for loopback callers).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DEMO",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub demo: bool,
+
     /// This node's name in logs, metrics and presence (random when unset).
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     pub node_id: Option<String>,
@@ -460,6 +472,15 @@ mod tests {
             assert!(parse(refused).validate().is_err(), "{refused:?} must not start");
         }
         assert!(parse(&["--location-precision-m", "250"]).validate().is_ok());
+    }
+
+    #[test]
+    fn the_demo_is_off_unless_asked_for() {
+        assert!(!parse(&[]).demo);
+        assert!(parse(&["--demo"]).demo);
+        assert!(parse(&["--demo", "true"]).demo);
+        assert!(!parse(&["--demo", "false"]).demo);
+        assert!(try_parse(&["--demo", "maybe"]).is_err());
     }
 
     fn try_parse(flags: &[&str]) -> Result<Settings, clap::Error> {

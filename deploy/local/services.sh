@@ -5,6 +5,7 @@
 #                    PG_SETTINGS adds server settings, e.g. PG_SETTINGS="-c shared_buffers=1GB"
 #   start_redis      exports SWITCHBOARD_TEST_REDIS_URL, REDIS_PORT, REDIS_DIR
 #   ensure_schemathesis  installs the API tester in a venv; exports SCHEMATHESIS
+#   ensure_chromium  installs Debian's Chromium (the demo's browser test) where missing
 #   stop_services    stops whatever was started
 # Installs the servers with apt-get when they are missing (PostgreSQL 15 is usually there).
 
@@ -96,6 +97,11 @@ ensure_schemathesis() {
         "$venv/bin/pip" install -q --disable-pip-version-check 'schemathesis>=4.3,<5' >&2
     fi
     export SCHEMATHESIS="$venv/bin/schemathesis"
+}
+
+# Debian's Chromium, driven headless by the demo's browser test (demo/test.sh).
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] || _apt_install chromium
 }
 
 stop_services() {

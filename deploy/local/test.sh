@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: starts real PostgreSQL and Redis (installing them if missing), then
-# runs every test of the workspace against them, then the TypeScript client's tests, then
-# the short chaos run. Extra arguments go to the workspace's test runner.
+# runs every test of the workspace against them, then the TypeScript client's tests, the web
+# demo in headless Chromium, and the short chaos run. Extra arguments go to the workspace's
+# test runner.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
@@ -11,6 +12,7 @@ start_redis
 ensure_nginx
 ensure_socketio_clients
 ensure_schemathesis
+ensure_chromium
 # A one-shot build gains nothing from incremental state, which would take ~0.8 GB more disk.
 if [[ -n "${CI:-}" ]]; then export CARGO_INCREMENTAL=0; fi
 
@@ -21,6 +23,9 @@ else
 fi
 # The TypeScript client (clients/js): npm ci, tsc, then node --test against real nodes.
 clients/js/test.sh
+# The web demo (demo/): its copy of the SDK is fresh, and two pages chat, call and resync in
+# headless Chromium against a real node.
+demo/test.sh
 # The fuzz targets (fuzz/run.sh runs them on nightly) must keep compiling against the server.
 cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 # The server API's contract: schemathesis against a live node with every check, on the

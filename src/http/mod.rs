@@ -1,6 +1,8 @@
-//! HTTP routes: the WebSocket upgrade, health, readiness, metrics and the server API.
+//! HTTP routes: the WebSocket upgrade, health, readiness, metrics, the server API and, when
+//! enabled, the web demo.
 
 pub mod api;
+mod demo;
 mod health;
 mod socketio;
 mod websocket;
@@ -16,6 +18,9 @@ pub fn routes(node: Arc<Node>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         if node.settings.api_bind.is_none() {
             api::configure(&node, cfg);
+        }
+        if node.settings.demo {
+            demo::configure(cfg);
         }
         cfg.app_data(web::Data::from(node))
             .route("/ws", web::get().to(websocket::upgrade))

@@ -7,6 +7,7 @@ mod auth;
 mod batching;
 mod calls;
 mod chat;
+mod demo;
 mod dialects;
 mod groups;
 mod helpers;

@@ -1,0 +1,8 @@
+/**
+ * `@switchboard/client`: a client for Switchboard's native WebSocket protocol.
+ * @module
+ */
+export { Switchboard, tokenExpiresWithin, } from "./client.js";
+export { SwitchboardError } from "./errors.js";
+export { CloseCode, reconnectDelay, DEFAULT_BACKOFF } from "./backoff.js";
+export { CallPeer } from "./calls.js";

@@ -39,6 +39,8 @@ export class CallPeer {
   private makingOffer = false;
   private ignoreOffer = false;
   private closed = false;
+  /** Candidates that came before any remote description, added once one is set. */
+  private heldCandidates: (RTCIceCandidateInit | null)[] = [];
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(private readonly options: CallPeerOptions) {
@@ -112,21 +114,37 @@ export class CallPeer {
         this.ignoreOffer = !this.polite && collision;
         if (this.ignoreOffer) return;
         await pc.setRemoteDescription(description);
+        await this.addHeldCandidates();
         if (description.type === "offer") {
           await pc.setLocalDescription();
           await this.sendDescription();
         }
       } else if (signal.type === "candidate") {
         const candidate = (signal as { candidate: RTCIceCandidateInit | null }).candidate;
-        try {
-          await pc.addIceCandidate(candidate ?? undefined);
-        } catch (err) {
-          if (!this.ignoreOffer) throw err;
+        // A candidate can overtake the description it belongs to (the peer's offer before the
+        // call was accepted was never seen): it waits for a remote description.
+        if (!pc.remoteDescription) {
+          this.heldCandidates.push(candidate);
+          return;
         }
+        await this.addCandidate(candidate);
       }
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  private async addCandidate(candidate: RTCIceCandidateInit | null): Promise<void> {
+    try {
+      await this.pc.addIceCandidate(candidate ?? undefined);
+    } catch (err) {
+      if (!this.ignoreOffer) throw err;
+    }
+  }
+
+  private async addHeldCandidates(): Promise<void> {
+    const held = this.heldCandidates.splice(0);
+    for (const candidate of held) await this.addCandidate(candidate);
   }
 
   private async sendDescription(): Promise<void> {

@@ -21,6 +21,8 @@ export class CallPeer {
     makingOffer = false;
     ignoreOffer = false;
     closed = false;
+    /** Candidates that came before any remote description, added once one is set. */
+    heldCandidates = [];
     unsubscribe = [];
     constructor(options) {
         this.options = options;
@@ -97,6 +99,7 @@ export class CallPeer {
                 if (this.ignoreOffer)
                     return;
                 await pc.setRemoteDescription(description);
+                await this.addHeldCandidates();
                 if (description.type === "offer") {
                     await pc.setLocalDescription();
                     await this.sendDescription();
@@ -104,18 +107,32 @@ export class CallPeer {
             }
             else if (signal.type === "candidate") {
                 const candidate = signal.candidate;
-                try {
-                    await pc.addIceCandidate(candidate ?? undefined);
+                // A candidate can overtake the description it belongs to (the peer's offer before the
+                // call was accepted was never seen): it waits for a remote description.
+                if (!pc.remoteDescription) {
+                    this.heldCandidates.push(candidate);
+                    return;
                 }
-                catch (err) {
-                    if (!this.ignoreOffer)
-                        throw err;
-                }
+                await this.addCandidate(candidate);
             }
         }
         catch (err) {
             this.fail(err);
         }
+    }
+    async addCandidate(candidate) {
+        try {
+            await this.pc.addIceCandidate(candidate ?? undefined);
+        }
+        catch (err) {
+            if (!this.ignoreOffer)
+                throw err;
+        }
+    }
+    async addHeldCandidates() {
+        const held = this.heldCandidates.splice(0);
+        for (const candidate of held)
+            await this.addCandidate(candidate);
     }
     async sendDescription() {
         const local = this.pc.localDescription;

@@ -92,9 +92,8 @@ async function attach(call) {
     onTrack: (event) => {
       $("remote-video").srcObject = event.streams[0] ?? new MediaStream([event.track]);
     },
-    // Candidates that arrive before the remote description (the callee's early offer, which
-    // the caller never saw) fail to add; the call connects on the caller's offer regardless,
-    // so signaling errors are logged and only a failed connection is shown.
+    // A signaling error may be recovered by the next offer: it is logged, and only a failed
+    // connection is shown.
     onError: (err) => console.warn("call signaling:", err),
   });
   current.peer = peer;

@@ -26,12 +26,12 @@ use actix_rt::{System, SystemRunner};
 use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use switchboard::runtime::hub::{Connect, Disconnect};
-use switchboard::runtime::{self, Outbox};
-use switchboard::service::Caller;
 use switchboard::auth::Identity;
 use switchboard::dialect::{self, Dialect, Edge};
 use switchboard::domain::{ConnectionId, RoomId, Timestamp, UserId};
+use switchboard::runtime::hub::{Connect, Disconnect};
+use switchboard::runtime::{self, Outbox};
+use switchboard::service::Caller;
 use switchboard::store::Profile;
 use switchboard::{Application, Settings};
 
@@ -117,7 +117,7 @@ impl Harness {
             expires_at: Timestamp::from_millis(i64::MAX / 2),
             issued_at: None,
         };
-        let connect = Connect { identity, outbox: outbox.clone(), hello: String::new() };
+        let connect = Connect { identity, outbox: outbox.clone(), hello: String::new(), recovery: None };
         let registered = self.runner.block_on(services.hub.send(connect));
         assert!(matches!(registered, Ok(Ok(()))), "the hub registers a connection: {registered:?}");
         let drain = Box::new(move || while receiver.queue.try_recv().is_ok() {});

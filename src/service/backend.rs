@@ -133,13 +133,8 @@ pub async fn post_message(
             }
             let body = MessageBody::system(body, services.settings.max_body_bytes)?;
             let sender = UserId::parse(SYSTEM_SENDER)?;
-            let stored = services.writer.submit(NewMessage { room, sender, kind, body, client_id }).await?;
-            if !stored.duplicate {
-                let push = Push::MessageNew { message: stored.message.clone() };
-                services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip: None });
-                super::webhooks::message_sent(services, &stored.message);
-            }
-            Ok(stored.message)
+            messages::store_and_announce(services.clone(), NewMessage { room, sender, kind, body, client_id }, None)
+                .await
         }
     }
 }
@@ -157,16 +152,7 @@ pub async fn presence(services: &Services, users: Vec<UserId>) -> Result<Vec<Pre
     if users.len() > MAX_PRESENCE_QUERY {
         return Err(Error::bad_request(format!("at most {MAX_PRESENCE_QUERY} users per query")));
     }
-    let online = services.presence.online_among(users.clone()).await?;
-    let last_seen = services.store.last_seen(&users).await?;
-    Ok(users
-        .into_iter()
-        .map(|user| PresenceState {
-            online: online.contains(&user),
-            last_seen: last_seen.get(&user).copied(),
-            user_id: user,
-        })
-        .collect())
+    rooms::presence_of(services, users, &HashSet::new()).await
 }
 
 /// `user`'s unread messages: the total and per room (rooms with none left out), most first.

@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{Error, Message, MessageBody, MessageKind, RoomId};
+use crate::domain::{ConnectionId, Error, Message, MessageBody, MessageKind, RoomId};
 use crate::store::{HistoryPage, HistoryQuery, NewMessage};
 use crate::wire::{Push, Reply, RoomCommand};
 
@@ -85,11 +85,25 @@ pub fn send(
         Ok(body) => body,
         Err(err) => return Box::pin(async move { Err(err) }),
     };
-    let stored = services.writer.submit(NewMessage { room, sender: caller.user.clone(), kind, body, client_id });
+    let message = NewMessage { room, sender: caller.user.clone(), kind, body, client_id };
+    store_and_announce(services, message, Some(caller.connection))
+}
+
+/// Queues a checked message for the writer now; once it is durable (and not a repeat of a
+/// stored `client_id`), pushes it to the room's members but `skip` and hands it to the
+/// webhooks. The stored message.
+pub fn store_and_announce(
+    services: Arc<Services>,
+    message: NewMessage,
+    skip: Option<ConnectionId>,
+) -> BoxFuture<'static, Result<Message, Error>> {
+    let room = message.room;
+    let stored = services.writer.submit(message);
     Box::pin(async move {
         let stored = stored.await?;
         if !stored.duplicate {
-            publish(&services, room, &caller, Push::MessageNew { message: stored.message.clone() });
+            let push = Push::MessageNew { message: stored.message.clone() };
+            services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip });
             super::webhooks::message_sent(&services, &stored.message);
         }
         Ok(stored.message)

@@ -141,16 +141,25 @@ pub fn announce_left(services: &Services, room: RoomId, user: UserId, skip: Opti
 
 async fn presence(services: &Services, caller: &Caller, users: Vec<UserId>) -> Result<Reply, Error> {
     let hidden = services.store.block_relations(&caller.user).await?;
+    Ok(Reply::Presence { users: presence_of(services, users, &hidden).await? })
+}
+
+/// Whether each of `users` is online anywhere, and when they were last seen; the `hidden` ones
+/// (a block either way) show offline and never seen.
+pub async fn presence_of(
+    services: &Services,
+    users: Vec<UserId>,
+    hidden: &HashSet<UserId>,
+) -> Result<Vec<PresenceState>, Error> {
     let visible: Vec<UserId> = users.iter().filter(|u| !hidden.contains(*u)).cloned().collect();
     let online = services.presence.online_among(visible.clone()).await?;
     let last_seen = services.store.last_seen(&visible).await?;
-    let users = users
+    Ok(users
         .into_iter()
         .map(|user| PresenceState {
             online: online.contains(&user),
             last_seen: last_seen.get(&user).copied(),
             user_id: user,
         })
-        .collect();
-    Ok(Reply::Presence { users })
+        .collect())
 }

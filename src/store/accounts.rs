@@ -5,6 +5,7 @@ use diesel::dsl::{count_star, insert_into};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::chat::unread_messages;
 use super::rows::{MemberRow, MessageRow, RoomRow};
 use super::schema::{
     blocks, like_pairs, likes, live_hands, live_viewers, locations, messages, notifications, relationship_requests,
@@ -113,14 +114,7 @@ impl Store {
     pub async fn unread_counts(&self, user: &UserId) -> StoreResult<Vec<(RoomId, i64)>> {
         let counts = with_conn!(self, copied(user), |conn| {
             let me = user.as_str();
-            messages::table
-                .inner_join(
-                    room_members::table
-                        .on(room_members::room_id.eq(messages::room_id).and(room_members::user_id.eq(me))),
-                )
-                .filter(messages::seq.gt(room_members::last_read_seq))
-                .filter(messages::seq.gt(room_members::cleared_seq))
-                .filter(messages::sender_id.ne(me))
+            unread_messages!(me)
                 .group_by(messages::room_id)
                 .select((messages::room_id, count_star()))
                 .load::<(RoomId, i64)>(conn)

@@ -48,6 +48,22 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// The messages `$user` has not read in their rooms: above their read mark and their clear
+/// mark, from others. Every unread count counts these.
+macro_rules! unread_messages {
+    ($user:expr) => {
+        messages::table
+            .inner_join(
+                room_members::table
+                    .on(room_members::room_id.eq(messages::room_id).and(room_members::user_id.eq($user))),
+            )
+            .filter(messages::seq.gt(room_members::last_read_seq))
+            .filter(messages::seq.gt(room_members::cleared_seq))
+            .filter(messages::sender_id.ne($user))
+    };
+}
+pub(super) use unread_messages;
+
 diesel::define_sql_function!(fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::BigInt>, y: diesel::sql_types::BigInt) -> diesel::sql_types::BigInt);
 
 /// The one direct room of a pair is found by this key, whoever opens it first.
@@ -356,15 +372,8 @@ impl Store {
                 .select(MessageRow::as_select())
                 .load(conn)
                 .await?;
-            let unread: Vec<(RoomId, i64)> = messages::table
-                .inner_join(
-                    room_members::table
-                        .on(room_members::room_id.eq(messages::room_id).and(room_members::user_id.eq(me))),
-                )
+            let unread: Vec<(RoomId, i64)> = unread_messages!(me)
                 .filter(messages::room_id.eq_any(&ids))
-                .filter(messages::seq.gt(room_members::last_read_seq))
-                .filter(messages::seq.gt(room_members::cleared_seq))
-                .filter(messages::sender_id.ne(me))
                 .group_by(messages::room_id)
                 .select((messages::room_id, count_star()))
                 .load(conn)

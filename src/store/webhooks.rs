@@ -13,6 +13,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::chat::unread_messages;
 use super::schema::{messages, room_members, webhook_outbox};
 use super::{Store, StoreError, StoreResult, with_conn};
 use crate::domain::{EventType, OutboxState, RoomId, Timestamp, UserId};
@@ -171,21 +172,10 @@ fn corrupt_query(id: &str, what: impl std::fmt::Display) -> diesel::result::Erro
     diesel::result::Error::DeserializationError(format!("webhook outbox row {id}: {what}").into())
 }
 
-/// Messages `$user` has not read, in all their rooms (their own excluded), as room listings
-/// count them.
+/// Messages `$user` has not read, in all their rooms, as room listings count them.
 macro_rules! unread_total {
     ($conn:expr, $user:expr) => {
-        messages::table
-            .inner_join(
-                room_members::table
-                    .on(room_members::room_id.eq(messages::room_id).and(room_members::user_id.eq($user))),
-            )
-            .filter(messages::seq.gt(room_members::last_read_seq))
-            .filter(messages::seq.gt(room_members::cleared_seq))
-            .filter(messages::sender_id.ne($user))
-            .select(count_star())
-            .get_result::<i64>($conn)
-            .await?
+        unread_messages!($user).select(count_star()).get_result::<i64>($conn).await?
     };
 }
 

@@ -100,6 +100,8 @@ impl RedisBus {
 
     /// An envelope from Redis: delivered locally unless this node sent it.
     fn received(&self, channel: &str, payload: &[u8]) {
+        self.metrics.redis_received.inc();
+        self.metrics.redis_received_bytes.inc_by(payload.len() as u64);
         let Some(topic) = self.topic(channel) else { return };
         let envelope: Envelope = match serde_json::from_slice(payload) {
             Ok(envelope) => envelope,
@@ -121,6 +123,7 @@ impl Bus for RedisBus {
         let envelope = Arc::new(self.local.envelope(event));
         let payload = serde_json::to_vec(&*envelope).expect("envelopes serialize");
         let channel = self.channel(&topic);
+        self.metrics.redis_published_bytes.inc_by(payload.len() as u64);
         self.local.deliver(topic, envelope);
         if self.publishes.try_send((channel, payload)).is_err() {
             self.metrics.bus_dropped.inc();

@@ -13,10 +13,11 @@ use tokio::sync::{Notify, mpsc};
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::{Bus, LocalBus, RedisBus};
-use crate::config::Settings;
+use crate::config::{Settings, redact};
 use crate::domain::NodeId;
 use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, PresenceDirectory, PresenceNews, RedisPresence};
+use crate::redis_link::Commands;
 use crate::runtime::hub::{CameBack, CloseAll, WentOffline};
 use crate::runtime::webhooks::Delivery;
 use crate::runtime::{CallSweeper, Hub, Node, revocations};
@@ -221,7 +222,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-type Cluster = (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, Option<redis::aio::ConnectionManager>);
+type Cluster = (Arc<dyn Bus>, Arc<dyn PresenceDirectory>, Option<Commands>);
 
 /// The bus and presence: in-process on a single node, Redis in cluster mode (which must
 /// answer at start-up). What cluster presence learns by itself goes to `news`.
@@ -232,19 +233,19 @@ async fn connect_cluster(
     metrics: &Arc<Metrics>,
     news: mpsc::UnboundedSender<PresenceNews>,
 ) -> anyhow::Result<Cluster> {
-    let Some(url) = &settings.redis_url else {
+    let Some(target) = settings.redis_target() else {
         // A single node starts with nobody connected: calls left going by an earlier run end
         // after the grace period.
         store.mark_all_call_parties_away(crate::domain::Timestamp::now()).await?;
         return Ok((Arc::new(LocalBus::new(node.clone(), metrics.clone())), Arc::new(LocalPresence::default()), None));
     };
-    let (bus, redis) = RedisBus::connect(url, &settings.redis_prefix, node.clone(), metrics.clone())
+    let (bus, redis) = RedisBus::connect(&target, &settings.redis_prefix, node.clone(), metrics.clone())
         .await
-        .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+        .with_context(|| format!("connecting to Redis at {}", target.describe()))?;
     let presence = RedisPresence::start(redis.clone(), &settings.redis_prefix, node, settings.node_ttl(), news)
         .await
         .context("starting cluster presence")?;
-    tracing::info!(%node, "cluster mode: nodes bridged by Redis");
+    tracing::info!(%node, redis = target.describe(), "cluster mode: nodes bridged by Redis");
     Ok((bus, Arc::new(presence), Some(redis)))
 }
 
@@ -276,15 +277,5 @@ async fn terminate_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
-    }
-}
-
-/// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
     }
 }

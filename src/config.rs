@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use clap::Args;
 
 use crate::domain::{EventType, LocationGrid};
+use crate::redis_link::RedisTarget;
 use crate::wire::Api;
 
 /// A secret (the one that signs tokens, the one that signs webhooks); never printed.
@@ -60,6 +61,11 @@ pub struct Settings {
     /// `redis://…` turns on cluster mode: nodes bridged by Redis pub/sub.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// A Redis Cluster instead (Redis 7+, sharded pub/sub): some of its nodes, comma-separated
+    /// (`redis://h1:6379,redis://h2:6379`); the others are discovered.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER_NODES", value_delimiter = ',', conflicts_with = "redis_url")]
+    pub redis_cluster_nodes: Vec<String>,
 
     /// Prefix of every Redis key and channel (several clusters can share one Redis).
     #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
@@ -288,6 +294,17 @@ impl Settings {
         Duration::from_secs(self.heartbeat_timeout_secs.max(self.heartbeat_secs + 1))
     }
 
+    /// Where Redis is, in cluster mode.
+    pub fn redis_target(&self) -> Option<RedisTarget> {
+        match &self.redis_url {
+            Some(url) => Some(RedisTarget::Single(url.clone())),
+            None if !self.redis_cluster_nodes.is_empty() => {
+                Some(RedisTarget::Cluster(self.redis_cluster_nodes.clone()))
+            }
+            None => None,
+        }
+    }
+
     pub fn node_ttl(&self) -> Duration {
         Duration::from_secs(self.node_ttl_secs.max(3))
     }
@@ -356,10 +373,13 @@ impl Settings {
         {
             return Err(format!("refusing to serve the server API on {bind} without a key: set SWITCHBOARD_API_KEY"));
         }
-        if self.redis_url.is_some() && !self.database_url.starts_with("postgres") {
-            return Err("cluster mode (SWITCHBOARD_REDIS_URL) needs a shared PostgreSQL database: \
+        if self.redis_target().is_some() && !self.database_url.starts_with("postgres") {
+            return Err("cluster mode (SWITCHBOARD_REDIS_URL or SWITCHBOARD_REDIS_CLUSTER_NODES) needs a shared PostgreSQL database: \
                  set SWITCHBOARD_DATABASE_URL=postgres://… (SQLite is a single node's file)"
                 .into());
+        }
+        if self.redis_prefix.contains(['{', '}']) {
+            return Err("SWITCHBOARD_REDIS_PREFIX must not contain braces (keys carry their own hash tags)".into());
         }
         if self.max_frame_bytes < 1024 {
             return Err("SWITCHBOARD_MAX_FRAME_BYTES must be at least 1024".into());
@@ -439,6 +459,16 @@ fn parse_event_types(raw: &str) -> Result<BTreeSet<EventType>, String> {
 
 fn parse_api(raw: &str) -> Result<Api, String> {
     Api::parse(raw).map_err(|e| e.to_string())
+}
+
+/// A URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! Layers, each importing only those above it in this list: `domain` (values and rules),
 //! `wire` (requests, replies, pushes, framings), the infrastructure it runs on (`store`,
-//! `bus`, `presence`, `auth`, `config`, `metrics`), `service` (the use cases), `runtime` (the
+//! `bus`, `presence`, `redis_link`, `auth`, `config`, `metrics`), `service` (the use cases), `runtime` (the
 //! actors) and `dialect` (the seed APIs), `http` (routes), `app` (start-up).
 
 pub mod domain;
@@ -14,6 +14,7 @@ pub mod bus;
 pub mod config;
 pub mod metrics;
 pub mod presence;
+pub mod redis_link;
 pub mod store;
 
 pub mod service;

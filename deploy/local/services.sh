@@ -4,6 +4,7 @@
 #   start_postgres   exports SWITCHBOARD_TEST_DATABASE_URL (an admin URL; tests create a database each);
 #                    PG_SETTINGS adds server settings, e.g. PG_SETTINGS="-c shared_buffers=1GB"
 #   start_redis      exports SWITCHBOARD_TEST_REDIS_URL, REDIS_PORT, REDIS_DIR
+#   start_redis_cluster  a Redis Cluster of three masters; exports REDIS_CLUSTER_NODES (seeds)
 #   ensure_schemathesis  installs the API tester in a venv; exports SCHEMATHESIS
 #   ensure_chromium  installs Debian's Chromium (the demo's browser test) where missing
 #   stop_services    stops whatever was started
@@ -12,6 +13,7 @@
 SERVICES_DIR="${SERVICES_DIR:-$(mktemp -d /tmp/switchboard-services.XXXXXX)}"
 _started_pg=""
 _started_redis=""
+_started_redis_cluster=""
 
 _as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -78,6 +80,39 @@ start_redis() {
     echo "Redis on 127.0.0.1:$REDIS_PORT" >&2
 }
 
+# A Redis Cluster of three masters (no replicas: the failover test starts a cluster of its
+# own), joined with `redis-cli --cluster create`.
+start_redis_cluster() {
+    command -v redis-server >/dev/null 2>&1 || _apt_install redis-server
+    local dir="$SERVICES_DIR/redis-cluster" ports=() port addresses=()
+    for _ in 1 2 3; do
+        port=$(free_port)
+        mkdir -p "$dir/$port"
+        redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+            --cluster-enabled yes --cluster-port "$(free_port)" --cluster-config-file nodes.conf \
+            --cluster-node-timeout 2000 \
+            --dir "$dir/$port" --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
+        ports+=("$port")
+        addresses+=("127.0.0.1:$port")
+        _started_redis_cluster+=" $dir/$port/redis.pid"
+    done
+    for port in "${ports[@]}"; do
+        for _ in $(seq 50); do
+            redis-cli -p "$port" ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+    done
+    redis-cli --cluster create "${addresses[@]}" --cluster-yes >"$dir/create.log" 2>&1 \
+        || { cat "$dir/create.log" >&2; return 1; }
+    for _ in $(seq 100); do
+        redis-cli -p "${ports[0]}" cluster info | grep -q '^cluster_state:ok' && break
+        sleep 0.1
+    done
+    REDIS_CLUSTER_NODES=$(printf 'redis://%s,' "${addresses[@]}")
+    export REDIS_CLUSTER_NODES=${REDIS_CLUSTER_NODES%,}
+    echo "Redis Cluster on ${addresses[*]}" >&2
+}
+
 # nginx is only run by the tests that check the shipped config; install it if missing.
 ensure_nginx() {
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || _apt_install nginx
@@ -115,5 +150,10 @@ stop_services() {
         kill "$(cat "$_started_redis")" 2>/dev/null || true
         _started_redis=""
     fi
+    local pidfile
+    for pidfile in $_started_redis_cluster; do
+        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    _started_redis_cluster=""
     rm -rf "$SERVICES_DIR"
 }

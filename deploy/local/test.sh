@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: starts real PostgreSQL and Redis (installing them if missing), then
-# runs every test of the workspace against them, then the TypeScript client's tests, the web
+# The one test command: starts real PostgreSQL, Redis and a Redis Cluster (installing them if
+# missing), then runs every test of the workspace against them (the cluster tests on one Redis,
+# then again on the Redis Cluster), then the TypeScript client's tests, the web
 # demo in headless Chromium, and the short chaos run. Extra arguments go to the workspace's
 # test runner.
 set -euo pipefail
@@ -9,6 +10,7 @@ source deploy/local/services.sh
 trap stop_services EXIT
 start_postgres
 start_redis
+start_redis_cluster
 ensure_nginx
 ensure_socketio_clients
 ensure_schemathesis
@@ -21,6 +23,18 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+# The cluster tests again, on a Redis Cluster of three masters (sharded pub/sub). The Redis
+# fault tests that stop a single server of their own ran above; the Redis Cluster's own fault
+# test (a master failing over) runs in both passes on a cluster of its own.
+export SWITCHBOARD_TEST_REDIS_CLUSTER_NODES="$REDIS_CLUSTER_NODES"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --test cluster --no-fail-fast \
+        -E 'not test(/^faults::(redis_restart|after_a_redis_outage|a_hung_redis)/)'
+else
+    cargo test --test cluster --no-fail-fast -- --skip faults::redis_restart \
+        --skip faults::after_a_redis_outage --skip faults::a_hung_redis
+fi
+unset SWITCHBOARD_TEST_REDIS_CLUSTER_NODES
 # The TypeScript client (clients/js): npm ci, tsc, then node --test against real nodes.
 clients/js/test.sh
 # The web demo (demo/): its copy of the SDK is fresh, and two pages chat, call and resync in

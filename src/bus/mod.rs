@@ -15,7 +15,7 @@ use crate::domain::{ConnectionId, ConnectionInfo, NodeId, RoomId, SessionId, Tim
 use crate::wire::Push;
 
 pub use local::LocalBus;
-pub use redis::{RedisBus, manager_config};
+pub use redis::RedisBus;
 
 /// Version of the node-to-node envelope; bumped on any incompatible change.
 pub const ENVELOPE_VERSION: u16 = 1;

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Recipient;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind};
 use tokio::sync::mpsc;
 
 use super::{Bus, BusEvent, Delivered, ENVELOPE_VERSION, Envelope, LocalBus, Topic};
 use crate::domain::{NodeId, RoomId, SessionId, UserId};
 use crate::metrics::Metrics;
+use crate::redis_link::{self, Commands, RedisTarget, Subscriber};
 
 /// Publishes waiting for Redis before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 65_536;
@@ -42,24 +42,21 @@ enum Change {
     Unsubscribe(String),
     /// Re-send every subscription (after a reconnect).
     Resync,
+    /// Redis dropped this subscription by itself (on a cluster: its slot moved to another
+    /// shard): subscribe again if it is still held.
+    Dropped(String),
 }
 
 impl RedisBus {
     /// Connects both Redis connections (commands and subscriptions) and starts the tasks.
     pub async fn connect(
-        url: &str,
+        target: &RedisTarget,
         prefix: &str,
         node: NodeId,
         metrics: Arc<Metrics>,
-    ) -> redis::RedisResult<(Arc<Self>, ConnectionManager)> {
-        let client = redis::Client::open(resp3(url))?;
-        let commands = client.get_connection_manager_with_config(manager_config()).await?;
+    ) -> redis::RedisResult<(Arc<Self>, Commands)> {
         let (pushes_tx, pushes) = mpsc::unbounded_channel::<PushInfo>();
-        let subscriber = client
-            .get_connection_manager_with_config(
-                manager_config().set_push_sender(pushes_tx).set_automatic_resubscription(),
-            )
-            .await?;
+        let (commands, subscriber) = redis_link::connect(target, pushes_tx).await?;
         let (publishes, publish_queue) = mpsc::channel(PUBLISH_QUEUE);
         let (changes, change_queue) = mpsc::unbounded_channel();
         let bus = Arc::new(Self {
@@ -144,39 +141,12 @@ impl Bus for RedisBus {
     }
 }
 
-fn resp3(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
-}
-
-/// Fail fast while Redis is away instead of queueing behind a dead socket.
-pub fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500))
-}
-
-async fn publish_loop(
-    mut redis: ConnectionManager,
-    mut queue: mpsc::Receiver<(String, Vec<u8>)>,
-    metrics: Arc<Metrics>,
-) {
+async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for (channel, payload) in &batch {
-            pipe.publish(channel, payload).ignore();
-        }
-        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
-            metrics.bus_dropped.inc_by(batch.len() as u64);
-            tracing::warn!(error = %e, dropped = batch.len(), "publishing to Redis failed");
+        if let Err((dropped, e)) = redis.publish_all(&batch).await {
+            metrics.bus_dropped.inc_by(dropped as u64);
+            tracing::warn!(error = %e, dropped, "publishing to Redis failed");
         }
         batch.clear();
     }
@@ -188,7 +158,7 @@ async fn publish_loop(
 const LIVENESS_EVERY: Duration = Duration::from_secs(2);
 
 async fn subscription_loop(
-    mut redis: ConnectionManager,
+    mut redis: Subscriber,
     mut changes: mpsc::UnboundedReceiver<Change>,
     bus: std::sync::Weak<RedisBus>,
 ) {
@@ -204,7 +174,7 @@ async fn subscription_loop(
                 None => return,
             },
             _ = liveness.tick() => {
-                match redis::cmd("PING").query_async::<()>(&mut redis).await {
+                match redis.ping().await {
                     Err(e) if !suspect => {
                         tracing::warn!(error = %e, "Redis subscription connection does not answer");
                         suspect = true;
@@ -225,14 +195,25 @@ async fn subscription_loop(
         };
         let result = match change {
             Change::Subscribe(channel) => {
-                let result = redis.subscribe(&channel).await;
+                let result = redis.subscribe(std::slice::from_ref(&channel)).await;
                 held.insert(channel);
                 result
             }
             Change::Unsubscribe(channel) => {
                 held.remove(&channel);
-                redis.unsubscribe(&channel).await
+                redis.unsubscribe(&[channel]).await
             }
+            Change::Dropped(channel) if held.contains(&channel) => {
+                tracing::info!(channel, "Redis dropped a subscription (its slot moved); subscribing again");
+                let result = redis.subscribe(&[channel]).await;
+                if result.is_ok()
+                    && let Some(bus) = bus.upgrade()
+                {
+                    bus.local.resumed();
+                }
+                result
+            }
+            Change::Dropped(_) => Ok(()),
             Change::Resync => {
                 let result = resubscribe(&mut redis, &held).await;
                 if result.is_ok()
@@ -267,16 +248,11 @@ fn request_resync(bus: &std::sync::Weak<RedisBus>) -> Option<()> {
     bus.upgrade()?.changes.send(Change::Resync).ok()
 }
 
-async fn resubscribe(redis: &mut ConnectionManager, held: &HashSet<String>) -> redis::RedisResult<()> {
-    let channels: Vec<&String> = held.iter().collect();
-    for chunk in channels.chunks(1000) {
-        redis.subscribe(chunk).await?;
-    }
-    if channels.is_empty() {
-        // Still proves the connection is back.
-        redis::cmd("PING").query_async::<()>(redis).await?;
-    }
-    Ok(())
+async fn resubscribe(redis: &mut Subscriber, held: &HashSet<String>) -> redis::RedisResult<()> {
+    let channels: Vec<String> = held.iter().cloned().collect();
+    redis.subscribe(&channels).await?;
+    // Proves the connection is back even with nothing to subscribe.
+    redis.ping().await
 }
 
 async fn receive_loop(mut pushes: mpsc::UnboundedReceiver<PushInfo>, bus: std::sync::Weak<RedisBus>) {
@@ -288,23 +264,19 @@ async fn receive_loop(mut pushes: mpsc::UnboundedReceiver<PushInfo>, bus: std::s
                 tracing::warn!("Redis subscription connection lost; resubscribing");
                 let _ = bus.changes.send(Change::Resync);
             }
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 if let Some(message) = redis::Msg::from_push_info(push) {
                     bus.received(message.get_channel_name(), message.get_payload_bytes());
                 }
             }
+            // Also the confirmation of this node's own SUNSUBSCRIBEs, which `Dropped` ignores.
+            PushKind::SUnsubscribe => {
+                if let Some(redis::Value::BulkString(channel)) = push.data.first() {
+                    let channel = String::from_utf8_lossy(channel).into_owned();
+                    let _ = bus.changes.send(Change::Dropped(channel));
+                }
+            }
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resp3;
-
-    #[test]
-    fn asks_for_resp3() {
-        assert_eq!(resp3("redis://h:1"), "redis://h:1?protocol=resp3");
-        assert_eq!(resp3("redis://h:1/?db=2"), "redis://h:1/?db=2&protocol=resp3");
     }
 }

@@ -2,10 +2,11 @@
 //! users connected to it; each user has the set of nodes they are connected to. A user is
 //! online when any node in their set still has a heartbeat.
 //!
-//! Keys (`P` is the configured prefix): `P:nodes` (every node), `P:node:N` (heartbeat,
-//! expires after the node TTL), `P:node:N:users`, `P:user:U` (nodes holding U),
-//! `P:conns:U` (a hash of node to the number of U's connections there, for the per-user cap;
-//! a node without a heartbeat does not count).
+//! Keys (`P` is the configured prefix), hash-tagged so that what one command touches lives in
+//! one slot of a Redis Cluster: `{P}:nodes` (every node), `{P}:node:N` (heartbeat, expires
+//! after the node TTL), `{P}:reap:N`, `P:node-users:{N}`, `P:user:{U}` (nodes holding U),
+//! `P:conns:{U}` (a hash of node to the number of U's connections there, for the per-user
+//! cap; a node found dead on the last heartbeat does not count).
 //!
 //! Every node looks for dead nodes on each heartbeat; the first to claim a dead node
 //! (`P:reap:N`, SET NX) removes it from its users' sets and reports the users who went
@@ -17,16 +18,19 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Cmd, FromRedisValue, RedisResult, Value};
 use tokio::sync::mpsc;
 
 use super::{PresenceDirectory, PresenceNews};
 use crate::domain::{Error, NodeId, UserId};
+use crate::redis_link::Commands;
 
 pub struct RedisPresence {
     keys: Keys,
-    redis: ConnectionManager,
+    redis: Commands,
+    /// The other nodes in the node set at the last look (refreshed every beat): those of them
+    /// without a heartbeat when a user connects no longer count toward the user's cap.
+    others: Mutex<Vec<String>>,
     /// Set when the node retires: the heartbeat stops.
     retired: std::sync::atomic::AtomicBool,
     /// Users connected here: re-asserted after a Redis outage.
@@ -44,38 +48,40 @@ struct Keys {
 
 impl Keys {
     fn nodes(&self) -> String {
-        format!("{}:nodes", self.prefix)
+        format!("{{{}}}:nodes", self.prefix)
     }
     fn heartbeat(&self, node: &str) -> String {
-        format!("{}:node:{node}", self.prefix)
-    }
-    fn node_users(&self, node: &str) -> String {
-        format!("{}:node:{node}:users", self.prefix)
-    }
-    fn user(&self, user: &str) -> String {
-        format!("{}:user:{user}", self.prefix)
+        format!("{{{}}}:node:{node}", self.prefix)
     }
     fn reap(&self, node: &str) -> String {
-        format!("{}:reap:{node}", self.prefix)
+        format!("{{{}}}:reap:{node}", self.prefix)
+    }
+    fn node_users(&self, node: &str) -> String {
+        format!("{}:node-users:{{{node}}}", self.prefix)
+    }
+    fn user(&self, user: &str) -> String {
+        format!("{}:user:{{{user}}}", self.prefix)
     }
     fn connections(&self, user: &str) -> String {
-        format!("{}:conns:{user}", self.prefix)
+        format!("{}:conns:{{{user}}}", self.prefix)
     }
 }
 
-/// Counts one more connection of a user on node `ARGV[1]` unless the live nodes already hold
-/// `ARGV[2]` of them (`ARGV[3]` prefixes heartbeat keys); drops the counts of dead nodes met
-/// on the way. 1 if counted, 0 if refused.
+/// Counts one more connection of a user on node `ARGV[1]` unless the other nodes already hold
+/// `ARGV[2]` of them; drops the counts of the dead nodes `ARGV[3…]` met on the way. 1 if
+/// counted, 0 if refused. (It touches only `KEYS[1]`, as a cluster requires.)
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADMIT_LUA));
 const ADMIT_LUA: &str = r"
+local dead = {}
+for i = 3, #ARGV do dead[ARGV[i]] = true end
 local counts = redis.call('HGETALL', KEYS[1])
 local total = 0
 for i = 1, #counts, 2 do
   local node, held = counts[i], tonumber(counts[i + 1])
-  if node == ARGV[1] or redis.call('EXISTS', ARGV[3] .. node) == 1 then
-    total = total + held
-  else
+  if dead[node] and node ~= ARGV[1] then
     redis.call('HDEL', KEYS[1], node)
+  else
+    total = total + held
   end
 end
 if total >= tonumber(ARGV[2]) then return 0 end
@@ -94,7 +100,7 @@ impl RedisPresence {
     /// offline because a node died, and this node's users back after it was taken for dead,
     /// are sent on `news`.
     pub async fn start(
-        redis: ConnectionManager,
+        redis: Commands,
         prefix: &str,
         node: &NodeId,
         ttl: Duration,
@@ -103,6 +109,7 @@ impl RedisPresence {
         let presence = Arc::new(Self {
             keys: Keys { prefix: prefix.to_owned(), node: node.to_string() },
             redis,
+            others: Mutex::default(),
             retired: Default::default(),
             local: Mutex::default(),
             seats: Mutex::default(),
@@ -164,21 +171,20 @@ impl RedisPresence {
             return Ok(Vec::new());
         }
         let users: Vec<UserId> = self.local.lock().expect("presence lock").iter().cloned().collect();
-        let mut pipe = redis::pipe();
         // The reaper's claim goes too, so that another death of this node is reaped at once.
-        pipe.del(keys.reap(&keys.node)).ignore();
+        let mut commands = vec![Cmd::del(keys.reap(&keys.node))];
         for user in &users {
-            pipe.sadd(keys.node_users(&keys.node), user.as_str()).ignore();
-            pipe.sadd(keys.user(user.as_str()), &keys.node).ignore();
+            commands.push(Cmd::sadd(keys.node_users(&keys.node), user.as_str()));
+            commands.push(Cmd::sadd(keys.user(user.as_str()), &keys.node));
         }
         if reaped {
             let seats: Vec<(UserId, i64)> =
                 self.seats.lock().expect("presence lock").iter().map(|(u, n)| (u.clone(), *n)).collect();
             for (user, held) in seats {
-                pipe.hset(keys.connections(user.as_str()), &keys.node, held).ignore();
+                commands.push(Cmd::hset(keys.connections(user.as_str()), &keys.node, held));
             }
         }
-        pipe.query_async::<()>(&mut redis).await?;
+        self.redis.run_all(commands).await?;
         if reaped && !users.is_empty() {
             tracing::warn!(users = users.len(), "this node had been taken for dead; its users are back online");
         }
@@ -200,6 +206,7 @@ impl RedisPresence {
         let mut redis = self.redis.clone();
         let nodes: Vec<String> = redis.smembers(self.keys.nodes()).await?;
         let live = self.live(&nodes).await?;
+        *self.others.lock().expect("presence lock") = nodes.iter().filter(|n| **n != self.keys.node).cloned().collect();
         let mut offline = Vec::new();
         for node in nodes.iter().filter(|n| !live.contains(*n) && **n != self.keys.node) {
             let claimed: bool = redis::cmd("SET")
@@ -240,31 +247,20 @@ impl RedisPresence {
                 }
             }
         }
-        let _: () = redis::pipe()
-            .del(self.keys.node_users(node))
-            .ignore()
-            .srem(self.keys.nodes(), node)
-            .ignore()
-            .query_async(&mut redis)
-            .await?;
+        self.redis.run_all(vec![Cmd::del(self.keys.node_users(node)), Cmd::srem(self.keys.nodes(), node)]).await?;
         Ok(offline)
     }
 
     /// Adds or removes this node in the user's set; returns the other nodes still holding them.
     async fn update(&self, user: &UserId, add: bool) -> redis::RedisResult<Vec<String>> {
         let keys = &self.keys;
-        let mut redis = self.redis.clone();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if add {
-            pipe.sadd(keys.user(user.as_str()), &keys.node).ignore();
-            pipe.sadd(keys.node_users(&keys.node), user.as_str()).ignore();
+        let (holders, node_users) = (keys.user(user.as_str()), keys.node_users(&keys.node));
+        let commands = if add {
+            vec![Cmd::sadd(&holders, &keys.node), Cmd::sadd(node_users, user.as_str()), Cmd::smembers(&holders)]
         } else {
-            pipe.srem(keys.user(user.as_str()), &keys.node).ignore();
-            pipe.srem(keys.node_users(&keys.node), user.as_str()).ignore();
-        }
-        pipe.smembers(keys.user(user.as_str()));
-        let (members,): (Vec<String>,) = pipe.query_async(&mut redis).await?;
+            vec![Cmd::srem(&holders, &keys.node), Cmd::srem(node_users, user.as_str()), Cmd::smembers(&holders)]
+        };
+        let members: Vec<String> = parse(self.redis.run_all(commands).await?.pop().unwrap_or(Value::Nil))?;
         Ok(members.into_iter().filter(|n| n != &keys.node).collect())
     }
 
@@ -310,17 +306,21 @@ impl PresenceDirectory for Arc<RedisPresence> {
         Box::pin(async move {
             let keys = &presence.keys;
             let mut redis = presence.redis.clone();
+            let others = presence.others.lock().expect("presence lock").clone();
+            let unavailable = |e: redis::RedisError| {
+                tracing::warn!(error = %e, "connection count unavailable");
+                Error::Unavailable("connection count unavailable".into())
+            };
+            let live = presence.live(&others).await.map_err(unavailable)?;
+            let dead: Vec<&String> = others.iter().filter(|node| !live.contains(*node)).collect();
             let admitted: i64 = ADMIT
                 .key(keys.connections(user.as_str()))
                 .arg(&keys.node)
                 .arg(cap)
-                .arg(format!("{}:node:", keys.prefix))
+                .arg(dead)
                 .invoke_async(&mut redis)
                 .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "connection count unavailable");
-                    Error::Unavailable("connection count unavailable".into())
-                })?;
+                .map_err(unavailable)?;
             if admitted == 1 {
                 *presence.seats.lock().expect("presence lock").entry(user).or_default() += 1;
             }
@@ -374,12 +374,13 @@ impl PresenceDirectory for Arc<RedisPresence> {
             if users.is_empty() {
                 return Ok(HashSet::new());
             }
-            let mut redis = presence.redis.clone();
-            let mut pipe = redis::pipe();
-            for user in &users {
-                pipe.smembers(presence.keys.user(user.as_str()));
-            }
-            let holders: Vec<Vec<String>> = pipe.query_async(&mut redis).await.map_err(unavailable)?;
+            let lookups = users.iter().map(|user| Cmd::smembers(presence.keys.user(user.as_str()))).collect();
+            let holders: Vec<Vec<String>> = presence
+                .redis
+                .run_all(lookups)
+                .await
+                .and_then(|replies| replies.into_iter().map(parse).collect())
+                .map_err(unavailable)?;
             let nodes: Vec<String> = holders.iter().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
             let live = presence.live(&nodes).await.map_err(unavailable)?;
             Ok(users
@@ -390,4 +391,8 @@ impl PresenceDirectory for Arc<RedisPresence> {
                 .collect())
         })
     }
+}
+
+fn parse<T: FromRedisValue>(reply: Value) -> RedisResult<T> {
+    T::from_redis_value(reply).map_err(Into::into)
 }

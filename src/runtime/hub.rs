@@ -380,7 +380,7 @@ impl Handler<Disconnect> for Hub {
         // moments. Their offline work (several queries each, for thousands of users at once)
         // is left to the presence reaper, which runs once this node's heartbeat is gone and
         // announces only the users who did not come back anywhere.
-        let handed_over = self.draining && self.services().settings.redis_url.is_some();
+        let handed_over = self.draining && self.services().settings.redis_target().is_some();
         // Only a connection that took a call device has one to release (most never do).
         let held_device = self.services().call_devices.release(msg.connection);
         if held_device && !handed_over {

@@ -41,7 +41,7 @@ pub struct Node {
     /// The server API's questions to the other nodes waiting for answers.
     pub asks: operator::Asks,
     /// Cluster mode's Redis connection (for readiness); `None` on a single node.
-    pub redis: Option<redis::aio::ConnectionManager>,
+    pub redis: Option<crate::redis_link::Commands>,
 }
 
 impl Deref for Node {

@@ -18,7 +18,7 @@ pub async fn refused_status(url: String) -> Option<u16> {
 
 #[actix_web::test]
 async fn the_per_user_cap_counts_every_node() {
-    let cluster = Cluster::start_with(2, crate::redis_url(), |s| s.max_connections_per_user = 3).await;
+    let cluster = Cluster::start_with(2, crate::shared_redis(), |s| s.max_connections_per_user = 3).await;
     let nodes = &cluster.nodes;
     let _a = nodes[0].connect("alice").await;
     let _b = nodes[0].connect("alice").await;
@@ -35,7 +35,7 @@ async fn the_per_user_cap_counts_every_node() {
 
 #[actix_web::test]
 async fn a_killed_nodes_connections_stop_counting() {
-    let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.max_connections_per_user = 2).await;
+    let cluster = Cluster::start_with(1, crate::shared_redis(), |s| s.max_connections_per_user = 2).await;
     let (mut doomed, port) = cluster
         .spawn_node_process(
             "doomed",

@@ -41,7 +41,7 @@ async fn calls_work_across_nodes_and_devices() {
 
 #[actix_web::test]
 async fn a_call_whose_node_dies_while_ringing_does_not_ring_forever() {
-    let cluster = Cluster::start_with(1, crate::redis_url(), |s| {
+    let cluster = Cluster::start_with(1, crate::shared_redis(), |s| {
         s.call_ring_secs = 3;
         s.node_ttl_secs = 3;
     })

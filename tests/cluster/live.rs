@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::{Cluster, metric, redis_url};
+use crate::{Cluster, metric, shared_redis};
 
 async fn create(host: &mut Client, title: &str) -> String {
     host.ok("live.create", json!({"title": title})).await["session"]["id"].as_str().unwrap().to_owned()
@@ -21,7 +21,7 @@ async fn viewers_reach(host: &mut Client, count: usize) {
 
 #[actix_web::test]
 async fn live_session_across_nodes() {
-    let mut cluster = Cluster::start_with(3, redis_url(), |s| {
+    let mut cluster = Cluster::start_with(3, shared_redis(), |s| {
         s.live_comment_rate = 50;
         s.live_host_grace_secs = 1;
     })
@@ -118,7 +118,7 @@ async fn live_two_thousand_viewers_on_two_nodes_get_every_comment_once() {
     /// Connections opened (and joined) at once.
     const CONCURRENCY: usize = 100;
     ensure_open_files(2 * VIEWERS as libc::rlim_t + 2048);
-    let cluster = Cluster::start_with(2, redis_url(), |s| {
+    let cluster = Cluster::start_with(2, shared_redis(), |s| {
         s.live_comment_rate = 100;
         // Idle clients are not read while the others connect: keep pings out of the way.
         s.heartbeat_secs = 120;

@@ -22,10 +22,44 @@ mod socketio;
 use helpers::*;
 use switchboard::Settings;
 
-/// The Redis that `deploy/local/test.sh` started.
-pub fn redis_url() -> String {
-    std::env::var("SWITCHBOARD_TEST_REDIS_URL")
-        .expect("SWITCHBOARD_TEST_REDIS_URL is not set: run the tests with ./deploy/local/test.sh, which starts Redis")
+/// Where a test cluster's nodes find Redis.
+#[derive(Debug, Clone)]
+pub enum Redis {
+    /// One server's URL.
+    One(String),
+    /// A Redis Cluster's seed nodes, comma-separated.
+    Cluster(String),
+}
+
+impl Redis {
+    fn apply(&self, settings: &mut Settings) {
+        match self {
+            Redis::One(url) => settings.redis_url = Some(url.clone()),
+            Redis::Cluster(seeds) => settings.redis_cluster_nodes = seeds.split(',').map(str::to_owned).collect(),
+        }
+    }
+
+    /// The setting for a node run as a process.
+    fn env(&self) -> (&'static str, &str) {
+        match self {
+            Redis::One(url) => ("SWITCHBOARD_REDIS_URL", url),
+            Redis::Cluster(seeds) => ("SWITCHBOARD_REDIS_CLUSTER_NODES", seeds),
+        }
+    }
+}
+
+/// The Redis that `deploy/local/test.sh` started: the Redis Cluster whose seeds are in
+/// `SWITCHBOARD_TEST_REDIS_CLUSTER_NODES` when that is set (the test command's second pass),
+/// otherwise the one server at `SWITCHBOARD_TEST_REDIS_URL`.
+pub fn shared_redis() -> Redis {
+    if let Ok(seeds) = std::env::var("SWITCHBOARD_TEST_REDIS_CLUSTER_NODES") {
+        return Redis::Cluster(seeds);
+    }
+    Redis::One(
+        std::env::var("SWITCHBOARD_TEST_REDIS_URL").expect(
+            "SWITCHBOARD_TEST_REDIS_URL is not set: run the tests with ./deploy/local/test.sh, which starts Redis",
+        ),
+    )
 }
 
 /// A key prefix of its own, so that tests sharing one Redis never see each other.
@@ -35,7 +69,7 @@ pub fn fresh_prefix() -> String {
 
 pub struct Cluster {
     pub database_url: String,
-    pub redis_url: String,
+    pub redis: Redis,
     pub prefix: String,
     pub nodes: Vec<TestApp>,
 }
@@ -46,17 +80,17 @@ const LOOPBACK_CLIENTS: usize = 100_000;
 impl Cluster {
     /// `count` in-process nodes named n1, n2, … on one fresh database.
     pub async fn start(count: usize) -> Self {
-        Self::start_with(count, redis_url(), |_| {}).await
+        Self::start_with(count, shared_redis(), |_| {}).await
     }
 
-    pub async fn start_with(count: usize, redis: String, tweak: impl Fn(&mut Settings)) -> Self {
+    pub async fn start_with(count: usize, redis: Redis, tweak: impl Fn(&mut Settings)) -> Self {
         Self::start_on(fresh_database(Db::Postgres).await, count, redis, tweak).await
     }
 
     /// `count` nodes on the database at `database_url` and the Redis at `redis`.
-    pub async fn start_on(database_url: String, count: usize, redis: String, tweak: impl Fn(&mut Settings)) -> Self {
+    pub async fn start_on(database_url: String, count: usize, redis: Redis, tweak: impl Fn(&mut Settings)) -> Self {
         let prefix = fresh_prefix();
-        let mut cluster = Cluster { database_url, redis_url: redis, prefix, nodes: Vec::new() };
+        let mut cluster = Cluster { database_url, redis, prefix, nodes: Vec::new() };
         for _ in 0..count {
             cluster.add_node(&tweak).await;
         }
@@ -65,9 +99,9 @@ impl Cluster {
 
     pub async fn add_node(&mut self, tweak: impl Fn(&mut Settings)) {
         let name = format!("n{}", self.nodes.len() + 1);
-        let (redis, prefix) = (self.redis_url.clone(), self.prefix.clone());
+        let (redis, prefix) = (self.redis.clone(), self.prefix.clone());
         let node = spawn_on(self.database_url.clone(), |s| {
-            s.redis_url = Some(redis);
+            redis.apply(s);
             s.redis_prefix = prefix;
             s.node_id = Some(name);
             // Every test client connects from loopback.
@@ -83,7 +117,7 @@ impl Cluster {
     pub async fn spawn_node_process(&self, node: &str, extra: &[(&str, &str)]) -> (tokio::process::Child, u16) {
         let mut env = vec![
             ("SWITCHBOARD_DATABASE_URL", self.database_url.as_str()),
-            ("SWITCHBOARD_REDIS_URL", self.redis_url.as_str()),
+            self.redis.env(),
             ("SWITCHBOARD_REDIS_PREFIX", self.prefix.as_str()),
             ("SWITCHBOARD_NODE_ID", node),
             ("SWITCHBOARD_MAX_CONNECTIONS_PER_IP", "100000"),
@@ -118,7 +152,7 @@ pub async fn metric(port: u16, name: &str) -> f64 {
 async fn cluster_mode_refuses_sqlite() {
     let url = fresh_database(Db::Sqlite).await;
     let mut settings = helpers::settings(&url);
-    settings.redis_url = Some(redis_url());
+    shared_redis().apply(&mut settings);
     let err = switchboard::Application::build(settings).await.err().expect("refused");
     assert!(err.to_string().contains("PostgreSQL"), "{err}");
 }

@@ -15,7 +15,7 @@ const PROMPT: Duration = Duration::from_secs(11);
 
 async fn database_down_then_back(how: PgStop) {
     let pg = OwnPostgres::start().await;
-    let cluster = Cluster::start_on(pg.url(), 2, crate::redis_url(), |_| {}).await;
+    let cluster = Cluster::start_on(pg.url(), 2, crate::shared_redis(), |_| {}).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
 

@@ -44,7 +44,7 @@ async fn presence_is_cluster_wide() {
 #[actix_web::test]
 async fn users_of_a_killed_node_go_offline() {
     let ttl = "3";
-    let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
+    let cluster = Cluster::start_with(1, crate::shared_redis(), |s| s.node_ttl_secs = 3).await;
     let (mut doomed, port) = cluster.spawn_node_process("doomed", &[("SWITCHBOARD_NODE_TTL_SECS", ttl)]).await;
 
     let mut alice = cluster.nodes[0].connect("alice").await;
@@ -75,7 +75,7 @@ async fn users_of_a_killed_node_go_offline() {
 
 #[actix_web::test]
 async fn a_drained_node_hands_its_users_over() {
-    let cluster = Cluster::start_with(1, crate::redis_url(), |s| s.node_ttl_secs = 3).await;
+    let cluster = Cluster::start_with(1, crate::shared_redis(), |s| s.node_ttl_secs = 3).await;
     let (mut drained, port) = cluster.spawn_node_process("drained", &[("SWITCHBOARD_NODE_TTL_SECS", "3")]).await;
     let token = |user: &str| cluster.nodes[0].token(user);
     let on_drained = |user: &str| format!("ws://127.0.0.1:{port}/ws?token={}", token(user));
@@ -117,7 +117,7 @@ async fn a_drained_node_hands_its_users_over() {
 
 #[actix_web::test]
 async fn users_of_a_node_frozen_past_its_ttl_come_back_when_it_resumes() {
-    let cluster = Cluster::start_with(1, crate::redis_url(), |s| {
+    let cluster = Cluster::start_with(1, crate::shared_redis(), |s| {
         s.node_ttl_secs = 3;
         s.max_connections_per_user = 2;
     })

@@ -8,7 +8,7 @@ use crate::helpers::*;
 
 #[actix_web::test]
 async fn a_call_on_one_node_reaches_the_users_connections_on_every_node() {
-    let cluster = Cluster::start_with(2, super::redis_url(), with_api).await;
+    let cluster = Cluster::start_with(2, super::shared_redis(), with_api).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut here = n1.connect("alice").await;
     let mut there = n2.connect("alice").await;

@@ -200,3 +200,137 @@ fn pg_bin() -> PathBuf {
     versions.sort();
     versions.pop().expect("a PostgreSQL version")
 }
+
+/// A Redis Cluster of this test's own: three masters, each with a replica, that fail over
+/// within about two seconds (`cluster-node-timeout` 1000 ms).
+pub struct OwnRedisCluster {
+    servers: Vec<(u16, tokio::process::Child)>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedisCluster {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut servers = Vec::new();
+        for _ in 0..6 {
+            let (port, bus) = (free_port(), free_port());
+            let data = dir.path().join(port.to_string());
+            std::fs::create_dir(&data).unwrap();
+            let child = tokio::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--cluster-enabled", "yes"])
+                .args(["--cluster-node-timeout", "1000", "--cluster-config-file", "nodes.conf"])
+                // Replicas sync at once (the default waits 5 s), so that they can take over.
+                .args(["--repl-diskless-sync-delay", "0"])
+                .arg("--dir")
+                .arg(&data)
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("redis-server is installed (deploy/local/test.sh installs it)");
+            servers.push((port, child));
+        }
+        for (port, _) in &servers {
+            wait_for_port(*port).await;
+        }
+        let addresses: Vec<String> = servers.iter().map(|(port, _)| format!("127.0.0.1:{port}")).collect();
+        let created = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .await
+            .unwrap();
+        assert!(created.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&created.stdout));
+        let cluster = OwnRedisCluster { servers, _dir: dir };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut synced = 0;
+            for (port, _) in &cluster.servers {
+                synced += redis_cli(*port, &["info", "replication"]).await.matches("master_link_status:up").count();
+            }
+            if synced == 3 {
+                return cluster;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the replicas did not sync");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The seed nodes, as `SWITCHBOARD_REDIS_CLUSTER_NODES` takes them.
+    pub fn seeds(&self) -> String {
+        self.servers.iter().map(|(port, _)| format!("redis://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// The port of the master that serves `key`'s slot.
+    pub async fn master_of(&self, key: &str) -> u16 {
+        let slot: u16 = redis_cli(self.servers[0].0, &["cluster", "keyslot", key]).await.trim().parse().unwrap();
+        let nodes = redis_cli(self.servers[0].0, &["cluster", "nodes"]).await;
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+            for range in &fields[8..] {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                if (start.parse().unwrap()..=end.parse().unwrap()).contains(&slot) {
+                    return port;
+                }
+            }
+        }
+        panic!("no master serves slot {slot}:\n{nodes}");
+    }
+
+    /// Kills the server on `port` (`SIGKILL`): its replica takes over.
+    pub async fn kill(&mut self, port: u16) {
+        let (_, child) = self.servers.iter_mut().find(|(p, _)| *p == port).expect("a server of this cluster");
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+
+    /// Waits (up to 20 s) until another master serves the slots the dead server on `dead` had.
+    pub async fn until_failed_over(&mut self, dead: u16) {
+        let survivor = self.survivor();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let nodes = redis_cli(survivor, &["cluster", "nodes"]).await;
+            let dead_serves = nodes
+                .lines()
+                .any(|line| line.contains(&format!("127.0.0.1:{dead}@")) && line.split_whitespace().count() > 8);
+            if !dead_serves && redis_cli(survivor, &["cluster", "info"]).await.contains("cluster_state:ok") {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no replica took over:\n{nodes}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A server that still runs.
+    fn survivor(&mut self) -> u16 {
+        self.servers
+            .iter_mut()
+            .find_map(|(port, child)| matches!(child.try_wait(), Ok(None)).then_some(*port))
+            .expect("a server runs")
+    }
+}
+
+async fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out =
+        tokio::process::Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().await.unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server on {port} did not start");
+}

@@ -1,0 +1,276 @@
+//! The link to Redis, one server or a Redis Cluster, behind one type: commands that span keys
+//! go out in one pipeline per hash slot, and pub/sub is sharded (`SPUBLISH`/`SSUBSCRIBE`) on a
+//! cluster, so that a message is copied only to the shard that owns its channel and to the
+//! nodes subscribed there. A node holds one connection per Redis server it talks to (two on a
+//! single server: commands and subscriptions), never one per channel.
+//!
+//! Rule for keys: what one command or script touches shares a hash tag (`{…}`), since a
+//! cluster refuses commands across slots.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::{join_all, try_join_all};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Arg, Cmd, Pipeline, PushInfo, RedisFuture, RedisResult, Value};
+use tokio::sync::mpsc;
+
+use crate::config::redact;
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (`redis://…`).
+    Single(String),
+    /// A Redis Cluster, by some of its nodes (the rest are discovered).
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// The addresses, for logs (without passwords).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Single(url) => redact(url),
+            Self::Cluster(seeds) => {
+                format!("the Redis Cluster of {}", seeds.iter().map(|s| redact(s)).collect::<Vec<_>>().join(", "))
+            }
+        }
+    }
+}
+
+/// A connection for commands; clones share it.
+#[derive(Clone)]
+pub enum Commands {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The connection that holds this node's subscriptions; its messages and disconnections
+/// arrive on the push channel given to [`connect`].
+pub enum Subscriber {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Connects to `target`: the command connection and the subscriber, whose pushes go to
+/// `pushes`. On a cluster both are one connection per Redis node (RESP3 lets one connection
+/// carry commands and subscriptions).
+pub async fn connect(
+    target: &RedisTarget,
+    pushes: mpsc::UnboundedSender<PushInfo>,
+) -> RedisResult<(Commands, Subscriber)> {
+    match target {
+        RedisTarget::Single(url) => {
+            let client = redis::Client::open(resp3(url))?;
+            let commands = client.get_connection_manager_with_config(manager_config()).await?;
+            let subscriber = client
+                .get_connection_manager_with_config(
+                    manager_config().set_push_sender(pushes).set_automatic_resubscription(),
+                )
+                .await?;
+            Ok((Commands::Single(commands), Subscriber::Single(subscriber)))
+        }
+        RedisTarget::Cluster(seeds) => {
+            let client = ClusterClientBuilder::new(seeds.iter().map(|s| resp3(s)).collect::<Vec<_>>())
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(pushes)
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(2))
+                .retries(2)
+                .max_retry_wait(500)
+                .build()?;
+            let connection = client.get_async_connection().await?;
+            Ok((Commands::Cluster(connection.clone()), Subscriber::Cluster(connection)))
+        }
+    }
+}
+
+/// Fail fast while Redis is away instead of queueing behind a dead socket.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+impl Commands {
+    /// Runs `commands` in order per key and returns their replies in order: one pipeline on
+    /// one server; on a cluster one pipeline per hash slot, sent together.
+    pub async fn run_all(&self, commands: Vec<Cmd>) -> RedisResult<Vec<Value>> {
+        let total = commands.len();
+        let mut replies = vec![Value::Nil; total];
+        for (places, answer) in self.run_per_slot(commands).await {
+            for (at, value) in places.into_iter().zip(answer?) {
+                replies[at] = value;
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Publishes each `(channel, payload)`: `PUBLISH` on one server, `SPUBLISH` on a cluster,
+    /// where a shard that fails costs only its own messages. How many were not sent, and why.
+    pub async fn publish_all(&self, messages: &[(String, Vec<u8>)]) -> Result<(), (usize, redis::RedisError)> {
+        let verb = match self {
+            Self::Single(_) => "PUBLISH",
+            Self::Cluster(_) => "SPUBLISH",
+        };
+        let commands = messages.iter().map(|(channel, payload)| redis::cmd(verb).arg(channel).arg(payload).to_owned());
+        let mut failed: Option<(usize, redis::RedisError)> = None;
+        for (places, answer) in self.run_per_slot(commands.collect()).await {
+            if let Err(e) = answer {
+                let lost = failed.take().map_or(0, |(lost, _)| lost) + places.len();
+                failed = Some((lost, e));
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The commands, grouped by hash slot on a cluster (one group on one server), each group
+    /// in one pipeline; with each group, the places of its commands in `commands`.
+    async fn run_per_slot(&self, commands: Vec<Cmd>) -> Vec<(Vec<usize>, RedisResult<Vec<Value>>)> {
+        let connection = match self {
+            Self::Single(connection) => {
+                let places = (0..commands.len()).collect();
+                let mut pipe = Pipeline::with_capacity(commands.len());
+                commands.into_iter().for_each(|command| {
+                    pipe.add_command(command);
+                });
+                return vec![(places, pipe.query_async(&mut connection.clone()).await)];
+            }
+            Self::Cluster(connection) => connection,
+        };
+        let mut by_slot: HashMap<Option<Slot>, (Vec<usize>, Pipeline)> = HashMap::new();
+        for (at, command) in commands.into_iter().enumerate() {
+            let (places, pipe) = by_slot.entry(first_key_slot(&command)).or_default();
+            places.push(at);
+            pipe.add_command(command);
+        }
+        join_all(by_slot.into_values().map(|(places, pipe)| {
+            let mut connection = connection.clone();
+            async move { (places, pipe.query_async::<Vec<Value>>(&mut connection).await) }
+        }))
+        .await
+    }
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+impl Subscriber {
+    /// Subscribes to `channels` (again, after a reconnect: subscribing twice is harmless).
+    pub async fn subscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+        match self {
+            Self::Single(connection) => {
+                for chunk in channels.chunks(1000) {
+                    connection.subscribe(chunk).await?;
+                }
+                Ok(())
+            }
+            Self::Cluster(connection) => {
+                let groups = by_slot(channels).into_values().map(|group| {
+                    let mut connection = connection.clone();
+                    async move { connection.ssubscribe(group).await }
+                });
+                try_join_all(groups).await.map(drop)
+            }
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+        match self {
+            Self::Single(connection) => connection.unsubscribe(channels).await,
+            Self::Cluster(connection) => {
+                let groups = by_slot(channels).into_values().map(|group| {
+                    let mut connection = connection.clone();
+                    async move { connection.sunsubscribe(group).await }
+                });
+                try_join_all(groups).await.map(drop)
+            }
+        }
+    }
+
+    /// Proves the link answers (on a cluster, every master).
+    pub async fn ping(&mut self) -> RedisResult<()> {
+        match self {
+            Self::Single(connection) => redis::cmd("PING").query_async(connection).await,
+            Self::Cluster(connection) => redis::cmd("PING").query_async(connection).await,
+        }
+    }
+}
+
+/// The hash slot of a command's first argument after its name (its key, for the commands
+/// used here).
+fn first_key_slot(command: &Cmd) -> Option<Slot> {
+    match command.args_iter().nth(1)? {
+        Arg::Simple(key) => Some(Slot::for_key(key)),
+        _ => None,
+    }
+}
+
+fn by_slot(channels: &[String]) -> HashMap<Slot, Vec<&String>> {
+    let mut groups: HashMap<Slot, Vec<&String>> = HashMap::new();
+    for channel in channels {
+        groups.entry(Slot::for_key(channel)).or_default().push(channel);
+    }
+    groups
+}
+
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_for_resp3() {
+        assert_eq!(resp3("redis://h:1"), "redis://h:1?protocol=resp3");
+        assert_eq!(resp3("redis://h:1/?db=2"), "redis://h:1/?db=2&protocol=resp3");
+    }
+
+    #[test]
+    fn commands_go_by_their_keys_slot() {
+        let tagged = redis::cmd("SADD").arg("sb:user:{alice}").arg("n1").to_owned();
+        assert_eq!(first_key_slot(&tagged), Some(Slot::for_key("alice")));
+        let channels = ["a{x}".to_owned(), "b{x}".to_owned(), "c{y}".to_owned()];
+        let groups = by_slot(&channels);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[&Slot::for_key("x")].len(), 2);
+    }
+}

@@ -14,6 +14,7 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod live;
+mod log_format;
 mod presence;
 mod server_api;
 mod social;

@@ -7,6 +7,7 @@ mod auth;
 mod batching;
 mod calls;
 mod chat;
+mod dashboard;
 mod demo;
 mod dialects;
 mod groups;

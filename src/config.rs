@@ -45,6 +45,15 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, spans), for log shippers.
+    Json,
+}
+
 /// Signs tokens when no secret is configured: fine on a laptop, refused on a public bind.
 pub const DEV_SECRET: &str = "switchboard-dev-secret-never-use-in-production";
 
@@ -103,6 +112,10 @@ pub struct Settings {
     /// This node's name in logs, metrics and presence (random when unset).
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     pub node_id: Option<String>,
+
+    /// `text` for a terminal, `json` for log shippers (one JSON object per line).
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// The API dialect a connection gets when it names none.
     #[arg(long, env = "SWITCHBOARD_DEFAULT_API", default_value = "native", value_parser = parse_api)]
@@ -511,6 +524,13 @@ mod tests {
         assert!(parse(&["--demo", "true"]).demo);
         assert!(!parse(&["--demo", "false"]).demo);
         assert!(try_parse(&["--demo", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn logs_are_text_unless_json_is_asked_for() {
+        assert_eq!(parse(&[]).log_format, LogFormat::Text);
+        assert_eq!(parse(&["--log-format", "json"]).log_format, LogFormat::Json);
+        assert!(try_parse(&["--log-format", "yaml"]).is_err());
     }
 
     fn try_parse(flags: &[&str]) -> Result<Settings, clap::Error> {

@@ -3,9 +3,11 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use switchboard::auth::Authenticator;
+use switchboard::config::LogFormat;
 use switchboard::domain::{Timestamp, UserId};
 use switchboard::store::{self, Backend, Profile, Store};
 use switchboard::{Application, Settings};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "Realtime back end for chat, calls, live sessions and social apps")]
@@ -43,14 +45,21 @@ enum Command {
     },
 }
 
+/// Logs to stdout in `format`, filtered by `RUST_LOG` (default `info,actix_server=warn`).
+fn start_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
-        )
-        .init();
+    // Settings are parsed before logging starts: they choose its format (clap reports a bad one).
     let cli = Cli::parse();
+    start_logging(cli.settings.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Application::build(cli.settings).await?.run_until_stopped().await,
         Command::Migrate => {

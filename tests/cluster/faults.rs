@@ -134,6 +134,8 @@ async fn a_redis_cluster_master_failing_over_under_traffic_loses_nothing_acknowl
         let room = direct_room(&mut alice, &bob).await;
         pairs.push((alice, bob, room));
     }
+    // One connection per Redis master per node, carrying that master's subscriptions too.
+    assert_eq!(redis.connections_per_master().await, vec![(2, 2); 3]);
     // The master that serves the first room's channel dies.
     let doomed = redis.master_of(&format!("{}:r:{}", cluster.prefix, pairs[0].2)).await;
 

@@ -282,6 +282,22 @@ impl OwnRedisCluster {
         panic!("no master serves slot {slot}:\n{nodes}");
     }
 
+    /// For each master: the RESP3 connections to it (Switchboard's; redis-cli and replicas
+    /// speak RESP2), and how many of them hold sharded subscriptions.
+    pub async fn connections_per_master(&self) -> Vec<(usize, usize)> {
+        let mut counts = Vec::new();
+        for (port, _) in &self.servers {
+            if !redis_cli(*port, &["role"]).await.starts_with("master") {
+                continue;
+            }
+            let clients = redis_cli(*port, &["client", "list"]).await;
+            let ours: Vec<&str> = clients.lines().filter(|line| line.contains(" resp=3")).collect();
+            let subscribed = ours.iter().filter(|line| !line.contains(" ssub=0 ")).count();
+            counts.push((ours.len(), subscribed));
+        }
+        counts
+    }
+
     /// Kills the server on `port` (`SIGKILL`): its replica takes over.
     pub async fn kill(&mut self, port: u16) {
         let (_, child) = self.servers.iter_mut().find(|(p, _)| *p == port).expect("a server of this cluster");

@@ -166,3 +166,26 @@ async fn a_redis_cluster_master_failing_over_under_traffic_loses_nothing_acknowl
     }
     assert!(metric(n2.port, "switchboard_redis_reconnects_total").await >= 1.0);
 }
+
+/// A room's channel whose hash slot moves to another master: Redis unsubscribes the nodes
+/// from it, they subscribe again on the new master, and nothing sent around the move is lost.
+#[actix_web::test]
+async fn a_redis_cluster_slot_moving_to_another_master_loses_nothing() {
+    let redis = OwnRedisCluster::start().await;
+    let cluster = Cluster::start_with(2, crate::Redis::Cluster(redis.seeds()), |_| {}).await;
+    let (mut alice, mut bob, room) = chatting_across(&cluster.nodes[0], &cluster.nodes[1]).await;
+    let channel = format!("{}:r:{room}", cluster.prefix);
+
+    let (from, to) = redis.move_slot_of(&channel).await;
+    assert_ne!(from, redis.master_of(&channel).await);
+    assert_eq!(to, redis.master_of(&channel).await);
+    for i in 0..20 {
+        send(&mut alice, &room, &format!("after {i}")).await;
+    }
+    for i in 0..20 {
+        let message = tokio::time::timeout(Duration::from_secs(10), bob.event("message.new"))
+            .await
+            .unwrap_or_else(|_| panic!("bob never got message {i} after the slot moved"));
+        assert_eq!(message["message"]["body"], format!("after {i}"));
+    }
+}

@@ -298,6 +298,40 @@ impl OwnRedisCluster {
         counts
     }
 
+    /// Moves the hash slot of `key` from its master to another master (the keys in it too);
+    /// the ports of both.
+    pub async fn move_slot_of(&self, key: &str) -> (u16, u16) {
+        let slot = redis_cli(self.servers[0].0, &["cluster", "keyslot", key]).await.trim().to_owned();
+        let from = self.master_of(key).await;
+        let mut to = None;
+        for (port, _) in &self.servers {
+            if *port != from && redis_cli(*port, &["role"]).await.starts_with("master") {
+                to = Some(*port);
+            }
+        }
+        let to = to.expect("another master");
+        let id = |port: u16| async move { redis_cli(port, &["cluster", "myid"]).await.trim().to_owned() };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        redis_cli(to, &["cluster", "setslot", &slot, "importing", &from_id]).await;
+        redis_cli(from, &["cluster", "setslot", &slot, "migrating", &to_id]).await;
+        loop {
+            let keys = redis_cli(from, &["cluster", "getkeysinslot", &slot, "100"]).await;
+            let keys: Vec<&str> = keys.split_whitespace().collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut migrate = vec!["migrate", "127.0.0.1"];
+            let port = to.to_string();
+            migrate.extend([port.as_str(), "", "0", "5000", "keys"]);
+            migrate.extend(keys);
+            redis_cli(from, &migrate).await;
+        }
+        for (port, _) in &self.servers {
+            redis_cli(*port, &["cluster", "setslot", &slot, "node", &to_id]).await;
+        }
+        (from, to)
+    }
+
     /// Kills the server on `port` (`SIGKILL`): its replica takes over.
     pub async fn kill(&mut self, port: u16) {
         let (_, child) = self.servers.iter_mut().find(|(p, _)| *p == port).expect("a server of this cluster");

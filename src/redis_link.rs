@@ -218,6 +218,12 @@ impl Subscriber {
         }
     }
 
+    /// Whether pub/sub is sharded (a cluster), where Redis confirms each unsubscription with a
+    /// push as well.
+    pub fn is_sharded(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
     /// Proves the link answers (on a cluster, every master).
     pub async fn ping(&mut self) -> RedisResult<()> {
         match self {

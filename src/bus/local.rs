@@ -60,6 +60,13 @@ impl LocalBus {
         }
     }
 
+    /// Tells one topic's sink, if it is a room's, that its pushes may have been lost.
+    pub fn resumed_on(&self, topic: Topic) {
+        if matches!(topic, Topic::Room(_)) {
+            self.deliver(topic, Arc::new(self.envelope(BusEvent::Resumed)));
+        }
+    }
+
     pub fn topics(&self) -> Vec<Topic> {
         self.sinks.lock().expect("bus lock").keys().cloned().collect()
     }

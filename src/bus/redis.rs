@@ -8,7 +8,7 @@
 //! answers; then its room actors read what their members missed from the store
 //! (`BusEvent::Resumed`). Clients fill any other gap from the store by `seq`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +42,9 @@ enum Change {
     Unsubscribe(String),
     /// Re-send every subscription (after a reconnect).
     Resync,
-    /// Redis dropped this subscription by itself (on a cluster: its slot moved to another
-    /// shard): subscribe again if it is still held.
+    /// A channel's subscription ended: the confirmation of this node's own `SUNSUBSCRIBE`, or
+    /// Redis dropping it by itself (on a cluster, when its slot moved to another shard), in
+    /// which case it is subscribed again if still held and its room catches up.
     Dropped(String),
 }
 
@@ -163,6 +164,8 @@ async fn subscription_loop(
     bus: std::sync::Weak<RedisBus>,
 ) {
     let mut held: HashSet<String> = HashSet::new();
+    // This node's own unsubscriptions whose confirmation (a `Dropped`) is still to come.
+    let mut unconfirmed: HashMap<String, usize> = HashMap::new();
     let mut liveness = tokio::time::interval(LIVENESS_EVERY);
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A PING went unanswered: the link is suspect until one is answered again.
@@ -201,20 +204,35 @@ async fn subscription_loop(
             }
             Change::Unsubscribe(channel) => {
                 held.remove(&channel);
+                if redis.is_sharded() {
+                    *unconfirmed.entry(channel.clone()).or_default() += 1;
+                }
                 redis.unsubscribe(&[channel]).await
             }
-            Change::Dropped(channel) if held.contains(&channel) => {
-                tracing::info!(channel, "Redis dropped a subscription (its slot moved); subscribing again");
-                let result = redis.subscribe(&[channel]).await;
-                if result.is_ok()
-                    && let Some(bus) = bus.upgrade()
-                {
-                    bus.local.resumed();
+            Change::Dropped(channel) => match unconfirmed.get_mut(&channel) {
+                Some(pending) => {
+                    *pending -= 1;
+                    if *pending == 0 {
+                        unconfirmed.remove(&channel);
+                    }
+                    Ok(())
                 }
-                result
-            }
-            Change::Dropped(_) => Ok(()),
+                None if held.contains(&channel) => {
+                    tracing::info!(channel, "Redis dropped a subscription (its slot moved); subscribing again");
+                    let result = redis.subscribe(std::slice::from_ref(&channel)).await;
+                    if result.is_ok()
+                        && let Some(bus) = bus.upgrade()
+                        && let Some(topic) = bus.topic(&channel)
+                    {
+                        bus.local.resumed_on(topic);
+                    }
+                    result
+                }
+                None => Ok(()),
+            },
             Change::Resync => {
+                // Confirmations lost with the connection never come.
+                unconfirmed.clear();
                 let result = resubscribe(&mut redis, &held).await;
                 if result.is_ok()
                     && let Some(bus) = bus.upgrade()

@@ -1,5 +1,6 @@
 //! What a node says about itself, read from outside: counters from its `/metrics` (plain
-//! HTTP/1.0 on the node's own host:port) and its process's CPU time from `/proc/PID/stat`.
+//! HTTP/1.0 on the node's own host:port), its process's CPU time from `/proc/PID/stat`, and
+//! how busy each core of the machine was (`/proc/stat`), to tell a quiet machine from a shared one.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +61,29 @@ pub fn cpu_secs(pid: u32, ticks_per_sec: f64) -> Result<f64> {
         fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).with_context(|| format!("pid {pid}: field {n}"))
     };
     Ok((field(14)? + field(15)?) / ticks_per_sec)
+}
+
+/// Busy and total clock ticks of each core so far (`cpuN` lines of `/proc/stat`; busy is
+/// everything but idle and iowait).
+pub fn core_ticks() -> Result<Vec<(u64, u64)>> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let mut cores = Vec::new();
+    for line in stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")) {
+        let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+        let total: u64 = ticks.iter().take(8).sum();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        cores.push((total - idle, total));
+    }
+    Ok(cores)
+}
+
+/// Each core's busy share between two `core_ticks` readings (0 to 1).
+pub fn core_busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(&(b0, t0), &(b1, t1))| if t1 > t0 { (b1 - b0) as f64 / (t1 - t0) as f64 } else { 0.0 })
+        .collect()
 }
 
 #[cfg(test)]

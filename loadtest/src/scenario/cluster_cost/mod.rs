@@ -24,7 +24,7 @@ use super::{Cadence, Common, drive_all, print_errors_by_kind, rate_limit_hint};
 use crate::client::{Connection, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Timeline, describe_latency, round3};
 use layout::Shape;
-use probe::{NodeDelta, Probe, Reading};
+use probe::{NodeDelta, Probe, Readings};
 use room::{RoomTally, SendPlan};
 
 #[derive(Debug, Clone, Args)]
@@ -195,15 +195,15 @@ struct Measured<'a> {
     nodes: &'a [Target],
     placements: &'a [Vec<usize>],
     probe: &'a Probe,
-    before: Vec<Reading>,
-    after: Vec<Reading>,
+    before: Readings,
+    after: Readings,
     window: Duration,
 }
 
 impl Measured<'_> {
     fn report(&self, args: &ClusterCostArgs, run_id: &str, t: &Totals) -> Value {
         let deltas: Vec<NodeDelta> =
-            (0..self.nodes.len()).map(|i| self.probe.delta(&self.before[i], &self.after[i])).collect();
+            (0..self.nodes.len()).map(|i| self.probe.delta(&self.before.nodes[i], &self.after.nodes[i])).collect();
         let rows: Vec<Value> = deltas.iter().enumerate().map(|(i, d)| self.node_row(i, d, t)).collect();
         let received: f64 = deltas.iter().map(|d| d.received).sum();
         let addressed: u64 = t.addressed.iter().sum();
@@ -245,6 +245,7 @@ impl Measured<'_> {
             "duplicates": t.duplicates,
             "cpu_secs": cpu.map(round3),
             "cpu_us_per_delivery": cpu.filter(|_| deliveries > 0).map(|c| round3(c * 1e6 / deliveries as f64)),
+            "machine_core_busy": self.before.core_busy(&self.after).into_iter().map(round3).collect::<Vec<_>>(),
             "delivery_ms": t.delivery.summary(),
             "per_node": rows,
             "errors": t.errors.to_json(),
@@ -312,7 +313,7 @@ fn print(r: &Value) {
         r["nodes_addressed_per_message"]
     );
     println!(
-        "  sent {}  acked {}  deliveries {} of {} owed  lost {}  duplicates {}  window {} s  received/addressed {}  CPU µs/delivery {}",
+        "  sent {}  acked {}  deliveries {} of {} owed  lost {}  duplicates {}  window {} s  received/addressed {}  CPU µs/delivery {}  cores busy {}",
         r["sent"],
         r["acked"],
         r["deliveries"],
@@ -321,7 +322,8 @@ fn print(r: &Value) {
         r["duplicates"],
         r["window_secs"],
         r["received_per_addressed"],
-        r["cpu_us_per_delivery"]
+        r["cpu_us_per_delivery"],
+        r["machine_core_busy"]
     );
     let line = |cells: Vec<String>| {
         let padded: Vec<String> =

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 
 use crate::client::Target;
-use crate::scenario::node_metrics::{clock_ticks, cpu_secs, scrape};
+use crate::scenario::node_metrics::{clock_ticks, core_busy, core_ticks, cpu_secs, scrape};
 
 /// Which server answers, known by the counters it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,19 @@ pub(super) struct Reading {
     cpu_secs: Option<f64>,
 }
 
+/// Every node at one moment, and the machine's cores: (busy, total) clock ticks.
+pub(super) struct Readings {
+    pub nodes: Vec<Reading>,
+    cores: Vec<(u64, u64)>,
+}
+
+impl Readings {
+    /// Each core's busy share from `self` to `later` (0 to 1).
+    pub fn core_busy(&self, later: &Readings) -> Vec<f64> {
+        core_busy(&self.cores, &later.cores)
+    }
+}
+
 /// What one node's bus and process did between two readings.
 pub(super) struct NodeDelta {
     pub received: f64,
@@ -106,7 +119,9 @@ impl Probe {
         Ok(probe)
     }
 
-    pub async fn read(&self) -> Result<Vec<Reading>> {
+    /// Every node, and the machine's cores.
+    pub async fn read(&self) -> Result<Readings> {
+        let cores = core_ticks()?;
         let mut out = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
             let cpu_secs = match self.pids.get(i) {
@@ -119,7 +134,7 @@ impl Probe {
             }
             out.push(Reading { counters, cpu_secs });
         }
-        Ok(out)
+        Ok(Readings { nodes: out, cores })
     }
 
     pub fn delta(&self, before: &Reading, after: &Reading) -> NodeDelta {

@@ -22,7 +22,10 @@
 #
 # Knobs (env): RATE (messages/s, 200), DURATION (measured seconds, 30), WARMUP_SECS,
 # NODE_COUNTS ("1 2 3"), SERVERS ("switchboard socketio-peer"), COST_ARGS (more flags for the
-# generator, e.g. "--spanning-share 0.3"), SERVER_CPU, LOAD_CPU, DB_CPUS, PG_SETTINGS.
+# generator, e.g. "--spanning-share 0.3"), RUNS (1: the whole sequence that many times, files
+# suffixed -runN; the table gives each figure's median over the runs and CPU per delivery's
+# range: the bus figures repeat exactly, CPU time on a shared 2-core machine does not),
+# SERVER_CPU, LOAD_CPU, DB_CPUS, PG_SETTINGS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +45,7 @@ RATE=${RATE:-200} DURATION=${DURATION:-30} WARMUP_SECS=${WARMUP_SECS:-10}
 NODE_COUNTS=${NODE_COUNTS:-1 2 3}
 SERVERS=${SERVERS:-switchboard socketio-peer}
 COST_ARGS=${COST_ARGS:-}
+RUNS=${RUNS:-1}
 JWT_SECRET="cluster-cost-run-secret-0123456789abcdef"
 SB_BASE_PORT=18280 SIO_BASE_PORT=18290
 mkdir -p "$OUT/logs"
@@ -102,9 +106,10 @@ start_node() {
     wait_port "$port"
 }
 
-# measure SERVER N: N nodes on a fresh database, a warm-up run, the measured run, nodes stopped.
+# measure SERVER N [SUFFIX]: N nodes on a fresh database, a warm-up run, the measured run
+# (SERVER-N[SUFFIX].json), nodes stopped.
 measure() {
-    local server=$1 n=$2 name="$1-$2" base framing db urls=() pids=() i
+    local server=$1 n=$2 name="$1-$2${3:-}" base framing db urls=() pids=() i
     if [ "$server" = switchboard ]; then base=$SB_BASE_PORT framing=native; else base=$SIO_BASE_PORT framing=socketio; fi
     db="cc_${server//-/_}_$n"
     psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
@@ -130,15 +135,18 @@ measure() {
 }
 
 files=()
-for server in $SERVERS; do
-    for n in $NODE_COUNTS; do
-        measure "$server" "$n"
-        files+=("$OUT/$server-$n.json")
+for run in $(seq "$RUNS"); do
+    suffix=""; [ "$RUNS" -gt 1 ] && suffix="-run$run"
+    for server in $SERVERS; do
+        for n in $NODE_COUNTS; do
+            measure "$server" "$n" "$suffix"
+            files+=("$OUT/$server-$n$suffix.json")
+        done
     done
 done
 
 {
-    echo "$(date +%F), \`loadtest/cluster-cost.sh --redis $REDIS_MODE\` (RATE=$RATE DURATION=$DURATION${COST_ARGS:+ COST_ARGS=\"$COST_ARGS\"})"
+    echo "$(date +%F), \`loadtest/cluster-cost.sh --redis $REDIS_MODE\` (RATE=$RATE DURATION=$DURATION RUNS=$RUNS${COST_ARGS:+ COST_ARGS=\"$COST_ARGS\"})"
     echo
     python3 loadtest/cluster-cost-table.py "${files[@]}"
 } | tee "$OUT/table.md"

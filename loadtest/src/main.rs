@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use scenario::chaos::ChaosArgs;
 use scenario::chat_mix::ChatMixArgs;
+use scenario::cluster_cost::ClusterCostArgs;
 use scenario::connect::{ConnectArgs, WorkerArgs};
 use scenario::group_fanout::GroupFanoutArgs;
 use scenario::latency::LatencyArgs;
@@ -40,6 +41,9 @@ enum Scenario {
     Live(LiveArgs),
     /// Cluster: which nodes receive a group's messages (from the nodes' /metrics).
     GroupFanout(GroupFanoutArgs),
+    /// Cluster: per node, bus messages and bytes received against messages addressed to its
+    /// users, and CPU per delivery (Switchboard or the instrumented Socket.IO peer).
+    ClusterCost(ClusterCostArgs),
     /// N idle authenticated connections: server memory per connection.
     Connect(ConnectArgs),
     /// 1:1, groups and typing at stepped offered rates until delivery p99 passes a limit.
@@ -85,6 +89,10 @@ async fn main() -> Result<()> {
         Scenario::GroupFanout(args) => {
             let out = (args.common.out.clone(), args.common.label.clone());
             (scenario::group_fanout::run(args).await?, out)
+        }
+        Scenario::ClusterCost(args) => {
+            let out = (args.common.out.clone(), args.common.label.clone());
+            (scenario::cluster_cost::run(args).await?, out)
         }
         Scenario::Connect(args) => {
             let out = (args.common.out.clone(), args.common.label.clone());

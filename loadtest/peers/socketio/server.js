@@ -7,8 +7,11 @@
 // @socket.io/redis-adapter (each user joins room `u:<user>`; a push goes to its members'
 // rooms). Membership is cached per room after the first lookup, as Switchboard does.
 //
-// Env: PORT (8095), DATABASE_URL (required), REDIS_URL (optional: cluster mode),
-// JWT_SECRET (Switchboard's dev secret), DB_POOL (16).
+// Env: PORT (8095), DATABASE_URL (required), REDIS_URL (optional: cluster mode on one Redis,
+// `createAdapter`), REDIS_CLUSTER_NODES (optional, instead: seed nodes `redis://h:p,...` of a
+// Redis Cluster: node-redis's cluster client and `createShardedAdapter`, sharded pub/sub),
+// JWT_SECRET (Switchboard's dev secret), DB_POOL (16), BUS_METRICS=1 (count what the
+// adapter's Redis clients carry and serve it on GET /metrics: bus-metrics.js).
 "use strict";
 
 const http = require("node:http");
@@ -144,22 +147,36 @@ function handlers(io, socket) {
   });
 }
 
+// The stock adapter on one Redis, or the sharded one (SSUBSCRIBE/SPUBLISH, Redis 7) on a
+// Redis Cluster; with bus metrics, its clients counted before the adapter gets them.
+async function redisAdapter(busMetrics) {
+  const { createClient, createCluster } = require("redis");
+  const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
+  const seeds = (process.env.REDIS_CLUSTER_NODES || "").split(",").filter(Boolean);
+  const pub = seeds.length > 0
+    ? createCluster({ rootNodes: seeds.map((url) => ({ url })) })
+    : createClient({ url: process.env.REDIS_URL });
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  if (busMetrics) {
+    busMetrics.countPublisher(pub);
+    busMetrics.countSubscriber(sub);
+  }
+  return seeds.length > 0 ? createShardedAdapter(pub, sub) : createAdapter(pub, sub);
+}
+
 async function main() {
   await pool.query(SCHEMA);
-  const server = http.createServer();
+  const busMetrics = process.env.BUS_METRICS === "1" ? require("./bus-metrics") : null;
+  const server = busMetrics ? http.createServer(busMetrics.serve) : http.createServer();
   const io = new Server(server, {
     transports: ["websocket"],
     serveClient: false,
     pingInterval: 15000,
     pingTimeout: 30000,
   });
-  if (process.env.REDIS_URL) {
-    const { createClient } = require("redis");
-    const { createAdapter } = require("@socket.io/redis-adapter");
-    const pub = createClient({ url: process.env.REDIS_URL });
-    const sub = pub.duplicate();
-    await Promise.all([pub.connect(), sub.connect()]);
-    io.adapter(createAdapter(pub, sub));
+  if (process.env.REDIS_URL || process.env.REDIS_CLUSTER_NODES) {
+    io.adapter(await redisAdapter(busMetrics));
   }
   io.use((socket, next) => {
     try {

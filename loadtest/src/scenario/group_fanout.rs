@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::node_metrics::scrape;
 use super::{Common, SETUP_TIMEOUT, close_all, note_unexpected, sleep_until, text_message};
 use crate::client::{Connection, Frame, Inbound, Target};
 use crate::stats::{ErrorCounts, LatencyRecorder, Progress, describe_latency, round3};
@@ -382,32 +382,9 @@ async fn wait_for_event(conn: &mut Connection, wanted: &str) -> Result<()> {
 async fn scrape_all(nodes: &[Target]) -> Result<Vec<BTreeMap<String, f64>>> {
     let mut out = Vec::new();
     for node in nodes {
-        out.push(
-            scrape(node.authority()).await.with_context(|| format!("reading http://{}/metrics", node.authority()))?,
-        );
+        out.push(scrape(node.authority(), |name| COUNTERS.contains(&name)).await?);
     }
     Ok(out)
-}
-
-/// `GET /metrics` over plain HTTP/1.0; sums the `COUNTERS` over their label sets.
-pub async fn scrape(authority: &str) -> Result<BTreeMap<String, f64>> {
-    let mut stream = tokio::time::timeout(SETUP_TIMEOUT, tokio::net::TcpStream::connect(authority)).await??;
-    stream.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes()).await?;
-    let mut text = String::new();
-    tokio::time::timeout(SETUP_TIMEOUT, stream.read_to_string(&mut text)).await??;
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        bail!("{}", head.lines().next().unwrap_or(head));
-    }
-    let mut values = BTreeMap::new();
-    for line in body.lines().filter(|l| !l.starts_with('#')) {
-        let name = line.split(['{', ' ']).next().unwrap_or("");
-        if COUNTERS.contains(&name) {
-            let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            *values.entry(name.to_owned()).or_insert(0.0) += value;
-        }
-    }
-    Ok(values)
 }
 
 fn print_layout(r: &Value) {

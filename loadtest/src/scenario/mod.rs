@@ -5,10 +5,12 @@
 
 pub mod chaos;
 pub mod chat_mix;
+pub mod cluster_cost;
 pub mod connect;
 pub mod group_fanout;
 pub mod latency;
 pub mod live;
+mod node_metrics;
 pub mod reconnect_storm;
 pub mod resync;
 mod schedule;

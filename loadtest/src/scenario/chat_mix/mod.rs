@@ -15,7 +15,7 @@
 //! traffic crosses the bus.
 
 mod room;
-mod setup;
+pub(crate) mod setup;
 mod steps;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use crate::scenario::SETUP_TIMEOUT;
 use crate::stats::setup_bar;
 
 /// A room and its connected members; one task drives them all.
-pub(super) struct Room {
+pub(crate) struct Room {
     pub index: usize,
     pub id: String,
     pub members: Vec<Connection>,
@@ -55,18 +55,26 @@ fn crossing(r: usize, share: f64) -> bool {
     ((r + 1) as f64 * share).floor() > (r as f64 * share).floor()
 }
 
-/// Connects one room's members (each on its node, all on one shared queue), creates the room
-/// and has every member touch it.
+/// Room `r`'s members: spread over the nodes when `crossing`, else all on one node.
 async fn set_up_room(nodes: &[Target], run_id: &str, r: usize, size: usize, crossing: bool) -> Result<RoomSetup> {
+    let placement: Vec<usize> =
+        (0..size).map(|m| if crossing { (r + m) % nodes.len() } else { r % nodes.len() }).collect();
+    set_up_room_on(nodes, run_id, r, &placement).await
+}
+
+/// Connects one room's members (member m on `nodes[placement[m]]`, all on one shared queue),
+/// creates the room (direct for two members, else a group) and has every member touch it.
+pub(crate) async fn set_up_room_on(nodes: &[Target], run_id: &str, r: usize, placement: &[usize]) -> Result<RoomSetup> {
+    let size = placement.len();
     let (queue, mut rx) = mpsc::unbounded_channel();
     let users: Vec<String> = (0..size).map(|m| format!("lt-{run_id}-r{r}-m{m}")).collect();
     let mut members = Vec::with_capacity(size);
     // Others first, so they are online when the room appears; the creator last.
     for (m, user) in users.iter().enumerate().rev() {
-        let node = if crossing { (r + m) % nodes.len() } else { r % nodes.len() };
-        members.push(Connection::connect_shared(&nodes[node], user, SETUP_TIMEOUT, m, queue.clone()).await?);
+        members.push(Connection::connect_shared(&nodes[placement[m]], user, SETUP_TIMEOUT, m, queue.clone()).await?);
     }
     members.reverse();
+    let crossing = placement.iter().any(|&n| n != placement[0]);
     let (event, data) = if size == 2 {
         ("room.direct", json!({"user_id": users[1]}))
     } else {
@@ -89,7 +97,7 @@ async fn set_up_room(nodes: &[Target], run_id: &str, r: usize, size: usize, cros
 }
 
 /// A room ready to drive, with the queue all its members' frames arrive on.
-pub(super) type RoomSetup = (Room, mpsc::UnboundedReceiver<(usize, Inbound)>);
+pub(crate) type RoomSetup = (Room, mpsc::UnboundedReceiver<(usize, Inbound)>);
 
 /// Waits for the ok acks of `(member, request id)`s on a room's queue; returns their data in
 /// order. Pushes meanwhile are set-up noise and dropped.

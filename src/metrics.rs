@@ -31,12 +31,7 @@ pub struct Metrics {
     pub subscriptions: IntGauge,
     /// Envelopes not sent to Redis (queue full or Redis unreachable).
     pub bus_dropped: IntCounter,
-    /// What this node's Redis link carries: messages read from its subscriptions (its own
-    /// echoes included) and their bytes, and bytes published. Divided by the messages
-    /// addressed to this node's users, the first shows what targeted delivery saves.
-    pub redis_received: IntCounter,
-    pub redis_received_bytes: IntCounter,
-    pub redis_published_bytes: IntCounter,
+    pub redis: RedisLinkMetrics,
     pub redis_reconnects: IntCounter,
     /// Upgrades and logins refused or connections closed by admission rules, by `reason`
     /// (`origin`, `node_full`, `address_full`, `user_full`, `login_timeout`, `token_expired`).
@@ -109,12 +104,7 @@ impl Metrics {
             bus_received: add(r, IntCounter::new("bus_received_total", "Envelopes received from the bus")),
             subscriptions: add(r, IntGauge::new("bus_subscriptions", "Bus topics this node subscribes to")),
             bus_dropped: add(r, IntCounter::new("bus_dropped_total", "Envelopes not sent to Redis")),
-            redis_received: add(r, IntCounter::new("redis_received_total", "Messages read from Redis subscriptions")),
-            redis_received_bytes: add(
-                r,
-                IntCounter::new("redis_received_bytes_total", "Payload bytes read from Redis subscriptions"),
-            ),
-            redis_published_bytes: add(r, IntCounter::new("redis_published_bytes_total", "Payload bytes published")),
+            redis: RedisLinkMetrics::new(r),
             redis_reconnects: add(r, IntCounter::new("redis_reconnects_total", "Redis subscription connection losses")),
             refused: add(
                 r,
@@ -157,6 +147,28 @@ pub struct WebhookMetrics {
     pub dropped: IntCounterVec,
     /// Time from sending a webhook to its receiver's answer.
     pub seconds: Histogram,
+}
+
+/// What this node's Redis link carries: messages read from its subscriptions (its own echoes
+/// included) and their bytes, and bytes published. Divided by the messages addressed to this
+/// node's users, the first shows what targeted delivery saves.
+pub struct RedisLinkMetrics {
+    pub received: IntCounter,
+    pub received_bytes: IntCounter,
+    pub published_bytes: IntCounter,
+}
+
+impl RedisLinkMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            received: add(r, IntCounter::new("redis_received_total", "Messages read from Redis subscriptions")),
+            received_bytes: add(
+                r,
+                IntCounter::new("redis_received_bytes_total", "Payload bytes read from Redis subscriptions"),
+            ),
+            published_bytes: add(r, IntCounter::new("redis_published_bytes_total", "Payload bytes published")),
+        }
+    }
 }
 
 impl WebhookMetrics {

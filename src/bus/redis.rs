@@ -98,8 +98,8 @@ impl RedisBus {
 
     /// An envelope from Redis: delivered locally unless this node sent it.
     fn received(&self, channel: &str, payload: &[u8]) {
-        self.metrics.redis_received.inc();
-        self.metrics.redis_received_bytes.inc_by(payload.len() as u64);
+        self.metrics.redis.received.inc();
+        self.metrics.redis.received_bytes.inc_by(payload.len() as u64);
         let Some(topic) = self.topic(channel) else { return };
         let envelope: Envelope = match serde_json::from_slice(payload) {
             Ok(envelope) => envelope,
@@ -121,7 +121,7 @@ impl Bus for RedisBus {
         let envelope = Arc::new(self.local.envelope(event));
         let payload = serde_json::to_vec(&*envelope).expect("envelopes serialize");
         let channel = self.channel(&topic);
-        self.metrics.redis_published_bytes.inc_by(payload.len() as u64);
+        self.metrics.redis.published_bytes.inc_by(payload.len() as u64);
         self.local.deliver(topic, envelope);
         if self.publishes.try_send((channel, payload)).is_err() {
             self.metrics.bus_dropped.inc();
@@ -159,13 +159,11 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
 const LIVENESS_EVERY: Duration = Duration::from_secs(2);
 
 async fn subscription_loop(
-    mut redis: Subscriber,
+    redis: Subscriber,
     mut changes: mpsc::UnboundedReceiver<Change>,
     bus: std::sync::Weak<RedisBus>,
 ) {
-    let mut held: HashSet<String> = HashSet::new();
-    // This node's own unsubscriptions whose confirmation (a `Dropped`) is still to come.
-    let mut unconfirmed: HashMap<String, usize> = HashMap::new();
+    let mut subscriptions = Subscriptions { redis, bus, held: HashSet::new(), unconfirmed: HashMap::new() };
     let mut liveness = tokio::time::interval(LIVENESS_EVERY);
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A PING went unanswered: the link is suspect until one is answered again.
@@ -177,87 +175,118 @@ async fn subscription_loop(
                 None => return,
             },
             _ = liveness.tick() => {
-                match redis.ping().await {
-                    Err(e) if !suspect => {
-                        tracing::warn!(error = %e, "Redis subscription connection does not answer");
-                        suspect = true;
-                    }
-                    Err(_) => {}
-                    // Answering again: pushes may have been lost meanwhile.
-                    Ok(()) if suspect => {
-                        suspect = false;
-                        if let Some(bus) = bus.upgrade() {
-                            bus.metrics.redis_reconnects.inc();
-                        }
-                        let _ = request_resync(&bus);
-                    }
-                    Ok(()) => {}
-                }
+                suspect = subscriptions.check_liveness(suspect).await;
                 continue;
             }
         };
-        let result = match change {
+        if let Err(e) = subscriptions.apply(change).await {
+            tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
+            if subscriptions.restore().await.is_none() {
+                return;
+            }
+        }
+    }
+}
+
+/// The subscription task's state: the channels this node holds, on the connection that
+/// holds them.
+struct Subscriptions {
+    redis: Subscriber,
+    bus: std::sync::Weak<RedisBus>,
+    held: HashSet<String>,
+    /// This node's own unsubscriptions whose confirmation (a `Dropped`) is still to come.
+    unconfirmed: HashMap<String, usize>,
+}
+
+impl Subscriptions {
+    async fn apply(&mut self, change: Change) -> redis::RedisResult<()> {
+        match change {
             Change::Subscribe(channel) => {
-                let result = redis.subscribe(std::slice::from_ref(&channel)).await;
-                held.insert(channel);
+                let result = self.redis.subscribe(std::slice::from_ref(&channel)).await;
+                self.held.insert(channel);
                 result
             }
             Change::Unsubscribe(channel) => {
-                held.remove(&channel);
-                if redis.is_sharded() {
-                    *unconfirmed.entry(channel.clone()).or_default() += 1;
+                self.held.remove(&channel);
+                if self.redis.is_sharded() {
+                    *self.unconfirmed.entry(channel.clone()).or_default() += 1;
                 }
-                redis.unsubscribe(&[channel]).await
+                self.redis.unsubscribe(&[channel]).await
             }
-            Change::Dropped(channel) => match unconfirmed.get_mut(&channel) {
-                Some(pending) => {
-                    *pending -= 1;
-                    if *pending == 0 {
-                        unconfirmed.remove(&channel);
-                    }
-                    Ok(())
-                }
-                None if held.contains(&channel) => {
-                    tracing::info!(channel, "Redis dropped a subscription (its slot moved); subscribing again");
-                    let result = redis.subscribe(std::slice::from_ref(&channel)).await;
-                    if result.is_ok()
-                        && let Some(bus) = bus.upgrade()
-                        && let Some(topic) = bus.topic(&channel)
-                    {
-                        bus.local.resumed_on(topic);
-                    }
-                    result
-                }
-                None => Ok(()),
-            },
+            Change::Dropped(channel) => self.dropped(channel).await,
             Change::Resync => {
                 // Confirmations lost with the connection never come.
-                unconfirmed.clear();
-                let result = resubscribe(&mut redis, &held).await;
+                self.unconfirmed.clear();
+                let result = resubscribe(&mut self.redis, &self.held).await;
                 if result.is_ok()
-                    && let Some(bus) = bus.upgrade()
+                    && let Some(bus) = self.bus.upgrade()
                 {
                     bus.local.resumed();
                 }
                 result
             }
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
-            // Keep trying until Redis answers; changes queued meanwhile are applied after.
-            let mut delay = Duration::from_millis(100);
-            while resubscribe(&mut redis, &held).await.is_err() {
-                if bus.strong_count() == 0 {
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// A subscription ended: ours (confirmed), or Redis's doing, when it is subscribed again
+    /// and its room reads what it missed.
+    async fn dropped(&mut self, channel: String) -> redis::RedisResult<()> {
+        if let Some(pending) = self.unconfirmed.get_mut(&channel) {
+            *pending -= 1;
+            if *pending == 0 {
+                self.unconfirmed.remove(&channel);
             }
-            tracing::info!(channels = held.len(), "Redis subscriptions restored");
-            if let Some(bus) = bus.upgrade() {
-                bus.local.resumed();
+            return Ok(());
+        }
+        if !self.held.contains(&channel) {
+            return Ok(());
+        }
+        tracing::info!(channel, "Redis dropped a subscription (its slot moved); subscribing again");
+        self.redis.subscribe(std::slice::from_ref(&channel)).await?;
+        if let Some(bus) = self.bus.upgrade()
+            && let Some(topic) = bus.topic(&channel)
+        {
+            bus.local.resumed_on(topic);
+        }
+        Ok(())
+    }
+
+    /// PINGs the link; whether it is suspect now. Answering again after a silence, it may
+    /// have lost pushes meanwhile: a resync follows.
+    async fn check_liveness(&mut self, suspect: bool) -> bool {
+        match self.redis.ping().await {
+            Err(e) => {
+                if !suspect {
+                    tracing::warn!(error = %e, "Redis subscription connection does not answer");
+                }
+                true
+            }
+            Ok(()) => {
+                if suspect {
+                    if let Some(bus) = self.bus.upgrade() {
+                        bus.metrics.redis_reconnects.inc();
+                    }
+                    let _ = request_resync(&self.bus);
+                }
+                false
             }
         }
+    }
+
+    /// Subscribes again to everything held, retrying until Redis answers (changes queued
+    /// meanwhile are applied after), then lets the rooms catch up. `None` once the bus is gone.
+    async fn restore(&mut self) -> Option<()> {
+        let mut delay = Duration::from_millis(100);
+        while resubscribe(&mut self.redis, &self.held).await.is_err() {
+            if self.bus.strong_count() == 0 {
+                return None;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        tracing::info!(channels = self.held.len(), "Redis subscriptions restored");
+        self.bus.upgrade()?.local.resumed();
+        Some(())
     }
 }
 

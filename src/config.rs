@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use clap::Args;
 
 use crate::domain::{EventType, LocationGrid};
-use crate::redis_link::RedisTarget;
 use crate::wire::Api;
 
 /// A secret (the one that signs tokens, the one that signs webhooks); never printed.
@@ -472,6 +471,27 @@ fn parse_event_types(raw: &str) -> Result<BTreeSet<EventType>, String> {
 
 fn parse_api(raw: &str) -> Result<Api, String> {
     Api::parse(raw).map_err(|e| e.to_string())
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (`redis://…`).
+    Single(String),
+    /// A Redis Cluster, by some of its nodes (the rest are discovered).
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// The addresses, for logs (without passwords).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Single(url) => redact(url),
+            Self::Cluster(seeds) => {
+                format!("the Redis Cluster of {}", seeds.iter().map(|s| redact(s)).collect::<Vec<_>>().join(", "))
+            }
+        }
+    }
 }
 
 /// A URL without its password, for logs.

@@ -18,28 +18,7 @@ use redis::cluster_routing::Slot;
 use redis::{Arg, Cmd, Pipeline, PushInfo, RedisFuture, RedisResult, Value};
 use tokio::sync::mpsc;
 
-use crate::config::redact;
-
-/// Where Redis is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    /// One server (`redis://…`).
-    Single(String),
-    /// A Redis Cluster, by some of its nodes (the rest are discovered).
-    Cluster(Vec<String>),
-}
-
-impl RedisTarget {
-    /// The addresses, for logs (without passwords).
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Single(url) => redact(url),
-            Self::Cluster(seeds) => {
-                format!("the Redis Cluster of {}", seeds.iter().map(|s| redact(s)).collect::<Vec<_>>().join(", "))
-            }
-        }
-    }
-}
+use crate::config::RedisTarget;
 
 /// A connection for commands; clones share it.
 #[derive(Clone)]

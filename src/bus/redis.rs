@@ -17,9 +17,10 @@ use redis::{PushInfo, PushKind};
 use tokio::sync::mpsc;
 
 use super::{Bus, BusEvent, Delivered, ENVELOPE_VERSION, Envelope, LocalBus, Topic};
+use crate::config::RedisTarget;
 use crate::domain::{NodeId, RoomId, SessionId, UserId};
 use crate::metrics::Metrics;
-use crate::redis_link::{self, Commands, RedisTarget, Subscriber};
+use crate::redis_link::{self, Commands, Subscriber};
 
 /// Publishes waiting for Redis before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 65_536;

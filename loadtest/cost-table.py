@@ -159,6 +159,11 @@ def table(a):
     print(f"CPU per delivery{' (median over the runs, lowest–highest)' if many else ''}; deliveries are "
           "the `message.new` and `typing` pushes the generator received in the window.")
     print()
+    shares = [r["cpu_secs"]["others"] / (r["window_secs"] * len(r["core_busy"])) for r in runs]
+    print(f"The machine: everything but the server, PostgreSQL, the generator and Redis (other jobs, kernel "
+          f"time charged to no process) kept {min(shares):.0%}–{max(shares):.0%} of both cores busy over the "
+          f"windows, median {statistics.median(shares):.0%} (`others` below).")
+    print()
     print("| server | offered events/s | server CPU per delivery | database CPU per delivery | total "
           "| instructions per delivery | deliveries | delivery p99 ms | sustained (p99 ≤ 50 ms) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -187,7 +192,8 @@ def table(a):
     print()
     print("Every run: the window, each core's busy share over it, the CPU seconds of the server, "
           "PostgreSQL, the generator, Redis and everything else on the machine (the other core's jobs "
-          "included), the server's task-clock by `perf stat`.")
+          "included), the server's task-clock by `perf stat` (a cross-check: perf attaches a moment "
+          "after the window opens, so it reads a little less).")
     print()
     print("| run | window s | cores busy | server CPU s | perf task-clock s | PostgreSQL CPU s | generator CPU s "
           "| Redis CPU s | others CPU s | events sent | deliveries | p50 / p99 ms | lost | errors |")

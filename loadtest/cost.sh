@@ -193,7 +193,7 @@ done
 
 busy=$(awk '{print $1, $2, $3}' /proc/loadavg)
 {
-    echo "$(date +%F), \`loadtest/cost.sh\` (RATE=$RATE${HIGH_RATE:+ HIGH_RATE=$HIGH_RATE} DURATION=$DURATION RUNS=$RUNS), $(nproc) cores, load average at the end $busy"
+    echo "$(date +%F), \`RATE=$RATE${HIGH_RATE:+ HIGH_RATE=$HIGH_RATE} DURATION=$DURATION RUNS=$RUNS loadtest/cost.sh $OUT\`, $(nproc) cores, load average at the end $busy"
     echo
     python3 loadtest/cost-table.py table --json "$OUT/cost.json" "${files[@]}"
 } | tee "$OUT/table.md"

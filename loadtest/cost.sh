@@ -179,22 +179,24 @@ measure() {
     grep -E '^step' "$txt" >&2 || true
 }
 
-files=()
+files=() failed=()
+# measure_or_note SERVER RATE RUN: measures; a failed measurement is named in the table.
+measure_or_note() {
+    if measure "$@"; then files+=("$OUT/runs/$1-$2-run$3.cost.json"); else failed+=("$1-$2-run$3"); fi
+}
 for run in $(seq "$RUNS"); do
-    for server in $SERVERS; do
-        measure "$server" "$RATE" "$run" && files+=("$OUT/runs/$server-$RATE-run$run.cost.json")
-    done
+    for server in $SERVERS; do measure_or_note "$server" "$RATE" "$run"; done
     if [ -n "$HIGH_RATE" ]; then
-        for server in $HIGH_SERVERS; do
-            measure "$server" "$HIGH_RATE" "$run" && files+=("$OUT/runs/$server-$HIGH_RATE-run$run.cost.json")
-        done
+        for server in $HIGH_SERVERS; do measure_or_note "$server" "$HIGH_RATE" "$run"; done
     fi
 done
+[ ${#files[@]} -gt 0 ] || { echo "every measurement failed" >&2; exit 1; }
 
 busy=$(awk '{print $1, $2, $3}' /proc/loadavg)
 {
     echo "$(date +%F), \`RATE=$RATE${HIGH_RATE:+ HIGH_RATE=$HIGH_RATE} DURATION=$DURATION RUNS=$RUNS loadtest/cost.sh $OUT\`, $(nproc) cores, load average at the end $busy"
     echo
+    [ ${#failed[@]} -eq 0 ] || { echo "Failed, left out (see runs/NAME.txt): ${failed[*]}"; echo; }
     python3 loadtest/cost-table.py table --json "$OUT/cost.json" "${files[@]}"
 } | tee "$OUT/table.md"
 echo "results in $OUT (table.md, cost.json; runs/: per measurement)" >&2

@@ -1,6 +1,7 @@
-# What compare.sh and fixed-rate.sh share (source it from the repository's root): the cores,
-# the chat mix's warm-up, PostgreSQL and Redis started and pinned to the load core, a trap
-# that stops them and the server on exit, and the CPU seconds of processes.
+# What compare.sh, fixed-rate.sh, cluster-cost.sh and cost.sh share (source it from the
+# repository's root): the cores, the chat mix's warm-up, PostgreSQL and Redis started and
+# pinned to the load core, a trap that stops them and the server on exit, and the CPU seconds
+# of processes.
 #
 # CPU sharing (2 cores): the server under test alone on core $SERVER_CPU (1); the generator,
 # PostgreSQL and Redis together on core $LOAD_CPU (0). PostgreSQL runs with fsync=off (what is

@@ -69,6 +69,11 @@ pub struct LiveArgs {
     /// by then counts as lost.
     #[arg(long, default_value_t = 10)]
     pub grace: u64,
+
+    /// The servers' process ids (repeatable): their CPU time (utime + stime) over the joins
+    /// and over the commenting is reported, per join and per delivery.
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
 }
 
 /// The comment timetable, shared with every viewer once all have joined.
@@ -125,6 +130,8 @@ pub async fn run(args: LiveArgs) -> Result<Value> {
     );
     let (host, session) = open_session(&target, &run_id).await?;
 
+    let cpu = ServerCpu::new(&args.server_pids);
+    let cpu_at_setup = cpu.secs();
     let setup = Instant::now();
     let progress = Arc::new(Progress::default());
     let mut crowd = Crowd::spawn(&args, &viewer_targets, &run_id, &session, &progress);
@@ -140,10 +147,14 @@ pub async fn run(args: LiveArgs) -> Result<Value> {
     if joined == 0 {
         bail!("no viewer could join: {}", join_failures.to_json());
     }
+    let cpu_joined = cpu.secs();
     tokio::time::sleep(JOIN_SETTLE).await;
 
     let plan = Plan::new(&args);
+    let cpu_at_comments = cpu.secs();
     let (host_outcome, host, timeline) = comment(plan, host, &session, &run_id, &crowd, &progress).await?;
+    let cpu_commented = cpu.secs();
+    let delivered = progress.delivered.load(Ordering::Relaxed);
     let outcomes = end_session(host, &session, crowd).await?;
 
     let tally = ViewerTally::new(viewer_targets.len(), &host_outcome, &outcomes);
@@ -152,7 +163,18 @@ pub async fn run(args: LiveArgs) -> Result<Value> {
         "viewers_joined": joined,
         "join_failures": join_failures.to_json(),
         "seconds": round3(setup_secs),
+        "joins_per_sec": round3(joined as f64 / setup_secs),
     });
+    if !args.server_pids.is_empty() {
+        let (joins, comments) = (cpu_joined - cpu_at_setup, cpu_commented - cpu_at_comments);
+        report["server_cpu"] = json!({
+            "joins_secs": round3(joins),
+            "us_per_join": round3(joins * 1e6 / joined.max(1) as f64),
+            "commenting_secs": round3(comments),
+            "deliveries": delivered,
+            "us_per_delivery": round3(comments * 1e6 / delivered.max(1) as f64),
+        });
+    }
     report["timeline"] = timeline.to_json();
     print(&report);
     super::rate_limit_hint(&tally.errors);
@@ -351,6 +373,12 @@ fn print(r: &Value) {
         }
     }
     println!("  comment ack {}", describe_latency(&r["comment_ack_ms"]));
+    if let Some(cpu) = r.get("server_cpu") {
+        println!(
+            "  server CPU: joins {} s ({} µs per join), commenting {} s ({} µs per delivery)",
+            cpu["joins_secs"], cpu["us_per_join"], cpu["commenting_secs"], cpu["us_per_delivery"]
+        );
+    }
     println!("  send lag  {}", describe_latency(&r["send_lag_ms"]));
     println!(
         "  comments sent {} (measured {}) acked {} refused {} unacked {}",
@@ -371,5 +399,21 @@ fn print(r: &Value) {
             "  warning: the host sent late (send lag p99 over {} ms); the generator may be short of CPU",
             LAG_WARNING.as_millis()
         );
+    }
+}
+
+/// The servers' CPU seconds so far, summed; a process that cannot be read counts nothing.
+struct ServerCpu {
+    pids: Vec<u32>,
+    ticks: f64,
+}
+
+impl ServerCpu {
+    fn new(pids: &[u32]) -> Self {
+        Self { pids: pids.to_vec(), ticks: super::node_metrics::clock_ticks() }
+    }
+
+    fn secs(&self) -> f64 {
+        self.pids.iter().filter_map(|&pid| super::node_metrics::cpu_secs(pid, self.ticks).ok()).sum()
     }
 }

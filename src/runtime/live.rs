@@ -17,17 +17,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::oneshot;
 
 use super::{Hub, Outbound, Outbox};
 use crate::bus::{BusEvent, Delivered, Topic};
 use crate::domain::{CommentText, ConnectionId, Error, SessionId, UserId};
 use crate::service::live::{depart, sweep_departed_hosts};
-use crate::service::live_session::{Membership, Outcome, SessionCx};
+use crate::service::live_session::{JOIN_BATCH_MAX, Membership, Outcome, SessionCx, join_all};
 use crate::service::{Caller, Services};
 use crate::wire::{Delivery, LiveCommand, Push, Reply};
 
@@ -270,6 +273,10 @@ pub struct LiveActor {
     /// Comments per user per second in this session, on this node.
     comments: Arc<DefaultKeyedRateLimiter<UserId>>,
     viewers: ViewerPushes,
+    /// Joins waiting for the next batch, in arrival order.
+    pending_joins: Vec<PendingJoin>,
+    /// A batch of joins is running.
+    joining: bool,
 }
 
 enum Known {
@@ -309,6 +316,8 @@ impl LiveActor {
             local_users: HashMap::new(),
             comments,
             viewers: ViewerPushes::default(),
+            pending_joins: Vec::new(),
+            joining: false,
         }
     }
 
@@ -503,6 +512,9 @@ impl Handler<Execute> for LiveActor {
                 return Box::pin(async { Err(Error::Unavailable("live session is loading; retry".into())) });
             }
         };
+        if let LiveCommand::Join { .. } = msg.command {
+            return self.queue_join(msg.caller, ctx);
+        }
         let cx = SessionCx { services: self.services.clone(), session: self.id, host, live, caller: msg.caller };
         match msg.command {
             LiveCommand::Comment { text, .. } => {
@@ -521,5 +533,62 @@ impl Handler<Execute> for LiveActor {
             }
             command => Box::pin(async move { cx.run(command).await }),
         }
+    }
+}
+
+/// A join waiting for its batch, and where its answer goes.
+type PendingJoin = (Caller, oneshot::Sender<Result<Outcome, Error>>);
+
+impl LiveActor {
+    /// Queues a join; its answer once its batch has run.
+    fn queue_join(&mut self, caller: Caller, ctx: &mut Context<Self>) -> ResponseFuture<Result<Outcome, Error>> {
+        let (answer, answered) = oneshot::channel();
+        self.pending_joins.push((caller, answer));
+        if !self.joining {
+            self.start_joins(ctx);
+        }
+        Box::pin(async move {
+            answered.await.unwrap_or_else(|_| Err(Error::Unavailable("live session is restarting; retry".into())))
+        })
+    }
+
+    /// Group commit of joins: one batch runs at a time. A join arriving while none runs starts
+    /// one at once, alone; those arriving while a batch runs wait, and go together (up to
+    /// `JOIN_BATCH_MAX`, the rest in the batches after) in the next, started as soon as the
+    /// running one ends. A batch costs one block query and one transaction under the session
+    /// row's lock, however many it joins.
+    fn start_joins(&mut self, ctx: &mut Context<Self>) {
+        let Known::Session { host, .. } = &self.session else {
+            // Joins are queued only once the session is known; answered "retry" if ever not.
+            self.pending_joins.clear();
+            return;
+        };
+        if self.pending_joins.is_empty() {
+            return;
+        }
+        let take = self.pending_joins.len().min(JOIN_BATCH_MAX);
+        let batch: Vec<_> = self.pending_joins.drain(..take).collect();
+        // A task of its own that answers the callers itself, so that stopping the actor (the
+        // session ended) never cancels a transaction half way nor loses a committed answer.
+        let running = actix::spawn(run_joins(self.services.clone(), self.id, host.clone(), batch));
+        self.joining = true;
+        ctx.spawn(running.into_actor(self).map(|_, actor, ctx| {
+            actor.joining = false;
+            actor.start_joins(ctx);
+        }));
+    }
+}
+
+/// Runs one batch of joins and answers each caller (who may have gone). A panic fails the
+/// batch alone (`internal`, logged).
+async fn run_joins(services: Arc<Services>, session: SessionId, host: UserId, batch: Vec<PendingJoin>) {
+    let (callers, answers): (Vec<Caller>, Vec<_>) = batch.into_iter().unzip();
+    let outcomes = AssertUnwindSafe(join_all(&services, session, &host, callers)).catch_unwind().await;
+    let outcomes = outcomes.unwrap_or_else(|_| {
+        tracing::error!(%session, joins = answers.len(), "a batch of live joins panicked; answered as internal errors");
+        answers.iter().map(|_| Err(Error::Internal)).collect()
+    });
+    for (answer, outcome) in answers.into_iter().zip(outcomes) {
+        let _ = answer.send(outcome);
     }
 }

@@ -1,6 +1,8 @@
-//! A live session's commands, run one at a time in the session's actor on the caller's
-//! node (`runtime::live`): joining and leaving, comments, raised hands, invites, the end.
+//! A live session's commands, started by the session's actor on the caller's node
+//! (`runtime::live`): joining (a batch of callers at a time) and leaving, comments, raised
+//! hands, invites, the end.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use governor::DefaultKeyedRateLimiter;
@@ -8,7 +10,7 @@ use governor::DefaultKeyedRateLimiter;
 use super::live::end_session;
 use super::{Caller, Services, social};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{CommentText, Error, LiveEndReason, SessionId, UserId};
+use crate::domain::{CommentText, Error, LiveEndReason, LiveSession, SessionId, UserId};
 use crate::wire::{LiveCommand, Push, Reply};
 
 /// What a command changed about the caller's place in the session, for the hub.
@@ -72,11 +74,6 @@ impl SessionCx {
         self.services.bus.publish(Topic::User(user.clone()), event);
     }
 
-    fn viewers_changed(&self) {
-        let event = BusEvent::LiveViewersChanged { session_id: self.session };
-        self.services.bus.publish(Topic::User(self.host.clone()), event);
-    }
-
     /// `limiter` is given when the rate is still to be checked (after the membership check).
     pub(crate) async fn comment(
         self,
@@ -101,7 +98,6 @@ impl SessionCx {
     pub(crate) async fn run(self, command: LiveCommand) -> Result<Outcome, Error> {
         let store = &self.services.store;
         match command {
-            LiveCommand::Join { .. } => self.join().await,
             LiveCommand::Leave { .. } => self.leave().await,
             LiveCommand::Comments { before, limit, .. } => {
                 self.in_session().await?;
@@ -133,24 +129,9 @@ impl SessionCx {
                         .ok_or_else(not_found)?;
                 Ok(Reply::LiveSession { session: ended }.into())
             }
-            LiveCommand::Create { .. } | LiveCommand::Comment { .. } => Err(Error::Internal),
+            // Started elsewhere: creating needs no session, comments and joins are run by the actor.
+            LiveCommand::Create { .. } | LiveCommand::Comment { .. } | LiveCommand::Join { .. } => Err(Error::Internal),
         }
-    }
-
-    async fn join(self) -> Result<Outcome, Error> {
-        let (store, me) = (&self.services.store, &self.caller.user);
-        if !self.is_host() {
-            social::not_blocked(&self.services, &self.host, me).await?;
-        }
-        let join = store.join_live(self.session, me).await?.ok_or_else(not_found)?;
-        if !join.session.is_live() {
-            return Err(ended());
-        }
-        if join.joined {
-            self.services.bus.publish(Topic::User(me.clone()), BusEvent::JoinedLive { session_id: self.session });
-            self.viewers_changed();
-        }
-        Ok(Outcome { reply: Reply::LiveSession { session: join.session }, membership: Some(Membership::Joined) })
     }
 
     async fn leave(self) -> Result<Outcome, Error> {
@@ -161,7 +142,7 @@ impl SessionCx {
         let (session, left) = store.leave_live(self.session, me).await?.ok_or_else(not_found)?;
         if left {
             self.services.bus.publish(Topic::User(me.clone()), BusEvent::LeftLive { session_id: self.session });
-            self.viewers_changed();
+            viewers_changed(&self.services, self.session, &self.host);
         }
         Ok(Outcome { reply: Reply::LiveSession { session }, membership: Some(Membership::Left) })
     }
@@ -211,6 +192,83 @@ impl SessionCx {
         self.services.bus.publish(Topic::User(user), event);
         Ok(Reply::Done.into())
     }
+}
+
+/// The most callers `join_all` takes at once: a batch holds the session row's lock while it
+/// writes, and its block check binds each user twice (SQLite allows 32,766 binds a statement).
+pub(crate) const JOIN_BATCH_MAX: usize = 500;
+
+/// Joins a batch of callers (at most `JOIN_BATCH_MAX`) to the session; their answers, in
+/// their order. One query finds blocks: a caller blocked by the host, or who blocked the host,
+/// is refused as `social::not_blocked` refuses. One transaction counts the rest
+/// (`Store::join_live_many`). The host joining their own session is answered and not counted.
+/// A store failure fails every caller of the batch.
+pub(crate) async fn join_all(
+    services: &Arc<Services>,
+    session: SessionId,
+    host: &UserId,
+    callers: Vec<Caller>,
+) -> Vec<Result<Outcome, Error>> {
+    let refused = match blocked_among(services, host, &callers).await {
+        Ok(refused) => refused,
+        Err(err) => return callers.iter().map(|_| Err(err.clone())).collect(),
+    };
+    let admitted: Vec<UserId> =
+        callers.iter().map(|caller| &caller.user).filter(|user| !refused.contains(*user)).cloned().collect();
+    let counted = if admitted.is_empty() {
+        // Every caller is refused: nothing reads it.
+        Err(blocked())
+    } else {
+        count_viewers(services, session, host, &admitted).await
+    };
+    callers
+        .iter()
+        .map(|caller| {
+            if refused.contains(&caller.user) {
+                return Err(blocked());
+            }
+            let session = counted.clone()?;
+            Ok(Outcome { reply: Reply::LiveSession { session }, membership: Some(Membership::Joined) })
+        })
+        .collect()
+}
+
+/// The callers with a block between them and the host, either way (never the host).
+async fn blocked_among(services: &Services, host: &UserId, callers: &[Caller]) -> Result<HashSet<UserId>, Error> {
+    let viewers: HashSet<&UserId> = callers.iter().map(|caller| &caller.user).filter(|user| *user != host).collect();
+    let pairs: Vec<(UserId, UserId)> = viewers.into_iter().map(|user| (host.clone(), user.clone())).collect();
+    let blocked = services.store.blocked_pairs(&pairs).await?;
+    Ok(blocked.into_iter().map(|(_, viewer)| viewer).collect())
+}
+
+/// Counts `users` as viewers in one transaction; each newly counted user's nodes start
+/// listening, and the host's nodes hear once that the count changed. The session as it then is.
+async fn count_viewers(
+    services: &Services,
+    session: SessionId,
+    host: &UserId,
+    users: &[UserId],
+) -> Result<LiveSession, Error> {
+    let joins = services.store.join_live_many(session, users).await?.ok_or_else(not_found)?;
+    if !joins.session.is_live() {
+        return Err(ended());
+    }
+    for user in &joins.joined {
+        services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedLive { session_id: session });
+    }
+    if !joins.joined.is_empty() {
+        viewers_changed(services, session, host);
+    }
+    Ok(joins.session)
+}
+
+/// Tells the host's nodes that the viewer count may have changed.
+fn viewers_changed(services: &Services, session: SessionId, host: &UserId) {
+    services.bus.publish(Topic::User(host.clone()), BusEvent::LiveViewersChanged { session_id: session });
+}
+
+fn blocked() -> Error {
+    Error::forbidden("blocked")
 }
 
 fn not_found() -> Error {

@@ -1,19 +1,20 @@
 //! Live sessions: the session row, its viewers (one row per user, so counts are exact across
 //! nodes and connections), raised hands and comments.
 //!
-//! Joining and ending take the session row's write lock (`UPDATE … RETURNING`, which works
-//! on both backends), so a join racing an end on another node either lands before the end or
-//! sees the session ended.
+//! Joining (a batch of users in one transaction) and ending take the session row's write
+//! lock (`UPDATE … RETURNING`, which works on both backends), so a join racing an end on
+//! another node either lands before the end or sees the session ended.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use diesel::dsl::insert_into;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::prepared::kept;
 use super::schema::{live_comments, live_hands, live_sessions, live_viewers};
-use super::{Store, StoreResult, with_conn};
+use super::{SqliteAsync, Store, StoreResult, with_conn};
 use crate::domain::{
     CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand, SessionId, Timestamp,
     UserId,
@@ -93,12 +94,78 @@ macro_rules! lock_session {
     };
 }
 
-/// What a join did.
+/// What a batch of joins did.
 #[derive(Debug, Clone)]
-pub struct LiveJoin {
+pub struct LiveJoins {
     pub session: LiveSession,
-    /// The user was not counted before (false for the host, a repeat join, or an ended session).
-    pub joined: bool,
+    /// The users this call counted: not the host, nor anyone counted before, nor anyone once
+    /// the session has ended.
+    pub joined: HashSet<UserId>,
+}
+
+/// Adding a batch of viewers, as each backend does it best.
+trait AddViewers {
+    /// Inserts a viewer row for each of `users` (distinct, in id order) that has none, and adds
+    /// their number to the session's count; the users added and the count. Run under the
+    /// session row's lock, in the transaction that took it.
+    async fn add_viewers(&mut self, session: &str, users: &[String], now: i64) -> QueryResult<(Vec<String>, i64)>;
+}
+
+/// One statement of fixed text, kept prepared (the users travel as one array): one round
+/// trip under the lock.
+impl AddViewers for AsyncPgConnection {
+    async fn add_viewers(&mut self, session: &str, users: &[String], now: i64) -> QueryResult<(Vec<String>, i64)> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        enum AddLiveViewers {}
+        #[derive(QueryableByName)]
+        struct Added {
+            #[diesel(sql_type = Array<Text>)]
+            added: Vec<String>,
+            #[diesel(sql_type = BigInt)]
+            viewers: i64,
+        }
+        let query = diesel::sql_query(
+            "WITH added AS (INSERT INTO live_viewers (session_id, user_id, joined_at) \
+               SELECT $1, u.id, $2 FROM unnest($3::text[]) AS u(id) ORDER BY u.id \
+               ON CONFLICT DO NOTHING RETURNING user_id), \
+             bumped AS (UPDATE live_sessions SET viewers = viewers + (SELECT count(*) FROM added) \
+               WHERE id = $1 RETURNING viewers) \
+             SELECT ARRAY(SELECT user_id FROM added) AS added, (SELECT viewers FROM bumped) AS viewers",
+        )
+        .bind::<Text, _>(session)
+        .bind::<BigInt, _>(now)
+        .bind::<Array<Text>, _>(users);
+        let added: Added = kept::<AddLiveViewers, _>(query).get_result(self).await?;
+        Ok((added.added, added.viewers))
+    }
+}
+
+/// One statement per row, then the count: SQLite runs in-process, so a statement costs no
+/// round trip (and diesel-async has no multi-row insert for it).
+impl AddViewers for SqliteAsync {
+    async fn add_viewers(&mut self, session: &str, users: &[String], now: i64) -> QueryResult<(Vec<String>, i64)> {
+        let mut added = Vec::new();
+        for user in users {
+            let inserted = insert_into(live_viewers::table)
+                .values((
+                    live_viewers::session_id.eq(session),
+                    live_viewers::user_id.eq(user.as_str()),
+                    live_viewers::joined_at.eq(now),
+                ))
+                .on_conflict_do_nothing()
+                .execute(self)
+                .await?;
+            if inserted == 1 {
+                added.push(user.clone());
+            }
+        }
+        let viewers = diesel::update(live_sessions::table.find(session))
+            .set(live_sessions::viewers.eq(live_sessions::viewers + added.len() as i64))
+            .returning(live_sessions::viewers)
+            .get_result(self)
+            .await?;
+        Ok((added, viewers))
+    }
 }
 
 impl Store {
@@ -137,39 +204,39 @@ impl Store {
         Ok(found)
     }
 
-    /// Counts `user` as a viewer of a live session (once, however often they join). The
-    /// host is never counted and an ended session is left as it is; `None` if unknown.
-    pub async fn join_live(&self, session: SessionId, user: &UserId) -> StoreResult<Option<LiveJoin>> {
+    /// Counts each of `users` as a viewer of a live session (once, however often they join
+    /// or appear in `users`), in one transaction under the session row's lock. The host is
+    /// never counted and an ended session is left as it is; `None` if unknown. The whole batch
+    /// is written under the lock, so callers keep batches to a few hundred users.
+    pub async fn join_live_many(&self, session: SessionId, users: &[UserId]) -> StoreResult<Option<LiveJoins>> {
         let id = session.to_string();
         let now = Timestamp::now().millis();
-        let joined = with_conn!(self, copied(user), |conn| {
+        // Sorted and deduplicated, so that rows are inserted in key order.
+        let keys: Vec<String> = users.iter().map(UserId::to_string).collect::<BTreeSet<_>>().into_iter().collect();
+        let joined = with_conn!(self, |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(row) = lock_session!(conn, &id) else { return Ok(None) };
-                let mut joined = false;
-                if row.is_live() && row.host_id != *user {
-                    joined = insert_into(live_viewers::table)
-                        .values((
-                            live_viewers::session_id.eq(&id),
-                            live_viewers::user_id.eq(user.as_str()),
-                            live_viewers::joined_at.eq(now),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?
-                        == 1;
-                    if joined {
-                        diesel::update(live_sessions::table.find(&id))
-                            .set(live_sessions::viewers.eq(live_sessions::viewers + 1))
-                            .execute(conn)
-                            .await?;
-                    }
-                }
-                let viewers: i64 = live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?;
-                Ok(Some(LiveJoin { session: row.into_session(viewers), joined }))
+                let viewers: Vec<String> = keys.iter().filter(|key| **key != row.host_id.as_str()).cloned().collect();
+                let (added, count) = if row.is_live() && !viewers.is_empty() {
+                    conn.add_viewers(&id, &viewers, now).await?
+                } else {
+                    let count = live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?;
+                    (Vec::new(), count)
+                };
+                Ok(Some((row.into_session(count), added)))
             })
             .await?
         });
-        Ok(joined)
+        Ok(joined.map(|(session, added)| {
+            let added: HashSet<String> = added.into_iter().collect();
+            let joined = users.iter().filter(|user| added.contains(user.as_str())).cloned().collect();
+            LiveJoins { session, joined }
+        }))
+    }
+
+    /// `join_live_many` for one user.
+    pub async fn join_live(&self, session: SessionId, user: &UserId) -> StoreResult<Option<LiveJoins>> {
+        self.join_live_many(session, std::slice::from_ref(user)).await
     }
 
     /// Stops counting `user` as a viewer and drops their raised hand. Nothing changes once

@@ -39,7 +39,7 @@ pub use calls::{CallRecord, Departure, Expired};
 pub use chat::{HistoryPage, HistoryQuery, LeaveOutcome, RoomMembers};
 pub use idempotency::KeyClaim;
 pub use lifecycle::{Arrival, Lifecycle, LoadedRoom, Peers, PresenceChange};
-pub use live::LiveJoin;
+pub use live::LiveJoins;
 pub use recovery::{RoomPosition, SESSIONS_PER_USER, SocketIoSession};
 pub use revocations::Revocation;
 pub use social::{BlocksAmong, LikeOutcome, RequestOutcome};

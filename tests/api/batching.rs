@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
-use switchboard::domain::{ConnectionId, LiveTitle, Media, RoomId, Timestamp, UserId};
+use switchboard::domain::{ConnectionId, LiveTitle, Media, RoomId, SessionId, Timestamp, UserId};
 use switchboard::store::{Backend, Profile, Store};
 
 use crate::both;
@@ -219,8 +219,46 @@ async fn a_closed_call_device_is_released(db: Db) {
     assert!(delivered, "the laptop never got the call's signals after the phone closed");
 }
 
+/// A batch of joins counts each new viewer once: never the host, a user counted before, or
+/// a user named twice; an ended session counts nobody, an unknown one answers `None`.
+async fn a_batch_of_joins_counts_each_new_viewer_once(db: Db) {
+    let store = store(db).await;
+    let [host, old, ann, ben] = ["host", "old", "ann", "ben"].map(user);
+    let session = store.create_live_session(&host, &LiveTitle::parse("crowd").unwrap()).await.unwrap().id;
+    let first = store.join_live(session, &old).await.unwrap().unwrap();
+    assert_eq!((first.session.viewers, first.joined), (1, HashSet::from([old.clone()])));
+
+    let batch = [ann.clone(), host.clone(), old.clone(), ben.clone(), ann.clone()];
+    let joins = store.join_live_many(session, &batch).await.unwrap().unwrap();
+    assert_eq!(joins.joined, HashSet::from([ann.clone(), ben.clone()]));
+    assert_eq!(joins.session.viewers, 3);
+    assert_eq!(store.live_viewer_count(session).await.unwrap(), 3);
+    for one in [&old, &ann, &ben] {
+        assert!(store.is_live_viewer(session, one).await.unwrap(), "{one} is counted");
+    }
+    assert!(!store.is_live_viewer(session, &host).await.unwrap());
+    // The same batch again counts nobody.
+    let again = store.join_live_many(session, &batch).await.unwrap().unwrap();
+    assert!(again.joined.is_empty());
+    assert_eq!(again.session.viewers, 3);
+    // A full batch (the session actor's most, 500).
+    let crowd: Vec<UserId> = (0..500).map(|i| user(&format!("c{i}"))).collect();
+    let joins = store.join_live_many(session, &crowd).await.unwrap().unwrap();
+    assert_eq!(joins.joined.len(), 500);
+    assert_eq!(joins.session.viewers, 503);
+    assert!(store.join_live_many(session, &[]).await.unwrap().unwrap().joined.is_empty());
+
+    store.end_live(session, switchboard::domain::LiveEndReason::HostEnded).await.unwrap();
+    let late = store.join_live_many(session, &[user("late")]).await.unwrap().unwrap();
+    assert!(late.joined.is_empty());
+    assert_eq!(late.session.viewers, 503);
+    assert!(!late.session.is_live());
+    assert!(store.join_live_many(SessionId::new(), std::slice::from_ref(&ann)).await.unwrap().is_none());
+}
+
 both!(
     batched_reads_answer_what_single_reads_do,
+    a_batch_of_joins_counts_each_new_viewer_once,
     batched_writes_store_what_single_writes_do,
     many_connects_at_once_each_get_their_rooms_and_presence,
     a_closed_call_device_is_released,

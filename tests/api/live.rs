@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
 use serde_json::json;
 
 use crate::both;
@@ -333,8 +335,53 @@ async fn live_sessions_of_hosts_gone_for_good_are_swept(db: Db) {
     assert_eq!(ended["session"]["id"], id.as_str());
 }
 
+/// Many viewers joining at once (the session's actor batches them) are each counted once: the
+/// count ends exact, a blocked user among them is refused, and joining again counts nobody twice.
+async fn live_crowd_joining_at_once_is_counted_exactly(db: Db) {
+    const VIEWERS: usize = 300;
+    let app = spawn_app(db).await;
+    let mut host = app.connect("host").await;
+    let mut mallory = app.connect("mallory").await;
+    host.ok("block", json!({"user_id": "mallory"})).await;
+    let id = create(&mut host, "crowd").await;
+    let app = &app;
+    let mut viewers: Vec<Client> = stream::iter(0..VIEWERS)
+        .map(|i| async move { app.connect(&format!("v{i}")).await })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    let join = json!({"session_id": id});
+
+    // Every viewer and mallory send live.join at once.
+    let joins = join_all(viewers.iter_mut().map(|viewer| viewer.ok("live.join", join.clone())));
+    let (answers, refused) = futures_util::join!(joins, mallory.request("live.join", join.clone()));
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    let counts: Vec<i64> = answers.iter().map(|answer| answer["session"]["viewers"].as_i64().unwrap()).collect();
+    assert!(counts.iter().all(|count| (1..=VIEWERS as i64).contains(count)), "{counts:?}");
+    assert_eq!(counts.iter().max(), Some(&(VIEWERS as i64)));
+    viewers_reach(&mut host, &id, VIEWERS as i64).await;
+    let batches = counts.iter().collect::<std::collections::HashSet<_>>().len();
+    // One count per batch: a crowd is joined in a few transactions, not one each.
+    assert!(batches <= VIEWERS / 2, "{VIEWERS} joins at once took {batches} batches");
+
+    // Again, with one newcomer and the host among them: only the newcomer is counted.
+    let mut late = app.connect("late").await;
+    let again =
+        join_all(viewers.iter_mut().chain([&mut late, &mut host]).map(|client| client.ok("live.join", join.clone())));
+    let (answers, refused) = futures_util::join!(again, mallory.request("live.join", join.clone()));
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    for answer in &answers {
+        let count = answer["session"]["viewers"].as_i64().unwrap();
+        assert!(count == VIEWERS as i64 || count == VIEWERS as i64 + 1, "{answer}");
+    }
+    viewers_reach(&mut host, &id, VIEWERS as i64 + 1).await;
+    host.no_event("live.viewers", Duration::from_millis(1500)).await;
+    assert_eq!(viewers[0].ok("live.join", join.clone()).await["session"]["viewers"], VIEWERS as i64 + 1);
+}
+
 both!(
     live_session_flow,
+    live_crowd_joining_at_once_is_counted_exactly,
     live_refusals,
     live_comment_rate_limit,
     live_viewer_count_is_throttled,

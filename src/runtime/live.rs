@@ -12,6 +12,10 @@
 //! current. Every session event is published once, on the session topic (or, when only the
 //! host or one user is addressed, on that user's topic).
 //!
+//! `live.join`s wait in the session's actor and go to the store in batches (one block query
+//! and one transaction for all that arrived while the previous batch ran): a crowd joining at
+//! once is not serialized on the session row's lock.
+//!
 //! A user whose last connection anywhere has been closed for `SWITCHBOARD_LIVE_HOST_GRACE_SECS`
 //! leaves: a viewer stops being counted, a host's sessions end with `host_left`.
 
@@ -233,6 +237,11 @@ impl Handler<ToLive> for Hub {
                 Err(_) => Err(Error::Unavailable("live session is restarting; retry".into())),
             };
             let reply = outcome.map(|outcome| {
+                if let Some((topic, event)) = outcome.then_publish {
+                    // After this handler has answered: the caller's ack is woken first.
+                    let bus = hub.services().bus.clone();
+                    actix::spawn(async move { bus.publish(topic, event) });
+                }
                 // The user's nodes also hear of it on their topic; attaching here at once means
                 // the reply is never followed by a missed event.
                 match outcome.membership {

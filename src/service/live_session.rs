@@ -22,11 +22,14 @@ pub(crate) enum Membership {
 pub(crate) struct Outcome {
     pub(crate) reply: Reply,
     pub(crate) membership: Option<Membership>,
+    /// Published by the caller's node once the reply is on its way to the caller: the ack of a
+    /// stored comment must not queue behind its fan-out to a crowd on the same node.
+    pub(crate) then_publish: Option<(Topic, BusEvent)>,
 }
 
 impl From<Reply> for Outcome {
     fn from(reply: Reply) -> Self {
-        Self { reply, membership: None }
+        Self { reply, membership: None, then_publish: None }
     }
 }
 
@@ -91,8 +94,8 @@ impl SessionCx {
             return Err(Error::RateLimited);
         }
         let comment = self.services.store.add_live_comment(self.session, &self.caller.user, &text).await?;
-        self.to_session(Push::LiveComment(comment));
-        Ok(Reply::Done.into())
+        let push = BusEvent::Push { push: Push::LiveComment(comment), skip: Some(self.caller.connection) };
+        Ok(Outcome { reply: Reply::Done, membership: None, then_publish: Some((Topic::Live(self.session), push)) })
     }
 
     pub(crate) async fn run(self, command: LiveCommand) -> Result<Outcome, Error> {
@@ -144,7 +147,7 @@ impl SessionCx {
             self.services.bus.publish(Topic::User(me.clone()), BusEvent::LeftLive { session_id: self.session });
             viewers_changed(&self.services, self.session, &self.host);
         }
-        Ok(Outcome { reply: Reply::LiveSession { session }, membership: Some(Membership::Left) })
+        Ok(Outcome { reply: Reply::LiveSession { session }, membership: Some(Membership::Left), then_publish: None })
     }
 
     async fn raise_hand(self) -> Result<Outcome, Error> {
@@ -228,7 +231,11 @@ pub(crate) async fn join_all(
                 return Err(blocked());
             }
             let session = counted.clone()?;
-            Ok(Outcome { reply: Reply::LiveSession { session }, membership: Some(Membership::Joined) })
+            Ok(Outcome {
+                reply: Reply::LiveSession { session },
+                membership: Some(Membership::Joined),
+                then_publish: None,
+            })
         })
         .collect()
 }

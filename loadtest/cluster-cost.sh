@@ -56,13 +56,6 @@ LT="$ROOT/target/release/loadtest"
 
 # shellcheck source=pinned.sh
 source loadtest/pinned.sh
-NODE_PIDS=()
-stop_nodes() {
-    local pid
-    for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${NODE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    NODE_PIDS=()
-}
 trap 'stop_nodes; stop_services' EXIT
 
 start_pinned_services

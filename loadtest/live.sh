@@ -27,24 +27,12 @@ cargo build --release -q -p switchboard -p loadtest
 LT="$ROOT/target/release/loadtest"
 ulimit -n 20000
 
-# shellcheck source=../deploy/local/services.sh
-source deploy/local/services.sh
-NODE_PIDS=()
-stop_nodes() {
-    local pid
-    for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${NODE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    NODE_PIDS=()
-}
+# shellcheck source=pinned.sh
+source loadtest/pinned.sh
 trap 'stop_nodes; stop_services' EXIT
 start_postgres
 start_redis
 PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
-
-wait_port() {
-    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-    echo "nothing listens on port $1" >&2; return 1
-}
 
 start_node() { # I PORT DB
     env SWITCHBOARD_DATABASE_URL="$PG_BASE/$3" SWITCHBOARD_REDIS_URL="$SWITCHBOARD_TEST_REDIS_URL" \

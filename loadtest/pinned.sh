@@ -1,4 +1,4 @@
-# What compare.sh, fixed-rate.sh, cluster-cost.sh and cost.sh share (source it from the
+# What compare.sh, fixed-rate.sh, cluster-cost.sh, cost.sh and live.sh share (source it from the
 # repository's root): the cores, the chat mix's warm-up, PostgreSQL and Redis started and
 # pinned to the load core, a trap that stops them and the server on exit, and the CPU seconds
 # of processes.
@@ -38,6 +38,15 @@ start_pinned_services() {
     for pid in $PG_PID $(pgrep -P "$PG_PID"); do taskset -a -cp "$DB_CPUS" "$pid" >/dev/null; done
     taskset -a -cp "$DB_CPUS" "$(cat "$REDIS_DIR/redis.pid")" >/dev/null
     PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
+}
+
+# The nodes of a run of several (their pids, appended as they start), stopped by stop_nodes.
+NODE_PIDS=()
+stop_nodes() {
+    local pid
+    for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${NODE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    NODE_PIDS=()
 }
 
 cpu_secs() { # utime + stime of a process and its children so far, in seconds

@@ -67,8 +67,13 @@ impl SessionCx {
 
     /// Pushes to everyone in the session (on every node), except the calling connection.
     fn to_session(&self, push: Push) {
-        let event = BusEvent::Push { push, skip: Some(self.caller.connection) };
-        self.services.bus.publish(Topic::Live(self.session), event);
+        let (topic, event) = self.session_push(push);
+        self.services.bus.publish(topic, event);
+    }
+
+    /// What `to_session` publishes.
+    fn session_push(&self, push: Push) -> (Topic, BusEvent) {
+        (Topic::Live(self.session), BusEvent::Push { push, skip: Some(self.caller.connection) })
     }
 
     /// Pushes to every connection of `user`, except the calling connection.
@@ -94,8 +99,8 @@ impl SessionCx {
             return Err(Error::RateLimited);
         }
         let comment = self.services.store.add_live_comment(self.session, &self.caller.user, &text).await?;
-        let push = BusEvent::Push { push: Push::LiveComment(comment), skip: Some(self.caller.connection) };
-        Ok(Outcome { reply: Reply::Done, membership: None, then_publish: Some((Topic::Live(self.session), push)) })
+        let then_publish = Some(self.session_push(Push::LiveComment(comment)));
+        Ok(Outcome { reply: Reply::Done, membership: None, then_publish })
     }
 
     pub(crate) async fn run(self, command: LiveCommand) -> Result<Outcome, Error> {

@@ -38,14 +38,15 @@ pub(super) async fn write_frames(
         tokio::select! {
             biased;
             _ = receiver.close.closing() => break,
-            sent = send(&mut session, item, &metrics, &wire, &mut state) => if sent.is_err() { return },
+            // Boxed: held inline, its state machine would make every idle writer ~7 KB.
+            sent = Box::pin(send(&mut session, item, &metrics, &wire, &mut state)) => if sent.is_err() { return },
         }
     }
     let reason = receiver.close.reason();
     let flush = async {
         if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
             while let Ok(item) = receiver.queue.try_recv() {
-                if send(&mut session, item, &metrics, &wire, &mut state).await.is_err() {
+                if Box::pin(send(&mut session, item, &metrics, &wire, &mut state)).await.is_err() {
                     return;
                 }
             }

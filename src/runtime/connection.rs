@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 
 use super::hub::{Connect, Disconnect};
 use super::outbox::OutboxReceiver;
-use super::registry::Kick;
+use super::registry::{Kick, Listing};
 use super::writer::{Wire, write_frames};
 use super::{Node, Outbound, Outbox, RecoveryStart};
 use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
 use crate::dialect::{self, Api, Dialect, Edge, Lookup};
-use crate::domain::{ConnectionId, ConnectionInfo, Error, Timestamp, UserId};
+use crate::domain::{ConnectionId, Error, Timestamp, UserId};
 use crate::service::recovery::{self, Claim, Recoverable};
 use crate::service::{self, Caller};
 use crate::wire::socketio::{self, EngineVersion};
@@ -64,11 +64,12 @@ pub struct Connection {
     refusal: Option<String>,
     node: Arc<Node>,
     outbox: Outbox,
-    writer: Option<(Session, OutboxReceiver)>,
+    /// Boxed: taken when the actor starts, it would otherwise size the actor for its life.
+    writer: Option<Box<(Session, OutboxReceiver)>>,
     /// The Socket.IO session's pid, once it may be recovered.
     pid: Option<String>,
     /// The session's start, handed to the writer at registration.
-    recovery: Option<RecoveryStart>,
+    recovery: Option<Box<RecoveryStart>>,
     /// Held for the connection's life: its places under the node's and the user's caps.
     _seat: Seat,
     user_seat: Option<UserSeat>,
@@ -112,7 +113,7 @@ impl Connection {
                 refusal: handshake.refusal,
                 node,
                 outbox,
-                writer: Some((session, receiver)),
+                writer: Some(Box::new((session, receiver))),
                 pid: None,
                 recovery: None,
                 _seat: handshake.seat,
@@ -131,16 +132,15 @@ impl Connection {
     fn register(&mut self, ctx: &mut Context<Self>) {
         let Some(identity) = self.identity.clone() else { return };
         let _ = self.wire_api.set(self.api);
-        let info = ConnectionInfo {
-            connection_id: self.id,
-            user_id: identity.user.clone(),
-            node: self.node.node.clone(),
-            api: self.api.as_str().to_owned(),
-            framing: self.framing.name().to_owned(),
-            connected_at: Timestamp::now(),
+        let listing = Listing {
+            connection: self.id,
+            user: identity.user.clone(),
+            api: self.api,
+            framing: self.framing,
             token_expires_at: identity.expires_at,
+            issued_at: identity.issued_at,
         };
-        self.node.connections.insert(info, identity.issued_at, ctx.address().recipient());
+        self.node.connections.insert(listing, ctx.address().recipient());
         self.watch_expiry(ctx);
         if let Some(dialect) = self.api.dialect() {
             // Dialect requests run one at a time (a seed event may be several commands, and
@@ -296,7 +296,7 @@ impl Connection {
         ctx.wait(session.into_actor(self).map(move |session, connection, ctx| {
             if let Some(Recoverable { pid, positions, missed }) = session {
                 tracing::debug!(connection = %connection.id, missed = missed.len(), "Socket.IO session started");
-                connection.recovery = Some(RecoveryStart { user: identity.user.clone(), positions, missed });
+                connection.recovery = Some(Box::new(RecoveryStart { user: identity.user.clone(), positions, missed }));
                 connection.pid = Some(pid);
             }
             connection.identity = Some(identity);
@@ -415,7 +415,7 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.node.metrics.connections.inc();
-        let (session, receiver) = self.writer.take().expect("writer parts are set at creation");
+        let (session, receiver) = *self.writer.take().expect("writer parts are set at creation");
         let metrics = self.node.metrics.clone();
         // The writer runs beside the actor; when it ends (closed, or the client is gone)
         // the actor stops.

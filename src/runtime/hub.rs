@@ -198,7 +198,7 @@ pub struct Connect {
     /// hub so that no push can precede it.
     pub hello: String,
     /// A Socket.IO session's start, queued right after `hello` and before any push.
-    pub recovery: Option<RecoveryStart>,
+    pub recovery: Option<Box<RecoveryStart>>,
 }
 
 #[derive(Message)]
@@ -290,7 +290,7 @@ struct Arrived {
     user: UserId,
     outbox: Outbox,
     hello: String,
-    recovery: Option<RecoveryStart>,
+    recovery: Option<Box<RecoveryStart>>,
     arrival: Result<Arrival, Error>,
 }
 
@@ -310,7 +310,7 @@ impl Handler<Arrived> for Hub {
         // hello goes first: nothing can be queued before it, and pushes follow it.
         outbox.push(Outbound::text(msg.hello, "hello"));
         if let Some(recovery) = msg.recovery {
-            outbox.push(Outbound::Recovery(Box::new(recovery)));
+            outbox.push(Outbound::Recovery(recovery));
         }
         self.listen_for(&user, ctx);
         let local = self.users.get_mut(&user).expect("listened for just now");

@@ -92,7 +92,9 @@ pub fn reached(answers: &[Answer]) -> usize {
 /// This node's answer to `question`.
 async fn answer(node: &Node, question: Question) -> Answer {
     match question {
-        Question::Connections { user_id } => Answer::Connections { connections: node.connections.of(&user_id) },
+        Question::Connections { user_id } => {
+            Answer::Connections { connections: node.connections.of(&user_id, &node.node) }
+        }
         Question::Close { user_id, reconnect } => {
             let kick = if reconnect {
                 Kick {

@@ -1,19 +1,22 @@
 //! A connection's outbound queue: bounded, never waited on. A producer that finds it full
 //! does not block or grow memory: the connection is closed with 1013 and counted.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
 
 use actix_ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
-use tokio::sync::{Notify, mpsc};
+use futures_util::task::AtomicWaker;
 
 use crate::domain::{ConnectionId, Message, UserId};
 use crate::metrics::Metrics;
 use crate::wire::Delivery;
 use crate::wire::recovery::Positions;
 
-/// What a connection's writer sends. Kept to two words: the queue preallocates its slots
-/// (tokio allocates 32 at a time) for every connection, idle ones included.
+/// What a connection's writer sends. Kept to two words: a busy connection's queue keeps the
+/// slots it grew to.
 #[derive(Debug)]
 pub enum Outbound {
     Push(Arc<Delivery>),
@@ -51,54 +54,126 @@ impl Outbound {
     }
 }
 
-/// Why and when the writer should close the socket: set once, the first reason wins.
-#[derive(Default)]
-struct CloseSignal {
-    reason: OnceLock<CloseReason>,
-    /// One waiter (the writer); a notification sent while it is busy is kept for it.
-    notify: Notify,
+/// What both sides of a queue share. One lock for the queue and nothing preallocated: an idle
+/// connection's queue is a few words, and a connection that was sent something keeps only
+/// the few slots it used at once.
+struct Shared {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    /// Why the writer should close the socket: set once, the first reason wins.
+    close: OnceLock<CloseReason>,
+    /// The writer, waiting for a frame or a close.
+    writer: AtomicWaker,
+}
+
+struct Queue {
+    items: VecDeque<Outbound>,
+    /// Live `Outbox` handles; none left (and nothing queued) ends the writer.
+    senders: usize,
+    /// The writer is gone: nothing more is taken.
+    receiver_gone: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The sending side of one connection's queue; cheap to clone.
-#[derive(Clone)]
 pub struct Outbox {
     pub connection: ConnectionId,
-    queue: mpsc::Sender<Outbound>,
-    close: Arc<CloseSignal>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 }
 
-/// The receiving side, owned by the connection's writer.
-pub struct OutboxReceiver {
-    pub queue: mpsc::Receiver<Outbound>,
-    pub close: CloseWatch,
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Self { connection: self.connection, shared: self.shared.clone(), metrics: self.metrics.clone() }
+    }
 }
 
-/// The writer's view of the close signal.
-pub struct CloseWatch(Arc<CloseSignal>);
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut queue = self.shared.lock();
+            queue.senders -= 1;
+            queue.senders == 0
+        };
+        if last {
+            self.shared.writer.wake();
+        }
+    }
+}
 
-impl CloseWatch {
+/// The receiving side, owned by the connection's writer.
+pub struct OutboxReceiver(Arc<Shared>);
+
+/// What the writer takes next.
+pub enum Next {
+    Frame(Outbound),
+    /// A close was asked for; `reason` says why.
+    Close,
+    /// Every sender is gone and the queue is drained.
+    Ended,
+}
+
+impl OutboxReceiver {
+    /// Waits for the next frame, a close (which comes first once asked for) or the end.
+    pub async fn next(&self) -> Next {
+        poll_fn(|cx| {
+            self.0.writer.register(cx.waker());
+            if self.0.close.get().is_some() {
+                return Poll::Ready(Next::Close);
+            }
+            let mut queue = self.0.lock();
+            match queue.items.pop_front() {
+                Some(item) => Poll::Ready(Next::Frame(item)),
+                None if queue.senders == 0 => Poll::Ready(Next::Ended),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
     /// Resolves once a close is asked for (at once if it already was).
     pub async fn closing(&self) {
-        while self.0.reason.get().is_none() {
-            self.0.notify.notified().await;
-        }
+        poll_fn(|cx| {
+            self.0.writer.register(cx.waker());
+            if self.0.close.get().is_some() { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await
+    }
+
+    /// A queued frame, without waiting (the flush before a close).
+    pub fn try_next(&self) -> Option<Outbound> {
+        self.0.lock().items.pop_front()
     }
 
     /// The reason a close was asked for, if it was.
     pub fn reason(&self) -> Option<CloseReason> {
-        self.0.reason.get().cloned()
+        self.0.close.get().cloned()
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.receiver_gone = true;
+        queue.items = VecDeque::new();
     }
 }
 
 impl Outbox {
     pub fn new(connection: ConnectionId, capacity: usize, metrics: Arc<Metrics>) -> (Self, OutboxReceiver) {
-        let (queue, queue_rx) = mpsc::channel(capacity);
-        let close = Arc::new(CloseSignal::default());
-        (
-            Self { connection, queue, close: close.clone(), metrics },
-            OutboxReceiver { queue: queue_rx, close: CloseWatch(close) },
-        )
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue { items: VecDeque::new(), senders: 1, receiver_gone: false }),
+            capacity,
+            close: OnceLock::new(),
+            writer: AtomicWaker::new(),
+        });
+        (Self { connection, shared: shared.clone(), metrics }, OutboxReceiver(shared))
     }
 
     /// Queues a frame; false if the connection is closing or was just found too slow.
@@ -106,30 +181,36 @@ impl Outbox {
         if self.is_closing() {
             return false;
         }
-        match self.queue.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.outbound_dropped.inc();
-                if self.close(CloseCode::Again, "outbound queue full: reading too slowly") {
-                    self.metrics.slow_closes.inc();
-                }
-                false
+        {
+            let mut queue = self.shared.lock();
+            if queue.receiver_gone {
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            if queue.items.len() < self.shared.capacity {
+                queue.items.push_back(item);
+                drop(queue);
+                self.shared.writer.wake();
+                return true;
+            }
         }
+        self.metrics.outbound_dropped.inc();
+        if self.close(CloseCode::Again, "outbound queue full: reading too slowly") {
+            self.metrics.slow_closes.inc();
+        }
+        false
     }
 
     /// Asks the writer to close the socket; the first reason wins. True if this call set it.
     pub fn close(&self, code: CloseCode, description: &str) -> bool {
-        let set = self.close.reason.set(CloseReason { code, description: Some(description.to_owned()) }).is_ok();
+        let set = self.shared.close.set(CloseReason { code, description: Some(description.to_owned()) }).is_ok();
         if set {
-            self.close.notify.notify_one();
+            self.shared.writer.wake();
         }
         set
     }
 
     pub fn is_closing(&self) -> bool {
-        self.close.reason.get().is_some()
+        self.shared.close.get().is_some()
     }
 }
 
@@ -147,8 +228,49 @@ mod tests {
         let (outbox, receiver) = Outbox::new(ConnectionId::new(), 4, Arc::new(Metrics::new("test")));
         assert!(outbox.close(CloseCode::Away, "first"));
         assert!(!outbox.close(CloseCode::Normal, "second"));
-        receiver.close.closing().await;
-        assert_eq!(receiver.close.reason().map(|r| r.code), Some(CloseCode::Away));
+        receiver.closing().await;
+        assert!(matches!(receiver.next().await, Next::Close));
+        assert_eq!(receiver.reason().map(|r| r.code), Some(CloseCode::Away));
+        assert!(!outbox.push(Outbound::Ping));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_closes_as_too_slow_and_takes_nothing_more() {
+        let (outbox, receiver) = Outbox::new(ConnectionId::new(), 2, Arc::new(Metrics::new("test")));
+        assert!(outbox.push(Outbound::Ping));
+        assert!(outbox.push(Outbound::Ping));
+        assert!(!outbox.push(Outbound::Ping));
+        assert_eq!(receiver.reason().map(|r| r.code), Some(CloseCode::Again));
+        assert!(!outbox.push(Outbound::Ping));
+        assert!(receiver.try_next().is_some());
+        assert!(receiver.try_next().is_some());
+        assert!(receiver.try_next().is_none());
+    }
+
+    #[tokio::test]
+    async fn frames_come_in_order_and_the_last_sender_ends_the_queue() {
+        let (outbox, receiver) = Outbox::new(ConnectionId::new(), 8, Arc::new(Metrics::new("test")));
+        let other = outbox.clone();
+        assert!(outbox.push(Outbound::Ping));
+        assert!(other.push(Outbound::text("a", "test")));
+        drop(outbox);
+        drop(other);
+        assert!(matches!(receiver.next().await, Next::Frame(Outbound::Ping)));
+        assert!(matches!(receiver.next().await, Next::Frame(Outbound::Text(_))));
+        assert!(matches!(receiver.next().await, Next::Ended));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_is_woken_by_a_push_from_another_thread() {
+        let (outbox, receiver) = Outbox::new(ConnectionId::new(), 8, Arc::new(Metrics::new("test")));
+        let pusher = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(outbox.push(Outbound::Ping));
+            outbox
+        });
+        assert!(matches!(receiver.next().await, Next::Frame(Outbound::Ping)));
+        let outbox = pusher.join().expect("the pushing thread ran");
+        drop(receiver);
         assert!(!outbox.push(Outbound::Ping));
     }
 }

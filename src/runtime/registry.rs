@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use actix::prelude::*;
 use actix_ws::CloseCode;
 
-use crate::domain::{ConnectionId, ConnectionInfo, Timestamp, UserId};
+use crate::domain::{ConnectionId, ConnectionInfo, NodeId, Timestamp, UserId};
+use crate::wire::{Api, Framing};
 
 /// Asks a connection to close.
 #[derive(Message, Clone)]
@@ -21,22 +22,43 @@ pub struct Kick {
     pub issued_before: Option<Timestamp>,
 }
 
+/// One listed connection: what `of` reports, kept without the strings it repeats (its user is
+/// the key, its node this registry's).
 struct Entry {
+    connection: ConnectionId,
     actor: Recipient<Kick>,
-    info: ConnectionInfo,
+    api: Api,
+    framing: Framing,
+    connected_at: Timestamp,
+    token_expires_at: Timestamp,
     issued_at: Option<Timestamp>,
 }
 
+/// A connection as the hub registers it.
+pub struct Listing {
+    pub connection: ConnectionId,
+    pub user: UserId,
+    pub api: Api,
+    pub framing: Framing,
+    pub token_expires_at: Timestamp,
+    /// The token's `iat`.
+    pub issued_at: Option<Timestamp>,
+}
+
+/// A user's connections here are few: a vector, not a map, so an idle user costs one small
+/// allocation.
 #[derive(Default)]
 pub struct ConnectionRegistry {
-    users: Mutex<HashMap<UserId, HashMap<ConnectionId, Entry>>>,
+    users: Mutex<HashMap<UserId, Vec<Entry>>>,
 }
 
 impl ConnectionRegistry {
-    /// Lists a connection; `issued_at` is its token's `iat`.
-    pub fn insert(&self, info: ConnectionInfo, issued_at: Option<Timestamp>, actor: Recipient<Kick>) {
-        let entry = Entry { actor, info, issued_at };
-        self.lock().entry(entry.info.user_id.clone()).or_default().insert(entry.info.connection_id, entry);
+    /// Lists a connection, connected now.
+    pub fn insert(&self, listing: Listing, actor: Recipient<Kick>) {
+        let Listing { connection, user, api, framing, token_expires_at, issued_at } = listing;
+        let entry =
+            Entry { connection, actor, api, framing, connected_at: Timestamp::now(), token_expires_at, issued_at };
+        self.lock().entry(user).or_default().push(entry);
     }
 
     /// The connection took a fresh token.
@@ -47,17 +69,19 @@ impl ConnectionRegistry {
         expires_at: Timestamp,
         issued_at: Option<Timestamp>,
     ) {
-        if let Some(entry) = self.lock().get_mut(user).and_then(|connections| connections.get_mut(&connection)) {
-            entry.info.token_expires_at = expires_at;
+        let mut users = self.lock();
+        let Some(entries) = users.get_mut(user) else { return };
+        if let Some(entry) = entries.iter_mut().find(|entry| entry.connection == connection) {
+            entry.token_expires_at = expires_at;
             entry.issued_at = issued_at;
         }
     }
 
     pub fn remove(&self, user: &UserId, connection: ConnectionId) {
         let mut users = self.lock();
-        if let Some(connections) = users.get_mut(user) {
-            connections.remove(&connection);
-            if connections.is_empty() {
+        if let Some(entries) = users.get_mut(user) {
+            entries.retain(|entry| entry.connection != connection);
+            if entries.is_empty() {
                 users.remove(user);
             }
         }
@@ -67,7 +91,7 @@ impl ConnectionRegistry {
     pub fn kick(&self, user: &UserId, kick: &Kick) -> usize {
         let users = self.lock();
         let Some(connections) = users.get(user) else { return 0 };
-        let covered = connections.values().filter(|entry| match kick.issued_before {
+        let covered = connections.iter().filter(|entry| match kick.issued_before {
             None => true,
             Some(before) => entry.issued_at.is_none_or(|issued| issued < before),
         });
@@ -79,18 +103,28 @@ impl ConnectionRegistry {
         reached
     }
 
-    /// `user`'s connections here, oldest first.
-    pub fn of(&self, user: &UserId) -> Vec<ConnectionInfo> {
+    /// `user`'s connections here (on `node`, this registry's), oldest first.
+    pub fn of(&self, user: &UserId, node: &NodeId) -> Vec<ConnectionInfo> {
         let users = self.lock();
         let mut found: Vec<ConnectionInfo> = users
             .get(user)
-            .map(|connections| connections.values().map(|e| e.info.clone()).collect())
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .map(|entry| ConnectionInfo {
+                connection_id: entry.connection,
+                user_id: user.clone(),
+                node: node.clone(),
+                api: entry.api.as_str().to_owned(),
+                framing: entry.framing.name().to_owned(),
+                connected_at: entry.connected_at,
+                token_expires_at: entry.token_expires_at,
+            })
+            .collect();
         found.sort_by_key(|info| info.connected_at);
         found
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, HashMap<ConnectionId, Entry>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<Entry>>> {
         self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

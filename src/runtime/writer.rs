@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_ws::{CloseCode, Session as WsSession};
 
-use super::outbox::OutboxReceiver;
+use super::outbox::{Next, OutboxReceiver};
 use super::{Outbound, RecoveryStart};
 use crate::dialect::{self, Lookup};
 use crate::domain::UserId;
@@ -21,31 +21,33 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Drains the outbox into the socket until a close is asked for, then (except for a slow
 /// reader, whose queue is dropped) flushes what is queued and sends the close frame.
-pub(super) async fn write_frames(
-    mut session: WsSession,
-    mut receiver: OutboxReceiver,
-    metrics: Arc<Metrics>,
-    wire: Wire,
-) {
+pub(super) async fn write_frames(mut session: WsSession, receiver: OutboxReceiver, metrics: Arc<Metrics>, wire: Wire) {
     let mut state = WriterState { recovery: None };
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = receiver.close.closing() => break,
-            item = receiver.queue.recv() => item,
-        };
-        let Some(item) = item else { break };
+    while let Next::Frame(item) = receiver.next().await {
         tokio::select! {
             biased;
-            _ = receiver.close.closing() => break,
+            () = receiver.closing() => break,
             // Boxed: held inline, its state machine would make every idle writer ~7 KB.
             sent = Box::pin(send(&mut session, item, &metrics, &wire, &mut state)) => if sent.is_err() { return },
         }
     }
-    let reason = receiver.close.reason();
+    // Boxed: only a closing writer holds the close's timer and state.
+    Box::pin(close(session, receiver, metrics, wire, state)).await;
+}
+
+/// Flushes what is queued (unless the client was too slow to read it) and sends the close
+/// frame, giving up after `CLOSE_TIMEOUT`.
+async fn close(
+    mut session: WsSession,
+    receiver: OutboxReceiver,
+    metrics: Arc<Metrics>,
+    wire: Wire,
+    mut state: WriterState,
+) {
+    let reason = receiver.reason();
     let flush = async {
         if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
-            while let Ok(item) = receiver.queue.try_recv() {
+            while let Some(item) = receiver.try_next() {
                 if Box::pin(send(&mut session, item, &metrics, &wire, &mut state)).await.is_err() {
                     return;
                 }

@@ -73,8 +73,9 @@ pub struct Connection {
     /// Held for the connection's life: its places under the node's and the user's caps.
     _seat: Seat,
     user_seat: Option<UserSeat>,
-    /// The token's expiry timers (the notice, then the close), replaced on a refresh.
-    expiry: Vec<SpawnHandle>,
+    /// The token's one pending expiry timer (a step, the notice, then the close), replaced on
+    /// a refresh.
+    expiry: Option<SpawnHandle>,
     /// The socket's inbound stream; cancelled after a fatal protocol error, so that a client
     /// streaming past a refused frame is not read (and buffered) while its close goes out.
     reading: Option<SpawnHandle>,
@@ -118,7 +119,7 @@ impl Connection {
                 recovery: None,
                 _seat: handshake.seat,
                 user_seat: handshake.user_seat,
-                expiry: Vec::new(),
+                expiry: None,
                 reading,
                 rate,
                 strikes,
@@ -334,23 +335,25 @@ impl Connection {
 
     /// Tells the client ahead of its token's expiry, and closes with 4001 at it.
     fn watch_expiry(&mut self, ctx: &mut Context<Self>) {
-        for timer in self.expiry.drain(..) {
+        if let Some(timer) = self.expiry.take() {
             ctx.cancel_future(timer);
         }
         let Some(identity) = &self.identity else { return };
         let expires_at = identity.expires_at;
         let left = Duration::from_millis(u64::try_from(expires_at.millis() - Timestamp::now().millis()).unwrap_or(0));
         if left > EXPIRY_STEP {
-            self.expiry.push(ctx.run_later(EXPIRY_STEP, |connection, ctx| connection.watch_expiry(ctx)));
+            self.expiry = Some(ctx.run_later(EXPIRY_STEP, |connection, ctx| connection.watch_expiry(ctx)));
             return;
         }
-        self.expiry.push(ctx.run_later(left.saturating_sub(EXPIRY_NOTICE), move |connection, _| {
+        // One timer at a time: the notice's arms the close.
+        let close_in = left.min(EXPIRY_NOTICE);
+        self.expiry = Some(ctx.run_later(left - close_in, move |connection, ctx| {
             let notice = connection.framing.event(AUTH_EXPIRING, &serde_json::json!({"expires_at": expires_at}));
             connection.push_text(notice, AUTH_EXPIRING);
-        }));
-        self.expiry.push(ctx.run_later(left, |connection, _| {
-            connection.node.metrics.refused.with_label_values(&["token_expired"]).inc();
-            connection.outbox.close(CloseCode::Other(TOKEN_EXPIRED), "token expired");
+            connection.expiry = Some(ctx.run_later(close_in, |connection, _| {
+                connection.node.metrics.refused.with_label_values(&["token_expired"]).inc();
+                connection.outbox.close(CloseCode::Other(TOKEN_EXPIRED), "token expired");
+            }));
         }));
     }
 

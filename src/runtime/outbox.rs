@@ -15,8 +15,10 @@ use crate::metrics::Metrics;
 use crate::wire::Delivery;
 use crate::wire::recovery::Positions;
 
-/// What a connection's writer sends. Kept to two words: a busy connection's queue keeps the
-/// slots it grew to.
+/// Slots a drained queue keeps; a burst that grew it past this gives the rest back.
+const KEPT_SLOTS: usize = 16;
+
+/// What a connection's writer sends. Kept to two words: they are a queue's slots.
 #[derive(Debug)]
 pub enum Outbound {
     Push(Arc<Delivery>),
@@ -55,8 +57,7 @@ impl Outbound {
 }
 
 /// What both sides of a queue share. One lock for the queue and nothing preallocated: an idle
-/// connection's queue is a few words, and a connection that was sent something keeps only
-/// the few slots it used at once.
+/// connection's queue is a few words, and a drained one keeps at most `KEPT_SLOTS`.
 struct Shared {
     queue: Mutex<Queue>,
     capacity: usize,
@@ -131,7 +132,14 @@ impl OutboxReceiver {
             match queue.items.pop_front() {
                 Some(item) => Poll::Ready(Next::Frame(item)),
                 None if queue.senders == 0 => Poll::Ready(Next::Ended),
-                None => Poll::Pending,
+                None => {
+                    // Drained: a burst's slots are given back rather than kept for the
+                    // connection's life.
+                    if queue.items.capacity() > KEPT_SLOTS {
+                        queue.items = VecDeque::new();
+                    }
+                    Poll::Pending
+                }
             }
         })
         .await

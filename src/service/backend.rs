@@ -162,8 +162,10 @@ pub async fn unread(services: &Services, user: &UserId) -> Result<(i64, Vec<(Roo
     Ok((rooms.iter().map(|(_, n)| n).sum(), rooms))
 }
 
-/// Deletes `user`'s data (see `Store::delete_user`); the members of their rooms hear they left.
+/// Deletes `user`'s data (see `Store::delete_user`); the members of their rooms hear they left,
+/// the live sessions they host end and those they watch count them no more.
 pub async fn delete_user(services: &Services, user: &UserId) -> Result<(), Error> {
+    super::live::leave_all(services, user).await?;
     for room in services.store.delete_user(user).await? {
         rooms::announce_left(services, room, user.clone(), None);
         services.bus.publish(Topic::Room(room), BusEvent::RoomChanged { room_id: room });

@@ -56,6 +56,12 @@ pub async fn depart(services: &Services, user: &UserId) -> Result<(), Error> {
     if services.presence.online_among(vec![user.clone()]).await?.contains(user) {
         return Ok(());
     }
+    leave_all(services, user).await
+}
+
+/// `user` leaves every live session they watch (their hosts hear the count change), and the
+/// sessions they host end with `host_left`.
+pub async fn leave_all(services: &Services, user: &UserId) -> Result<(), Error> {
     for (session, hosting) in services.store.live_sessions_of(user).await? {
         if hosting {
             if end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {

@@ -8,12 +8,12 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::chat::unread_messages;
 use super::rows::{MemberRow, MessageRow, RoomRow};
 use super::schema::{
-    blocks, like_pairs, likes, live_hands, live_viewers, locations, messages, notifications, relationship_requests,
-    room_members, rooms, users,
+    blocks, like_pairs, likes, live_hands, live_sessions, live_viewers, locations, messages, notifications,
+    relationship_requests, room_members, rooms, users,
 };
 use super::social::pair_key;
 use super::{Store, StoreResult, with_conn};
-use crate::domain::{Message, MessageKind, Room, RoomId, RoomKind, Timestamp, UserId};
+use crate::domain::{LiveState, Message, MessageKind, Room, RoomId, RoomKind, Timestamp, UserId};
 
 /// What `add_group_member` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,8 @@ impl Store {
     }
 
     /// Removes `user`'s data: their profile, memberships, likes, follows and friend requests,
-    /// blocks either way, notifications, location and live-session seats; their messages stay
+    /// blocks either way, notifications, location and live-session seats (a live session counts
+    /// them no more); their messages stay
     /// as `deleted` placeholders without a body, so every room's seqs stay gapless. The rooms
     /// they were a member of.
     pub async fn delete_user(&self, user: &UserId) -> StoreResult<Vec<RoomId>> {
@@ -173,6 +174,22 @@ impl Store {
                 .execute(conn)
                 .await?;
                 diesel::delete(locations::table.filter(locations::user_id.eq(me))).execute(conn).await?;
+                // A live session stops counting them, as a leave does (its row locked first,
+                // as joins and leaves lock it; sessions in id order).
+                let watching: Vec<String> = live_viewers::table
+                    .filter(live_viewers::user_id.eq(me))
+                    .select(live_viewers::session_id)
+                    .order(live_viewers::session_id)
+                    .load(conn)
+                    .await?;
+                for session in &watching {
+                    diesel::update(
+                        live_sessions::table.find(session).filter(live_sessions::state.eq(LiveState::Live.as_str())),
+                    )
+                    .set(live_sessions::viewers.eq(live_sessions::viewers - 1))
+                    .execute(conn)
+                    .await?;
+                }
                 diesel::delete(live_viewers::table.filter(live_viewers::user_id.eq(me))).execute(conn).await?;
                 diesel::delete(live_hands::table.filter(live_hands::user_id.eq(me))).execute(conn).await?;
                 diesel::delete(users::table.filter(users::id.eq(me))).execute(conn).await?;

@@ -16,6 +16,7 @@ both!(
     revoking_closes_connections_and_refuses_the_old_token,
     a_repeated_idempotency_key_gets_the_first_answer,
     unread_counts_and_deleting_a_user,
+    deleting_a_user_ends_what_they_host_and_uncounts_what_they_watch,
 );
 
 async fn post(port: u16, path: &str, body: Value) -> ApiAnswer {
@@ -232,4 +233,25 @@ async fn unread_counts_and_deleting_a_user(db: Db) {
     let mut alice = app.connect("alice").await;
     let rooms = alice.ok("room.list", json!({})).await;
     assert_eq!(rooms["rooms"][0]["members"], json!(["alice"]));
+}
+
+async fn deleting_a_user_ends_what_they_host_and_uncounts_what_they_watch(db: Db) {
+    let app = spawn_with(db, with_api).await;
+    let mut host = app.connect("host").await;
+    let mut viewer = app.connect("viewer").await;
+    let mut leaving = app.connect("leaving").await;
+    let watched = host.ok("live.create", json!({"title": "watched"})).await["session"]["id"].clone();
+    viewer.ok("live.join", json!({"session_id": watched})).await;
+    assert_eq!(leaving.ok("live.join", json!({"session_id": watched})).await["session"]["viewers"], 2);
+    let hosted = leaving.ok("live.create", json!({"title": "hosted"})).await["session"]["id"].clone();
+    viewer.ok("live.join", json!({"session_id": hosted})).await;
+
+    let deleted = api(app.port, "DELETE", "/api/v1/users/leaving", None, &[]).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let ended = viewer.event("live.ended").await;
+    assert_eq!(ended["session"]["id"], hosted);
+    assert_eq!(ended["reason"], "host_left");
+    // The watched session counts the viewer and the newcomer, not the deleted user.
+    let mut late = app.connect("late").await;
+    assert_eq!(late.ok("live.join", json!({"session_id": watched})).await["session"]["viewers"], 2);
 }

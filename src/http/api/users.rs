@@ -223,7 +223,8 @@ pub struct Deleted {
 }
 
 /// Deletes the user's data (their messages stay as `deleted` placeholders without a body),
-/// refuses their tokens issued until now and closes their connections (4003).
+/// refuses their tokens issued until now and closes their connections (4003). The live
+/// sessions they host end (`host_left`); those they watch stop counting them.
 #[utoipa::path(delete, path = "/api/v1/users/{user_id}", tag = "users",
     params(("user_id" = UserId, Path)), responses((status = 200, body = Deleted), Failures),
     security(("api_key" = [])))]

@@ -28,7 +28,9 @@
 # sequence that many times, so that the servers alternate; the table gives medians and the
 # lowest–highest run), SERVERS ("switchboard socket.io bare-relay"), ROOMS_ARGS (the chat
 # mix's rooms: "--pairs 200 --groups 40 --group-size 5"), WARMUP_ARGS, SERVER_CPU, LOAD_CPU,
-# DB_CPUS, PG_SETTINGS (see pinned.sh).
+# DB_CPUS, PG_SETTINGS (see pinned.sh), SB (the Switchboard binary, target/release/switchboard)
+# and SB_ALT (another build, measured as the server `switchboard-alt`: name it in SERVERS to
+# set one build against another in alternating runs).
 #
 # Writes OUT_DIR/table.md (the date and command at its top), OUT_DIR/cost.json (the table's
 # figures), and per measurement runs/NAME.cost.json (the window's readings), runs/NAME.txt
@@ -41,6 +43,7 @@ OUT=${1:-loadtest/results/cost-$(date +%F)}
 RATE=${RATE:-800} DURATION=${DURATION:-40} RUNS=${RUNS:-3}
 HIGH_RATE=${HIGH_RATE:-} HIGH_SERVERS=${HIGH_SERVERS:-switchboard bare-relay}
 SERVERS=${SERVERS:-switchboard socket.io bare-relay}
+SB=${SB:-$ROOT/target/release/switchboard} SB_ALT=${SB_ALT:-}
 ROOMS_ARGS=${ROOMS_ARGS:---pairs 200 --groups 40 --group-size 5}
 SB_PORT=18381 SIO_PORT=18395 BARE_PORT=18390
 mkdir -p "$OUT/runs"
@@ -116,11 +119,13 @@ wait_for_line() {
 start_server() {
     local server=$1 port=$2 db=$3 log=$4
     case "$server" in
-        switchboard)
+        switchboard | switchboard-alt)
+            local bin=$SB
+            [ "$server" = switchboard-alt ] && bin=${SB_ALT:?SB_ALT names the other build}
             taskset -c "$SERVER_CPU" env SWITCHBOARD_DATABASE_URL="$PG_BASE/$db" SWITCHBOARD_BIND="127.0.0.1:$port" \
                 SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 \
                 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 RUST_LOG=warn \
-                "$ROOT/target/release/switchboard" serve >"$log" 2>&1 & ;;
+                "$bin" serve >"$log" 2>&1 & ;;
         socket.io)
             taskset -c "$SERVER_CPU" env PORT="$port" DATABASE_URL="$PG_BASE/$db" \
                 node loadtest/peers/socketio/server.js >"$log" 2>&1 & ;;
@@ -137,7 +142,7 @@ measure() {
     local server=$1 rate=$2 run=$3 framing=native port db="" name
     name="$server-$rate-run$run"
     case "$server" in
-        switchboard) port=$SB_PORT db=cost_sb ;;
+        switchboard | switchboard-alt) port=$SB_PORT db=cost_sb ;;
         socket.io) port=$SIO_PORT db=cost_sio framing=socketio ;;
         bare-relay) port=$BARE_PORT ;;
         *) echo "unknown server $server" >&2; exit 2 ;;

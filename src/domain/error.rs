@@ -78,6 +78,12 @@ impl Error {
         Self::Forbidden(message.into())
     }
 
+    /// A block between two users refuses what one does to the other: one answer whichever of
+    /// them blocked, so that neither learns more.
+    pub fn blocked() -> Self {
+        Self::forbidden("blocked")
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(message.into())
     }

@@ -312,7 +312,7 @@ impl Handler<Execute> for RoomActor {
             Members::Known { members, .. } if !members.contains(&msg.caller.user) => {
                 Err(Error::forbidden("you are not a member of this room"))
             }
-            Members::Known { blocked: true, .. } if blocked_refuses => Err(Error::forbidden("blocked")),
+            Members::Known { blocked: true, .. } if blocked_refuses => Err(Error::blocked()),
             Members::Known { .. } => Ok(()),
             Members::Missing => Err(Error::not_found("no such room")),
             Members::Loading | Members::Failed => {

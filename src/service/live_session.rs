@@ -225,7 +225,7 @@ pub(crate) async fn join_all(
         callers.iter().map(|caller| &caller.user).filter(|user| !refused.contains(*user)).cloned().collect();
     let counted = if admitted.is_empty() {
         // Every caller is refused: nothing reads it.
-        Err(blocked())
+        Err(Error::blocked())
     } else {
         count_viewers(services, session, host, &admitted).await
     };
@@ -233,7 +233,7 @@ pub(crate) async fn join_all(
         .iter()
         .map(|caller| {
             if refused.contains(&caller.user) {
-                return Err(blocked());
+                return Err(Error::blocked());
             }
             let session = counted.clone()?;
             Ok(Outcome {
@@ -277,10 +277,6 @@ async fn count_viewers(
 /// Tells the host's nodes that the viewer count may have changed.
 fn viewers_changed(services: &Services, session: SessionId, host: &UserId) {
     services.bus.publish(Topic::User(host.clone()), BusEvent::LiveViewersChanged { session_id: session });
-}
-
-fn blocked() -> Error {
-    Error::forbidden("blocked")
 }
 
 fn not_found() -> Error {

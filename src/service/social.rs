@@ -67,7 +67,7 @@ fn other_user(me: &UserId, other: &UserId) -> Result<(), Error> {
 /// Refuses contact between two users when either has blocked the other.
 pub async fn not_blocked(services: &Services, me: &UserId, other: &UserId) -> Result<(), Error> {
     if services.store.blocked_between(me, other).await? {
-        return Err(Error::forbidden("blocked"));
+        return Err(Error::blocked());
     }
     Ok(())
 }

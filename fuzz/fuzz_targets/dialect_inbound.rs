@@ -109,7 +109,7 @@ impl Harness {
 
     fn connect(&self, user: UserId) -> Connection {
         let services = &self.node;
-        let (outbox, mut receiver) =
+        let (outbox, receiver) =
             Outbox::new(ConnectionId::new(), services.settings.outbound_queue, services.metrics.clone());
         let identity = Identity {
             user: user.clone(),
@@ -120,7 +120,7 @@ impl Harness {
         let connect = Connect { identity, outbox: outbox.clone(), hello: String::new(), recovery: None };
         let registered = self.runner.block_on(services.hub.send(connect));
         assert!(matches!(registered, Ok(Ok(()))), "the hub registers a connection: {registered:?}");
-        let drain = Box::new(move || while receiver.queue.try_recv().is_ok() {});
+        let drain = Box::new(move || while receiver.try_next().is_some() {});
         Connection { user, outbox, drain }
     }
 

@@ -114,7 +114,7 @@ pub struct OutboxReceiver(Arc<Shared>);
 /// What the writer takes next.
 pub enum Next {
     Frame(Outbound),
-    /// A close was asked for; `reason` says why.
+    /// A close was asked for; `OutboxReceiver::reason` says why.
     Close,
     /// Every sender is gone and the queue is drained.
     Ended,

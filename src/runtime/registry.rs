@@ -34,7 +34,7 @@ struct Entry {
     issued_at: Option<Timestamp>,
 }
 
-/// A connection as the hub registers it.
+/// A connection as it lists itself once authenticated.
 pub struct Listing {
     pub connection: ConnectionId,
     pub user: UserId,

@@ -72,6 +72,7 @@ impl Application {
             Arc::new(Admission::new(&settings, default_max_connections(), presence.clone(), metrics.clone()));
         tracing::info!(max_connections = admission.max_connections(), "connection caps set");
         let listener = TcpListener::bind(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
+        set_send_timeout(&listener, settings.send_timeout())?;
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
         let limits = UserLimits::new(&settings);
@@ -191,6 +192,7 @@ fn serve_api(node: &Arc<Node>) -> anyhow::Result<Option<(Server, u16)>> {
     crate::http::api::sweep_idempotency_keys(node.clone());
     let Some(bind) = node.settings.api_bind else { return Ok(None) };
     let listener = TcpListener::bind(bind).with_context(|| format!("binding the server API to {bind}"))?;
+    set_send_timeout(&listener, node.settings.send_timeout())?;
     let port = listener.local_addr()?.port();
     let routes = node.clone();
     let server = HttpServer::new(move || App::new().configure(crate::http::api_routes(routes.clone())))
@@ -201,6 +203,19 @@ fn serve_api(node: &Arc<Node>) -> anyhow::Result<Option<(Server, u16)>> {
         .run();
     tracing::info!("server API listening on {bind}");
     Ok(Some((server, port)))
+}
+
+/// Sockets accepted from `listener` inherit its `TCP_USER_TIMEOUT`: the kernel drops one whose
+/// client has not taken written data for `timeout`, which ends its connection. A client that
+/// never reads otherwise holds its socket (and the server's buffers) for ever.
+#[cfg(target_os = "linux")]
+fn set_send_timeout(listener: &TcpListener, timeout: Option<Duration>) -> std::io::Result<()> {
+    socket2::SockRef::from(listener).set_tcp_user_timeout(timeout)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_send_timeout(_: &TcpListener, _: Option<Duration>) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The database, migrated; positions stored before they were snapped (or on a finer grid)

@@ -183,6 +183,12 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_SECS", default_value_t = 45)]
     pub heartbeat_timeout_secs: u64,
 
+    /// Seconds a socket may hold written data its client does not take (its receive window
+    /// shut, or the network gone) before the kernel drops it (`TCP_USER_TIMEOUT`, Linux);
+    /// 0 leaves the kernel's default, under which a shut window holds the socket for ever.
+    #[arg(long, env = "SWITCHBOARD_SEND_TIMEOUT_SECS", default_value_t = 30)]
+    pub send_timeout_secs: u64,
+
     /// Seconds after a Socket.IO v4 connection drops during which its client may recover it
     /// (missed messages replayed, `socket.recovered`); 0 turns recovery off.
     #[arg(long, env = "SWITCHBOARD_SOCKETIO_RECOVERY_SECS", default_value_t = 120)]
@@ -319,6 +325,11 @@ impl Settings {
 
     pub fn node_ttl(&self) -> Duration {
         Duration::from_secs(self.node_ttl_secs.max(3))
+    }
+
+    /// How long written data may wait on a client; `None` for the kernel's default.
+    pub fn send_timeout(&self) -> Option<Duration> {
+        (self.send_timeout_secs > 0).then(|| Duration::from_secs(self.send_timeout_secs))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

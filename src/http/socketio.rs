@@ -4,9 +4,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::websocket::{admit, query, refused};
+use super::websocket::{accept, admit, query, refused};
 use crate::runtime::Node;
-use crate::runtime::connection::{Connection, Handshake};
+use crate::runtime::connection::Handshake;
 use crate::wire::Api;
 use crate::wire::Framing;
 use crate::wire::socketio::EngineVersion;
@@ -51,13 +51,9 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>
         },
         None => None,
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let limit = node.settings.max_frame_bytes;
-    let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
     let handshake =
         Handshake { framing: Framing::SocketIo(version), api, identity, query_token, refusal, seat, user_seat };
-    Connection::start(handshake, node.into_inner(), session, stream);
-    Ok(response)
+    accept(&req, body, handshake, node.into_inner())
 }
 
 /// The stock server's refusal body, plus a hint for the usual cause.

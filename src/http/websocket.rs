@@ -1,6 +1,8 @@
 //! `GET /ws`: authenticate before the upgrade (401 otherwise), then hand the socket to a
 //! connection actor speaking native frames.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 
 use crate::admission::{Refusal, Seat};
@@ -33,9 +35,6 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>
         Ok(user_seat) => user_seat,
         Err(refusal) => return Ok(refused(refusal)),
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let limit = node.settings.max_frame_bytes;
-    let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
     let handshake = Handshake {
         framing: Framing::Native,
         api,
@@ -45,8 +44,20 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>
         seat,
         user_seat: Some(user_seat),
     };
-    Connection::start(handshake, node.into_inner(), session, stream);
-    Ok(response)
+    accept(&req, body, handshake, node.into_inner())
+}
+
+/// Completes the upgrade: the connection's actor reads the socket, and its writer is the
+/// response's body.
+pub(super) fn accept(
+    req: &HttpRequest,
+    body: web::Payload,
+    handshake: Handshake,
+    node: Arc<Node>,
+) -> actix_web::Result<HttpResponse> {
+    let mut response = actix_http::ws::handshake(req.head())?;
+    let writer = Connection::start(handshake, node, body.into_inner());
+    Ok(HttpResponse::from(response.message_body(writer)?).map_into_boxed_body())
 }
 
 /// The checks every upgrade passes before it is read further: the browser origin, then a

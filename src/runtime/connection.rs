@@ -5,16 +5,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
+use actix_web::dev::Payload;
+use actix_ws::{AggregatedMessage, CloseCode, MessageStream, ProtocolError};
 use governor::clock::QuantaClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{Connect, Disconnect};
-use super::outbox::OutboxReceiver;
 use super::registry::{Kick, Listing};
-use super::writer::{Wire, write_frames};
+use super::writer::{Wire, Writer};
 use super::{Node, Outbound, Outbox, RecoveryStart};
 use crate::admission::{Seat, UserSeat};
 use crate::auth::Identity;
@@ -64,8 +64,6 @@ pub struct Connection {
     refusal: Option<String>,
     node: Arc<Node>,
     outbox: Outbox,
-    /// Boxed: taken when the actor starts, it would otherwise size the actor for its life.
-    writer: Option<Box<(Session, OutboxReceiver)>>,
     /// The Socket.IO session's pid, once it may be recovered.
     pid: Option<String>,
     /// The session's start, handed to the writer at registration.
@@ -86,11 +84,29 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts the actor for an upgraded socket.
-    pub fn start(handshake: Handshake, node: Arc<Node>, session: Session, stream: AggregatedMessageStream) {
+    /// Starts the actor that reads an upgraded socket's `payload`; the writer it returns is
+    /// the response's body. The actor stops when the client's frames end or the writer is
+    /// dropped (the socket is done).
+    pub fn start(handshake: Handshake, node: Arc<Node>, payload: Payload) -> Writer {
         let settings = &node.settings;
         let id = ConnectionId::new();
         let (outbox, receiver) = Outbox::new(id, settings.outbound_queue, node.metrics.clone());
+        let (done, writer_gone) = oneshot::channel();
+        let limit = settings.max_frame_bytes;
+        let stream = MessageStream::new(payload)
+            .with_connection_close_signal(writer_gone)
+            .max_frame_size(limit)
+            .aggregate_continuations()
+            .max_continuation_size(limit);
+        let wire_api = Arc::default();
+        let services = node.services.clone();
+        let wire = Wire {
+            framing: handshake.framing,
+            api: Arc::clone(&wire_api),
+            lookup: Lookup::new(services.clone()),
+            services,
+        };
+        let writer = Writer::new(receiver, wire, node.metrics.clone(), done);
         let rate = RateLimiter::direct_with_clock(
             Quota::per_second(nonzero(settings.rate_per_sec)).allow_burst(nonzero(settings.rate_burst)),
             clock(),
@@ -108,13 +124,12 @@ impl Connection {
                 framing: handshake.framing,
                 api: handshake.api,
                 dialect: None,
-                wire_api: Arc::default(),
+                wire_api,
                 identity: handshake.identity,
                 query_token: handshake.query_token,
                 refusal: handshake.refusal,
                 node,
                 outbox,
-                writer: Some(Box::new((session, receiver))),
                 pid: None,
                 recovery: None,
                 _seat: handshake.seat,
@@ -126,6 +141,7 @@ impl Connection {
                 last_heard: Instant::now(),
             }
         });
+        writer
     }
 
     /// Hands the authenticated connection to the hub; no frame is read before it is
@@ -383,11 +399,13 @@ impl Connection {
         }
     }
 
-    fn heartbeat(&mut self) {
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         let settings = &self.node.settings;
         if self.last_heard.elapsed() > settings.heartbeat_timeout() {
+            // The client is gone: it leaves now, while the writer tries the close frame.
             tracing::info!(connection = %self.id, "heartbeat timeout");
             self.outbox.close(CloseCode::Away, "heartbeat timeout");
+            ctx.stop();
             return;
         }
         match self.framing {
@@ -418,15 +436,6 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.node.metrics.connections.inc();
-        let (session, receiver) = *self.writer.take().expect("writer parts are set at creation");
-        let metrics = self.node.metrics.clone();
-        // The writer runs beside the actor; when it ends (closed, or the client is gone)
-        // the actor stops.
-        let services = self.node.services.clone();
-        let wire =
-            Wire { framing: self.framing, api: self.wire_api.clone(), lookup: Lookup::new(services.clone()), services };
-        ctx.spawn(write_frames(session, receiver, metrics, wire).into_actor(self).map(|_, _, ctx| ctx.stop()));
-
         let node = self.node.clone();
         let settings = &node.settings;
         if let Framing::SocketIo(version) = self.framing {
@@ -448,7 +457,7 @@ impl Actor for Connection {
             }
         }
         self.register(ctx);
-        ctx.run_interval(settings.heartbeat_interval(), |connection, _| connection.heartbeat());
+        ctx.run_interval(settings.heartbeat_interval(), |connection, ctx| connection.heartbeat(ctx));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -515,19 +524,20 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
                         self.outbox.close(CloseCode::Protocol, "websocket protocol error");
                     }
                 }
-                // Nothing after a broken frame is read: the close goes out and the socket ends.
+                // Nothing after a broken frame is read: the connection leaves, and its writer
+                // sends what is queued and the close.
                 if let Some(reading) = self.reading.take() {
                     ctx.cancel_future(reading);
                 }
+                ctx.stop();
             }
         }
     }
 
+    /// The client's frames ended, or the writer is gone: the connection leaves (a writer still
+    /// flushing a close goes on without it).
     fn finished(&mut self, ctx: &mut Self::Context) {
-        // A closing connection stops when its writer has sent the close frame.
-        if !self.outbox.is_closing() {
-            ctx.stop();
-        }
+        ctx.stop();
     }
 }
 

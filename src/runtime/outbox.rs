@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use actix_ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
@@ -121,37 +121,31 @@ pub enum Next {
 }
 
 impl OutboxReceiver {
-    /// Waits for the next frame, a close (which comes first once asked for) or the end.
-    pub async fn next(&self) -> Next {
-        poll_fn(|cx| {
-            self.0.writer.register(cx.waker());
-            if self.0.close.get().is_some() {
-                return Poll::Ready(Next::Close);
-            }
-            let mut queue = self.0.lock();
-            match queue.items.pop_front() {
-                Some(item) => Poll::Ready(Next::Frame(item)),
-                None if queue.senders == 0 => Poll::Ready(Next::Ended),
-                None => {
-                    // Drained: a burst's slots are given back rather than kept for the
-                    // connection's life.
-                    if queue.items.capacity() > KEPT_SLOTS {
-                        queue.items = VecDeque::new();
-                    }
-                    Poll::Pending
+    /// The next frame, a close (which comes first once asked for) or the end; the waker is
+    /// woken when one of them comes.
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        self.0.writer.register(cx.waker());
+        if self.0.close.get().is_some() {
+            return Poll::Ready(Next::Close);
+        }
+        let mut queue = self.0.lock();
+        match queue.items.pop_front() {
+            Some(item) => Poll::Ready(Next::Frame(item)),
+            None if queue.senders == 0 => Poll::Ready(Next::Ended),
+            None => {
+                // Drained: a burst's slots are given back rather than kept for the
+                // connection's life.
+                if queue.items.capacity() > KEPT_SLOTS {
+                    queue.items = VecDeque::new();
                 }
+                Poll::Pending
             }
-        })
-        .await
+        }
     }
 
-    /// Resolves once a close is asked for (at once if it already was).
-    pub async fn closing(&self) {
-        poll_fn(|cx| {
-            self.0.writer.register(cx.waker());
-            if self.0.close.get().is_some() { Poll::Ready(()) } else { Poll::Pending }
-        })
-        .await
+    /// Waits for what `poll_next` gives.
+    pub async fn next(&self) -> Next {
+        poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// A queued frame, without waiting (the flush before a close).
@@ -162,6 +156,11 @@ impl OutboxReceiver {
     /// The reason a close was asked for, if it was.
     pub fn reason(&self) -> Option<CloseReason> {
         self.0.close.get().cloned()
+    }
+
+    /// The code of the close asked for, if one was.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.0.close.get().map(|reason| reason.code)
     }
 }
 
@@ -236,7 +235,6 @@ mod tests {
         let (outbox, receiver) = Outbox::new(ConnectionId::new(), 4, Arc::new(Metrics::new("test")));
         assert!(outbox.close(CloseCode::Away, "first"));
         assert!(!outbox.close(CloseCode::Normal, "second"));
-        receiver.closing().await;
         assert!(matches!(receiver.next().await, Next::Close));
         assert_eq!(receiver.reason().map(|r| r.code), Some(CloseCode::Away));
         assert!(!outbox.push(Outbound::Ping));

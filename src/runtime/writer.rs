@@ -1,10 +1,19 @@
-//! A connection's writer: drains its outbox into the socket, encoding each push for the
-//! connection's framing and API, and closes the socket when asked.
+//! A connection's writer: the body of its WebSocket response. The HTTP dispatcher polls it
+//! whenever the socket can take more; it takes what the connection's outbox holds, encodes
+//! each push for the connection's framing and API, and ends with the close frame. Nothing
+//! is queued between the outbox and the dispatcher's write buffer.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::task::{Context, Poll};
 
-use actix_ws::{CloseCode, Session as WsSession};
+use actix_http::body::{BodySize, MessageBody};
+use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
+use actix_web::web::{Bytes, BytesMut};
+use tokio::sync::oneshot;
 
 use super::outbox::{Next, OutboxReceiver};
 use super::{Outbound, RecoveryStart};
@@ -15,47 +24,40 @@ use crate::service::{Services, recovery};
 use crate::wire::recovery::{Positions, with_offset};
 use crate::wire::{Api, Delivery, Framing, Push};
 
-/// How long a closing connection may take to flush its queue and close frame to a client
-/// that is not reading, before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Encoded bytes handed to the dispatcher in one piece, at most (a larger frame goes alone).
+const BATCH_BYTES: usize = 16 * 1024;
+/// RFC 6455: a control frame carries at most 125 bytes; a close's are its code and reason.
+const MAX_CONTROL_PAYLOAD: usize = 125;
 
-/// Drains the outbox into the socket until a close is asked for, then (except for a slow
-/// reader, whose queue is dropped) flushes what is queued and sends the close frame.
-pub(super) async fn write_frames(mut session: WsSession, receiver: OutboxReceiver, metrics: Arc<Metrics>, wire: Wire) {
-    let mut state = WriterState { recovery: None };
-    while let Next::Frame(item) = receiver.next().await {
-        tokio::select! {
-            biased;
-            () = receiver.closing() => break,
-            // Boxed: held inline, its state machine would make every idle writer ~7 KB.
-            sent = Box::pin(send(&mut session, item, &metrics, &wire, &mut state)) => if sent.is_err() { return },
-        }
-    }
-    // Boxed: only a closing writer holds the close's timer and state.
-    Box::pin(close(session, receiver, metrics, wire, state)).await;
+/// The response body that writes one connection's outbox to its socket.
+pub struct Writer {
+    receiver: OutboxReceiver,
+    /// Frames encoded and not yet handed over; empty (and unallocated) when idle.
+    out: BytesMut,
+    /// How pushes are written; lent to `waiting` while an item waits.
+    core: Option<Core>,
+    waiting: Option<Waiting>,
+    phase: Phase,
+    /// Dropped with the writer: the connection stops reading a socket nobody writes to.
+    _done: oneshot::Sender<()>,
 }
 
-/// Flushes what is queued (unless the client was too slow to read it) and sends the close
-/// frame, giving up after `CLOSE_TIMEOUT`.
-async fn close(
-    mut session: WsSession,
-    receiver: OutboxReceiver,
-    metrics: Arc<Metrics>,
-    wire: Wire,
-    mut state: WriterState,
-) {
-    let reason = receiver.reason();
-    let flush = async {
-        if reason.as_ref().is_some_and(|r| r.code != CloseCode::Again) {
-            while let Some(item) = receiver.try_next() {
-                if Box::pin(send(&mut session, item, &metrics, &wire, &mut state)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = session.close(reason).await;
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
+/// An item that waits on the store or a translation: it gives back the core with the frames
+/// it wrote.
+type Waiting = Pin<Box<dyn Future<Output = (Core, BytesMut)>>>;
+
+enum Phase {
+    Open,
+    /// A close was asked for: what is queued goes out, then the close frame.
+    Flushing(CloseReason),
+    /// The close frame is written.
+    Closed,
+}
+
+/// What the writer does next.
+enum Step {
+    Write(Outbound),
+    Close(Option<CloseReason>),
 }
 
 /// How a connection's pushes reach the wire: its framing and, once connected, its API.
@@ -74,112 +76,257 @@ struct Session {
     positions: Positions,
 }
 
-/// What the writer keeps between frames.
-pub(super) struct WriterState {
+/// What encodes pushes, and the session it keeps between them.
+struct Core {
+    wire: Wire,
+    metrics: Arc<Metrics>,
     recovery: Option<Session>,
 }
 
-async fn send(
-    socket: &mut WsSession,
-    item: Outbound,
-    metrics: &Metrics,
-    wire: &Wire,
-    state: &mut WriterState,
-) -> Result<(), actix_ws::Closed> {
-    match item {
-        Outbound::Push(delivery) => send_push(socket, &delivery, metrics, wire, state).await,
-        Outbound::Text(frame) => {
-            metrics.frames_out.with_label_values(&[frame.event]).inc();
-            match &mut state.recovery {
-                Some(session) if frame.text.starts_with("42[") => {
-                    socket.text(with_offset(&frame.text, session.positions.offset())).await
+impl Writer {
+    /// The writer of `receiver`'s frames; `done` fires when it is dropped.
+    pub(super) fn new(receiver: OutboxReceiver, wire: Wire, metrics: Arc<Metrics>, done: oneshot::Sender<()>) -> Self {
+        Self {
+            receiver,
+            out: BytesMut::new(),
+            core: Some(Core { wire, metrics, recovery: None }),
+            waiting: None,
+            phase: Phase::Open,
+            _done: done,
+        }
+    }
+
+    /// The next item to write, or the close; `None` until there is one.
+    fn step(&mut self, cx: &mut Context<'_>) -> Option<Step> {
+        loop {
+            match &self.phase {
+                Phase::Open => match self.receiver.poll_next(cx) {
+                    Poll::Ready(Next::Frame(item)) => return Some(Step::Write(item)),
+                    // A client too slow to read gets nothing more than the close.
+                    Poll::Ready(Next::Close) => match self.receiver.reason() {
+                        Some(reason) if reason.code != CloseCode::Again => self.phase = Phase::Flushing(reason),
+                        reason => return Some(Step::Close(reason)),
+                    },
+                    Poll::Ready(Next::Ended) => return Some(Step::Close(None)),
+                    Poll::Pending => return None,
+                },
+                Phase::Flushing(_) => match self.receiver.try_next() {
+                    Some(item) => return Some(Step::Write(item)),
+                    None => match mem::replace(&mut self.phase, Phase::Closed) {
+                        Phase::Flushing(reason) => return Some(Step::Close(Some(reason))),
+                        _ => return None,
+                    },
+                },
+                Phase::Closed => return None,
+            }
+        }
+    }
+
+    /// Writes an item now, or starts it waiting.
+    fn write(&mut self, item: Outbound) {
+        let Some(mut core) = self.core.take() else { return };
+        match core.write_now(item, &mut self.out) {
+            None => self.core = Some(core),
+            Some(item) => {
+                self.waiting = Some(Box::pin(async move {
+                    let mut out = BytesMut::new();
+                    core.write_later(item, &mut out).await;
+                    (core, out)
+                }));
+            }
+        }
+    }
+
+    fn close(&mut self, reason: Option<CloseReason>) {
+        self.phase = Phase::Closed;
+        let reason = reason.map(|mut reason| {
+            if let Some(description) = &mut reason.description {
+                truncate(description, MAX_CONTROL_PAYLOAD - 2);
+            }
+            reason
+        });
+        Parser::write_close(&mut self.out, reason, false);
+    }
+}
+
+impl MessageBody for Writer {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> {
+        let this = self.get_mut();
+        while this.out.len() < BATCH_BYTES {
+            if let Some(waiting) = &mut this.waiting {
+                if this.receiver.close_code() == Some(CloseCode::Again) {
+                    // Too slow to read: the waiting item is dropped with the rest.
+                    this.waiting = None;
+                } else {
+                    let Poll::Ready((core, out)) = waiting.as_mut().poll(cx) else { break };
+                    this.out.extend_from_slice(&out);
+                    this.core = Some(core);
+                    this.waiting = None;
                 }
-                _ => socket.text(frame.text).await,
+            }
+            match this.step(cx) {
+                Some(Step::Write(item)) => this.write(item),
+                Some(Step::Close(reason)) => this.close(reason),
+                None => break,
             }
         }
-        Outbound::Ping => socket.ping(b"").await,
-        Outbound::Pong(bytes) => socket.pong(&bytes).await,
-        Outbound::Recovery(start) => {
-            let RecoveryStart { user, positions, missed } = *start;
-            state.recovery = Some(Session { user, positions });
-            for message in missed {
-                metrics.socketio_replayed.inc();
-                let delivery = Delivery::new(Push::MessageNew { message });
-                send_push(socket, &delivery, metrics, wire, state).await?;
-            }
-            Ok(())
+        if !this.out.is_empty() {
+            // Taken whole: an idle writer keeps no buffer.
+            return Poll::Ready(Some(Ok(mem::take(&mut this.out).freeze())));
         }
-        Outbound::Seen(delivery) => {
-            if let (Some(session), Push::MessageNew { message }) = (&mut state.recovery, &delivery.push) {
-                session.positions.advance(message.room_id, message.seq);
-            }
-            Ok(())
+        match (&this.phase, &this.waiting) {
+            (Phase::Closed, None) => Poll::Ready(None),
+            _ => Poll::Pending,
         }
     }
 }
 
-/// A push, unless the session already delivered it; a `message.new` past a gap in what the
-/// session delivered in its room is preceded by the missing ones, read from the store.
-async fn send_push(
-    socket: &mut WsSession,
-    delivery: &Delivery,
-    metrics: &Metrics,
-    wire: &Wire,
-    state: &mut WriterState,
-) -> Result<(), actix_ws::Closed> {
-    let (Some(session), Push::MessageNew { message }) = (&mut state.recovery, &delivery.push) else {
-        let offset = state.recovery.as_mut().map(|session| session.positions.offset());
-        return write_push(socket, delivery, metrics, wire, offset).await;
-    };
-    let known = session.positions.known(&message.room_id);
-    if known.is_some_and(|known| message.seq <= known) {
-        return Ok(());
+impl Core {
+    /// Writes an item that needs neither the store nor a translation; gives back one that does.
+    fn write_now(&mut self, item: Outbound, out: &mut BytesMut) -> Option<Outbound> {
+        match item {
+            Outbound::Push(delivery) if self.waits(&delivery) => return Some(Outbound::Push(delivery)),
+            Outbound::Push(delivery) => {
+                if self.advance(&delivery.push) {
+                    self.metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
+                    let text = self.wire.framing.push(&delivery);
+                    let offset = self.recovery.as_mut().map(|session| session.positions.offset());
+                    text_frame(out, &text, offset);
+                }
+            }
+            Outbound::Text(frame) => {
+                self.metrics.frames_out.with_label_values(&[frame.event]).inc();
+                // A recoverable session's events carry its offset; its acks do not.
+                let offset = match &mut self.recovery {
+                    Some(session) if frame.text.starts_with("42[") => Some(session.positions.offset()),
+                    _ => None,
+                };
+                text_frame(out, &frame.text, offset);
+            }
+            Outbound::Ping => Parser::write_message(out, b"", OpCode::Ping, true, false),
+            Outbound::Pong(bytes) => {
+                let payload = &bytes[..bytes.len().min(MAX_CONTROL_PAYLOAD)];
+                Parser::write_message(out, payload, OpCode::Pong, true, false);
+            }
+            Outbound::Seen(delivery) => {
+                self.advance(&delivery.push);
+            }
+            Outbound::Recovery(start) => return Some(Outbound::Recovery(start)),
+        }
+        None
     }
-    if let Some(known) = known.filter(|known| message.seq > known + 1) {
-        for missing in recovery::gap(&wire.services, &session.user, message.room_id, known, message.seq).await {
-            session.positions.advance(missing.room_id, missing.seq);
-            let filled = Delivery::new(Push::MessageNew { message: missing });
-            write_push(socket, &filled, metrics, wire, Some(session.positions.offset())).await?;
+
+    /// Writes a push that waits on the store (a session's gap) or a translation, or a
+    /// session's start with what it missed.
+    async fn write_later(&mut self, item: Outbound, out: &mut BytesMut) {
+        match item {
+            Outbound::Push(delivery) => self.push(&delivery, out).await,
+            Outbound::Recovery(start) => {
+                let RecoveryStart { user, positions, missed } = *start;
+                self.recovery = Some(Session { user, positions });
+                for message in missed {
+                    self.metrics.socketio_replayed.inc();
+                    self.push(&Delivery::new(Push::MessageNew { message }), out).await;
+                }
+            }
+            item => {
+                self.write_now(item, out);
+            }
         }
     }
-    session.positions.advance(message.room_id, message.seq);
-    write_push(socket, delivery, metrics, wire, Some(session.positions.offset())).await
-}
 
-/// Writes a push in the connection's API, each event with `offset` when it has one.
-async fn write_push(
-    socket: &mut WsSession,
-    delivery: &Delivery,
-    metrics: &Metrics,
-    wire: &Wire,
-    offset: Option<&str>,
-) -> Result<(), actix_ws::Closed> {
-    let Some(dialect) = wire.api.get().copied().unwrap_or(Api::Native).dialect() else {
-        metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
-        let text = wire.framing.push(delivery);
-        return match offset {
-            Some(offset) => socket.text(with_offset(&text, offset)).await,
-            None => socket.text(text).await,
+    /// Whether a push needs a translation, or the store to fill a gap in what the session
+    /// delivered in its room.
+    fn waits(&self, delivery: &Delivery) -> bool {
+        if self.api().dialect().is_some() {
+            return true;
+        }
+        let (Some(session), Push::MessageNew { message }) = (&self.recovery, &delivery.push) else { return false };
+        session.positions.known(&message.room_id).is_some_and(|known| message.seq > known + 1)
+    }
+
+    /// Records a session's `message.new` as delivered; false if it already was. Any other
+    /// push, or any push without a session, is always new.
+    fn advance(&mut self, push: &Push) -> bool {
+        match (&mut self.recovery, push) {
+            (Some(session), Push::MessageNew { message }) => session.positions.advance(message.room_id, message.seq),
+            _ => true,
+        }
+    }
+
+    fn api(&self) -> Api {
+        self.wire.api.get().copied().unwrap_or(Api::Native)
+    }
+
+    /// A push, unless the session already delivered it; a `message.new` past a gap in what
+    /// the session delivered in its room is preceded by the missing ones, read from the store.
+    async fn push(&mut self, delivery: &Delivery, out: &mut BytesMut) {
+        if let (Some(session), Push::MessageNew { message }) = (&self.recovery, &delivery.push) {
+            let known = session.positions.known(&message.room_id);
+            if known.is_some_and(|known| message.seq <= known) {
+                return;
+            }
+            if let Some(known) = known.filter(|known| message.seq > known + 1) {
+                let user = session.user.clone();
+                for missing in recovery::gap(&self.wire.services, &user, message.room_id, known, message.seq).await {
+                    let filled = Delivery::new(Push::MessageNew { message: missing });
+                    if self.advance(&filled.push) {
+                        self.encode(&filled, out).await;
+                    }
+                }
+            }
+        }
+        if self.advance(&delivery.push) {
+            self.encode(delivery, out).await;
+        }
+    }
+
+    /// Encodes a push in the connection's API, each event with the session's offset when
+    /// there is one.
+    async fn encode(&mut self, delivery: &Delivery, out: &mut BytesMut) {
+        let api = self.api();
+        let Core { wire, metrics, recovery } = self;
+        let Some(dialect) = api.dialect() else {
+            metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
+            let text = wire.framing.push(delivery);
+            return text_frame(out, &text, recovery.as_mut().map(|session| session.positions.offset()));
         };
-    };
-    // Boxed: the translation's lookups would otherwise size every idle connection's writer
-    // for them.
-    let translation = dialect::push(dialect, &wire.lookup, &delivery.push);
-    let emits = match Box::pin(delivery.translated(dialect, translation)).await {
-        Ok(emits) => emits,
-        Err(err) => {
-            // The client recovers a lost push from history; the connection goes on.
-            tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
-            return Ok(());
-        }
-    };
-    for emit in emits {
-        metrics.frames_out.with_label_values(&[emit.label()]).inc();
-        let text = wire.framing.event(&emit.event, &emit.data);
-        match offset {
-            Some(offset) => socket.text(with_offset(&text, offset)).await?,
-            None => socket.text(text).await?,
+        // Boxed: the translation's lookups would otherwise size every waiting item for them.
+        let translation = dialect::push(dialect, &wire.lookup, &delivery.push);
+        let emits = match Box::pin(delivery.translated(dialect, translation)).await {
+            Ok(emits) => emits,
+            Err(err) => {
+                // The client recovers a lost push from history; the connection goes on.
+                tracing::warn!(error = %err, event = delivery.push.event(), "could not translate a push");
+                return;
+            }
+        };
+        for emit in emits {
+            metrics.frames_out.with_label_values(&[emit.label()]).inc();
+            let text = wire.framing.event(&emit.event, &emit.data);
+            text_frame(out, &text, recovery.as_mut().map(|session| session.positions.offset()));
         }
     }
-    Ok(())
+}
+
+/// A text frame, its event given `offset` when there is one.
+fn text_frame(out: &mut BytesMut, text: &str, offset: Option<&str>) {
+    match offset {
+        Some(offset) => Parser::write_message(out, with_offset(text, offset), OpCode::Text, true, false),
+        None => Parser::write_message(out, text, OpCode::Text, true, false),
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let end = (0..=max).rev().find(|&end| text.is_char_boundary(end)).unwrap_or(0);
+        text.truncate(end);
+    }
 }

@@ -186,7 +186,9 @@ pub struct Settings {
     /// Seconds a socket may hold written data its client does not take (its receive window
     /// shut, or the network gone) before the kernel drops it (`TCP_USER_TIMEOUT`, Linux);
     /// 0 leaves the kernel's default, under which a shut window holds the socket for ever.
-    #[arg(long, env = "SWITCHBOARD_SEND_TIMEOUT_SECS", default_value_t = 30)]
+    /// Keep it at or above the heartbeat timeout, which a network gone for a while should
+    /// meet first.
+    #[arg(long, env = "SWITCHBOARD_SEND_TIMEOUT_SECS", default_value_t = 45)]
     pub send_timeout_secs: u64,
 
     /// Seconds after a Socket.IO v4 connection drops during which its client may recover it

@@ -476,6 +476,10 @@ impl Actor for Connection {
 
 impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
     fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
+        // A closing connection runs nothing more: its writer is sending the close.
+        if self.outbox.is_closing() {
+            return;
+        }
         self.last_heard = Instant::now();
         // Every frame counts against the rate limit, pings included.
         let allowed = item.is_err() || self.within_rate();

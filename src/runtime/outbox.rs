@@ -158,6 +158,16 @@ impl OutboxReceiver {
         self.0.close.get().cloned()
     }
 
+    /// Wakes `cx`'s task when a frame or a close comes, without taking anything.
+    pub fn register(&self, cx: &Context<'_>) {
+        self.0.writer.register(cx.waker());
+    }
+
+    /// Drops what is queued (a client too slow to read gets none of it).
+    pub fn discard(&self) {
+        self.0.lock().items = VecDeque::new();
+    }
+
     /// The code of the close asked for, if one was.
     pub fn close_code(&self) -> Option<CloseCode> {
         self.0.close.get().map(|reason| reason.code)

@@ -3,22 +3,25 @@
 //! each push for the connection's framing and API, and ends with the close frame. Nothing
 //! is queued between the outbox and the dispatcher's write buffer.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_http::body::{BodySize, MessageBody};
 use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
 use actix_web::web::{Bytes, BytesMut};
 use tokio::sync::oneshot;
+use tokio::time::Sleep;
 
 use super::outbox::{Next, OutboxReceiver};
 use super::{Outbound, RecoveryStart};
 use crate::dialect::{self, Lookup};
-use crate::domain::UserId;
+use crate::domain::{Message, UserId};
 use crate::metrics::Metrics;
 use crate::service::{Services, recovery};
 use crate::wire::recovery::{Positions, with_offset};
@@ -28,6 +31,9 @@ use crate::wire::{Api, Delivery, Framing, Push};
 const BATCH_BYTES: usize = 16 * 1024;
 /// RFC 6455: a control frame carries at most 125 bytes; a close's are its code and reason.
 const MAX_CONTROL_PAYLOAD: usize = 125;
+/// How long a closing connection's socket may take to take what is queued and the close
+/// frame; then the writer ends without them, and the connection with it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The response body that writes one connection's outbox to its socket.
 pub struct Writer {
@@ -37,7 +43,11 @@ pub struct Writer {
     /// How pushes are written; lent to `waiting` while an item waits.
     core: Option<Core>,
     waiting: Option<Waiting>,
+    /// A recovered session's missed messages, written before anything else, one at a time.
+    replay: VecDeque<Message>,
     phase: Phase,
+    /// Armed when a close is asked for (boxed: only a closing writer holds a timer).
+    deadline: Option<Pin<Box<Sleep>>>,
     /// Dropped with the writer: the connection stops reading a socket nobody writes to.
     _done: oneshot::Sender<()>,
 }
@@ -91,22 +101,36 @@ impl Writer {
             out: BytesMut::new(),
             core: Some(Core { wire, metrics, recovery: None }),
             waiting: None,
+            replay: VecDeque::new(),
             phase: Phase::Open,
+            deadline: None,
             _done: done,
         }
     }
 
     /// The next item to write, or the close; `None` until there is one.
     fn step(&mut self, cx: &mut Context<'_>) -> Option<Step> {
+        if let Some(message) = self.replay.pop_front() {
+            if let Some(core) = &self.core {
+                core.metrics.socketio_replayed.inc();
+            }
+            return Some(Step::Write(Outbound::Push(Arc::new(Delivery::new(Push::MessageNew { message })))));
+        }
         loop {
             match &self.phase {
                 Phase::Open => match self.receiver.poll_next(cx) {
                     Poll::Ready(Next::Frame(item)) => return Some(Step::Write(item)),
-                    // A client too slow to read gets nothing more than the close.
-                    Poll::Ready(Next::Close) => match self.receiver.reason() {
-                        Some(reason) if reason.code != CloseCode::Again => self.phase = Phase::Flushing(reason),
-                        reason => return Some(Step::Close(reason)),
-                    },
+                    Poll::Ready(Next::Close) => {
+                        self.deadline = Some(Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
+                        match self.receiver.reason() {
+                            Some(reason) if reason.code != CloseCode::Again => self.phase = Phase::Flushing(reason),
+                            // A client too slow to read gets nothing more than the close.
+                            reason => {
+                                self.receiver.discard();
+                                return Some(Step::Close(reason));
+                            }
+                        }
+                    }
                     Poll::Ready(Next::Ended) => return Some(Step::Close(None)),
                     Poll::Pending => return None,
                 },
@@ -124,6 +148,14 @@ impl Writer {
 
     /// Writes an item now, or starts it waiting.
     fn write(&mut self, item: Outbound) {
+        if let Outbound::Recovery(start) = item {
+            let RecoveryStart { user, positions, missed } = *start;
+            if let Some(core) = &mut self.core {
+                core.recovery = Some(Session { user, positions });
+            }
+            self.replay = missed.into();
+            return;
+        }
         let Some(mut core) = self.core.take() else { return };
         match core.write_now(item, &mut self.out) {
             None => self.core = Some(core),
@@ -158,8 +190,16 @@ impl MessageBody for Writer {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> {
         let this = self.get_mut();
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            // The client took too long to take its close: it gets no more.
+            return Poll::Ready(None);
+        }
         while this.out.len() < BATCH_BYTES {
             if let Some(waiting) = &mut this.waiting {
+                // Woken by a close while the item waits, too.
+                this.receiver.register(cx);
                 if this.receiver.close_code() == Some(CloseCode::Again) {
                     // Too slow to read: the waiting item is dropped with the rest.
                     this.waiting = None;
@@ -217,24 +257,16 @@ impl Core {
             Outbound::Seen(delivery) => {
                 self.advance(&delivery.push);
             }
-            Outbound::Recovery(start) => return Some(Outbound::Recovery(start)),
+            // Taken by the writer itself.
+            Outbound::Recovery(_) => {}
         }
         None
     }
 
-    /// Writes a push that waits on the store (a session's gap) or a translation, or a
-    /// session's start with what it missed.
+    /// Writes a push that waits on the store (a session's gap) or a translation.
     async fn write_later(&mut self, item: Outbound, out: &mut BytesMut) {
         match item {
             Outbound::Push(delivery) => self.push(&delivery, out).await,
-            Outbound::Recovery(start) => {
-                let RecoveryStart { user, positions, missed } = *start;
-                self.recovery = Some(Session { user, positions });
-                for message in missed {
-                    self.metrics.socketio_replayed.inc();
-                    self.push(&Delivery::new(Push::MessageNew { message }), out).await;
-                }
-            }
             item => {
                 self.write_now(item, out);
             }

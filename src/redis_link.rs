@@ -7,14 +7,14 @@
 //! Rule for keys: what one command or script touches shares a hash tag (`{…}`), since a
 //! cluster refuses commands across slots.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::{join_all, try_join_all};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Arg, Cmd, Pipeline, PushInfo, RedisFuture, RedisResult, Value};
 use tokio::sync::mpsc;
 
@@ -203,6 +203,38 @@ impl Subscriber {
         matches!(self, Self::Cluster(_))
     }
 
+    /// The channels of `held` that Redis does not hold for this node. On a cluster, every
+    /// master is asked (`CLIENT INFO` on this node's connection to it) how many shard channels
+    /// it holds for this node; a master holding fewer than the channels of `held` its slots
+    /// take has all of those returned (subscribing twice is harmless). Subscriptions go
+    /// missing when a master fails over, or when the client replaces its connections while
+    /// recovering; nothing else tells of it. Empty on one server, whose connection manager
+    /// subscribes again by itself after a reconnect.
+    pub async fn missing(&mut self, held: &HashSet<String>) -> RedisResult<Vec<String>> {
+        let Self::Cluster(connection) = self else { return Ok(Vec::new()) };
+        let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(connection).await?;
+        let owners = SlotOwners::parse(&reply);
+        let groups = by_slot(held);
+        let mut expected: HashMap<&(String, u16), Vec<&String>> = HashMap::new();
+        for slot in 0..SLOTS {
+            if let (Some(group), Some(master)) = (Slot::new(slot).and_then(|s| groups.get(&s)), owners.owner(slot)) {
+                expected.entry(master).or_default().extend(group);
+            }
+        }
+        let mut missing = Vec::new();
+        for ((host, port), channels) in expected {
+            let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
+            // A master that does not answer is left to the next check.
+            let Ok(info) = connection.route_command(redis::cmd("CLIENT").arg("INFO").to_owned(), at).await else {
+                continue;
+            };
+            if shard_subscriptions(&info).is_none_or(|held_there| held_there < channels.len()) {
+                missing.extend(channels.into_iter().cloned());
+            }
+        }
+        Ok(missing)
+    }
+
     /// Proves the link answers (on a cluster, every master).
     pub async fn ping(&mut self) -> RedisResult<()> {
         match self {
@@ -211,6 +243,58 @@ impl Subscriber {
         }
     }
 }
+
+/// Which master serves each hash slot of a Redis Cluster: ranges of slots, each with its
+/// master's address, in slot order. A slot in no range has no master.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SlotOwners(Vec<(u16, u16, (String, u16))>);
+
+impl SlotOwners {
+    /// Reads a `CLUSTER SLOTS` reply: `[start, end, [host, port, id, …], replicas…]` per range.
+    /// What does not have that shape (or names no host) is left out.
+    fn parse(reply: &Value) -> Self {
+        let Value::Array(ranges) = reply else { return Self::default() };
+        let mut owners: Vec<(u16, u16, (String, u16))> = ranges
+            .iter()
+            .filter_map(|range| {
+                let Value::Array(fields) = range else { return None };
+                let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+                    (fields.first(), fields.get(1), fields.get(2))
+                else {
+                    return None;
+                };
+                let (Some(Value::BulkString(host)), Some(Value::Int(port))) = (master.first(), master.get(1)) else {
+                    return None;
+                };
+                let host = String::from_utf8(host.clone()).ok().filter(|host| !host.is_empty() && host != "?")?;
+                let address = (host, u16::try_from(*port).ok()?);
+                Some((u16::try_from(*start).ok()?, u16::try_from(*end).ok()?, address))
+            })
+            .collect();
+        owners.sort();
+        Self(owners)
+    }
+
+    fn owner(&self, slot: u16) -> Option<&(String, u16)> {
+        let after = self.0.partition_point(|(start, _, _)| *start <= slot);
+        let (_, end, master) = self.0.get(after.checked_sub(1)?)?;
+        (slot <= *end).then_some(master)
+    }
+}
+
+/// The `ssub=` count of a `CLIENT INFO` reply: how many shard channels the connection holds.
+fn shard_subscriptions(info: &Value) -> Option<usize> {
+    let text = match info {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+        Value::VerbatimString { text, .. } => text.as_str(),
+        Value::SimpleString(text) => text.as_str(),
+        _ => return None,
+    };
+    text.split_whitespace().find_map(|field| field.strip_prefix("ssub="))?.parse().ok()
+}
+
+/// How many hash slots a Redis Cluster has.
+const SLOTS: u16 = 16_384;
 
 /// The hash slot of a command's first argument after its name (its key, for the commands
 /// used here).
@@ -221,7 +305,7 @@ fn first_key_slot(command: &Cmd) -> Option<Slot> {
     }
 }
 
-fn by_slot(channels: &[String]) -> HashMap<Slot, Vec<&String>> {
+fn by_slot<'a>(channels: impl IntoIterator<Item = &'a String>) -> HashMap<Slot, Vec<&'a String>> {
     let mut groups: HashMap<Slot, Vec<&String>> = HashMap::new();
     for channel in channels {
         groups.entry(Slot::for_key(channel)).or_default().push(channel);
@@ -247,6 +331,45 @@ mod tests {
     fn asks_for_resp3() {
         assert_eq!(resp3("redis://h:1"), "redis://h:1?protocol=resp3");
         assert_eq!(resp3("redis://h:1/?db=2"), "redis://h:1/?db=2&protocol=resp3");
+    }
+
+    fn range(start: i64, end: i64, port: i64) -> Value {
+        let master = Value::Array(vec![
+            Value::BulkString(b"127.0.0.1".to_vec()),
+            Value::Int(port),
+            Value::BulkString(b"0123abcd".to_vec()),
+        ]);
+        Value::Array(vec![Value::Int(start), Value::Int(end), master])
+    }
+
+    #[test]
+    fn every_slot_has_the_master_its_range_names() {
+        let owners =
+            SlotOwners::parse(&Value::Array(vec![range(5461, 10922, 2), range(0, 5460, 1), range(10923, 16383, 3)]));
+        let port = |slot| owners.owner(slot).map(|(_, port)| *port);
+        assert_eq!(
+            [port(0), port(5460), port(5461), port(10922), port(16383)],
+            [Some(1), Some(1), Some(2), Some(2), Some(3)]
+        );
+        assert_eq!(owners.owner(0), Some(&("127.0.0.1".to_owned(), 1)));
+    }
+
+    #[test]
+    fn a_slot_nobody_serves_has_no_master_and_garbage_is_left_out() {
+        let partial =
+            SlotOwners::parse(&Value::Array(vec![range(0, 99, 1), Value::Int(3), Value::Array(vec![Value::Nil])]));
+        assert_eq!(partial.owner(100), None);
+        assert_eq!(partial.0.len(), 1);
+        assert_eq!(SlotOwners::parse(&Value::Nil), SlotOwners::default());
+    }
+
+    #[test]
+    fn client_info_tells_the_shard_subscriptions() {
+        let info =
+            "id=7 addr=127.0.0.1:5000 laddr=127.0.0.1:7000 fd=9 name= age=3 sub=0 psub=0 ssub=12 multi=-1 resp=3\n";
+        assert_eq!(shard_subscriptions(&Value::BulkString(info.as_bytes().to_vec())), Some(12));
+        assert_eq!(shard_subscriptions(&Value::BulkString(b"id=7 sub=0".to_vec())), None);
+        assert_eq!(shard_subscriptions(&Value::Int(3)), None);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! Subscriptions survive reconnects: the manager resubscribes by itself, and on every
 //! disconnection this bus re-sends its whole subscription set as well, retrying until Redis
 //! answers; then its room actors read what their members missed from the store
-//! (`BusEvent::Resumed`). Clients fill any other gap from the store by `seq`.
+//! (`BusEvent::Resumed`). On a Redis Cluster every liveness check also audits the subscriptions
+//! each master holds for this node, and sends again those it lost (a failover, the client's own
+//! recovery), whose rooms catch up the same way. Clients fill any other gap from the store by
+//! `seq`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -269,9 +272,27 @@ impl Subscriptions {
                     }
                     let _ = request_resync(&self.bus);
                 }
+                if let Err(e) = self.audit().await {
+                    tracing::warn!(error = %e, "could not check this node's Redis subscriptions; trying again");
+                }
                 false
             }
         }
+    }
+
+    /// Subscribes again to what Redis lost of this node's subscriptions (on a cluster: see
+    /// [`Subscriber::missing`]); their rooms then read what they missed.
+    async fn audit(&mut self) -> redis::RedisResult<()> {
+        let missing = self.redis.missing(&self.held).await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(channels = missing.len(), "Redis holds fewer subscriptions than this node; subscribing again");
+        self.redis.subscribe(&missing).await?;
+        if let Some(bus) = self.bus.upgrade() {
+            missing.iter().filter_map(|channel| bus.topic(channel)).for_each(|topic| bus.local.resumed_on(topic));
+        }
+        Ok(())
     }
 
     /// Subscribes again to everything held, retrying until Redis answers (changes queued

@@ -1,7 +1,6 @@
 //! Typed settings, read from the command line or `SWITCHBOARD_*` environment variables at
 //! start-up (clap); a bad value stops the process before it serves anything.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,37 +11,10 @@ use clap::Args;
 use crate::domain::{EventType, LocationGrid};
 use crate::wire::Api;
 
-/// A secret (the one that signs tokens, the one that signs webhooks); never printed.
-#[derive(Clone)]
-pub struct Secret(String);
+mod secret;
 
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether `presented` is this secret, in time that does not depend on where they differ.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(presented).into()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, String> {
-        if raw.len() < 16 {
-            return Err("the JWT secret must be at least 16 bytes".into());
-        }
-        Ok(Self(raw.to_owned()))
-    }
-}
+pub use secret::Secret;
+use secret::{parse_api_key, parse_webhook_secret};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -460,22 +432,6 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-fn parse_api_key(raw: &str) -> Result<Secret, String> {
-    long_secret(raw, "the API key")
-}
-
-fn parse_webhook_secret(raw: &str) -> Result<Secret, String> {
-    long_secret(raw, "the webhook secret")
-}
-
-/// A secret that must hold at least 32 bytes (256 bits).
-fn long_secret(raw: &str, what: &str) -> Result<Secret, String> {
-    if raw.len() < 32 {
-        return Err(format!("{what} must be at least 32 bytes"));
-    }
-    Ok(Secret(raw.to_owned()))
 }
 
 fn parse_event_types(raw: &str) -> Result<BTreeSet<EventType>, String> {

@@ -110,6 +110,10 @@ impl Writer {
 
     /// The next item to write, or the close; `None` until there is one.
     fn step(&mut self, cx: &mut Context<'_>) -> Option<Step> {
+        if self.receiver.close_code() == Some(CloseCode::Again) {
+            // A client too slow to read gets none of its missed messages either.
+            self.replay.clear();
+        }
         if let Some(message) = self.replay.pop_front() {
             if let Some(core) = &self.core {
                 core.metrics.socketio_replayed.inc();
@@ -159,10 +163,10 @@ impl Writer {
         let Some(mut core) = self.core.take() else { return };
         match core.write_now(item, &mut self.out) {
             None => self.core = Some(core),
-            Some(item) => {
+            Some(delivery) => {
                 self.waiting = Some(Box::pin(async move {
                     let mut out = BytesMut::new();
-                    core.write_later(item, &mut out).await;
+                    core.push(&delivery, &mut out).await;
                     (core, out)
                 }));
             }
@@ -228,10 +232,11 @@ impl MessageBody for Writer {
 }
 
 impl Core {
-    /// Writes an item that needs neither the store nor a translation; gives back one that does.
-    fn write_now(&mut self, item: Outbound, out: &mut BytesMut) -> Option<Outbound> {
+    /// Writes an item that needs neither the store nor a translation; gives back a push that
+    /// does, for [`Core::push`].
+    fn write_now(&mut self, item: Outbound, out: &mut BytesMut) -> Option<Arc<Delivery>> {
         match item {
-            Outbound::Push(delivery) if self.waits(&delivery) => return Some(Outbound::Push(delivery)),
+            Outbound::Push(delivery) if self.waits(&delivery) => return Some(delivery),
             Outbound::Push(delivery) => {
                 if self.advance(&delivery.push) {
                     self.metrics.frames_out.with_label_values(&[delivery.push.event()]).inc();
@@ -261,16 +266,6 @@ impl Core {
             Outbound::Recovery(_) => {}
         }
         None
-    }
-
-    /// Writes a push that waits on the store (a session's gap) or a translation.
-    async fn write_later(&mut self, item: Outbound, out: &mut BytesMut) {
-        match item {
-            Outbound::Push(delivery) => self.push(&delivery, out).await,
-            item => {
-                self.write_now(item, out);
-            }
-        }
     }
 
     /// Whether a push needs a translation, or the store to fill a gap in what the session

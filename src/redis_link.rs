@@ -91,17 +91,19 @@ impl Commands {
     }
 
     /// Publishes each `(channel, payload)`: `PUBLISH` on one server, `SPUBLISH` on a cluster,
-    /// where a shard that fails costs only its own messages. How many were not sent, and why.
-    pub async fn publish_all(&self, messages: &[(String, Vec<u8>)]) -> Result<(), (usize, redis::RedisError)> {
+    /// where a shard that fails costs only its own messages. Which were not sent (their
+    /// places in `messages`), and why.
+    pub async fn publish_all(&self, messages: &[(String, Vec<u8>)]) -> Result<(), (Vec<usize>, redis::RedisError)> {
         let verb = match self {
             Self::Single(_) => "PUBLISH",
             Self::Cluster(_) => "SPUBLISH",
         };
         let commands = messages.iter().map(|(channel, payload)| redis::cmd(verb).arg(channel).arg(payload).to_owned());
-        let mut failed: Option<(usize, redis::RedisError)> = None;
+        let mut failed: Option<(Vec<usize>, redis::RedisError)> = None;
         for (places, answer) in self.run_per_slot(commands.collect()).await {
             if let Err(e) = answer {
-                let lost = failed.take().map_or(0, |(lost, _)| lost) + places.len();
+                let mut lost = failed.take().map(|(lost, _)| lost).unwrap_or_default();
+                lost.extend(places);
                 failed = Some((lost, e));
             }
         }

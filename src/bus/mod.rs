@@ -109,9 +109,10 @@ pub enum BusEvent {
     Ask { id: uuid::Uuid, reply_to: NodeId, question: Question },
     /// On a node topic: a node's answer to this node's question `id`.
     Answer { id: uuid::Uuid, answer: Answer },
-    /// From this node's own bus, on each of its room topics (never sent between nodes): the
-    /// link to the other nodes was lost and is back, so pushes may have been missed; room
-    /// actors read what their members missed from the store.
+    /// On a room topic, pushes may have been missed; room actors read what their members
+    /// missed from the store. From this node's own bus when its link to the other nodes is
+    /// back after a loss; from another node when Redis takes its publishes again after it
+    /// failed to publish one of this room's pushes.
     Resumed,
 }
 

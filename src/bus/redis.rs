@@ -6,10 +6,11 @@
 //! Subscriptions survive reconnects: the manager resubscribes by itself, and on every
 //! disconnection this bus re-sends its whole subscription set as well, retrying until Redis
 //! answers; then its room actors read what their members missed from the store
-//! (`BusEvent::Resumed`). On a Redis Cluster every liveness check also audits the subscriptions
-//! each master holds for this node, and sends again those it lost (a failover, the client's own
-//! recovery), whose rooms catch up the same way. Clients fill any other gap from the store by
-//! `seq`.
+//! (`BusEvent::Resumed`). A node that failed to publish a room's push sends that room a
+//! `Resumed` once Redis takes its publishes again. On a Redis Cluster every liveness check
+//! also audits the subscriptions each master holds for this node, and sends again those it
+//! lost (a failover, the client's own recovery), whose rooms catch up the same way. Clients
+//! fill any other gap from the store by `seq`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -72,7 +73,12 @@ impl RedisBus {
             changes,
             metrics,
         });
-        tokio::spawn(publish_loop(commands.clone(), publish_queue, bus.metrics.clone()));
+        let notices = RoomNotices {
+            metrics: bus.metrics.clone(),
+            room_channels: format!("{prefix}:r:"),
+            resumed: serde_json::to_vec(&bus.local.envelope(BusEvent::Resumed)).expect("envelopes serialize"),
+        };
+        tokio::spawn(publish_loop(commands.clone(), publish_queue, notices));
         tokio::spawn(subscription_loop(subscriber, change_queue, Arc::downgrade(&bus)));
         tokio::spawn(receive_loop(pushes, Arc::downgrade(&bus)));
         Ok((bus, commands))
@@ -81,6 +87,7 @@ impl RedisBus {
     fn channel(&self, topic: &Topic) -> String {
         match topic {
             Topic::User(user) => format!("{}:u:{user}", self.prefix),
+            // Rooms' channels start alike: the publisher tells them apart (`RoomNotices`).
             Topic::Room(room) => format!("{}:r:{room}", self.prefix),
             Topic::Live(session) => format!("{}:l:{session}", self.prefix),
             Topic::Node(node) => format!("{}:n:{node}", self.prefix),
@@ -146,15 +153,57 @@ impl Bus for RedisBus {
     }
 }
 
-async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, metrics: Arc<Metrics>) {
+/// Publishes what the bus queues, in pipelines. A room whose push Redis did not take is owed
+/// a `Resumed` on its channel once Redis takes publishes again (tried every
+/// [`RESUME_RETRY`]): the nodes listening there read what they missed from the store, even if
+/// nobody writes in the room again.
+async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, owed_to: RoomNotices) {
+    let RoomNotices { metrics, room_channels, resumed } = owed_to;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        if let Err((dropped, e)) = redis.publish_all(&batch).await {
-            metrics.bus_dropped.inc_by(dropped as u64);
-            tracing::warn!(error = %e, dropped, "publishing to Redis failed");
+    let mut owed: HashSet<String> = HashSet::new();
+    let mut retry = tokio::time::interval(RESUME_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            received = queue.recv_many(&mut batch, PUBLISH_BATCH) => if received == 0 { return },
+            _ = retry.tick(), if !owed.is_empty() => {}
+        }
+        let mut taken = true;
+        if !batch.is_empty()
+            && let Err((failed, e)) = redis.publish_all(&batch).await
+        {
+            taken = false;
+            metrics.bus_dropped.inc_by(failed.len() as u64);
+            tracing::warn!(error = %e, dropped = failed.len(), "publishing to Redis failed");
+            for at in failed {
+                match batch.get(at) {
+                    Some((channel, _)) if channel.starts_with(&room_channels) && owed.len() < PUBLISH_QUEUE => {
+                        owed.insert(channel.clone());
+                    }
+                    _ => {}
+                }
+            }
         }
         batch.clear();
+        if taken && !owed.is_empty() {
+            let notices: Vec<(String, Vec<u8>)> = owed.drain().map(|channel| (channel, resumed.clone())).collect();
+            if let Err((failed, _)) = redis.publish_all(&notices).await {
+                owed.extend(failed.into_iter().filter_map(|at| notices.get(at)).map(|(channel, _)| channel.clone()));
+            }
+        }
     }
+}
+
+/// How often a room owed a `Resumed` is tried again while Redis refuses publishes.
+const RESUME_RETRY: Duration = Duration::from_secs(1);
+
+/// What the publisher needs to owe rooms a `Resumed`.
+struct RoomNotices {
+    metrics: Arc<Metrics>,
+    /// The start of every room's channel.
+    room_channels: String,
+    /// The `Resumed` envelope, from this node.
+    resumed: Vec<u8>,
 }
 
 /// How often the subscription connection is checked with a `PING`: it only ever receives, so

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::services::{OwnRedis, OwnRedisCluster};
+use crate::services::{OwnRedis, OwnRedisCluster, Relay};
 use crate::{Cluster, chatting_across, metric};
 
 #[actix_web::test]
@@ -82,6 +82,34 @@ async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
         assert_eq!(missed["message"]["seq"], i + 2);
     }
     // Nothing twice: the next push is the next message.
+    send(&mut alice, &room, "after").await;
+    assert_eq!(bob.event("message.new").await["message"]["body"], "after");
+}
+
+/// One node cut off from Redis while the others still reach it: its pushes are lost, and the
+/// recipients' nodes, whose own links never broke, have nothing to notice. Once its publishes
+/// go through again, it tells each room it could not reach, whose members' nodes read what
+/// they missed from the store.
+#[actix_web::test]
+async fn a_node_cut_off_from_redis_tells_the_rooms_it_could_not_reach() {
+    let redis = OwnRedis::start().await;
+    let relay = Relay::to(redis.port()).await;
+    let mut cluster = Cluster::start_with(1, crate::Redis::One(relay.url()), |_| {}).await;
+    cluster.add_node(|s| s.redis_url = Some(redis.url())).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
+
+    relay.cut(true);
+    for i in 0..3 {
+        send(&mut alice, &room, &format!("during {i}")).await;
+    }
+    until_publishes_dropped(n1, 3.0).await;
+    relay.cut(false);
+    // Nobody sends again: only alice's node's notice tells bob's node.
+    for i in 0..3 {
+        let missed = bob.event("message.new").await;
+        assert_eq!(missed["message"]["body"], format!("during {i}"));
+    }
     send(&mut alice, &room, "after").await;
     assert_eq!(bob.event("message.new").await["message"]["body"], "after");
 }

@@ -2,6 +2,8 @@
 //! touching the servers other tests share.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A Redis server of this test's own, so that it can be stopped and started again.
@@ -55,6 +57,63 @@ impl OwnRedis {
         let pid = self.child.as_ref().and_then(|child| child.id()).expect("redis-server runs").to_string();
         let signal = if frozen { "-STOP" } else { "-CONT" };
         std::process::Command::new("kill").args([signal, &pid]).status().unwrap();
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// A TCP relay to a local port that can be cut: cut, it closes every connection through it
+/// and drops new ones at once, as a partition between one client and a server looks to that
+/// client, while the server stays up for everyone else.
+pub struct Relay {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn to(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, links) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let accepting = tokio::spawn({
+            let (cut, links) = (cut.clone(), links.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    links.lock().unwrap().push(link);
+                }
+            }
+        });
+        Relay { port, cut, links, accepting }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            self.links.lock().unwrap().drain(..).for_each(|link| link.abort());
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.cut(true);
     }
 }
 
@@ -213,25 +272,7 @@ impl OwnRedisCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut servers = Vec::new();
         for _ in 0..6 {
-            let (port, bus) = (free_port(), free_port());
-            let data = dir.path().join(port.to_string());
-            std::fs::create_dir(&data).unwrap();
-            let child = tokio::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--cluster-enabled", "yes"])
-                .args(["--cluster-node-timeout", "1000", "--cluster-config-file", "nodes.conf"])
-                // Replicas sync at once (the default waits 5 s), so that they can take over.
-                .args(["--repl-diskless-sync-delay", "0"])
-                .arg("--dir")
-                .arg(&data)
-                .stdout(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("redis-server is installed (deploy/local/test.sh installs it)");
-            servers.push((port, child));
-        }
-        for (port, _) in &servers {
-            wait_for_port(*port).await;
+            servers.push(cluster_server(dir.path()).await);
         }
         let addresses: Vec<String> = servers.iter().map(|(port, _)| format!("127.0.0.1:{port}")).collect();
         let created = tokio::process::Command::new("redis-cli")
@@ -375,12 +416,35 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
+/// A Redis Cluster server with its data under `dir`, started and answering. Its ports are
+/// free when picked but may be taken before it binds them (by any test's connection): then it
+/// exits, and another pair is tried.
+async fn cluster_server(dir: &std::path::Path) -> (u16, tokio::process::Child) {
+    for _ in 0..5 {
+        let (port, bus) = (free_port(), free_port());
+        let data = dir.join(port.to_string());
+        std::fs::create_dir_all(&data).unwrap();
+        let mut child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--cluster-enabled", "yes"])
+            .args(["--cluster-node-timeout", "1000", "--cluster-config-file", "nodes.conf"])
+            // Replicas sync at once (the default waits 5 s), so that they can take over.
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (deploy/local/test.sh installs it)");
+        for _ in 0..200 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return (port, child);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("redis-server on {port} did not start");
+    panic!("no redis-server of the cluster started");
 }

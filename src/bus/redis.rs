@@ -157,8 +157,8 @@ impl Bus for RedisBus {
 /// a `Resumed` on its channel once Redis takes publishes again (tried every
 /// [`RESUME_RETRY`]): the nodes listening there read what they missed from the store, even if
 /// nobody writes in the room again.
-async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, owed_to: RoomNotices) {
-    let RoomNotices { metrics, room_channels, resumed } = owed_to;
+async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, notices: RoomNotices) {
+    let RoomNotices { metrics, room_channels, resumed } = notices;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut owed: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(RESUME_RETRY);
@@ -186,9 +186,9 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
         }
         batch.clear();
         if taken && !owed.is_empty() {
-            let notices: Vec<(String, Vec<u8>)> = owed.drain().map(|channel| (channel, resumed.clone())).collect();
-            if let Err((failed, _)) = redis.publish_all(&notices).await {
-                owed.extend(failed.into_iter().filter_map(|at| notices.get(at)).map(|(channel, _)| channel.clone()));
+            let resumes: Vec<(String, Vec<u8>)> = owed.drain().map(|channel| (channel, resumed.clone())).collect();
+            if let Err((failed, _)) = redis.publish_all(&resumes).await {
+                owed.extend(failed.into_iter().filter_map(|at| resumes.get(at)).map(|(channel, _)| channel.clone()));
             }
         }
     }

@@ -68,22 +68,11 @@ async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
     let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
 
     redis.stop().await;
-    for i in 0..3 {
-        send(&mut alice, &room, &format!("during {i}")).await;
-    }
-    // Their pushes are lost on the bus: alice's node gave up publishing them.
-    until_publishes_dropped(n1, 3.0).await;
+    send_three_unpublished(&mut alice, &room, n1).await;
     redis.run().await;
     // Nobody sends again: bob's node reads what he missed from the store once its link is
     // back, and pushes it in order.
-    for i in 0..3 {
-        let missed = bob.event("message.new").await;
-        assert_eq!(missed["message"]["body"], format!("during {i}"));
-        assert_eq!(missed["message"]["seq"], i + 2);
-    }
-    // Nothing twice: the next push is the next message.
-    send(&mut alice, &room, "after").await;
-    assert_eq!(bob.event("message.new").await["message"]["body"], "after");
+    gets_the_three_then_the_next(&mut alice, &mut bob, &room).await;
 }
 
 /// One node cut off from Redis while the others still reach it: its pushes are lost, and the
@@ -100,18 +89,10 @@ async fn a_node_cut_off_from_redis_tells_the_rooms_it_could_not_reach() {
     let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
 
     relay.cut(true);
-    for i in 0..3 {
-        send(&mut alice, &room, &format!("during {i}")).await;
-    }
-    until_publishes_dropped(n1, 3.0).await;
+    send_three_unpublished(&mut alice, &room, n1).await;
     relay.cut(false);
     // Nobody sends again: only alice's node's notice tells bob's node.
-    for i in 0..3 {
-        let missed = bob.event("message.new").await;
-        assert_eq!(missed["message"]["body"], format!("during {i}"));
-    }
-    send(&mut alice, &room, "after").await;
-    assert_eq!(bob.event("message.new").await["message"]["body"], "after");
+    gets_the_three_then_the_next(&mut alice, &mut bob, &room).await;
 }
 
 #[actix_web::test]
@@ -123,18 +104,31 @@ async fn a_hung_redis_loses_no_push() {
 
     // A hung Redis: connections stay open, nothing answers; alice's node gives up publishing.
     redis.freeze(true);
-    for i in 0..3 {
-        send(&mut alice, &room, &format!("during {i}")).await;
-    }
-    until_publishes_dropped(n1, 3.0).await;
+    send_three_unpublished(&mut alice, &room, n1).await;
     redis.freeze(false);
     // Nobody sends again: bob gets every message, once and in order, whether its push went out
     // late or his node reads it from the store once its link answers again.
+    gets_the_three_then_the_next(&mut alice, &mut bob, &room).await;
+}
+
+/// Alice sends "during 0" to "during 2" on `node`, which cannot publish; returns once it has
+/// given up publishing their pushes.
+async fn send_three_unpublished(alice: &mut Client, room: &str, node: &TestApp) {
+    for i in 0..3 {
+        send(alice, room, &format!("during {i}")).await;
+    }
+    until_publishes_dropped(node, 3.0).await;
+}
+
+/// Bob gets the three messages alice's node could not publish, in order (after the one
+/// `chatting_across` sent), then, nothing twice, her next message as the next push.
+async fn gets_the_three_then_the_next(alice: &mut Client, bob: &mut Client, room: &str) {
     for i in 0..3 {
         let missed = bob.event("message.new").await;
         assert_eq!(missed["message"]["body"], format!("during {i}"));
+        assert_eq!(missed["message"]["seq"], i + 2);
     }
-    send(&mut alice, &room, "after").await;
+    send(alice, room, "after").await;
     assert_eq!(bob.event("message.new").await["message"]["body"], "after");
 }
 

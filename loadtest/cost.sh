@@ -30,7 +30,11 @@
 # mix's rooms: "--pairs 200 --groups 40 --group-size 5"), WARMUP_ARGS, SERVER_CPU, LOAD_CPU,
 # DB_CPUS, PG_SETTINGS (see pinned.sh), SB (the Switchboard binary, target/release/switchboard)
 # and SB_ALT (another build, measured as the server `switchboard-alt`: name it in SERVERS to
-# set one build against another in alternating runs).
+# set one build against another in alternating runs). IDLE ("0"): idle connections held on
+# Switchboard through its window, a list: each run measures Switchboard once per count
+# (named `switchboard+N idle`), so the cost of a delivery is read against the connections a
+# node holds; they answer pings, at the server's default heartbeat. PROFILE=1: `perf record`
+# (call graphs) of the server over the window, to runs/NAME.perf.data.
 #
 # Writes OUT_DIR/table.md (the date and command at its top), OUT_DIR/cost.json (the table's
 # figures), and per measurement runs/NAME.cost.json (the window's readings), runs/NAME.txt
@@ -45,8 +49,11 @@ HIGH_RATE=${HIGH_RATE:-} HIGH_SERVERS=${HIGH_SERVERS:-switchboard bare-relay}
 SERVERS=${SERVERS:-switchboard socket.io bare-relay}
 SB=${SB:-$ROOT/target/release/switchboard} SB_ALT=${SB_ALT:-}
 ROOMS_ARGS=${ROOMS_ARGS:---pairs 200 --groups 40 --group-size 5}
+IDLE=${IDLE:-0} PROFILE=${PROFILE:-}
 SB_PORT=18381 SIO_PORT=18395 BARE_PORT=18390
 mkdir -p "$OUT/runs"
+# A node with IDLE connections, the generator's idle sockets and the chat mix's.
+ulimit -n 20000
 
 cargo build --release -q --workspace
 LT="$ROOT/target/release/loadtest"
@@ -124,7 +131,7 @@ start_server() {
             [ "$server" = switchboard-alt ] && bin=${SB_ALT:?SB_ALT names the other build}
             taskset -c "$SERVER_CPU" env SWITCHBOARD_DATABASE_URL="$PG_BASE/$db" SWITCHBOARD_BIND="127.0.0.1:$port" \
                 SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 \
-                SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 RUST_LOG=warn \
+                SWITCHBOARD_MAX_CONNECTIONS=19500 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 RUST_LOG=warn \
                 "$bin" serve >"$log" 2>&1 & ;;
         socket.io)
             taskset -c "$SERVER_CPU" env PORT="$port" DATABASE_URL="$PG_BASE/$db" \
@@ -136,11 +143,13 @@ start_server() {
     wait_port "$port"
 }
 
-# measure SERVER RATE RUN: one measurement on a fresh database (none for the relay): server,
-# warm-up, ANALYZE, the window, server stopped; writes runs/NAME.cost.json.
+# measure SERVER RATE RUN [IDLE]: one measurement on a fresh database (none for the relay):
+# server, warm-up, ANALYZE, IDLE idle connections opened, the window, server stopped; writes
+# runs/NAME.cost.json.
 measure() {
-    local server=$1 rate=$2 run=$3 framing=native port db="" name
+    local server=$1 rate=$2 run=$3 idle=${4:-0} framing=native port db="" name label=$1 idler=""
     name="$server-$rate-run$run"
+    if [ "$idle" -gt 0 ]; then name="$server-idle$idle-$rate-run$run" label="$server+$idle idle"; fi
     case "$server" in
         switchboard | switchboard-alt) port=$SB_PORT db=cost_sb ;;
         socket.io) port=$SIO_PORT db=cost_sio framing=socketio ;;
@@ -154,6 +163,16 @@ measure() {
     # shellcheck disable=SC2086
     taskset -c "$LOAD_CPU" "$LT" chat-mix --url "$url" --framing "$framing" $WARMUP_ARGS >/dev/null 2>&1 || true
     [ -n "$db" ] && psql -q "$PG_BASE/$db" -c "ANALYZE"
+    if [ "$idle" -gt 0 ]; then
+        taskset -c "$LOAD_CPU" "$LT" connect --url "$url" --connections "$idle" --processes 1 --source-ips 2 \
+            --connect-concurrency 200 --hold 100000 >"$OUT/runs/$name.idle.txt" 2>&1 &
+        idler=$!
+        wait_for_line "$OUT/runs/$name.idle.txt" 'connected, [0-9]+ failed' "$idler" || {
+            echo "$name: the idle connections failed, see $OUT/runs/$name.idle.txt" >&2
+            kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+            return 1
+        }
+    fi
 
     local txt="$OUT/runs/$name.txt" report="$OUT/runs/$name.json" gen perf_pid ok=1
     # shellcheck disable=SC2086
@@ -165,19 +184,26 @@ measure() {
         snapshot "$OUT/runs/$name.start" "$gen"
         taskset -c "$LOAD_CPU" perf stat -x, -e "$PERF_EVENTS" -o "$OUT/runs/$name.perf" -p "$SERVER_PID" &
         perf_pid=$!
+        if [ -n "$PROFILE" ]; then
+            taskset -c "$LOAD_CPU" perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 \
+                -o "$OUT/runs/$name.perf.data" -p "$SERVER_PID" 2>/dev/null &
+            perf_pid="$perf_pid $!"
+        fi
         wait_for_line "$txt" '^step .*offered' "$gen" || ok=""
         snapshot "$OUT/runs/$name.end" "$gen"
-        kill -INT "$perf_pid"; wait "$perf_pid" || true
+        # shellcheck disable=SC2086
+        kill -INT $perf_pid; for p in $perf_pid; do wait "$p" || true; done
     else
         ok=""
     fi
     wait "$gen" || ok=""
+    [ -z "$idler" ] || { kill "$idler"; wait "$idler" 2>/dev/null || true; }
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
     if [ -z "$ok" ]; then
         echo "$name: the generator failed, see $txt" >&2
         return 1
     fi
-    python3 loadtest/cost-table.py record --name "$name" --server "$server" --rate "$rate" --run "$run" \
+    python3 loadtest/cost-table.py record --name "$name" --server "$label" --rate "$rate" --run "$run" \
         --ticks-per-sec "$(getconf CLK_TCK)" --start "$OUT/runs/$name.start" --end "$OUT/runs/$name.end" \
         --perf "$OUT/runs/$name.perf" --report "$report" --out "$OUT/runs/$name.cost.json" || return 1
     rm -f "$OUT/runs/$name".{start,end,perf,html}
@@ -185,12 +211,19 @@ measure() {
 }
 
 files=() failed=()
-# measure_or_note SERVER RATE RUN: measures; a failed measurement is named in the table.
+# measure_or_note SERVER RATE RUN [IDLE]: measures; a failed measurement is named in the table.
 measure_or_note() {
-    if measure "$@"; then files+=("$OUT/runs/$1-$2-run$3.cost.json"); else failed+=("$1-$2-run$3"); fi
+    local name="$1-$2-run$3"
+    [ "${4:-0}" -gt 0 ] && name="$1-idle$4-$2-run$3"
+    if measure "$@"; then files+=("$OUT/runs/$name.cost.json"); else failed+=("$name"); fi
 }
 for run in $(seq "$RUNS"); do
-    for server in $SERVERS; do measure_or_note "$server" "$RATE" "$run"; done
+    for server in $SERVERS; do
+        case "$server" in
+            switchboard | switchboard-alt) for idle in $IDLE; do measure_or_note "$server" "$RATE" "$run" "$idle"; done ;;
+            *) measure_or_note "$server" "$RATE" "$run" ;;
+        esac
+    done
     if [ -n "$HIGH_RATE" ]; then
         for server in $HIGH_SERVERS; do measure_or_note "$server" "$HIGH_RATE" "$run"; done
     fi
@@ -199,7 +232,7 @@ done
 
 busy=$(awk '{print $1, $2, $3}' /proc/loadavg)
 {
-    echo "$(date +%F), \`RATE=$RATE${HIGH_RATE:+ HIGH_RATE=$HIGH_RATE} DURATION=$DURATION RUNS=$RUNS loadtest/cost.sh $OUT\`, $(nproc) cores, load average at the end $busy"
+    echo "$(date +%F), \`RATE=$RATE${HIGH_RATE:+ HIGH_RATE=$HIGH_RATE}$([ "$IDLE" = 0 ] || echo " IDLE=\"$IDLE\"") DURATION=$DURATION RUNS=$RUNS loadtest/cost.sh $OUT\`, $(nproc) cores, load average at the end $busy"
     echo
     [ ${#failed[@]} -eq 0 ] || { echo "Failed, left out (see runs/NAME.txt): ${failed[*]}"; echo; }
     python3 loadtest/cost-table.py table --json "$OUT/cost.json" "${files[@]}"

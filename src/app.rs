@@ -1,6 +1,8 @@
 //! Start-up and shutdown: builds a node from its settings, binds (port 0 works, for tests),
 //! serves until SIGTERM/SIGINT or a shutdown handle fires, then drains gracefully.
 
+mod own_thread;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +25,10 @@ use crate::runtime::webhooks::Delivery;
 use crate::runtime::{CallSweeper, Hub, Node, revocations};
 use crate::service::{CallDevices, Services, UserLimits, Webhooks};
 use crate::store::{Backend, Batching, Lifecycle, MessageWriter, Store};
+use own_thread::OwnThread;
 
 pub struct Application {
-    server: Server,
+    serving: Serving,
     /// The server API's own server, on `SWITCHBOARD_API_BIND`.
     api_server: Option<(Server, u16)>,
     port: u16,
@@ -33,6 +36,14 @@ pub struct Application {
     shutdown: Arc<Notify>,
     /// Webhook delivery, when webhooks are on.
     delivery: Option<Delivery>,
+}
+
+/// Who serves the node's port.
+enum Serving {
+    /// actix-server's workers, each on a thread of its own.
+    Workers(Server),
+    /// The node itself, on its own thread (one worker).
+    OwnThread(OwnThread),
 }
 
 /// Triggers the same graceful shutdown as SIGTERM.
@@ -111,18 +122,25 @@ impl Application {
         tokio::spawn(revocations::watch(node.clone()));
         CallSweeper::new(node.services.clone()).start();
         let delivery = Delivery::start(node.services.clone());
-        let routes = node.clone();
-        let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
-            // actix leaves Nagle on: a push written while the previous one is unacknowledged
-            // would wait for the client's delayed ACK (40 ms on Linux).
-            .tcp_nodelay(true)
-            .listen(listener)?
-            .disable_signals()
-            .shutdown_timeout(grace.as_secs())
-            .run();
-        tracing::info!(node = %node.node, "listening on {address}");
+        let workers = node.settings.workers();
+        let serving = if workers == 1 {
+            Serving::OwnThread(OwnThread::serve(listener, node.clone()).await?)
+        } else {
+            let routes = node.clone();
+            let server = HttpServer::new(move || App::new().configure(crate::http::routes(routes.clone())))
+                .workers(workers)
+                // actix leaves Nagle on: a push written while the previous one is unacknowledged
+                // would wait for the client's delayed ACK (40 ms on Linux).
+                .tcp_nodelay(true)
+                .listen(listener)?
+                .disable_signals()
+                .shutdown_timeout(grace.as_secs())
+                .run();
+            Serving::Workers(server)
+        };
+        tracing::info!(node = %node.node, workers, "listening on {address}");
         let api_server = serve_api(&node)?;
-        Ok(Self { server, api_server, port: address.port(), node, shutdown: Arc::new(Notify::new()), delivery })
+        Ok(Self { serving, api_server, port: address.port(), node, shutdown: Arc::new(Notify::new()), delivery })
     }
 
     pub fn port(&self) -> u16 {
@@ -149,29 +167,44 @@ impl Application {
     /// connection with 1012 (clients reconnect elsewhere), wait for them, and commit every
     /// queued message before returning.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, api_server, node, shutdown, delivery, .. } = self;
-        let handle = server.handle();
+        let Self { serving, api_server, node, shutdown, delivery, .. } = self;
         let api_handle = api_server.map(|(api, _)| {
             let handle = api.handle();
             actix_web::rt::spawn(api);
             handle
         });
-        let mut server = std::pin::pin!(server);
-        tokio::select! {
-            result = &mut server => return Ok(result?),
-            _ = shutdown.notified() => {}
-            _ = terminate_signal() => {}
+        match serving {
+            Serving::Workers(server) => {
+                let handle = server.handle();
+                let mut server = std::pin::pin!(server);
+                tokio::select! {
+                    result = &mut server => return Ok(result?),
+                    _ = shutdown.notified() => {}
+                    _ = terminate_signal() => {}
+                }
+                tracing::info!("shutting down: draining connections");
+                // The stop command is sent now; the server future (polled below) carries it
+                // out: no new connections, then wait up to the grace period for open ones.
+                drop(handle.stop(true));
+                stop_api(api_handle);
+                ask_to_reconnect(&node).await;
+                server.await?;
+            }
+            Serving::OwnThread(own) => {
+                tokio::select! {
+                    _ = shutdown.notified() => {}
+                    _ = terminate_signal() => {}
+                }
+                tracing::info!("shutting down: draining connections");
+                own.stop_accepting();
+                stop_api(api_handle);
+                ask_to_reconnect(&node).await;
+                let left = own.drained(node.settings.shutdown_grace()).await;
+                if left > 0 {
+                    tracing::warn!(left, "connections still open at the end of the grace period are dropped");
+                }
+            }
         }
-        tracing::info!("shutting down: draining connections");
-        // The stop command is sent now; the server future (polled below) carries it out:
-        // no new connections, then wait up to the grace period for open ones to close.
-        drop(handle.stop(true));
-        if let Some(api) = api_handle {
-            drop(api.stop(true));
-        }
-        let open = node.hub.send(CloseAll).await.unwrap_or(0);
-        tracing::info!(open, "asked connections to reconnect elsewhere");
-        server.await?;
         node.writer.flush().await;
         node.webhooks.flush().await;
         if let Some(delivery) = delivery {
@@ -181,6 +214,19 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The server API's own server stops taking connections and ends once its open ones have.
+fn stop_api(api: Option<actix_web::dev::ServerHandle>) {
+    if let Some(api) = api {
+        drop(api.stop(true));
+    }
+}
+
+/// Every connection is closed with 1012: its client reconnects elsewhere.
+async fn ask_to_reconnect(node: &Node) {
+    let open = node.hub.send(CloseAll).await.unwrap_or(0);
+    tracing::info!(open, "asked connections to reconnect elsewhere");
 }
 
 /// The server API's own server when it has a bind of its own (and a key); its port. Starts the

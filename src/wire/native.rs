@@ -77,13 +77,29 @@ fn error_body(err: &Error) -> ErrorBody {
     ErrorBody { code: err.code().as_str(), message: err.to_string() }
 }
 
+/// An ack as written, straight from the reply (no JSON tree built on the way); its keys in
+/// sorted order, as acks have always been written.
+#[derive(Serialize)]
+struct Ack<'a> {
+    ack: &'a Number,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Reply>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+    ok: bool,
+}
+
 /// The ack for request `id`.
 pub fn encode_ack(id: &Number, result: &Result<Reply, Error>) -> String {
-    match result {
-        Ok(Reply::Done) => json!({"ack": id, "ok": true}).to_string(),
-        Ok(reply) => json!({"ack": id, "ok": true, "data": reply}).to_string(),
-        Err(err) => json!({"ack": id, "ok": false, "error": error_body(err)}).to_string(),
-    }
+    let ack = match result {
+        Ok(Reply::Done) => Ack { ack: id, data: None, error: None, ok: true },
+        Ok(reply) => Ack { ack: id, data: Some(reply), error: None, ok: true },
+        Err(err) => Ack { ack: id, data: None, error: Some(error_body(err)), ok: false },
+    };
+    serde_json::to_string(&ack).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a reply could not be encoded");
+        json!({"ack": id, "ok": false, "error": error_body(&Error::Internal)}).to_string()
+    })
 }
 
 /// The reply to a bad frame that had no id.
@@ -102,6 +118,20 @@ mod tests {
 
     fn alice() -> UserId {
         UserId::parse("alice").unwrap()
+    }
+
+    #[test]
+    fn writes_acks_with_their_keys_sorted() {
+        let id = Number::from(7);
+        assert_eq!(encode_ack(&id, &Ok(Reply::Done)), r#"{"ack":7,"ok":true}"#);
+        let room = "0192f000-0000-7000-8000-000000000001";
+        let read = Reply::Read { room_id: crate::domain::RoomId::parse(room).unwrap(), seq: 3 };
+        let expected = format!(r#"{{"ack":7,"data":{{"room_id":"{room}","seq":3}},"ok":true}}"#);
+        assert_eq!(encode_ack(&id, &Ok(read)), expected);
+        assert_eq!(
+            encode_ack(&id, &Err(Error::RateLimited)),
+            r#"{"ack":7,"error":{"code":"rate_limited","message":"too many requests; slow down"},"ok":false}"#
+        );
     }
 
     #[test]

@@ -30,10 +30,19 @@ struct Node {
     auth: switchboard::auth::Authenticator,
 }
 
+tokio::task_local! {
+    /// Set for the attacks on a node with one worker (`on_one_worker!`).
+    static ONE_WORKER: bool;
+}
+
 impl Node {
     async fn start(db: Db, env: &[(&str, &str)]) -> Node {
         let url = fresh_database(db).await;
         let mut command = tokio::process::Command::new(binary_path());
+        let one_worker = ONE_WORKER.try_with(|one| *one).unwrap_or(false);
+        if one_worker {
+            command.env("SWITCHBOARD_WORKERS", "1");
+        }
         command
             .env("SWITCHBOARD_BIND", "127.0.0.1:0")
             .env("SWITCHBOARD_JWT_SECRET", SECRET)
@@ -63,7 +72,7 @@ impl Node {
                         .next()
                         .and_then(|p| p.parse().ok());
                     if let (Some(tx), Some(port)) = (port_tx.take(), port) {
-                        let _ = tx.send(port);
+                        let _ = tx.send((port, line.clone()));
                     }
                 }
                 kept.lock().unwrap().push(line);
@@ -76,10 +85,11 @@ impl Node {
                 kept.lock().unwrap().push(line);
             }
         });
-        let port = tokio::time::timeout(Duration::from_secs(60), port_rx)
+        let (port, listening) = tokio::time::timeout(Duration::from_secs(60), port_rx)
             .await
             .expect("the node logs its address")
             .expect("the node is running");
+        assert!(!one_worker || listening.contains("workers=1"), "{listening}");
         let auth = switchboard::auth::Authenticator::new(SECRET);
         Node { child, binary: binary_path(), database_url: url, port, log, auth }
     }
@@ -527,6 +537,26 @@ async fn connections_past_the_caps_are_refused(db: Db) {
     drop(held);
     node.assert_healthy().await;
 }
+
+/// The attacks again on a node with one worker, which serves its port itself, on its own thread
+/// (SQLite: the database is not what differs).
+macro_rules! on_one_worker {
+    ($($name:ident),* $(,)?) => {
+        mod one_worker {
+            $( #[actix_web::test] async fn $name() {
+                super::ONE_WORKER.scope(true, super::$name($crate::helpers::Db::Sqlite)).await
+            } )*
+        }
+    };
+}
+
+on_one_worker!(
+    garbage_on_every_path_harms_nobody_else,
+    a_client_that_never_reads_is_cut_off,
+    connections_past_the_caps_are_refused,
+    clients_dropping_mid_request_leave_the_node_up,
+    oversized_frame_headers_are_refused_at_the_header,
+);
 
 both!(
     garbage_on_every_path_harms_nobody_else,

@@ -58,7 +58,11 @@ async fn messages_survive_a_restart(db: Db) {
 
 /// A server process on `url`, and the WebSocket address that connects a user to it.
 async fn process_on(url: &str) -> (tokio::process::Child, impl Fn(&str) -> String + use<>) {
-    let (child, port) = spawn_process(&[("SWITCHBOARD_DATABASE_URL", url)]).await;
+    process_with(&[("SWITCHBOARD_DATABASE_URL", url)]).await
+}
+
+async fn process_with(env: &[(&str, &str)]) -> (tokio::process::Child, impl Fn(&str) -> String + use<>) {
+    let (child, port) = spawn_process(env).await;
     let auth = switchboard::auth::Authenticator::new(SECRET);
     let ws = move |user: &str| {
         let token = auth.mint(&switchboard::domain::UserId::parse(user).unwrap(), &Default::default(), 600);
@@ -91,6 +95,42 @@ async fn sigterm_closes_connections_with_1012_and_keeps_acked_messages(db: Db) {
     let mut bob = app.connect("bob").await;
     let history = bob.ok("message.history", json!({"room_id": room})).await;
     assert_eq!(history["messages"][0], acked);
+}
+
+/// A node with one worker serves its port on its own thread; SIGTERM drains it the same way:
+/// no new connections, the open ones closed with 1012, every acked message kept.
+async fn sigterm_drains_a_node_with_one_worker(db: Db) {
+    let url = fresh_database(db).await;
+    let (child, ws) = process_with(&[("SWITCHBOARD_DATABASE_URL", &url), ("SWITCHBOARD_WORKERS", "1")]).await;
+    let mut alice = Client::connect_url(&ws("alice")).await;
+    let mut bob = Client::connect_url(&ws("bob")).await;
+    let room = direct_room(&mut alice, &bob).await;
+    let acked = send(&mut alice, &room, "before shutdown").await;
+    assert_eq!(bob.event("message.new").await["message"], acked);
+
+    terminate(child, &mut alice).await;
+    assert!(tokio_tungstenite::connect_async(ws("carol")).await.is_err(), "a stopped node took a connection");
+
+    let app = spawn_on(url, |_| {}).await;
+    let mut bob = app.connect("bob").await;
+    let history = bob.ok("message.history", json!({"room_id": room})).await;
+    assert_eq!(history["messages"][0], acked);
+}
+
+/// An in-process node with one worker: its connections are served on the test's own thread,
+/// and a graceful stop closes them with 1012.
+async fn a_node_with_one_worker_serves_on_its_own_thread(db: Db) {
+    let app = spawn_with(db, |settings| settings.workers = Some(1)).await;
+    let mut alice = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    let sent = send(&mut alice, &room, "one thread").await;
+    assert_eq!(bob.event("message.new").await["message"], sent);
+    let (status, _) = http_get(app.port, "/readyz").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+    assert_eq!(alice.close_code().await, Some(1012));
+    assert_eq!(bob.close_code().await, Some(1012));
 }
 
 /// Users still connected when their (single) node stops went offline then: their
@@ -129,5 +169,7 @@ both!(
     health_readiness_and_metrics,
     messages_survive_a_restart,
     sigterm_closes_connections_with_1012_and_keeps_acked_messages,
-    sigterm_stores_last_seen_of_users_still_connected
+    sigterm_stores_last_seen_of_users_still_connected,
+    sigterm_drains_a_node_with_one_worker,
+    a_node_with_one_worker_serves_on_its_own_thread,
 );

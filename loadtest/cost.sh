@@ -129,12 +129,14 @@ start_server() {
         switchboard | switchboard-alt)
             local bin=$SB
             [ "$server" = switchboard-alt ] && bin=${SB_ALT:?SB_ALT names the other build}
-            taskset -c "$SERVER_CPU" env SWITCHBOARD_DATABASE_URL="$PG_BASE/$db" SWITCHBOARD_BIND="127.0.0.1:$port" \
+            # One node on its own: no Redis, whatever the caller's environment names.
+            taskset -c "$SERVER_CPU" env -u SWITCHBOARD_REDIS_URL -u SWITCHBOARD_REDIS_CLUSTER_NODES \
+                SWITCHBOARD_DATABASE_URL="$PG_BASE/$db" SWITCHBOARD_BIND="127.0.0.1:$port" \
                 SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 \
                 SWITCHBOARD_MAX_CONNECTIONS=19500 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 RUST_LOG=warn \
                 "$bin" serve >"$log" 2>&1 & ;;
         socket.io)
-            taskset -c "$SERVER_CPU" env PORT="$port" DATABASE_URL="$PG_BASE/$db" \
+            taskset -c "$SERVER_CPU" env -u REDIS_URL -u REDIS_CLUSTER_NODES PORT="$port" DATABASE_URL="$PG_BASE/$db" \
                 node loadtest/peers/socketio/server.js >"$log" 2>&1 & ;;
         bare-relay)
             taskset -c "$SERVER_CPU" "$ROOT/target/release/bare-relay" "127.0.0.1:$port" >"$log" 2>&1 & ;;

@@ -145,13 +145,18 @@ start_server() {
     wait_port "$port"
 }
 
+# run_name SERVER RATE RUN [IDLE]: a measurement's name, its files' stem.
+run_name() {
+    if [ "${4:-0}" -gt 0 ]; then echo "$1-idle$4-$2-run$3"; else echo "$1-$2-run$3"; fi
+}
+
 # measure SERVER RATE RUN [IDLE]: one measurement on a fresh database (none for the relay):
 # server, warm-up, ANALYZE, IDLE idle connections opened, the window, server stopped; writes
 # runs/NAME.cost.json.
 measure() {
     local server=$1 rate=$2 run=$3 idle=${4:-0} framing=native port db="" name label=$1 idler=""
-    name="$server-$rate-run$run"
-    if [ "$idle" -gt 0 ]; then name="$server-idle$idle-$rate-run$run" label="$server+$idle idle"; fi
+    name=$(run_name "$@")
+    [ "$idle" -eq 0 ] || label="$server+$idle idle"
     case "$server" in
         switchboard | switchboard-alt) port=$SB_PORT db=cost_sb ;;
         socket.io) port=$SIO_PORT db=cost_sio framing=socketio ;;
@@ -215,8 +220,8 @@ measure() {
 files=() failed=()
 # measure_or_note SERVER RATE RUN [IDLE]: measures; a failed measurement is named in the table.
 measure_or_note() {
-    local name="$1-$2-run$3"
-    [ "${4:-0}" -gt 0 ] && name="$1-idle$4-$2-run$3"
+    local name
+    name=$(run_name "$@")
     if measure "$@"; then files+=("$OUT/runs/$name.cost.json"); else failed+=("$name"); fi
 }
 for run in $(seq "$RUNS"); do

@@ -34,21 +34,11 @@ start_postgres
 start_redis
 PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
 
-start_node() { # I PORT DB
-    env SWITCHBOARD_DATABASE_URL="$PG_BASE/$3" SWITCHBOARD_REDIS_URL="$SWITCHBOARD_TEST_REDIS_URL" \
-        SWITCHBOARD_REDIS_PREFIX="$3" SWITCHBOARD_NODE_ID="n$1" SWITCHBOARD_BIND="127.0.0.1:$2" \
-        SWITCHBOARD_JWT_SECRET="$JWT_SECRET" SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 \
-        SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 SWITCHBOARD_LIVE_COMMENT_RATE=1000 RUST_LOG=warn \
-        "$ROOT/target/release/switchboard" serve >"$OUT/logs/$3.n$1.log" 2>&1 &
-    NODE_PIDS+=($!)
-    wait_port "$2"
-}
-
 for rate in $RATES; do
     db="live_${VIEWERS}_r${rate//./_}"
     psql -q "$SWITCHBOARD_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-    start_node 1 $PORT1 "$db"
-    start_node 2 $PORT2 "$db"
+    start_cluster_node 1 $PORT1 "$db" "$OUT/logs/$db.n1.log" SWITCHBOARD_LIVE_COMMENT_RATE=1000
+    start_cluster_node 2 $PORT2 "$db" "$OUT/logs/$db.n2.log" SWITCHBOARD_LIVE_COMMENT_RATE=1000
     echo "== $VIEWERS viewers, $rate comments/s" >&2
     # shellcheck disable=SC2086
     "$LT" live --jwt-secret "$JWT_SECRET" --url ws://127.0.0.1:$PORT1 \

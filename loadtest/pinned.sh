@@ -1,5 +1,5 @@
-# What compare.sh, fixed-rate.sh, cluster-cost.sh, cost.sh and live.sh share (source it from the
-# repository's root): the cores, the chat mix's warm-up, PostgreSQL and Redis started and
+# What compare.sh, fixed-rate.sh, cluster-cost.sh, cost.sh, live.sh and storm.sh share (source
+# it from the repository's root): the cores, the chat mix's warm-up, PostgreSQL and Redis started and
 # pinned to the load core, a trap that stops them and the server on exit, and the CPU seconds
 # of processes.
 #
@@ -47,6 +47,22 @@ stop_nodes() {
     for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${NODE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     NODE_PIDS=()
+}
+
+# start_cluster_node I PORT DB LOG [VAR=VALUE ...]: node nI of a cluster run, unpinned, on
+# PostgreSQL ($PG_BASE/DB) and Redis (prefix DB), the rate and per-address caps out of the
+# generator's way, the extra settings given; its pid appended to NODE_PIDS once it listens.
+# The binary is $SB if set.
+start_cluster_node() {
+    local i=$1 port=$2 db=$3 log=$4
+    shift 4
+    env SWITCHBOARD_DATABASE_URL="$PG_BASE/$db" SWITCHBOARD_REDIS_URL="$SWITCHBOARD_TEST_REDIS_URL" \
+        SWITCHBOARD_REDIS_PREFIX="$db" SWITCHBOARD_NODE_ID="n$i" SWITCHBOARD_BIND="127.0.0.1:$port" \
+        SWITCHBOARD_JWT_SECRET="$JWT_SECRET" SWITCHBOARD_RATE_PER_SEC=100000 SWITCHBOARD_RATE_BURST=100000 \
+        SWITCHBOARD_MAX_CONNECTIONS_PER_IP=1000000 RUST_LOG=warn "$@" \
+        "${SB:-$ROOT/target/release/switchboard}" serve >"$log" 2>&1 &
+    NODE_PIDS+=($!)
+    wait_port "$port"
 }
 
 cpu_secs() { # utime + stime of a process and its children so far, in seconds

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A reconnect storm: two Switchboard nodes on PostgreSQL and Redis, CLIENTS clients chatting in
+# pairs (each pair on one node) drop their connections at the same instant, reconnect and
+# resync by history; `loadtest reconnect-storm` reports how long they took to be back and
+# whether anything was lost or stored twice, and this script the CPU the nodes and PostgreSQL
+# spent over the storm's first WINDOW seconds. RUNS runs, each on a fresh database and Redis
+# prefix. Usage (from anywhere):
+#
+#   loadtest/storm.sh [OUT_DIR]          # default loadtest/results/storm-<date>
+#
+# Knobs (env): CLIENTS (19980: the generator holds every socket, < 20,000 here), RATE (2000
+# msg/s over all clients), RUNS (1), RECONNECT_CONCURRENCY (2000), STORM_ARGS (more flags for
+# the generator), NODE_ENV (settings for both nodes, VAR=VALUE words), WINDOW (10), SB (the
+# server binary; default this checkout's release build). Nothing is pinned: the nodes,
+# PostgreSQL, Redis and the generator share the machine's cores.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=${1:-loadtest/results/storm-$(date +%F)}
+CLIENTS=${CLIENTS:-19980} RATE=${RATE:-2000} RUNS=${RUNS:-1}
+RECONNECT_CONCURRENCY=${RECONNECT_CONCURRENCY:-2000} STORM_ARGS=${STORM_ARGS:-} NODE_ENV=${NODE_ENV:-}
+WINDOW=${WINDOW:-10} BEFORE=5
+JWT_SECRET="storm-run-secret-0123456789abcdef0123"
+PORT1=18391 PORT2=18392
+mkdir -p "$OUT/logs"
+
+cargo build --release -q -p switchboard -p loadtest
+LT="$ROOT/target/release/loadtest"
+ulimit -n 20000
+
+# shellcheck source=pinned.sh
+source loadtest/pinned.sh
+trap 'stop_nodes; stop_services' EXIT
+# Autovacuum looks every second (default: a minute), so that the planner has statistics for
+# the tables the set-up has just filled, as a database that has lived longer than a minute does.
+PG_SETTINGS=${PG_SETTINGS:--c autovacuum_naptime=1} start_postgres
+start_redis
+PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
+PG_PID=$(head -1 "$SERVICES_DIR/pg/data/postmaster.pid")
+nodes_cpu() { echo "$(cpu_secs "${NODE_PIDS[0]}") + $(cpu_secs "${NODE_PIDS[1]}")" | bc; }
+
+for run in $(seq "$RUNS"); do
+    db="storm_${CLIENTS}_$run"
+    psql -q "$SWITCHBOARD_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    # shellcheck disable=SC2086
+    start_cluster_node 1 $PORT1 "$db" "$OUT/logs/$db.n1.log" $NODE_ENV
+    # shellcheck disable=SC2086
+    start_cluster_node 2 $PORT2 "$db" "$OUT/logs/$db.n2.log" $NODE_ENV
+    echo "== run $run: $CLIENTS clients, $RATE msg/s" >&2
+    txt="$OUT/$db.txt"
+    # shellcheck disable=SC2086
+    "$LT" reconnect-storm --jwt-secret "$JWT_SECRET" --url ws://127.0.0.1:$PORT1 \
+        --node-url ws://127.0.0.1:$PORT2 --clients "$CLIENTS" --rate "$RATE" --before $BEFORE --after 30 \
+        --grace 15 --connect-concurrency 200 --reconnect-concurrency "$RECONNECT_CONCURRENCY" \
+        --out "$OUT/$db.json" $STORM_ARGS >"$txt" 2>&1 &
+    lt=$!
+    # The generator starts its clock 0.2 s after saying it has set up; the storm comes BEFORE s later.
+    until grep -q '^set up' "$txt" || ! kill -0 $lt 2>/dev/null; do sleep 0.1; done
+    sleep "$(echo "$BEFORE + 0.2" | bc)"
+    n0=$(nodes_cpu) p0=$(pg_cpu)
+    sleep "$WINDOW"
+    n1=$(nodes_cpu) p1=$(pg_cpu)
+    wait $lt || { cat "$txt" >&2; exit 1; }
+    echo "CPU over the storm's first $WINDOW s: nodes $(echo "$n1 - $n0" | bc) s, PostgreSQL $(echo "$p1 - $p0" | bc) s" >>"$txt"
+    grep -E 'reconnect-storm +run|lost|back|^CPU' "$OUT/$db.txt" >&2 || true
+    sleep 2
+    stop_nodes
+done
+echo "results in $OUT (per run: JSON and generator output; logs/: the nodes)" >&2

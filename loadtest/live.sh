@@ -21,18 +21,10 @@ VIEWERS=${VIEWERS:-19980} RATES=${RATES:-10} DURATION=${DURATION:-20} WARMUP=${W
 GRACE=${GRACE:-10} CONCURRENCY=${CONCURRENCY:-200} LIVE_ARGS=${LIVE_ARGS:-}
 JWT_SECRET="live-run-secret-0123456789abcdef0123"
 PORT1=18381 PORT2=18382
-mkdir -p "$OUT/logs"
-
-cargo build --release -q -p switchboard -p loadtest
-LT="$ROOT/target/release/loadtest"
-ulimit -n 20000
 
 # shellcheck source=pinned.sh
 source loadtest/pinned.sh
-trap 'stop_nodes; stop_services' EXIT
-start_postgres
-start_redis
-PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
+start_cluster_run "$OUT"
 
 for rate in $RATES; do
     db="live_${VIEWERS}_r${rate//./_}"

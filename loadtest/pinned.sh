@@ -49,6 +49,22 @@ stop_nodes() {
     NODE_PIDS=()
 }
 
+# start_cluster_run OUT: what a run of cluster nodes needs first (live.sh, storm.sh): OUT/logs,
+# the release builds ($LT: the generator), the file limit raised for ~20,000 sockets,
+# PostgreSQL (with PG_SETTINGS) and Redis unpinned, a trap that stops the nodes and them on
+# exit; sets PG_BASE and PG_PID.
+start_cluster_run() {
+    mkdir -p "$1/logs"
+    cargo build --release -q -p switchboard -p loadtest
+    LT="$ROOT/target/release/loadtest"
+    ulimit -n 20000
+    trap 'stop_nodes; stop_services' EXIT
+    start_postgres
+    start_redis
+    PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
+    PG_PID=$(head -1 "$SERVICES_DIR/pg/data/postmaster.pid")
+}
+
 # start_cluster_node I PORT DB LOG [VAR=VALUE ...]: node nI of a cluster run, unpinned, on
 # PostgreSQL ($PG_BASE/DB) and Redis (prefix DB), the rate and per-address caps out of the
 # generator's way, the extra settings given; its pid appended to NODE_PIDS once it listens.

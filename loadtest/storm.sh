@@ -23,21 +23,12 @@ RECONNECT_CONCURRENCY=${RECONNECT_CONCURRENCY:-2000} STORM_ARGS=${STORM_ARGS:-} 
 WINDOW=${WINDOW:-10} BEFORE=5
 JWT_SECRET="storm-run-secret-0123456789abcdef0123"
 PORT1=18391 PORT2=18392
-mkdir -p "$OUT/logs"
-
-cargo build --release -q -p switchboard -p loadtest
-LT="$ROOT/target/release/loadtest"
-ulimit -n 20000
 
 # shellcheck source=pinned.sh
 source loadtest/pinned.sh
-trap 'stop_nodes; stop_services' EXIT
 # Autovacuum looks every second (default: a minute), so that the planner has statistics for
 # the tables the set-up has just filled, as a database that has lived longer than a minute does.
-PG_SETTINGS=${PG_SETTINGS:--c autovacuum_naptime=1} start_postgres
-start_redis
-PG_BASE=${SWITCHBOARD_TEST_DATABASE_URL%/*}
-PG_PID=$(head -1 "$SERVICES_DIR/pg/data/postmaster.pid")
+PG_SETTINGS=${PG_SETTINGS:--c autovacuum_naptime=1} start_cluster_run "$OUT"
 nodes_cpu() { echo "$(cpu_secs "${NODE_PIDS[0]}") + $(cpu_secs "${NODE_PIDS[1]}")" | bc; }
 
 for run in $(seq "$RUNS"); do

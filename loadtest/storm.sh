@@ -3,8 +3,9 @@
 # pairs (each pair on one node) drop their connections at the same instant, reconnect and
 # resync by history; `loadtest reconnect-storm` reports how long they took to be back and
 # whether anything was lost or stored twice, and this script the CPU the nodes and PostgreSQL
-# spent over the storm's first WINDOW seconds. RUNS runs, each on a fresh database and Redis
-# prefix. Usage (from anywhere):
+# spent over the storm's first WINDOW seconds and how soon the nodes' Redis subscriptions
+# (their users' and rooms' channels, which cross-node pushes need) were all back. RUNS runs,
+# each on a fresh database and Redis prefix. Usage (from anywhere):
 #
 #   loadtest/storm.sh [OUT_DIR]          # default loadtest/results/storm-<date>
 #
@@ -30,6 +31,24 @@ source loadtest/pinned.sh
 # the tables the set-up has just filled, as a database that has lived longer than a minute does.
 PG_SETTINGS=${PG_SETTINGS:--c autovacuum_naptime=1} start_cluster_run "$OUT"
 nodes_cpu() { echo "$(cpu_secs "${NODE_PIDS[0]}") + $(cpu_secs "${NODE_PIDS[1]}")" | bc; }
+# sample_subscriptions PREFIX: every half second, the seconds since it started and how many
+# Redis channels under PREFIX the nodes are subscribed to; until killed.
+sample_subscriptions() {
+    local t0
+    t0=$(date +%s.%N)
+    while :; do
+        echo "$(echo "$(date +%s.%N) - $t0" | bc) $(redis-cli -p "$REDIS_PORT" pubsub channels "$1:*" | wc -l)"
+        sleep 0.5
+    done
+}
+# subscriptions_summary FILE STORM_AT: the count at the storm, the fewest after it, and when
+# the count was back (seconds after the storm).
+subscriptions_summary() {
+    awk -v at="$2" '$1 < at { before = $2; next }
+        { if (fewest == "" || $2 < fewest) fewest = $2; if (back == "" && fewest < before && $2 >= before) back = $1 - at }
+        END { printf "Redis subscriptions: %d at the storm, fewest %d, all back %s\n", before, fewest,
+              back == "" ? "not within the run" : sprintf("%.1f s after it", back) }' "$1"
+}
 
 for run in $(seq "$RUNS"); do
     db="storm_${CLIENTS}_$run"
@@ -48,12 +67,16 @@ for run in $(seq "$RUNS"); do
     lt=$!
     # The generator starts its clock 0.2 s after saying it has set up; the storm comes BEFORE s later.
     until grep -q '^set up' "$txt" || ! kill -0 $lt 2>/dev/null; do sleep 0.1; done
+    sample_subscriptions "$db" >"$OUT/$db.subscriptions" &
+    sampler=$!
     sleep "$(echo "$BEFORE + 0.2" | bc)"
     n0=$(nodes_cpu) p0=$(pg_cpu)
     sleep "$WINDOW"
     n1=$(nodes_cpu) p1=$(pg_cpu)
     wait $lt || { cat "$txt" >&2; exit 1; }
+    kill $sampler
     echo "CPU over the storm's first $WINDOW s: nodes $(echo "$n1 - $n0" | bc) s, PostgreSQL $(echo "$p1 - $p0" | bc) s" >>"$txt"
+    subscriptions_summary "$OUT/$db.subscriptions" "$(echo "$BEFORE + 0.2" | bc)" >>"$txt"
     grep -E 'reconnect-storm +run|lost|back|^CPU' "$OUT/$db.txt" >&2 || true
     sleep 2
     stop_nodes

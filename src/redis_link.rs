@@ -188,7 +188,12 @@ impl Subscriber {
 
     pub async fn unsubscribe(&mut self, channels: &[String]) -> RedisResult<()> {
         match self {
-            Self::Single(connection) => connection.unsubscribe(channels).await,
+            Self::Single(connection) => {
+                for chunk in channels.chunks(1000) {
+                    connection.unsubscribe(chunk).await?;
+                }
+                Ok(())
+            }
             Self::Cluster(connection) => {
                 let groups = by_slot(channels).into_values().map(|group| {
                     let mut connection = connection.clone();

@@ -232,13 +232,53 @@ async fn subscription_loop(
                 continue;
             }
         };
-        if let Err(e) = subscriptions.apply(change).await {
-            tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
-            if subscriptions.restore().await.is_none() {
-                return;
+        // The subscribes and unsubscribes queued behind this one go with it, netted; a
+        // change of another kind ends the run and is applied after it.
+        let mut wanted = HashMap::new();
+        let mut other = None;
+        let mut next = Some(change);
+        while let Some(change) = next.take() {
+            match change {
+                Change::Subscribe(channel) => wanted.insert(channel, true),
+                Change::Unsubscribe(channel) => wanted.insert(channel, false),
+                change => {
+                    other = Some(change);
+                    break;
+                }
+            };
+            if wanted.len() < CHANGE_BATCH {
+                next = changes.try_recv().ok();
+            }
+        }
+        for applied in [subscriptions.want(wanted).await, subscriptions.apply(other).await] {
+            if let Err(e) = applied {
+                tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
+                if subscriptions.restore().await.is_none() {
+                    return;
+                }
             }
         }
     }
+}
+
+/// Most channels one run of queued subscription changes takes together.
+const CHANGE_BATCH: usize = 16_384;
+
+/// What a run of queued changes asks of Redis (`wanted`: each channel's last change, true to
+/// hold it), given the channels `held`, which it updates: the channels to subscribe and those
+/// to unsubscribe. A channel dropped and taken again within the run (a user who reconnects at
+/// once) is left as it is.
+fn net(held: &mut HashSet<String>, wanted: HashMap<String, bool>) -> (Vec<String>, Vec<String>) {
+    let (mut taken, mut dropped) = (Vec::new(), Vec::new());
+    for (channel, want) in wanted {
+        if want && !held.contains(&channel) {
+            held.insert(channel.clone());
+            taken.push(channel);
+        } else if !want && held.remove(&channel) {
+            dropped.push(channel);
+        }
+    }
+    (taken, dropped)
 }
 
 /// The subscription task's state: the channels this node holds, on the connection that
@@ -252,22 +292,29 @@ struct Subscriptions {
 }
 
 impl Subscriptions {
-    async fn apply(&mut self, change: Change) -> redis::RedisResult<()> {
+    /// Subscribes and unsubscribes as a run of queued changes nets out (see [`net`]): one
+    /// `SUBSCRIBE` and one `UNSUBSCRIBE` for all of them. What is held is updated even if
+    /// Redis fails (the resync that follows sends it all again).
+    async fn want(&mut self, wanted: HashMap<String, bool>) -> redis::RedisResult<()> {
+        let (taken, dropped) = net(&mut self.held, wanted);
+        if self.redis.is_sharded() {
+            for channel in &dropped {
+                *self.unconfirmed.entry(channel.clone()).or_default() += 1;
+            }
+        }
+        let unsubscribed = if dropped.is_empty() { Ok(()) } else { self.redis.unsubscribe(&dropped).await };
+        let subscribed = if taken.is_empty() { Ok(()) } else { self.redis.subscribe(&taken).await };
+        unsubscribed.and(subscribed)
+    }
+
+    /// A change other than a subscribe or unsubscribe, if any.
+    async fn apply(&mut self, change: Option<Change>) -> redis::RedisResult<()> {
         match change {
-            Change::Subscribe(channel) => {
-                let result = self.redis.subscribe(std::slice::from_ref(&channel)).await;
-                self.held.insert(channel);
-                result
-            }
-            Change::Unsubscribe(channel) => {
-                self.held.remove(&channel);
-                if self.redis.is_sharded() {
-                    *self.unconfirmed.entry(channel.clone()).or_default() += 1;
-                }
-                self.redis.unsubscribe(&[channel]).await
-            }
-            Change::Dropped(channel) => self.dropped(channel).await,
-            Change::Resync => {
+            None => Ok(()),
+            Some(Change::Subscribe(channel)) => self.want(HashMap::from([(channel, true)])).await,
+            Some(Change::Unsubscribe(channel)) => self.want(HashMap::from([(channel, false)])).await,
+            Some(Change::Dropped(channel)) => self.dropped(channel).await,
+            Some(Change::Resync) => {
                 // Confirmations lost with the connection never come.
                 self.unconfirmed.clear();
                 let result = resubscribe(&mut self.redis, &self.held).await;
@@ -396,5 +443,33 @@ async fn receive_loop(mut pushes: mpsc::UnboundedReceiver<PushInfo>, bus: std::s
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_run_of_changes_nets_to_what_it_changes() {
+        let mut held: HashSet<String> = strings(&["kept", "dropped", "back"]).into_iter().collect();
+        // Each channel's last change within the run, as the loop gathers them.
+        let wanted = HashMap::from([
+            ("kept".to_string(), true),
+            ("dropped".to_string(), false),
+            ("back".to_string(), true),
+            ("new".to_string(), true),
+            ("came-and-went".to_string(), false),
+        ]);
+        let (taken, dropped) = net(&mut held, wanted);
+        assert_eq!(taken, strings(&["new"]));
+        assert_eq!(dropped, strings(&["dropped"]));
+        let mut now: Vec<String> = held.into_iter().collect();
+        now.sort();
+        assert_eq!(now, strings(&["back", "kept", "new"]));
     }
 }

@@ -168,6 +168,53 @@ impl AddViewers for SqliteAsync {
     }
 }
 
+/// Which live sessions a batch of users watch, as each backend reads it best.
+trait WatchedBy {
+    /// (viewer, session) for each of `users` viewing a session in state `live`.
+    async fn watched_by(&mut self, users: &[String], live: &str) -> QueryResult<Vec<(UserId, SessionId)>>;
+}
+
+/// One probe of the viewers' user index per user, in any plan: `OFFSET 0` keeps PostgreSQL
+/// from flattening the subquery into a join it may plan as a scan. Written as `= ANY`, the
+/// plan kept with the prepared statement from when `live_viewers` was nearly empty scanned the
+/// whole table for every batch: 5.5 ms a call once 20,000 viewers had joined, most of
+/// PostgreSQL's time while they joined (0.1 ms with the probes).
+impl WatchedBy for AsyncPgConnection {
+    async fn watched_by(&mut self, users: &[String], live: &str) -> QueryResult<Vec<(UserId, SessionId)>> {
+        use diesel::sql_types::{Array, Text};
+        enum WatchedByUsers {}
+        #[derive(QueryableByName)]
+        struct Watching {
+            #[diesel(sql_type = Text)]
+            user_id: UserId,
+            #[diesel(sql_type = Text)]
+            session_id: SessionId,
+        }
+        let query = diesel::sql_query(
+            "SELECT v.user_id, v.session_id FROM unnest($1::text[]) AS k(id) \
+             CROSS JOIN LATERAL (SELECT user_id, session_id FROM live_viewers WHERE user_id = k.id OFFSET 0) AS v \
+             JOIN live_sessions s ON s.id = v.session_id WHERE s.state = $2",
+        )
+        .bind::<Array<Text>, _>(users)
+        .bind::<Text, _>(live);
+        let rows: Vec<Watching> = kept::<WatchedByUsers, _>(query).load(self).await?;
+        Ok(rows.into_iter().map(|w| (w.user_id, w.session_id)).collect())
+    }
+}
+
+/// The plain query: SQLite's planner, without statistics, takes the user index for the list.
+impl WatchedBy for SqliteAsync {
+    async fn watched_by(&mut self, users: &[String], live: &str) -> QueryResult<Vec<(UserId, SessionId)>> {
+        live_viewers::table
+            .inner_join(live_sessions::table)
+            .filter(live_viewers::user_id.eq_any(users))
+            .filter(live_sessions::state.eq(live))
+            .select((live_viewers::user_id, live_viewers::session_id))
+            .load(self)
+            .await
+    }
+}
+
 impl Store {
     pub async fn create_live_session(&self, host: &UserId, title: &LiveTitle) -> StoreResult<LiveSession> {
         let row = SessionRow {
@@ -374,13 +421,7 @@ impl Store {
                 .select((live_sessions::host_id, live_sessions::id))
                 .load(conn)
                 .await?;
-            let watched = live_viewers::table
-                .inner_join(live_sessions::table)
-                .filter(live_viewers::user_id.eq_any(&keys))
-                .filter(live_sessions::state.eq(live))
-                .select((live_viewers::user_id, live_viewers::session_id))
-                .load(conn)
-                .await?;
+            let watched = conn.watched_by(&keys, live).await?;
             (hosted, watched)
         });
         let mut sessions: HashMap<UserId, Vec<(SessionId, bool)>> = HashMap::new();

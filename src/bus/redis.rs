@@ -250,12 +250,14 @@ async fn subscription_loop(
                 next = changes.try_recv().ok();
             }
         }
-        for applied in [subscriptions.want(wanted).await, subscriptions.apply(other).await] {
-            if let Err(e) = applied {
-                tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
-                if subscriptions.restore().await.is_none() {
-                    return;
-                }
+        let netted = subscriptions.want(wanted).await;
+        if subscriptions.recover(netted).await.is_none() {
+            return;
+        }
+        if let Some(change) = other {
+            let applied = subscriptions.apply(change).await;
+            if subscriptions.recover(applied).await.is_none() {
+                return;
             }
         }
     }
@@ -307,14 +309,12 @@ impl Subscriptions {
         unsubscribed.and(subscribed)
     }
 
-    /// A change other than a subscribe or unsubscribe, if any.
-    async fn apply(&mut self, change: Option<Change>) -> redis::RedisResult<()> {
+    async fn apply(&mut self, change: Change) -> redis::RedisResult<()> {
         match change {
-            None => Ok(()),
-            Some(Change::Subscribe(channel)) => self.want(HashMap::from([(channel, true)])).await,
-            Some(Change::Unsubscribe(channel)) => self.want(HashMap::from([(channel, false)])).await,
-            Some(Change::Dropped(channel)) => self.dropped(channel).await,
-            Some(Change::Resync) => {
+            Change::Subscribe(channel) => self.want(HashMap::from([(channel, true)])).await,
+            Change::Unsubscribe(channel) => self.want(HashMap::from([(channel, false)])).await,
+            Change::Dropped(channel) => self.dropped(channel).await,
+            Change::Resync => {
                 // Confirmations lost with the connection never come.
                 self.unconfirmed.clear();
                 let result = resubscribe(&mut self.redis, &self.held).await;
@@ -326,6 +326,16 @@ impl Subscriptions {
                 result
             }
         }
+    }
+
+    /// After a change Redis refused: everything held is sent again. `None` once the bus is
+    /// gone.
+    async fn recover(&mut self, applied: redis::RedisResult<()>) -> Option<()> {
+        if let Err(e) = applied {
+            tracing::warn!(error = %e, "Redis subscription change failed; resyncing");
+            return self.restore().await;
+        }
+        Some(())
     }
 
     /// A subscription ended: ours (confirmed), or Redis's doing, when it is subscribed again

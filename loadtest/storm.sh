@@ -2,10 +2,11 @@
 # A reconnect storm: two Switchboard nodes on PostgreSQL and Redis, CLIENTS clients chatting in
 # pairs (each pair on one node) drop their connections at the same instant, reconnect and
 # resync by history; `loadtest reconnect-storm` reports how long they took to be back and
-# whether anything was lost or stored twice, and this script the CPU the nodes and PostgreSQL
-# spent over the storm's first WINDOW seconds and how soon the nodes' Redis subscriptions
-# (their users' and rooms' channels, which cross-node pushes need) were all back. RUNS runs,
-# each on a fresh database and Redis prefix. Usage (from anywhere):
+# whether anything was lost or stored twice, and this script the CPU the nodes, PostgreSQL and
+# Redis spent over the storm's first WINDOW seconds (with the commands Redis ran and the reads
+# they came in), and how soon the nodes' Redis subscriptions (their users' and rooms' channels,
+# which cross-node pushes need) were all back. RUNS runs, each on a fresh database and Redis
+# prefix. Usage (from anywhere):
 #
 #   loadtest/storm.sh [OUT_DIR]          # default loadtest/results/storm-<date>
 #
@@ -31,6 +32,12 @@ source loadtest/pinned.sh
 # the tables the set-up has just filled, as a database that has lived longer than a minute does.
 PG_SETTINGS=${PG_SETTINGS:--c autovacuum_naptime=1} start_cluster_run "$OUT"
 nodes_cpu() { echo "$(cpu_secs "${NODE_PIDS[0]}") + $(cpu_secs "${NODE_PIDS[1]}")" | bc; }
+REDIS_PID=$(cat "$REDIS_DIR/redis.pid")
+# redis_requests: the commands Redis has run and the socket reads they came in, so far.
+redis_requests() {
+    redis-cli -p "$REDIS_PORT" info stats | awk -F: '/^total_commands_processed/ { c = $2 + 0 }
+        /^total_reads_processed/ { r = $2 + 0 } END { print c, r }'
+}
 # sample_subscriptions PREFIX: every half second, the seconds since it started and how many
 # Redis channels under PREFIX the nodes are subscribed to; until killed.
 sample_subscriptions() {
@@ -70,12 +77,12 @@ for run in $(seq "$RUNS"); do
     sample_subscriptions "$db" >"$OUT/$db.subscriptions" &
     sampler=$!
     sleep "$(echo "$BEFORE + 0.2" | bc)"
-    n0=$(nodes_cpu) p0=$(pg_cpu)
+    n0=$(nodes_cpu) p0=$(pg_cpu) r0=$(cpu_secs "$REDIS_PID") q0=$(redis_requests)
     sleep "$WINDOW"
-    n1=$(nodes_cpu) p1=$(pg_cpu)
+    n1=$(nodes_cpu) p1=$(pg_cpu) r1=$(cpu_secs "$REDIS_PID") q1=$(redis_requests)
     wait $lt || { cat "$txt" >&2; exit 1; }
     kill $sampler
-    echo "CPU over the storm's first $WINDOW s: nodes $(echo "$n1 - $n0" | bc) s, PostgreSQL $(echo "$p1 - $p0" | bc) s" >>"$txt"
+    echo "CPU over the storm's first $WINDOW s: nodes $(echo "$n1 - $n0" | bc) s, PostgreSQL $(echo "$p1 - $p0" | bc) s, Redis $(echo "$r1 - $r0" | bc) s ($((${q1% *} - ${q0% *})) commands in $((${q1#* } - ${q0#* })) reads)" >>"$txt"
     subscriptions_summary "$OUT/$db.subscriptions" "$(echo "$BEFORE + 0.2" | bc)" >>"$txt"
     grep -E 'reconnect-storm +run|lost|back|^CPU' "$OUT/$db.txt" >&2 || true
     sleep 2

@@ -78,16 +78,26 @@ fn manager_config() -> ConnectionManagerConfig {
 
 impl Commands {
     /// Runs `commands` in order per key and returns their replies in order: one pipeline on
-    /// one server; on a cluster one pipeline per hash slot, sent together.
+    /// one server; on a cluster one pipeline per hash slot, sent together. Fails if any
+    /// command does.
     pub async fn run_all(&self, commands: Vec<Cmd>) -> RedisResult<Vec<Value>> {
+        self.run_each(commands).await.into_iter().collect()
+    }
+
+    /// Runs `commands` as [`run_all`](Self::run_all) does, each answered on its own: a command
+    /// Redis refuses, or a slot whose pipeline fails, fails only its own commands.
+    pub async fn run_each(&self, commands: Vec<Cmd>) -> Vec<RedisResult<Value>> {
         let total = commands.len();
-        let mut replies = vec![Value::Nil; total];
+        let mut replies: Vec<RedisResult<Value>> = vec![Ok(Value::Nil); total];
         for (places, answer) in self.run_per_slot(commands).await {
-            for (at, value) in places.into_iter().zip(answer?) {
-                replies[at] = value;
+            match answer {
+                Ok(values) => {
+                    places.into_iter().zip(values).for_each(|(at, value)| replies[at] = value.extract_error())
+                }
+                Err(e) => places.into_iter().for_each(|at| replies[at] = Err(e.clone())),
             }
         }
-        Ok(replies)
+        replies
     }
 
     /// Publishes each `(channel, payload)`: `PUBLISH` on one server, `SPUBLISH` on a cluster,
@@ -100,18 +110,17 @@ impl Commands {
         };
         let commands = messages.iter().map(|(channel, payload)| redis::cmd(verb).arg(channel).arg(payload).to_owned());
         let mut failed: Option<(Vec<usize>, redis::RedisError)> = None;
-        for (places, answer) in self.run_per_slot(commands.collect()).await {
+        for (at, answer) in self.run_each(commands.collect()).await.into_iter().enumerate() {
             if let Err(e) = answer {
-                let mut lost = failed.take().map(|(lost, _)| lost).unwrap_or_default();
-                lost.extend(places);
-                failed = Some((lost, e));
+                failed.get_or_insert_with(|| (Vec::new(), e)).0.push(at);
             }
         }
         failed.map_or(Ok(()), Err)
     }
 
     /// The commands, grouped by hash slot on a cluster (one group on one server), each group
-    /// in one pipeline; with each group, the places of its commands in `commands`.
+    /// in one pipeline whose replies carry Redis's refusals in place; with each group, the
+    /// places of its commands in `commands`.
     async fn run_per_slot(&self, commands: Vec<Cmd>) -> Vec<(Vec<usize>, RedisResult<Vec<Value>>)> {
         let connection = match self {
             Self::Single(connection) => {
@@ -120,7 +129,7 @@ impl Commands {
                 commands.into_iter().for_each(|command| {
                     pipe.add_command(command);
                 });
-                return vec![(places, pipe.query_async(&mut connection.clone()).await)];
+                return vec![(places, pipe.ignore_errors().query_async(&mut connection.clone()).await)];
             }
             Self::Cluster(connection) => connection,
         };
@@ -130,9 +139,9 @@ impl Commands {
             places.push(at);
             pipe.add_command(command);
         }
-        join_all(by_slot.into_values().map(|(places, pipe)| {
+        join_all(by_slot.into_values().map(|(places, mut pipe)| {
             let mut connection = connection.clone();
-            async move { (places, pipe.query_async::<Vec<Value>>(&mut connection).await) }
+            async move { (places, pipe.ignore_errors().query_async::<Vec<Value>>(&mut connection).await) }
         }))
         .await
     }

@@ -1,5 +1,6 @@
-//! Admission across nodes: the per-user cap counts a user's connections on every node, a
-//! killed node's connections stop counting, and a revocation closes connections everywhere.
+//! Admission across nodes: the per-user cap counts a user's connections on every node (also
+//! after Redis forgot its scripts), a killed node's connections stop counting, and a
+//! revocation closes connections everywhere.
 
 use std::time::Duration;
 
@@ -31,6 +32,22 @@ async fn the_per_user_cap_counts_every_node() {
     c.close().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     nodes[0].connect("alice").await;
+}
+
+/// Redis forgets its scripts when it restarts or a replica takes over; the count goes on.
+#[actix_web::test]
+async fn the_per_user_cap_counts_after_redis_forgets_its_scripts() {
+    let cluster = Cluster::start_with(2, crate::shared_redis(), |s| s.max_connections_per_user = 2).await;
+    let nodes = &cluster.nodes;
+    let _a = nodes[0].connect("alice").await;
+    cluster.redis.forget_scripts().await;
+    let b = nodes[1].connect("alice").await;
+    assert_eq!(refused_status(nodes[0].ws_url(&nodes[0].token("alice"))).await, Some(429));
+    cluster.redis.forget_scripts().await;
+    b.close().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _c = nodes[0].connect("alice").await;
+    assert_eq!(refused_status(nodes[1].ws_url(&nodes[1].token("alice"))).await, Some(429));
 }
 
 #[actix_web::test]

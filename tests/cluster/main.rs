@@ -39,6 +39,29 @@ impl Redis {
         }
     }
 
+    /// Makes Redis forget its scripts (`SCRIPT FLUSH` on every server), as a restart or a
+    /// failover to a replica does.
+    pub async fn forget_scripts(&self) {
+        let flush = redis::cmd("SCRIPT").arg("FLUSH").to_owned();
+        let flushed: redis::RedisResult<()> = match self {
+            Redis::One(url) => match redis::Client::open(url.as_str()) {
+                Ok(client) => match client.get_multiplexed_async_connection().await {
+                    Ok(mut connection) => flush.query_async(&mut connection).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            Redis::Cluster(seeds) => match redis::cluster::ClusterClient::new(seeds.split(',').collect::<Vec<_>>()) {
+                Ok(client) => match client.get_async_connection().await {
+                    Ok(mut connection) => flush.query_async(&mut connection).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        flushed.expect("SCRIPT FLUSH");
+    }
+
     /// The setting for a node run as a process.
     fn env(&self) -> (&'static str, &str) {
         match self {

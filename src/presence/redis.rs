@@ -284,7 +284,12 @@ impl RedisPresence {
     /// second: the admits, told which nodes the first found dead, and the heartbeats of holders
     /// the first did not cover (nodes newer than the last beat).
     async fn round(&self, calls: Vec<Call>) {
-        let others = self.others.lock().expect("presence lock").clone();
+        // Releases alone need no heartbeats.
+        let others = if calls.iter().all(|call| matches!(call, Call::Release { .. })) {
+            Vec::new()
+        } else {
+            self.others.lock().expect("presence lock").clone()
+        };
         let mut replies = self.run_scripts(self.changes(&calls, &others)).await.into_iter();
         let live = if others.is_empty() { Ok(HashSet::new()) } else { heartbeats(&others, next(&mut replies)) };
         let (holds, admits) = settle_changes(calls, &mut replies);

@@ -88,7 +88,8 @@ impl Commands {
     /// Redis refuses, or a slot whose pipeline fails, fails only its own commands.
     pub async fn run_each(&self, commands: Vec<Cmd>) -> Vec<RedisResult<Value>> {
         let total = commands.len();
-        let mut replies: Vec<RedisResult<Value>> = vec![Ok(Value::Nil); total];
+        let missing = || Err((redis::ErrorKind::Client, "no reply").into());
+        let mut replies: Vec<RedisResult<Value>> = (0..total).map(|_| missing()).collect();
         for (places, answer) in self.run_per_slot(commands).await {
             match answer {
                 Ok(values) => {
@@ -312,10 +313,13 @@ fn shard_subscriptions(info: &Value) -> Option<usize> {
 /// How many hash slots a Redis Cluster has.
 const SLOTS: u16 = 16_384;
 
-/// The hash slot of a command's first argument after its name (its key, for the commands
-/// used here).
+/// The hash slot of a command's first key: its first argument after its name, or for a script
+/// (`EVAL`, `EVALSHA`) the argument after the script and the key count.
 fn first_key_slot(command: &Cmd) -> Option<Slot> {
-    match command.args_iter().nth(1)? {
+    let mut args = command.args_iter();
+    let Arg::Simple(verb) = args.next()? else { return None };
+    let skip = if verb.eq_ignore_ascii_case(b"EVALSHA") || verb.eq_ignore_ascii_case(b"EVAL") { 2 } else { 0 };
+    match args.nth(skip)? {
         Arg::Simple(key) => Some(Slot::for_key(key)),
         _ => None,
     }
@@ -392,6 +396,10 @@ mod tests {
     fn commands_go_by_their_keys_slot() {
         let tagged = redis::cmd("SADD").arg("sb:user:{alice}").arg("n1").to_owned();
         assert_eq!(first_key_slot(&tagged), Some(Slot::for_key("alice")));
+        let script = redis::Script::new("return 1");
+        let mut call = script.prepare_invoke();
+        call.key("sb:conns:{bob}").arg("n1");
+        assert_eq!(first_key_slot(&Cmd::invoke_script(&call)), Some(Slot::for_key("bob")));
         let channels = ["a{x}".to_owned(), "b{x}".to_owned(), "c{y}".to_owned()];
         let groups = by_slot(&channels);
         assert_eq!(groups.len(), 2);

@@ -15,8 +15,9 @@
 //!
 //! What connections do (admit, release, a user's first and last connection here) is queued
 //! and sent in rounds: the calls queued while one round is out go together in the next, in
-//! two pipelines, so that many connections opening or closing at once cost Redis and the node
-//! two requests per round rather than several per connection. Each call sees heartbeats and
+//! two pipelines, so that many connections opening or closing at once cost one Redis server
+//! and the node two requests per round rather than several per connection (a Redis Cluster
+//! gets a pipeline per hash slot). Each call sees heartbeats and
 //! counts as fresh as it would alone; a user's first-and-last-connection calls keep their
 //! order, and a round's releases go before its admits.
 
@@ -54,7 +55,7 @@ const ROUND_MAX: usize = 512;
 /// Calls waiting for a round before callers wait (and may lose their order).
 const CALL_QUEUE: usize = 16_384;
 
-/// A call on a user's keys, answered by the next round.
+/// A call on a user's keys, run by the next round that takes it.
 enum Call {
     /// Count one more connection unless the user holds `cap`; answers whether it was counted.
     Admit { user: UserId, cap: usize, answer: oneshot::Sender<RedisResult<bool>> },
@@ -360,18 +361,27 @@ impl RedisPresence {
 
         let newer_live = if newer.is_empty() { Ok(HashSet::new()) } else { heartbeats(&newer, next(&mut replies)) };
         for (holders, answer) in holds {
-            let alone = newer_live.as_ref().map_or(true, |newer_live| {
-                !holders.iter().any(|node| *node != keys.node && (live.contains(node) || newer_live.contains(node)))
-            });
+            let other = |node: &&String| **node != keys.node;
+            let alone = match &newer_live {
+                Ok(newer_live) => !holders.iter().filter(other).any(|n| live.contains(n) || newer_live.contains(n)),
+                // Unsure whether a newer holder lives: the state counts as changed.
+                Err(_) => {
+                    holders.iter().any(|node| newer.contains(node))
+                        || !holders.iter().filter(other).any(|n| live.contains(n))
+                }
+            };
             let _ = answer.send(alone);
         }
         let mut failed = None;
-        for (.., answer) in admits {
+        for (user, _, answer) in admits {
             let admitted = next(&mut replies).and_then(parse::<i64>).map(|admitted| admitted == 1);
             if let Err(e) = &admitted {
                 failed.get_or_insert_with(|| e.to_string());
             }
-            let _ = answer.send(admitted);
+            // A connection that went away while its count was taken gives it back.
+            if let Err(Ok(true)) = answer.send(admitted) {
+                tokio::spawn(self.queue(Call::Release { user }));
+            }
         }
         if let Some(e) = failed {
             tracing::warn!(error = %e, "connection count unavailable");

@@ -50,6 +50,22 @@ async fn the_per_user_cap_counts_after_redis_forgets_its_scripts() {
     assert_eq!(refused_status(nodes[1].ws_url(&nodes[1].token("alice"))).await, Some(429));
 }
 
+/// Many users connecting and leaving at once, whose counts go to Redis together (on a Redis
+/// Cluster, each user's count in a slot of its own).
+#[actix_web::test]
+async fn the_per_user_cap_counts_a_crowd_connecting_at_once() {
+    let cluster = Cluster::start_with(2, crate::shared_redis(), |s| s.max_connections_per_user = 1).await;
+    let nodes = &cluster.nodes;
+    let users: Vec<String> = (0..40).map(|i| format!("crowd{i}")).collect();
+    let crowd = futures_util::future::join_all(users.iter().map(|user| nodes[0].connect(user))).await;
+    for user in &users {
+        assert_eq!(refused_status(nodes[1].ws_url(&nodes[1].token(user))).await, Some(429), "{user} counted");
+    }
+    futures_util::future::join_all(crowd.into_iter().map(Client::close)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _back = futures_util::future::join_all(users.iter().map(|user| nodes[1].connect(user))).await;
+}
+
 #[actix_web::test]
 async fn a_killed_nodes_connections_stop_counting() {
     let cluster = Cluster::start_with(1, crate::shared_redis(), |s| s.max_connections_per_user = 2).await;

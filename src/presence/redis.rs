@@ -17,9 +17,9 @@
 //! and sent in rounds: the calls queued while one round is out go together in the next, in
 //! two pipelines, so that many connections opening or closing at once cost one Redis server
 //! and the node two requests per round rather than several per connection (a Redis Cluster
-//! gets a pipeline per hash slot). Each call sees heartbeats and
-//! counts as fresh as it would alone; a user's first-and-last-connection calls keep their
-//! order, and a round's releases go before its admits.
+//! gets a pipeline per hash slot). Each call sees heartbeats and counts as fresh as it would
+//! alone; a user's first-and-last-connection calls keep their order, and a round's releases
+//! go before its admits.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};

@@ -300,9 +300,10 @@ async fn connect_cluster(
         store.mark_all_call_parties_away(crate::domain::Timestamp::now()).await?;
         return Ok((Arc::new(LocalBus::new(node.clone(), metrics.clone())), Arc::new(LocalPresence::default()), None));
     };
-    let (bus, redis) = RedisBus::connect(&target, &settings.redis_prefix, node.clone(), metrics.clone())
-        .await
-        .with_context(|| format!("connecting to Redis at {}", target.describe()))?;
+    let (bus, redis) =
+        RedisBus::connect(&target, &settings.redis_prefix, node.clone(), settings.bus_queue, metrics.clone())
+            .await
+            .with_context(|| format!("connecting to Redis at {}", target.describe()))?;
     let presence = RedisPresence::start(redis.clone(), &settings.redis_prefix, node, settings.node_ttl(), news)
         .await
         .context("starting cluster presence")?;

@@ -51,6 +51,11 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
     pub redis_prefix: String,
 
+    /// Pushes waiting to be published to Redis before new ones are dropped; a room whose push
+    /// was dropped catches up from the store on the other nodes once Redis takes publishes again.
+    #[arg(long, env = "SWITCHBOARD_BUS_QUEUE", default_value_t = 65_536)]
+    pub bus_queue: usize,
+
     /// Seconds without a heartbeat after which a node counts as dead and its users offline.
     #[arg(long, env = "SWITCHBOARD_NODE_TTL_SECS", default_value_t = 15)]
     pub node_ttl_secs: u64,
@@ -395,8 +400,10 @@ impl Settings {
         if self.rate_per_sec == 0 || self.rate_burst == 0 || self.flood_strikes == 0 {
             return Err("rate limits must be positive".into());
         }
-        if self.outbound_queue == 0 {
-            return Err("SWITCHBOARD_OUTBOUND_QUEUE must be positive".into());
+        if self.outbound_queue == 0 || self.write_queue == 0 || self.bus_queue == 0 {
+            return Err(
+                "SWITCHBOARD_OUTBOUND_QUEUE, SWITCHBOARD_WRITE_QUEUE and SWITCHBOARD_BUS_QUEUE must be positive".into(),
+            );
         }
         if self.login_timeout_secs == 0 {
             return Err("SWITCHBOARD_LOGIN_TIMEOUT_SECS must be positive".into());

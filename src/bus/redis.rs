@@ -6,14 +6,15 @@
 //! Subscriptions survive reconnects: the manager resubscribes by itself, and on every
 //! disconnection this bus re-sends its whole subscription set as well, retrying until Redis
 //! answers; then its room actors read what their members missed from the store
-//! (`BusEvent::Resumed`). A node that failed to publish a room's push sends that room a
-//! `Resumed` once Redis takes its publishes again. On a Redis Cluster every liveness check
-//! also audits the subscriptions each master holds for this node, and sends again those it
-//! lost (a failover, the client's own recovery), whose rooms catch up the same way. Clients
-//! fill any other gap from the store by `seq`.
+//! (`BusEvent::Resumed`). A node that failed to publish a room's push, or dropped it because
+//! its publish queue was full, sends that room a `Resumed` once Redis takes its publishes
+//! again. On a Redis Cluster every liveness check also audits the subscriptions each master
+//! holds for this node, and sends again those it lost (a failover, the client's own
+//! recovery), whose rooms catch up the same way. Clients fill any other gap from the store by
+//! `seq`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Recipient;
@@ -26,8 +27,6 @@ use crate::domain::{NodeId, RoomId, SessionId, UserId};
 use crate::metrics::Metrics;
 use crate::redis_link::{self, Commands, Subscriber};
 
-/// Publishes waiting for Redis before new ones are dropped (and counted).
-const PUBLISH_QUEUE: usize = 65_536;
 /// Most publishes sent to Redis in one pipeline.
 const PUBLISH_BATCH: usize = 512;
 
@@ -36,6 +35,9 @@ pub struct RedisBus {
     node: NodeId,
     prefix: String,
     publishes: mpsc::Sender<(String, Vec<u8>)>,
+    /// Rooms whose push the full publish queue dropped, owed a `Resumed` (at most as many as
+    /// the queue holds).
+    overflowed: Arc<Mutex<HashSet<String>>>,
     /// Subscription changes for the subscriber task. Unbounded but small: at most one
     /// entry per change of the set of users and rooms held here.
     changes: mpsc::UnboundedSender<Change>,
@@ -59,23 +61,27 @@ impl RedisBus {
         target: &RedisTarget,
         prefix: &str,
         node: NodeId,
+        queue: usize,
         metrics: Arc<Metrics>,
     ) -> redis::RedisResult<(Arc<Self>, Commands)> {
         let (pushes_tx, pushes) = mpsc::unbounded_channel::<PushInfo>();
         let (commands, subscriber) = redis_link::connect(target, pushes_tx).await?;
-        let (publishes, publish_queue) = mpsc::channel(PUBLISH_QUEUE);
+        let (publishes, publish_queue) = mpsc::channel(queue);
         let (changes, change_queue) = mpsc::unbounded_channel();
         let bus = Arc::new(Self {
             local: LocalBus::new(node.clone(), metrics.clone()),
             node,
             prefix: prefix.to_owned(),
             publishes,
+            overflowed: Arc::default(),
             changes,
             metrics,
         });
         let notices = RoomNotices {
             metrics: bus.metrics.clone(),
             room_channels: format!("{prefix}:r:"),
+            overflowed: bus.overflowed.clone(),
+            most: queue,
             resumed: serde_json::to_vec(&bus.local.envelope(BusEvent::Resumed)).expect("envelopes serialize"),
         };
         tokio::spawn(publish_loop(commands.clone(), publish_queue, notices));
@@ -132,10 +138,15 @@ impl Bus for RedisBus {
         let envelope = Arc::new(self.local.envelope(event));
         let payload = serde_json::to_vec(&*envelope).expect("envelopes serialize");
         let channel = self.channel(&topic);
+        let room = matches!(topic, Topic::Room(_));
         self.metrics.redis.published_bytes.inc_by(payload.len() as u64);
         self.local.deliver(topic, envelope);
-        if self.publishes.try_send((channel, payload)).is_err() {
+        if let Err(mpsc::error::TrySendError::Full((channel, _))) = self.publishes.try_send((channel, payload)) {
             self.metrics.bus_dropped.inc();
+            let mut overflowed = self.overflowed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if room && overflowed.len() < self.publishes.max_capacity() {
+                overflowed.insert(channel);
+            }
         }
     }
 
@@ -153,12 +164,12 @@ impl Bus for RedisBus {
     }
 }
 
-/// Publishes what the bus queues, in pipelines. A room whose push Redis did not take is owed
-/// a `Resumed` on its channel once Redis takes publishes again (tried every
-/// [`RESUME_RETRY`]): the nodes listening there read what they missed from the store, even if
-/// nobody writes in the room again.
+/// Publishes what the bus queues, in pipelines. A room whose push Redis did not take, or the
+/// full queue dropped, is owed a `Resumed` on its channel once Redis takes publishes again
+/// (tried every [`RESUME_RETRY`]): the nodes listening there read what they missed from the
+/// store, even if nobody writes in the room again.
 async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, notices: RoomNotices) {
-    let RoomNotices { metrics, room_channels, resumed } = notices;
+    let RoomNotices { metrics, room_channels, resumed, overflowed, most } = notices;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut owed: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(RESUME_RETRY);
@@ -177,7 +188,7 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
             tracing::warn!(error = %e, dropped = failed.len(), "publishing to Redis failed");
             for at in failed {
                 match batch.get(at) {
-                    Some((channel, _)) if channel.starts_with(&room_channels) && owed.len() < PUBLISH_QUEUE => {
+                    Some((channel, _)) if channel.starts_with(&room_channels) && owed.len() < most => {
                         owed.insert(channel.clone());
                     }
                     _ => {}
@@ -185,6 +196,9 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
             }
         }
         batch.clear();
+        // A full queue dropped pushes only while it held pushes: they bring the loop here.
+        let dropped = std::mem::take(&mut *overflowed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        owed.extend(dropped.into_iter().take(most.saturating_sub(owed.len())));
         if taken && !owed.is_empty() {
             let resumes: Vec<(String, Vec<u8>)> = owed.drain().map(|channel| (channel, resumed.clone())).collect();
             if let Err((failed, _)) = redis.publish_all(&resumes).await {
@@ -204,6 +218,10 @@ struct RoomNotices {
     room_channels: String,
     /// The `Resumed` envelope, from this node.
     resumed: Vec<u8>,
+    /// Rooms whose push the full queue dropped.
+    overflowed: Arc<Mutex<HashSet<String>>>,
+    /// Most rooms owed a `Resumed` at once (the queue's size).
+    most: usize,
 }
 
 /// How often the subscription connection is checked with a `PING`: it only ever receives, so

@@ -111,6 +111,40 @@ async fn a_hung_redis_loses_no_push() {
     gets_the_three_then_the_next(&mut alice, &mut bob, &room).await;
 }
 
+/// A hung Redis behind a short publish queue: a push the full queue dropped is owed its room
+/// a notice too, so nobody needs to write there again for its members to get it.
+#[actix_web::test]
+async fn a_hung_redis_behind_a_full_publish_queue_loses_no_push() {
+    let redis = OwnRedis::start().await;
+    let cluster = Cluster::start_with(2, crate::Redis::One(redis.url()), |s| s.bus_queue = 8).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let (mut alice, mut bob, with_bob) = chatting_across(n1, n2).await;
+    let mut carol = n2.connect("carol").await;
+    let with_carol = direct_room(&mut alice, &carol).await;
+    send(&mut alice, &with_carol, "before").await;
+    assert_eq!(carol.event("message.new").await["message"]["body"], "before");
+
+    redis.freeze(true);
+    // The first push hangs in the publisher (2 s, then it fails) while the next ones fill the
+    // queue, until one finds it full; then carol's finds it full too.
+    let mut to_bob = 0;
+    while metric(n1.port, "switchboard_bus_dropped_total").await < 1.0 {
+        assert!(to_bob < 16, "the publish queue never filled");
+        send(&mut alice, &with_bob, &format!("during {to_bob}")).await;
+        to_bob += 1;
+    }
+    send(&mut alice, &with_carol, "dropped").await;
+    until_publishes_dropped(n1, 3.0).await;
+    redis.freeze(false);
+
+    for i in 0..to_bob {
+        let pushed = tokio::time::timeout(Duration::from_secs(20), bob.event("message.new")).await.expect("bob's push");
+        assert_eq!(pushed["message"]["body"], format!("during {i}"));
+    }
+    let missed = tokio::time::timeout(Duration::from_secs(20), carol.event("message.new")).await.expect("carol's push");
+    assert_eq!((missed["message"]["body"].as_str(), missed["message"]["seq"].as_i64()), (Some("dropped"), Some(2)));
+}
+
 /// Alice sends "during 0" to "during 2" on `node`, which cannot publish; returns once it has
 /// given up publishing their pushes.
 async fn send_three_unpublished(alice: &mut Client, room: &str, node: &TestApp) {

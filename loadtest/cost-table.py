@@ -59,6 +59,7 @@ def record(a):
     deliveries = round(step["deliveries_per_sec"] * secs)
     per = (lambda x: round(x * 1e6 / deliveries, 1)) if deliveries else (lambda x: None)
     instructions = perf.get("instructions")
+    syscalls = perf.get("raw_syscalls")
     out = {
         "name": a.name,
         "server": a.server,
@@ -70,6 +71,7 @@ def record(a):
         "server_perf": {
             "task_clock_secs": round(perf["task-clock"] / 1e3, 3) if "task-clock" in perf else None,
             "instructions": instructions,
+            "syscalls": syscalls,
         },
         "events_sent": round(step["sent_per_sec"] * secs),
         "deliveries": deliveries,
@@ -79,6 +81,7 @@ def record(a):
             "total": per(cpu["server"] + cpu["postgres"]),
         },
         "instructions_per_delivery": round(instructions / deliveries) if instructions and deliveries else None,
+        "syscalls_per_delivery": round(syscalls / deliveries, 2) if syscalls and deliveries else None,
         "delivery_ms": {k: step["delivery_ms"].get(k) for k in ("p50", "p99")},
         "passed": step["passed"],
         "missing_at_judgement": step["missing_at_judgement"],
@@ -122,6 +125,7 @@ def summary(runs):
         "database_us_per_delivery": figures(lambda r: r["per_delivery_us"]["database"]),
         "total_us_per_delivery": figures(lambda r: r["per_delivery_us"]["total"]),
         "instructions_per_delivery": figures(lambda r: r["instructions_per_delivery"]),
+        "syscalls_per_delivery": figures(lambda r: r.get("syscalls_per_delivery")),
         "deliveries": figures(lambda r: r["deliveries"]),
         "delivery_p99_ms": figures(lambda r: r["delivery_ms"]["p99"]),
     }
@@ -165,16 +169,18 @@ def table(a):
           f"windows, median {statistics.median(shares):.0%} (`others` below).")
     print()
     print("| server | offered events/s | server CPU per delivery | database CPU per delivery | total "
-          "| instructions per delivery | deliveries | delivery p99 ms | sustained (p99 ≤ 50 ms) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| instructions per delivery | system calls per delivery | deliveries | delivery p99 ms "
+          "| sustained (p99 ≤ 50 ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in summaries:
         instr = cell(s["instructions_per_delivery"]) if counted else "not counted"
         print(f"| {s['server']} | {num(s['rate'])} | **{cell(s['server_us_per_delivery'])} µs** "
               f"| {cell(s['database_us_per_delivery'])} µs | **{cell(s['total_us_per_delivery'])} µs** | {instr} "
+              f"| {cell(s['syscalls_per_delivery'], 2)} "
               f"| {cell(s['deliveries'])} | {cell(s['delivery_p99_ms'], 1)} | {s['sustained_runs']} of {s['runs']} |")
     f = ISSUE_FIGURES
     print(f"| Switchboard, the issue's figures (2 December) | | {f['server']} µs | {f['database']} µs | {f['total']} µs "
-          "| | | | |")
+          "| | | | | |")
     print()
     ratios = []
     for rate in sorted({r["rate"] for r in runs}):

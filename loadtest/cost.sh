@@ -66,13 +66,14 @@ PG_ADMIN=$SWITCHBOARD_TEST_DATABASE_URL
 REDIS_PID=$(cat "$REDIS_DIR/redis.pid")
 
 # perf_events: the events `perf stat` counts on the server: instructions where this machine
-# counts them (a VM without a virtual PMU answers "<not supported>"), always task-clock.
+# counts them (a VM without a virtual PMU answers "<not supported>"), system calls where the
+# kernel's tracepoints count (they need no PMU), always task-clock.
 perf_events() {
-    if perf stat -x, -e instructions -- true 2>&1 >/dev/null | grep -q '^[0-9]'; then
-        echo instructions,task-clock
-    else
-        echo task-clock
-    fi
+    local event events=""
+    for event in instructions raw_syscalls:sys_enter; do
+        if perf stat -x, -e "$event" -- true 2>&1 >/dev/null | grep -q '^[0-9]'; then events+="$event,"; fi
+    done
+    echo "${events}task-clock"
 }
 PERF_EVENTS=$(perf_events)
 echo "perf stat counts: $PERF_EVENTS" >&2

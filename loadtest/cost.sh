@@ -46,7 +46,8 @@ cd "$ROOT"
 OUT=${1:-loadtest/results/cost-$(date +%F)}
 RATE=${RATE:-800} DURATION=${DURATION:-40} RUNS=${RUNS:-3}
 HIGH_RATE=${HIGH_RATE:-} HIGH_SERVERS=${HIGH_SERVERS:-switchboard bare-relay}
-SERVERS=${SERVERS:-switchboard socket.io bare-relay}
+DEFAULT_SERVERS="switchboard socket.io bare-relay"
+SERVERS=${SERVERS:-$DEFAULT_SERVERS}
 SB=${SB:-$ROOT/target/release/switchboard} SB_ALT=${SB_ALT:-}
 ROOMS_ARGS=${ROOMS_ARGS:---pairs 200 --groups 40 --group-size 5}
 IDLE=${IDLE:-0} PROFILE=${PROFILE:-}
@@ -240,7 +241,7 @@ done
 
 busy=$(awk '{print $1, $2, $3}' /proc/loadavg)
 {
-    echo "$(date +%F), \`RATE=$RATE${HIGH_RATE:+ HIGH_RATE=$HIGH_RATE}$([ "$IDLE" = 0 ] || echo " IDLE=\"$IDLE\"") DURATION=$DURATION RUNS=$RUNS loadtest/cost.sh $OUT\`, $(nproc) cores, load average at the end $busy"
+    echo "$(date +%F), \`$([ "$SERVERS" = "$DEFAULT_SERVERS" ] || echo "SERVERS=\"$SERVERS\" ")RATE=$RATE${HIGH_RATE:+ HIGH_RATE=$HIGH_RATE}$([ "$IDLE" = 0 ] || echo " IDLE=\"$IDLE\"") DURATION=$DURATION RUNS=$RUNS loadtest/cost.sh $OUT\`, $(nproc) cores, load average at the end $busy"
     echo
     [ ${#failed[@]} -eq 0 ] || { echo "Failed, left out (see runs/NAME.txt): ${failed[*]}"; echo; }
     python3 loadtest/cost-table.py table --json "$OUT/cost.json" "${files[@]}"

@@ -51,8 +51,9 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
     pub redis_prefix: String,
 
-    /// Pushes waiting to be published to Redis before new ones are dropped; a room whose push
-    /// was dropped catches up from the store on the other nodes once Redis takes publishes again.
+    /// Pushes waiting to be published to Redis before new ones are dropped; the other nodes
+    /// read the messages of a room whose push was dropped from the store once Redis takes
+    /// publishes again.
     #[arg(long, env = "SWITCHBOARD_BUS_QUEUE", default_value_t = 65_536)]
     pub bus_queue: usize,
 

@@ -35,9 +35,7 @@ pub struct RedisBus {
     node: NodeId,
     prefix: String,
     publishes: mpsc::Sender<(String, Vec<u8>)>,
-    /// Rooms whose push the full publish queue dropped, owed a `Resumed` (at most as many as
-    /// the queue holds).
-    overflowed: Arc<Mutex<HashSet<String>>>,
+    overflow: Arc<Overflow>,
     /// Subscription changes for the subscriber task. Unbounded but small: at most one
     /// entry per change of the set of users and rooms held here.
     changes: mpsc::UnboundedSender<Change>,
@@ -73,14 +71,14 @@ impl RedisBus {
             node,
             prefix: prefix.to_owned(),
             publishes,
-            overflowed: Arc::default(),
+            overflow: Arc::default(),
             changes,
             metrics,
         });
         let notices = RoomNotices {
             metrics: bus.metrics.clone(),
             room_channels: format!("{prefix}:r:"),
-            overflowed: bus.overflowed.clone(),
+            overflow: bus.overflow.clone(),
             most: queue,
             resumed: serde_json::to_vec(&bus.local.envelope(BusEvent::Resumed)).expect("envelopes serialize"),
         };
@@ -141,12 +139,15 @@ impl Bus for RedisBus {
         let room = matches!(topic, Topic::Room(_));
         self.metrics.redis.published_bytes.inc_by(payload.len() as u64);
         self.local.deliver(topic, envelope);
-        if let Err(mpsc::error::TrySendError::Full((channel, _))) = self.publishes.try_send((channel, payload)) {
-            self.metrics.bus_dropped.inc();
-            let mut overflowed = self.overflowed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if room && overflowed.len() < self.publishes.max_capacity() {
-                overflowed.insert(channel);
+        match self.publishes.try_send((channel, payload)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((channel, _))) => {
+                self.metrics.bus_dropped.inc();
+                if room {
+                    self.overflow.add(channel, self.publishes.max_capacity());
+                }
             }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.metrics.bus_dropped.inc(),
         }
     }
 
@@ -169,7 +170,7 @@ impl Bus for RedisBus {
 /// (tried every [`RESUME_RETRY`]): the nodes listening there read what they missed from the
 /// store, even if nobody writes in the room again.
 async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, notices: RoomNotices) {
-    let RoomNotices { metrics, room_channels, resumed, overflowed, most } = notices;
+    let RoomNotices { metrics, room_channels, resumed, overflow, most } = notices;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut owed: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(RESUME_RETRY);
@@ -178,6 +179,7 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
         tokio::select! {
             received = queue.recv_many(&mut batch, PUBLISH_BATCH) => if received == 0 { return },
             _ = retry.tick(), if !owed.is_empty() => {}
+            () = overflow.added.notified() => {}
         }
         let mut taken = true;
         if !batch.is_empty()
@@ -196,9 +198,7 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
             }
         }
         batch.clear();
-        // A full queue dropped pushes only while it held pushes: they bring the loop here.
-        let dropped = std::mem::take(&mut *overflowed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        owed.extend(dropped.into_iter().take(most.saturating_sub(owed.len())));
+        owed.extend(overflow.take().into_iter().take(most.saturating_sub(owed.len())));
         if taken && !owed.is_empty() {
             let resumes: Vec<(String, Vec<u8>)> = owed.drain().map(|channel| (channel, resumed.clone())).collect();
             if let Err((failed, _)) = redis.publish_all(&resumes).await {
@@ -219,9 +219,32 @@ struct RoomNotices {
     /// The `Resumed` envelope, from this node.
     resumed: Vec<u8>,
     /// Rooms whose push the full queue dropped.
-    overflowed: Arc<Mutex<HashSet<String>>>,
+    overflow: Arc<Overflow>,
     /// Most rooms owed a `Resumed` at once (the queue's size).
     most: usize,
+}
+
+/// The rooms whose push found the publish queue full, owed a `Resumed` (at most as many as
+/// the queue holds); each one added wakes the publisher, which takes them all.
+#[derive(Default)]
+struct Overflow {
+    rooms: Mutex<HashSet<String>>,
+    added: tokio::sync::Notify,
+}
+
+impl Overflow {
+    fn add(&self, channel: String, most: usize) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rooms.len() < most {
+            rooms.insert(channel);
+        }
+        drop(rooms);
+        self.added.notify_one();
+    }
+
+    fn take(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
 }
 
 /// How often the subscription connection is checked with a `PING`: it only ever receives, so

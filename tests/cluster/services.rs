@@ -66,10 +66,12 @@ impl OwnRedis {
 
 /// A TCP relay to a local port that can be cut: cut, it closes every connection through it
 /// and drops new ones at once, as a partition between one client and a server looks to that
-/// client, while the server stays up for everyone else.
+/// client, while the server stays up for everyone else. Stalled, it holds what it reads until
+/// unstalled, as a hung link looks: connections stay open and nothing is answered.
 pub struct Relay {
     pub port: u16,
     cut: Arc<AtomicBool>,
+    stalled: tokio::sync::watch::Sender<bool>,
     links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accepting: tokio::task::JoinHandle<()>,
 }
@@ -79,23 +81,34 @@ impl Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (cut, links) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let stalled = tokio::sync::watch::Sender::new(false);
         let accepting = tokio::spawn({
-            let (cut, links) = (cut.clone(), links.clone());
+            let (cut, links, stalled) = (cut.clone(), links.clone(), stalled.clone());
             async move {
-                while let Ok((mut client, _)) = listener.accept().await {
+                while let Ok((client, _)) = listener.accept().await {
                     if cut.load(Ordering::SeqCst) {
                         continue;
                     }
+                    let stalled = stalled.subscribe();
                     let link = tokio::spawn(async move {
-                        if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        if let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                            let ((from_client, to_client), (from_server, to_server)) =
+                                (client.into_split(), server.into_split());
+                            tokio::join!(
+                                forward(from_client, to_server, stalled.clone()),
+                                forward(from_server, to_client, stalled)
+                            );
                         }
                     });
                     links.lock().unwrap().push(link);
                 }
             }
         });
-        Relay { port, cut, links, accepting }
+        Relay { port, cut, stalled, links, accepting }
+    }
+
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.send_replace(stalled);
     }
 
     pub fn url(&self) -> String {
@@ -108,6 +121,22 @@ impl Relay {
             self.links.lock().unwrap().drain(..).for_each(|link| link.abort());
         }
     }
+}
+
+/// Copies what `from` sends to `to`, holding it while the relay is stalled.
+async fn forward(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(read @ 1..) = from.read(&mut buffer).await {
+        if stalled.wait_for(|stalled| !stalled).await.is_err() || to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Relay {

@@ -175,27 +175,34 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
     let mut owed: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(RESUME_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether Redis took the last publishes: while it does not, only a batch or the retry
+    // tick tries it again, not every room the full queue drops.
+    let mut taken = true;
     loop {
-        tokio::select! {
-            received = queue.recv_many(&mut batch, PUBLISH_BATCH) => if received == 0 { return },
-            _ = retry.tick(), if !owed.is_empty() => {}
-            () = overflow.added.notified() => {}
-        }
-        let mut taken = true;
-        if !batch.is_empty()
-            && let Err((failed, e)) = redis.publish_all(&batch).await
-        {
-            taken = false;
-            metrics.bus_dropped.inc_by(failed.len() as u64);
-            tracing::warn!(error = %e, dropped = failed.len(), "publishing to Redis failed");
-            for at in failed {
-                match batch.get(at) {
-                    Some((channel, _)) if channel.starts_with(&room_channels) && owed.len() < most => {
-                        owed.insert(channel.clone());
+        let retry_due = tokio::select! {
+            received = queue.recv_many(&mut batch, PUBLISH_BATCH) => if received == 0 { return } else { false },
+            _ = retry.tick(), if !owed.is_empty() => true,
+            () = overflow.added.notified() => false,
+        };
+        if !batch.is_empty() {
+            taken = match redis.publish_all(&batch).await {
+                Ok(()) => true,
+                Err((failed, e)) => {
+                    metrics.bus_dropped.inc_by(failed.len() as u64);
+                    tracing::warn!(error = %e, dropped = failed.len(), "publishing to Redis failed");
+                    for at in failed {
+                        match batch.get(at) {
+                            Some((channel, _)) if channel.starts_with(&room_channels) && owed.len() < most => {
+                                owed.insert(channel.clone());
+                            }
+                            _ => {}
+                        }
                     }
-                    _ => {}
+                    false
                 }
-            }
+            };
+        } else if retry_due {
+            taken = true;
         }
         batch.clear();
         owed.extend(overflow.take().into_iter().take(most.saturating_sub(owed.len())));
@@ -203,6 +210,7 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
             let resumes: Vec<(String, Vec<u8>)> = owed.drain().map(|channel| (channel, resumed.clone())).collect();
             if let Err((failed, _)) = redis.publish_all(&resumes).await {
                 owed.extend(failed.into_iter().filter_map(|at| resumes.get(at)).map(|(channel, _)| channel.clone()));
+                taken = false;
             }
         }
     }

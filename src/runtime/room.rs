@@ -68,12 +68,17 @@ impl RoomActor {
 
     /// Loads the member list; nothing is handled until it is known.
     fn load(&mut self, ctx: &mut Context<Self>) {
+        self.load_then(ctx, |_, _| {});
+    }
+
+    /// Loads the member list, then runs `then` (before any message is handled).
+    fn load_then(&mut self, ctx: &mut Context<Self>, then: impl FnOnce(&mut Self, &mut Context<Self>) + 'static) {
         self.members = Members::Loading;
         // Batched with the other rooms starting now: a reconnect storm starts thousands.
         let lifecycle = self.services.lifecycle.clone();
         let id = self.id;
         let load = async move { lifecycle.load_room(id).await };
-        ctx.wait(load.into_actor(self).map(|loaded, room, _| {
+        ctx.wait(load.into_actor(self).map(|loaded, room, ctx| {
             room.members = match loaded {
                 Ok(Some(LoadedRoom { room: loaded, blocked })) => {
                     if room.order.next == 0 {
@@ -88,7 +93,8 @@ impl RoomActor {
                     tracing::error!(room = %room.id, error = %e, "loading room members failed");
                     Members::Failed
                 }
-            }
+            };
+            then(room, ctx);
         }));
     }
 }
@@ -221,9 +227,10 @@ impl RoomActor {
         }
     }
 
-    /// After the bus lost its link to the other nodes: reads the messages committed since the
-    /// last one delivered here (up to [`CATCH_UP_MAX`]) and delivers them in order, so members
-    /// get what they missed without asking. Their live copies, should they still come, are
+    /// After the bus lost its link to the other nodes (the member list being read again
+    /// first): reads the messages committed since the last one delivered here (up to
+    /// [`CATCH_UP_MAX`]) and delivers them in order, so members get what they missed without
+    /// asking. Their live copies, should they still come, are
     /// not delivered twice.
     fn catch_up(&mut self, ctx: &mut Context<Self>) {
         if self.order.next == 0 {
@@ -290,7 +297,9 @@ impl Handler<Delivered> for RoomActor {
         let (push, skip) = match &msg.envelope.event {
             BusEvent::Push { push, skip } => (push, skip),
             BusEvent::RoomChanged { .. } => return self.load(ctx),
-            BusEvent::Resumed => return self.catch_up(ctx),
+            // Whatever else was lost with the link (a member leaving, a block) is in the store
+            // too: the member list is read again before the messages.
+            BusEvent::Resumed => return self.load_then(ctx, Self::catch_up),
             BusEvent::MemberLeft { user_id, room_id } => return self.member_left(*room_id, user_id),
             BusEvent::JoinedRoom { .. } | BusEvent::LeftRoom { .. } | BusEvent::ToConnection { .. } => return,
             BusEvent::JoinedLive { .. } | BusEvent::LeftLive { .. } | BusEvent::LiveViewersChanged { .. } => return,

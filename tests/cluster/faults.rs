@@ -151,6 +151,43 @@ async fn a_hung_redis_link_behind_a_full_publish_queue_loses_no_push() {
     assert_eq!((missed["message"]["body"].as_str(), missed["message"]["seq"].as_i64()), (Some("dropped"), Some(2)));
 }
 
+/// A member leaves while her node is cut off from Redis: once its link is back, the other
+/// node reads the room's members again with the messages it missed, so the leaver's
+/// connection there gets nothing more and may not post.
+#[actix_web::test]
+async fn a_node_cut_off_from_redis_loses_no_member_leaving() {
+    let redis = OwnRedis::start().await;
+    let relay = Relay::to(redis.port()).await;
+    let mut cluster = Cluster::start_with(1, crate::Redis::One(relay.url()), |_| {}).await;
+    cluster.add_node(|s| s.redis_url = Some(redis.url())).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut owner = n1.connect("owner").await;
+    let mut leaver = n1.connect("leaver").await;
+    let mut leaver_far = n2.connect("leaver").await;
+    let mut stayer = n2.connect("stayer").await;
+    let room = owner.ok("room.group.create", json!({"name": "split", "members": ["leaver", "stayer"]})).await;
+    let room = room["room"]["id"].as_str().unwrap().to_owned();
+    send(&mut owner, &room, "first").await;
+    for client in [&mut leaver_far, &mut stayer] {
+        assert_eq!(client.event("message.new").await["message"]["body"], "first");
+    }
+    let dropped = metric(n1.port, "switchboard_bus_dropped_total").await;
+
+    relay.cut(true);
+    leaver.ok("room.leave", json!({"room_id": room})).await;
+    send(&mut owner, &room, "during").await;
+    until_publishes_dropped(n1, dropped + 2.0).await;
+    relay.cut(false);
+
+    // The room's notice reached n2: stayer gets what she missed, and the leaver nothing.
+    let missed = tokio::time::timeout(Duration::from_secs(20), stayer.event("message.new")).await.expect("caught up");
+    assert_eq!(missed["message"]["body"], "during");
+    assert_eq!(leaver_far.fails("message.send", json!({"room_id": room, "body": "still here?"})).await, "forbidden");
+    send(&mut owner, &room, "after").await;
+    assert_eq!(stayer.event("message.new").await["message"]["body"], "after");
+    leaver_far.no_event("message.new", Duration::from_millis(300)).await;
+}
+
 /// Alice sends "during 0" to "during 2" on `node`, which cannot publish; returns once it has
 /// given up publishing their pushes.
 async fn send_three_unpublished(alice: &mut Client, room: &str, node: &TestApp) {

@@ -230,8 +230,7 @@ impl RoomActor {
     /// After the bus lost its link to the other nodes (the member list being read again
     /// first): reads the messages committed since the last one delivered here (up to
     /// [`CATCH_UP_MAX`]) and delivers them in order, so members get what they missed without
-    /// asking. Their live copies, should they still come, are
-    /// not delivered twice.
+    /// asking. Their live copies, should they still come, are not delivered twice.
     fn catch_up(&mut self, ctx: &mut Context<Self>) {
         if self.order.next == 0 {
             return;

@@ -81,10 +81,7 @@ async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
 /// they missed from the store.
 #[actix_web::test]
 async fn a_node_cut_off_from_redis_tells_the_rooms_it_could_not_reach() {
-    let redis = OwnRedis::start().await;
-    let relay = Relay::to(redis.port()).await;
-    let mut cluster = Cluster::start_with(1, crate::Redis::One(relay.url()), |_| {}).await;
-    cluster.add_node(|s| s.redis_url = Some(redis.url())).await;
+    let (_redis, relay, cluster) = one_node_behind_a_relay(|_| {}).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
 
@@ -116,10 +113,7 @@ async fn a_hung_redis_loses_no_push() {
 /// other nodes (whose links never faltered) to get it.
 #[actix_web::test]
 async fn a_hung_redis_link_behind_a_full_publish_queue_loses_no_push() {
-    let redis = OwnRedis::start().await;
-    let relay = Relay::to(redis.port()).await;
-    let mut cluster = Cluster::start_with(1, crate::Redis::One(relay.url()), |s| s.bus_queue = 8).await;
-    cluster.add_node(|s| s.redis_url = Some(redis.url())).await;
+    let (_redis, relay, cluster) = one_node_behind_a_relay(|s| s.bus_queue = 8).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let (mut alice, mut bob, with_bob) = chatting_across(n1, n2).await;
     let mut carol = n2.connect("carol").await;
@@ -156,10 +150,7 @@ async fn a_hung_redis_link_behind_a_full_publish_queue_loses_no_push() {
 /// connection there gets nothing more and may not post.
 #[actix_web::test]
 async fn a_node_cut_off_from_redis_loses_no_member_leaving() {
-    let redis = OwnRedis::start().await;
-    let relay = Relay::to(redis.port()).await;
-    let mut cluster = Cluster::start_with(1, crate::Redis::One(relay.url()), |_| {}).await;
-    cluster.add_node(|s| s.redis_url = Some(redis.url())).await;
+    let (_redis, relay, cluster) = one_node_behind_a_relay(|_| {}).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut owner = n1.connect("owner").await;
     let mut leaver = n1.connect("leaver").await;
@@ -176,7 +167,19 @@ async fn a_node_cut_off_from_redis_loses_no_member_leaving() {
     relay.cut(true);
     leaver.ok("room.leave", json!({"room_id": room})).await;
     send(&mut owner, &room, "during").await;
+    // Every push of the leave and of "during" given up (none still waiting for the link, to go
+    // out live once it is back): the count no longer moves for longer than Redis's response
+    // timeout.
     until_publishes_dropped(n1, dropped + 2.0).await;
+    let mut settled = metric(n1.port, "switchboard_bus_dropped_total").await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let now = metric(n1.port, "switchboard_bus_dropped_total").await;
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
     relay.cut(false);
 
     // The room's notice reached n2: stayer gets what she missed, and the leaver nothing.
@@ -186,6 +189,16 @@ async fn a_node_cut_off_from_redis_loses_no_member_leaving() {
     send(&mut owner, &room, "after").await;
     assert_eq!(stayer.event("message.new").await["message"]["body"], "after");
     leaver_far.no_event("message.new", Duration::from_millis(300)).await;
+}
+
+/// Two nodes on one Redis, the first (started with `tweak`) reaching it through a relay that
+/// can be cut or stalled while the second's link stays whole.
+async fn one_node_behind_a_relay(tweak: impl Fn(&mut switchboard::Settings)) -> (OwnRedis, Relay, Cluster) {
+    let redis = OwnRedis::start().await;
+    let relay = Relay::to(redis.port()).await;
+    let mut cluster = Cluster::start_with(1, crate::Redis::One(relay.url()), tweak).await;
+    cluster.add_node(|s| s.redis_url = Some(redis.url())).await;
+    (redis, relay, cluster)
 }
 
 /// Alice sends "during 0" to "during 2" on `node`, which cannot publish; returns once it has

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
-use crate::config::Settings;
+use crate::config::{ClientIpHeader, Settings};
 use crate::domain::UserId;
 use crate::metrics::Metrics;
 use crate::presence::PresenceDirectory;
@@ -60,6 +60,7 @@ pub struct Admission {
     max_per_user: usize,
     origins: HashSet<String>,
     proxies: Vec<IpNet>,
+    client_ip_header: ClientIpHeader,
     counts: Mutex<Counts>,
     presence: Arc<dyn PresenceDirectory>,
     metrics: Arc<Metrics>,
@@ -79,6 +80,7 @@ impl Admission {
             max_per_user: settings.max_connections_per_user,
             origins: settings.origins().map(str::to_owned).collect(),
             proxies: settings.proxies().unwrap_or_default(),
+            client_ip_header: settings.client_ip_header,
             counts: Mutex::default(),
             presence,
             metrics,
@@ -99,14 +101,20 @@ impl Admission {
         }
     }
 
-    /// The client's address: the peer's, or, when the peer is a trusted proxy, the one the
-    /// proxy names (`X-Real-IP`, else the last `X-Forwarded-For` entry it appended).
-    pub fn client_address(&self, peer: IpAddr, real_ip: Option<&str>, forwarded_for: Option<&str>) -> IpAddr {
+    /// The header `client_address` reads: the proxy's own.
+    pub fn client_ip_header(&self) -> &'static str {
+        self.client_ip_header.name()
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the last entry
+    /// of the last line of `client_ip_header` (`named`, in the order received): what the
+    /// proxy itself wrote, whatever a client put before it.
+    pub fn client_address<'a>(&self, peer: IpAddr, named: impl Iterator<Item = &'a str>) -> IpAddr {
         if !self.proxies.iter().any(|proxy| proxy.contains(&peer)) {
             return peer;
         }
-        let named = real_ip.or_else(|| forwarded_for.and_then(|list| list.rsplit(',').next()));
-        named.and_then(|ip| ip.trim().parse().ok()).unwrap_or(peer)
+        let written = named.last().and_then(|line| line.rsplit(',').next());
+        written.and_then(|ip| ip.trim().parse().ok()).unwrap_or(peer)
     }
 
     /// A place for one more connection from `address` on this node.
@@ -116,7 +124,7 @@ impl Admission {
             drop(counts);
             return Err(self.refused(Refusal::NodeFull));
         }
-        let held = counts.by_address.entry(address).or_default();
+        let held = counts.by_address.entry(capped_block(address)).or_default();
         if *held >= self.max_per_address {
             drop(counts);
             return Err(self.refused(Refusal::AddressFull));
@@ -145,12 +153,22 @@ impl Admission {
     fn leave(&self, address: IpAddr) {
         let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         counts.total = counts.total.saturating_sub(1);
-        if let Some(held) = counts.by_address.get_mut(&address) {
+        let block = capped_block(address);
+        if let Some(held) = counts.by_address.get_mut(&block) {
             *held = held.saturating_sub(1);
             if *held == 0 {
-                counts.by_address.remove(&address);
+                counts.by_address.remove(&block);
             }
         }
+    }
+}
+
+/// What the per-address cap counts: an IPv4 address, or an IPv6 address's /64 (one
+/// subscriber's network, which holds more addresses than anyone could exhaust).
+fn capped_block(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
     }
 }
 
@@ -238,9 +256,26 @@ mod tests {
         let admission = admission(|s| s.trusted_proxies = vec!["10.0.0.0/8".into()]);
         let (proxy, stranger): (IpAddr, IpAddr) = ("10.1.2.3".parse().unwrap(), "203.0.113.9".parse().unwrap());
         let client: IpAddr = "198.51.100.7".parse().unwrap();
-        assert_eq!(admission.client_address(proxy, Some("198.51.100.7"), None), client);
-        assert_eq!(admission.client_address(proxy, None, Some("1.1.1.1, 198.51.100.7")), client);
-        assert_eq!(admission.client_address(stranger, Some("198.51.100.7"), None), stranger);
-        assert_eq!(admission.client_address(proxy, Some("garbage"), None), proxy);
+        let named = |lines: &'static [&'static str]| lines.iter().copied();
+        assert_eq!(admission.client_address(proxy, named(&["198.51.100.7"])), client);
+        assert_eq!(admission.client_address(proxy, named(&["1.1.1.1, 198.51.100.7"])), client);
+        // A client's own line comes first; the proxy's line (appended) counts.
+        assert_eq!(admission.client_address(proxy, named(&["6.6.6.6", "198.51.100.7"])), client);
+        assert_eq!(admission.client_address(stranger, named(&["198.51.100.7"])), stranger);
+        assert_eq!(admission.client_address(proxy, named(&["garbage"])), proxy);
+        assert_eq!(admission.client_address(proxy, named(&[])), proxy);
+    }
+
+    #[test]
+    fn an_ipv6_network_is_capped_as_one_address() {
+        let admission = admission(|s| s.max_connections_per_ip = 2);
+        let addresses: Vec<IpAddr> =
+            ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::3"].iter().map(|a| a.parse().unwrap()).collect();
+        let _first = admission.seat(addresses[0]).unwrap();
+        let _second = admission.seat(addresses[1]).unwrap();
+        assert!(matches!(admission.seat(addresses[2]), Err(Refusal::AddressFull)), "the same /64");
+        assert!(admission.seat("2001:db8:1:3::1".parse().unwrap()).is_ok(), "another /64");
+        let v4: IpAddr = "198.51.100.7".parse().unwrap();
+        assert!(admission.seat(v4).is_ok());
     }
 }

@@ -86,7 +86,7 @@ impl Application {
         set_send_timeout(&listener, settings.send_timeout())?;
         let address = listener.local_addr()?;
         let grace = settings.shutdown_grace();
-        let limits = UserLimits::new(&settings);
+        let limits = UserLimits::new(&settings.user_limits);
         let webhooks = Webhooks::start(&settings, store.clone(), presence.clone(), metrics.clone());
         let mut hub_address = None;
         let services = Hub::start_with(|hub| {

@@ -11,8 +11,10 @@ use clap::Args;
 use crate::domain::{EventType, LocationGrid};
 use crate::wire::Api;
 
+mod limits;
 mod secret;
 
+pub use limits::UserLimitSettings;
 pub use secret::Secret;
 use secret::{parse_api_key, parse_webhook_secret};
 
@@ -23,6 +25,25 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (timestamp, level, target, fields, spans), for log shippers.
     Json,
+}
+
+/// The header a trusted proxy names the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For`, appended to by nginx (`$proxy_add_x_forwarded_for`), HAProxy, cloud
+    /// load balancers and ingress controllers.
+    XForwardedFor,
+    /// `X-Real-IP`, for a proxy that sets it and leaves a client's `X-Forwarded-For` as sent.
+    XRealIp,
+}
+
+impl ClientIpHeader {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::XRealIp => "x-real-ip",
+        }
+    }
 }
 
 /// Signs tokens when no secret is configured: fine on a laptop, refused on a public bind.
@@ -154,10 +175,15 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
     pub allowed_origins: Vec<String>,
 
-    /// Proxies (addresses or CIDR blocks, comma-separated) whose `X-Real-IP` or
-    /// `X-Forwarded-For` names the client; from anyone else the peer address counts.
+    /// Proxies (addresses or CIDR blocks, comma-separated) whose `client_ip_header` names the
+    /// client; from anyone else the peer address counts.
     #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',', default_value = "")]
     pub trusted_proxies: Vec<String>,
+
+    /// The header a trusted proxy names the client in: the one it writes itself, as a client
+    /// may send either. Its last entry counts (a proxy appends to `X-Forwarded-For`).
+    #[arg(long, env = "SWITCHBOARD_CLIENT_IP_HEADER", value_enum, default_value_t = ClientIpHeader::XForwardedFor)]
+    pub client_ip_header: ClientIpHeader,
 
     /// Seconds between server pings.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 15)]
@@ -244,13 +270,8 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_LOCATION_PRECISION_M", default_value_t = 100)]
     pub location_precision_m: u32,
 
-    /// `location.update`s one user may make per minute (per node), with bursts of as many.
-    #[arg(long, env = "SWITCHBOARD_LOCATION_UPDATES_PER_MIN", default_value_t = 6)]
-    pub location_updates_per_min: u32,
-
-    /// `room.group.create`s one user may make per minute (per node), with bursts of as many.
-    #[arg(long, env = "SWITCHBOARD_GROUP_CREATES_PER_MIN", default_value_t = 5)]
-    pub group_creates_per_min: u32,
+    #[command(flatten)]
+    pub user_limits: UserLimitSettings,
 
     // --- webhooks (docs/webhooks.md) ---
     /// `https://…` (or `http://…`) of the app's back end that receives webhooks; unset: no
@@ -426,11 +447,7 @@ impl Settings {
                 LocationGrid::MAX_METRES
             ));
         }
-        if self.location_updates_per_min == 0 || self.group_creates_per_min == 0 {
-            return Err(
-                "SWITCHBOARD_LOCATION_UPDATES_PER_MIN and SWITCHBOARD_GROUP_CREATES_PER_MIN must be positive".into()
-            );
-        }
+        self.user_limits.validate()?;
         self.validate_webhooks()
     }
 
@@ -522,6 +539,10 @@ mod tests {
             &["--location-precision-m", "100001"],
             &["--location-updates-per-min", "0"],
             &["--group-creates-per-min", "0"],
+            &["--direct-opens-per-min", "0"],
+            &["--live-creates-per-min", "0"],
+            &["--live-sessions-per-host", "0"],
+            &["--reports-per-min", "0"],
         ] {
             assert!(parse(refused).validate().is_err(), "{refused:?} must not start");
         }

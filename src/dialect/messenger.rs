@@ -203,7 +203,7 @@ async fn chat_listing(edge: &Edge) -> Result<Value, Error> {
         .filter(|m| *m != me)
         .cloned()
         .collect();
-    let online = edge.lookup.online(peers.clone()).await?;
+    let presence = edge.presence(peers.clone()).await?;
     let profiles = edge.lookup.profiles(&peers.iter().collect::<Vec<_>>()).await?;
     let rows = rooms
         .iter()
@@ -229,7 +229,7 @@ async fn chat_listing(edge: &Edge) -> Result<Value, Error> {
                 "userImage": image(&profiles, peer),
                 "created_at": unix_secs(last.map_or(room.last_activity_at, |m| m.created_at)),
                 "messageType": last.map_or(0, |m| type_code(m.kind)),
-                "isOnline": i64::from(peer.is_some_and(|p| online.contains(p))),
+                "isOnline": i64::from(peer.is_some_and(|p| presence.get(p).is_some_and(|state| state.online))),
                 "unreadcount": room.unread,
             })
         })

@@ -10,19 +10,17 @@ mod rooms;
 mod social;
 mod values;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use crate::domain::{
-    Call, CallId, CallState, Error, Media, Message, MessageKind, RequestKind, Room, RoomId, Timestamp, UserId,
-};
+use crate::domain::{Call, CallId, CallState, Error, Media, Message, MessageKind, RequestKind, Room, RoomId, UserId};
 use crate::service::{self, Caller, Services};
 use crate::store::{HistoryQuery, Profile, RoomMembers};
 pub use crate::wire::{Api, Dialect, Emit};
-use crate::wire::{Command, Push, Reply};
+use crate::wire::{Command, PresenceState, Push, Reply};
 
 /// Translates one inbound dialect event: the events to send back, the first being the
 /// reply (what an ack carries).
@@ -164,6 +162,12 @@ impl Edge {
         Ok(calls.into_iter().find(|call| call.state != CallState::Ended))
     }
 
+    /// The presence of `users` as the caller may see it (a block either way hides it).
+    pub async fn presence(&self, users: Vec<UserId>) -> Result<HashMap<UserId, PresenceState>, Error> {
+        let states = self.ask(service::rooms::presence_seen_by(self.services(), &self.caller, users)).await?;
+        Ok(states.into_iter().map(|state| (state.user_id.clone(), state)).collect())
+    }
+
     pub async fn rooms(&self) -> Result<Vec<Room>, Error> {
         self.ask(service::rooms::list(self.services(), &self.caller, crate::wire::MAX_PAGE, None)).await
     }
@@ -192,14 +196,6 @@ impl Lookup {
     /// The direct room of a pair, if they have one (never creates it).
     pub async fn direct_room(&self, a: &UserId, b: &UserId) -> Result<Option<RoomId>, Error> {
         Ok(self.services.store.find_direct_room(a, b).await?)
-    }
-
-    pub async fn online(&self, users: Vec<UserId>) -> Result<HashSet<UserId>, Error> {
-        self.services.presence.online_among(users).await
-    }
-
-    pub async fn last_seen(&self, users: &[UserId]) -> Result<HashMap<UserId, Timestamp>, Error> {
-        Ok(self.services.store.last_seen(users).await?)
     }
 
     pub async fn live_session(

@@ -199,13 +199,13 @@ async fn user_list(edge: &Edge) -> Result<Vec<Value>, Error> {
         .filter_map(|room| direct_peer(room.kind, &room.members, me).cloned().map(|peer| (room, peer)))
         .collect();
     let peers: Vec<UserId> = rooms.iter().map(|(_, peer)| peer.clone()).collect();
-    let online = edge.lookup.online(peers.clone()).await?;
-    let last_seen = edge.lookup.last_seen(&peers).await?;
+    let presence = edge.presence(peers.clone()).await?;
     let profiles = edge.lookup.profiles(&peers.iter().collect::<Vec<_>>()).await?;
     Ok(rooms
         .iter()
         .map(|(room, peer)| {
             let profile = profiles.get(peer);
+            let state = presence.get(peer);
             let last = room.last_message.as_ref();
             json!({
                 "id": room.number,
@@ -214,8 +214,8 @@ async fn user_list(edge: &Edge) -> Result<Vec<Value>, Error> {
                 "recipient_id": numeric(peer),
                 "last_message": last.map(|m| m.body.clone()).unwrap_or_default(),
                 "last_message_date": minutes(last.map_or(room.last_activity_at, |m| m.created_at)),
-                "recipient_status": if online.contains(peer) { "online" } else { "offline" },
-                "recipient_lastseen": last_seen.get(peer).map(|t| minutes(*t)).unwrap_or_default(),
+                "recipient_status": if state.is_some_and(|s| s.online) { "online" } else { "offline" },
+                "recipient_lastseen": state.and_then(|s| s.last_seen).map(minutes).unwrap_or_default(),
                 "recipient_avatar": profile.and_then(|p| p.avatar.clone()).unwrap_or_default(),
                 "recipient_name": profile.and_then(|p| p.name.clone()).unwrap_or_default(),
             })

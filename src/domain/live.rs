@@ -74,17 +74,13 @@ pub struct RaisedHand {
     pub raised_at: Timestamp,
 }
 
-/// A session title: trimmed, 1 to `MAX_TITLE_CHARS` characters.
+/// A session title: trimmed, 1 to `MAX_TITLE_CHARS` characters, one printable line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveTitle(String);
 
 impl LiveTitle {
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        let title = raw.trim();
-        if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
-            return Err(Error::bad_request(format!("title must be 1 to {MAX_TITLE_CHARS} characters")));
-        }
-        Ok(Self(title.to_owned()))
+        Ok(Self(super::text::label(raw, "title", MAX_TITLE_CHARS)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -92,7 +88,8 @@ impl LiveTitle {
     }
 }
 
-/// A comment's text: not blank, at most `max_chars` characters, stored as sent.
+/// A comment's text: not blank, at most `max_chars` characters, no control character but
+/// line breaks and tabs; stored as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommentText(String);
 
@@ -104,6 +101,7 @@ impl CommentText {
         if raw.chars().count() > max_chars {
             return Err(Error::TooLarge(format!("text is over {max_chars} characters")));
         }
+        super::text::lines_only(&raw, "text")?;
         Ok(Self(raw))
     }
 

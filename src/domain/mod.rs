@@ -8,6 +8,7 @@ mod error;
 mod ids;
 mod live;
 mod social;
+pub mod text;
 mod time;
 mod webhook;
 

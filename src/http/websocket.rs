@@ -66,7 +66,8 @@ pub(super) fn admit(req: &HttpRequest, node: &Node) -> Result<Seat, Refusal> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     node.admission.check_origin(header("origin"))?;
     let peer = req.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
-    let address = node.admission.client_address(peer, header("x-real-ip"), header("x-forwarded-for"));
+    let named = req.headers().get_all(node.admission.client_ip_header()).filter_map(|v| v.to_str().ok());
+    let address = node.admission.client_address(peer, named);
     node.admission.seat(address)
 }
 

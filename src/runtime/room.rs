@@ -188,6 +188,21 @@ impl RoomActor {
         }
     }
 
+    /// `fan_out` to `user`'s connections only.
+    fn fan_out_to(&self, user: &UserId, push: Push, skip: Option<ConnectionId>) {
+        let delivery = Arc::new(Delivery::new(push));
+        for (connection, (member, outbox)) in &self.local {
+            if member == user && Some(*connection) != skip {
+                outbox.push(Outbound::Push(delivery.clone()));
+            }
+        }
+    }
+
+    /// A direct room whose two members have a block between them (as last loaded).
+    fn blocked(&self) -> bool {
+        matches!(self.members, Members::Known { blocked: true, .. })
+    }
+
     /// Delivers a new message in seq order: in sequence at once, ahead of a gap held back
     /// (and the gap filled from the store after `GAP_WAIT`), late but unseen still delivered.
     fn deliver_message(&mut self, seq: i64, push: Push, skip: Option<ConnectionId>, ctx: &mut Context<Self>) {
@@ -306,6 +321,9 @@ impl Handler<Delivered> for RoomActor {
         };
         match push {
             Push::MessageNew { message } => self.deliver_message(message.seq, push.clone(), *skip, ctx),
+            // Across a block, a member's read marks (which tell when they are active) reach
+            // only their own connections.
+            Push::RoomRead { user_id, .. } if self.blocked() => self.fan_out_to(user_id, push.clone(), *skip),
             _ => self.fan_out(push.clone(), *skip),
         }
     }

@@ -11,7 +11,7 @@ use super::webhooks::{self, Event};
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{
-    Call, CallId, ConnectionId, EndReason, Error, Media, PartyStatus, RoomId, RoomKind, Timestamp, UserId,
+    Call, CallId, CallState, ConnectionId, EndReason, Error, Media, PartyStatus, RoomId, RoomKind, Timestamp, UserId,
 };
 use crate::store::{CallRecord, Departure};
 use crate::wire::{CallCommand, Push, Reply};
@@ -210,6 +210,16 @@ pub async fn end(services: &Services, caller: &Caller, call: CallId) -> Result<C
     };
     let own = if status == PartyStatus::Ringing { EndReason::Declined } else { EndReason::Hangup };
     announce_departure(services, call, me, departure, own, Some(caller)).await
+}
+
+/// Hangs up the caller's ringing or active call in `room`, if any (a block ends a 1:1 call).
+pub async fn end_in(services: &Services, caller: &Caller, room: RoomId) -> Result<(), Error> {
+    for call in services.store.call_history(room, 5).await? {
+        if call.state != CallState::Ended && call.participant(&caller.user).is_some() {
+            end(services, caller, call.id).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn relay_signal(

@@ -1,12 +1,13 @@
-//! Per-user rate limits on commands that cost others something (moving one's position,
-//! creating groups), shared by every connection of a node. Each limit counts per node: a
+//! Per-user rate limits on commands that cost others something (moving one's position) or
+//! leave rows, actors and subscriptions behind (groups, direct rooms, live sessions, reports),
+//! shared by every connection of a node. Each limit counts per node: a
 //! user spread over several nodes gets each node's allowance.
 
 use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::Settings;
+use crate::config::UserLimitSettings;
 use crate::domain::{Error, UserId};
 
 /// A per-user allowance of `n` a minute, in bursts of up to `n`.
@@ -40,26 +41,34 @@ impl UserLimiter {
     }
 }
 
-/// The node's per-user limits.
+/// The node's per-user limits (`SWITCHBOARD_*_PER_MIN`, [`UserLimitSettings`]).
 pub struct UserLimits {
-    /// `location.update`: `SWITCHBOARD_LOCATION_UPDATES_PER_MIN`.
     pub location_updates: UserLimiter,
-    /// `room.group.create`: `SWITCHBOARD_GROUP_CREATES_PER_MIN`.
     pub group_creates: UserLimiter,
+    /// New direct rooms only: finding one that exists is free.
+    pub direct_opens: UserLimiter,
+    pub live_creates: UserLimiter,
+    pub reports: UserLimiter,
 }
 
 impl UserLimits {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(settings: &UserLimitSettings) -> Self {
         Self {
             location_updates: UserLimiter::per_minute(settings.location_updates_per_min),
             group_creates: UserLimiter::per_minute(settings.group_creates_per_min),
+            direct_opens: UserLimiter::per_minute(settings.direct_opens_per_min),
+            live_creates: UserLimiter::per_minute(settings.live_creates_per_min),
+            reports: UserLimiter::per_minute(settings.reports_per_min),
         }
     }
 
     /// Bounds the limiters' memory; the hub calls it every `SWEEP_EVERY`.
     pub fn sweep(&self) {
-        self.location_updates.sweep();
-        self.group_creates.sweep();
+        for limiter in
+            [&self.location_updates, &self.group_creates, &self.direct_opens, &self.live_creates, &self.reports]
+        {
+            limiter.sweep();
+        }
     }
 }
 

@@ -28,7 +28,11 @@ pub fn execute(
 
 async fn create(services: &Services, caller: &Caller, title: &str) -> Result<Reply, Error> {
     let title = LiveTitle::parse(title)?;
-    let session = services.store.create_live_session(&caller.user, &title).await?;
+    services.limits.live_creates.check(&caller.user)?;
+    let most = services.settings.user_limits.live_sessions_per_host;
+    let Some(session) = services.store.create_live_session(&caller.user, &title, most).await? else {
+        return Err(Error::Conflict(format!("you already host {most} live sessions; end one with live.end first")));
+    };
     // Every node holding the host's connections starts listening (this one included).
     services.bus.publish(Topic::User(caller.user.clone()), BusEvent::JoinedLive { session_id: session.id });
     Ok(Reply::LiveSession { session })
@@ -67,10 +71,33 @@ pub async fn leave_all(services: &Services, user: &UserId) -> Result<(), Error> 
             if end_session(services, session, LiveEndReason::HostLeft, None).await?.is_some() {
                 tracing::info!(%user, %session, "live session ended: the host left");
             }
-        } else if let Some((left, true)) = services.store.leave_live(session, user).await? {
-            services.bus.publish(Topic::User(left.host_id), BusEvent::LiveViewersChanged { session_id: session });
-            services.bus.publish(Topic::User(user.clone()), BusEvent::LeftLive { session_id: session });
+        } else {
+            stop_watching(services, session, user).await?;
         }
+    }
+    Ok(())
+}
+
+/// A block between `a` and `b` parts them live: each stops watching the sessions the other
+/// hosts (a raised hand dropped with it), so neither reaches the other there; joining again
+/// is refused while the block stands.
+pub async fn part(services: &Services, a: &UserId, b: &UserId) -> Result<(), Error> {
+    for (host, viewer) in [(a, b), (b, a)] {
+        for (session, hosting) in services.store.live_sessions_of(host).await? {
+            if hosting {
+                stop_watching(services, session, viewer).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `user` is no longer counted as a viewer of `session`: the host hears the count change, and
+/// every node holding `user` stops passing the session on to them.
+async fn stop_watching(services: &Services, session: SessionId, user: &UserId) -> Result<(), Error> {
+    if let Some((left, true)) = services.store.leave_live(session, user).await? {
+        services.bus.publish(Topic::User(left.host_id), BusEvent::LiveViewersChanged { session_id: session });
+        services.bus.publish(Topic::User(user.clone()), BusEvent::LeftLive { session_id: session });
     }
     Ok(())
 }

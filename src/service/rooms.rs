@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Caller, Services, social};
 use crate::bus::{BusEvent, Topic};
-use crate::domain::{ConnectionId, Error, Room, RoomCursor, RoomId, UserId};
+use crate::domain::{ConnectionId, Error, Room, RoomCursor, RoomId, UserId, text};
 use crate::store::LeaveOutcome;
 use crate::wire::{Command, PresenceState, Push, Reply};
 
@@ -32,12 +32,16 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: Command
     }
 }
 
-/// Opens (or finds) the caller's direct room with `peer`.
+/// Opens (or finds) the caller's direct room with `peer`. Opening a new one counts against
+/// the caller's `direct_opens` allowance (peers need not exist yet, so nothing else bounds it).
 pub async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> Result<Room, Error> {
     if peer == caller.user {
         return Err(Error::bad_request("a direct room needs another user"));
     }
     social::not_blocked(services, &caller.user, &peer).await?;
+    if services.store.find_direct_room(&caller.user, &peer).await?.is_none() {
+        services.limits.direct_opens.check(&caller.user)?;
+    }
     let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
     if created {
         for user in [&caller.user, &peer] {
@@ -66,10 +70,7 @@ pub async fn create_group_as(
     name: String,
     members: Vec<UserId>,
 ) -> Result<Room, Error> {
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
-        return Err(Error::bad_request(format!("name must be 1 to {MAX_GROUP_NAME} characters")));
-    }
+    let name = text::label(&name, "name", MAX_GROUP_NAME)?;
     let mut seen = HashSet::new();
     let members: Vec<UserId> = members.into_iter().filter(|m| *m != caller.user && seen.insert(m.clone())).collect();
     if members.is_empty() {
@@ -140,8 +141,18 @@ pub fn announce_left(services: &Services, room: RoomId, user: UserId, skip: Opti
 }
 
 async fn presence(services: &Services, caller: &Caller, users: Vec<UserId>) -> Result<Reply, Error> {
+    Ok(Reply::Presence { users: presence_seen_by(services, caller, users).await? })
+}
+
+/// The presence of `users` as `caller` may see it: a user with a block either way shows
+/// offline and never seen. Every path that shows a client presence goes through here.
+pub async fn presence_seen_by(
+    services: &Services,
+    caller: &Caller,
+    users: Vec<UserId>,
+) -> Result<Vec<PresenceState>, Error> {
     let hidden = services.store.block_relations(&caller.user).await?;
-    Ok(Reply::Presence { users: presence_of(services, users, &hidden).await? })
+    presence_of(services, users, &hidden).await
 }
 
 /// Whether each of `users` is online anywhere, and when they were last seen; the `hidden` ones

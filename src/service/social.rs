@@ -45,6 +45,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
         }
         SocialCommand::Report { user, reason, message_id, room } => {
             other_user(me, &user)?;
+            services.limits.reports.check(me)?;
             let report_id = store.add_report(me, &user, &reason, message_id.clone(), room).await?;
             let report =
                 Event::ReportCreated { reporter: me.clone(), reported: user, reason, room, message: message_id };
@@ -180,8 +181,17 @@ async fn block(services: &Services, caller: &Caller, user: UserId, blocked: bool
     other_user(me, &user)?;
     store.set_block(me, &user, blocked).await?;
     // Room actors of the pair's direct room re-read the block on their next event.
-    if let Some(room) = store.find_direct_room(me, &user).await? {
+    let direct = store.find_direct_room(me, &user).await?;
+    if let Some(room) = direct {
         services.bus.publish(Topic::Room(room), BusEvent::RoomChanged { room_id: room });
+    }
+    if blocked {
+        // What the pair still shares live ends: a call between them, and each one's place in
+        // the other's live sessions.
+        if let Some(room) = direct {
+            super::calls::end_in(services, caller, room).await?;
+        }
+        super::live::part(services, me, &user).await?;
     }
     Ok(Reply::Block { user_id: user, blocked })
 }

@@ -13,7 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::prepared::kept;
-use super::schema::{live_comments, live_hands, live_sessions, live_viewers};
+use super::schema::{live_comments, live_hands, live_sessions, live_viewers, users};
 use super::{SqliteAsync, Store, StoreResult, with_conn};
 use crate::domain::{
     CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand, SessionId, Timestamp,
@@ -216,7 +216,14 @@ impl WatchedBy for SqliteAsync {
 }
 
 impl Store {
-    pub async fn create_live_session(&self, host: &UserId, title: &LiveTitle) -> StoreResult<LiveSession> {
+    /// A new live session hosted by `host`, or `None` when they already host `most` that
+    /// have not ended.
+    pub async fn create_live_session(
+        &self,
+        host: &UserId,
+        title: &LiveTitle,
+        most: u32,
+    ) -> StoreResult<Option<LiveSession>> {
         let row = SessionRow {
             id: SessionId::new(),
             host_id: host.clone(),
@@ -227,10 +234,26 @@ impl Store {
             end_reason: None,
         };
         let inserted = row.clone();
-        with_conn!(self, |conn| {
-            insert_into(live_sessions::table).values(inserted).execute(conn).await?;
+        let created = with_conn!(self, copied(host), |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                // The host's row as a lock (taken by a no-op write, as `lock_session!` does), so
+                // that creates by one host on any node count one after another.
+                diesel::update(users::table.find(host.as_str())).set(users::id.eq(users::id)).execute(conn).await?;
+                let hosting: i64 = live_sessions::table
+                    .filter(live_sessions::host_id.eq(host.as_str()))
+                    .filter(live_sessions::state.eq(LiveState::Live.as_str()))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                if hosting >= i64::from(most) {
+                    return Ok(false);
+                }
+                insert_into(live_sessions::table).values(inserted).execute(conn).await?;
+                Ok(true)
+            })
+            .await?
         });
-        Ok(row.into_session(0))
+        Ok(created.then(|| row.into_session(0)))
     }
 
     /// The session with its current viewer count, or `None` if unknown.

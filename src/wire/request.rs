@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::payloads::*;
 use super::{CallCommand, Command, LiveCommand, RoomCommand, SocialCommand};
-use crate::domain::{Error, Location, RequestKind};
+use crate::domain::{Error, Location, MAX_CLIENT_ID_BYTES, RequestKind, text};
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 100;
@@ -14,6 +14,8 @@ pub const MAX_PAGE: i64 = 100;
 pub const DEFAULT_PAGE: i64 = 50;
 /// Largest radius a nearby query may ask for, in kilometres.
 pub const MAX_NEARBY_KM: f64 = 500.0;
+/// Longest report reason, in characters.
+const MAX_REPORT_REASON: usize = 1000;
 
 /// Every native event, by the name clients send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
@@ -278,8 +280,17 @@ fn social(event: Event, data: Value) -> Result<SocialCommand, Error> {
 
 fn report(d: Report) -> Result<SocialCommand, Error> {
     let reason = d.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 1000 {
-        return Err(Error::bad_request("reason must be 1 to 1000 characters"));
+    if reason.is_empty() || reason.chars().count() > MAX_REPORT_REASON {
+        return Err(Error::bad_request(format!("reason must be 1 to {MAX_REPORT_REASON} characters")));
+    }
+    text::lines_only(&reason, "reason")?;
+    // Stored and sent to the app's back end as given: bounded like a client_id.
+    if let Some(id) = &d.message_id
+        && (id.is_empty() || id.len() > MAX_CLIENT_ID_BYTES || id.chars().any(char::is_control))
+    {
+        return Err(Error::bad_request(format!(
+            "message_id must be 1 to {MAX_CLIENT_ID_BYTES} bytes, no control characters"
+        )));
     }
     Ok(SocialCommand::Report { user: d.user_id, reason, message_id: d.message_id, room: d.room_id })
 }

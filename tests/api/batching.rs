@@ -37,9 +37,9 @@ async fn batched_reads_answer_what_single_reads_do(db: Db) {
     let group = store.create_group_room(&ann, "group", &[ben.clone(), dan.clone()]).await.unwrap();
     store.set_block(&cat, &ann, true).await.unwrap();
     store.set_block(&dan, &ben, true).await.unwrap();
-    let hosted = store.create_live_session(&ann, &LiveTitle::parse("hosted").unwrap()).await.unwrap();
+    let hosted = store.create_live_session(&ann, &LiveTitle::parse("hosted").unwrap(), 1).await.unwrap().unwrap();
     store.join_live(hosted.id, &ben).await.unwrap();
-    let ended = store.create_live_session(&cat, &LiveTitle::parse("ended").unwrap()).await.unwrap();
+    let ended = store.create_live_session(&cat, &LiveTitle::parse("ended").unwrap(), 1).await.unwrap().unwrap();
     store.join_live(ended.id, &ben).await.unwrap();
     store.end_live(ended.id, switchboard::domain::LiveEndReason::HostEnded).await.unwrap();
 
@@ -224,7 +224,7 @@ async fn a_closed_call_device_is_released(db: Db) {
 async fn a_batch_of_joins_counts_each_new_viewer_once(db: Db) {
     let store = store(db).await;
     let [host, old, ann, ben] = ["host", "old", "ann", "ben"].map(user);
-    let session = store.create_live_session(&host, &LiveTitle::parse("crowd").unwrap()).await.unwrap().id;
+    let session = store.create_live_session(&host, &LiveTitle::parse("crowd").unwrap(), 1).await.unwrap().unwrap().id;
     let first = store.join_live(session, &old).await.unwrap().unwrap();
     assert_eq!((first.session.viewers, first.joined), (1, HashSet::from([old.clone()])));
 

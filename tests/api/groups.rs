@@ -143,6 +143,10 @@ async fn group_creation_is_rate_limited_per_user(db: Db) {
     assert_eq!(room_ids(&victim.ok("room.list", json!({})).await).len(), 5);
     // Others are not held back.
     victim.ok("room.group.create", json!({"name": "mine", "members": ["spammer"]})).await;
+    // A name is one printable line: no breaks or terminal escapes pushed into members' lists.
+    for name in ["two\nlines", "\u{1b}[2Jclear", "bell\u{7}"] {
+        assert_eq!(victim.fails("room.group.create", json!({"name": name, "members": ["x"]})).await, "bad_request");
+    }
 }
 
 async fn room_list_cursor_must_be_one_of_your_rooms(db: Db) {

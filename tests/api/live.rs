@@ -326,7 +326,7 @@ async fn live_sessions_of_hosts_gone_for_good_are_swept(db: Db) {
         .expect("store");
     let host = switchboard::domain::UserId::parse("gone").unwrap();
     let title = switchboard::domain::LiveTitle::parse("orphan").unwrap();
-    let id = store.create_live_session(&host, &title).await.expect("session").id.to_string();
+    let id = store.create_live_session(&host, &title, 1).await.expect("session").expect("under the cap").id.to_string();
     let app = spawn_on(url, |s| s.live_host_grace_secs = 1).await;
     let mut viewer = app.connect("viewer").await;
     viewer.ok("live.join", json!({"session_id": id})).await;
@@ -379,7 +379,37 @@ async fn live_crowd_joining_at_once_is_counted_exactly(db: Db) {
     assert_eq!(viewers[0].ok("live.join", join.clone()).await["session"]["viewers"], VIEWERS as i64 + 1);
 }
 
+async fn live_sessions_are_bounded_per_host(db: Db) {
+    let app = spawn_with(db, |s| {
+        s.user_limits.live_sessions_per_host = 2;
+        s.user_limits.live_creates_per_min = 5;
+    })
+    .await;
+    let mut host = app.connect("host").await;
+    let mut phone = app.connect("host").await;
+    let first = create(&mut host, "one").await;
+    create(&mut phone, "two").await;
+    // At the cap, from any connection; ending one makes room.
+    assert_eq!(host.fails("live.create", json!({"title": "three"})).await, "conflict");
+    assert_eq!(phone.fails("live.create", json!({"title": "three"})).await, "conflict");
+    host.ok("live.end", json!({"session_id": first})).await;
+    create(&mut host, "three").await;
+    // The per-minute allowance counts every attempt with a valid title, refused ones too: five
+    // made, the sixth refused.
+    assert_eq!(host.fails("live.create", json!({"title": "four"})).await, "rate_limited");
+    // Titles are one printable line; comments may break lines but carry no other control.
+    let mut other = app.connect("other").await;
+    for title in ["a\nb", "\u{1b}[2Jx", "a\u{85}b"] {
+        assert_eq!(other.fails("live.create", json!({"title": title})).await, "bad_request", "{title:?}");
+    }
+    let session = create(&mut other, "fine").await;
+    other.ok("live.comment", json!({"session_id": session, "text": "line one\nline two"})).await;
+    let refused = other.fails("live.comment", json!({"session_id": session, "text": "\u{7}ring"})).await;
+    assert_eq!(refused, "bad_request");
+}
+
 both!(
+    live_sessions_are_bounded_per_host,
     live_session_flow,
     live_crowd_joining_at_once_is_counted_exactly,
     live_refusals,

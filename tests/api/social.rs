@@ -136,6 +136,53 @@ async fn blocks_are_enforced_on_every_path(db: Db) {
     assert_eq!(bob.ok("location.nearby", json!({"radius_km": 5})).await["users"][0]["user_id"], "alice");
 }
 
+async fn a_block_ends_what_the_pair_shares_live(db: Db) {
+    let app = spawn_with(db, |s| s.live_comment_rate = 50).await;
+    let mut alice = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    send(&mut alice, &room, "unread by both, soon").await;
+    send(&mut bob, &room, "and this").await;
+    // Bob watches Alice's session with his hand up; Alice watches Bob's.
+    let hosted = alice.ok("live.create", json!({"title": "alice live"})).await["session"]["id"].clone();
+    let theirs = bob.ok("live.create", json!({"title": "bob live"})).await["session"]["id"].clone();
+    bob.ok("live.join", json!({"session_id": hosted})).await;
+    bob.ok("live.raise_hand", json!({"session_id": hosted})).await;
+    alice.ok("live.join", json!({"session_id": theirs})).await;
+    // And Alice calls Bob.
+    let call = alice.ok("call.start", json!({"room_id": room, "media": "audio"})).await["call"]["id"].clone();
+    bob.event("call.incoming").await;
+    alice.drop_events("live.viewers");
+    alice.drop_events("live.hand_raised");
+
+    alice.ok("block", json!({"user_id": "bob"})).await;
+    // The call is over for both.
+    assert_eq!(bob.event("call.ended").await["call"]["id"], call);
+    assert_eq!(bob.fails("call.signal", json!({"call_id": call, "signal": {"sdp": "x"}})).await, "conflict");
+    // Neither watches the other's session: not counted, no hand, nothing said there.
+    let viewers = alice.event_matching(|e| e["event"] == "live.viewers" && e["data"]["viewers"] == 0).await;
+    assert_eq!(viewers["data"]["session_id"], hosted);
+    assert_eq!(alice.ok("live.hands", json!({"session_id": hosted})).await["hands"], json!([]));
+    assert_eq!(bob.fails("live.comment", json!({"session_id": hosted, "text": "still here"})).await, "forbidden");
+    assert_eq!(bob.fails("live.raise_hand", json!({"session_id": hosted})).await, "forbidden");
+    assert_eq!(bob.fails("live.join", json!({"session_id": hosted})).await, "forbidden");
+    assert_eq!(alice.fails("live.comment", json!({"session_id": theirs, "text": "hi"})).await, "forbidden");
+    bob.drop_events("live.comment");
+    let mut carl = app.connect("carl").await;
+    carl.ok("live.join", json!({"session_id": hosted})).await;
+    alice.ok("live.comment", json!({"session_id": hosted, "text": "welcome carl"})).await;
+    assert_eq!(carl.event("live.comment").await["text"], "welcome carl");
+    bob.no_event("live.comment", Duration::from_millis(300)).await;
+
+    // Read marks in the direct room reach only the reader's own connections.
+    let mut alice_phone = app.connect("alice").await;
+    alice.ok("room.read", json!({"room_id": room})).await;
+    bob.ok("room.read", json!({"room_id": room})).await;
+    assert_eq!(alice_phone.event("room.read").await["user_id"], "alice");
+    bob.no_event("room.read", Duration::from_millis(300)).await;
+    alice.no_event("room.read", Duration::from_millis(100)).await;
+}
+
 async fn reports_are_stored(db: Db) {
     let app = spawn_app(db).await;
     let mut alice = app.connect("alice").await;
@@ -146,6 +193,39 @@ async fn reports_are_stored(db: Db) {
     assert_eq!(alice.fails("report", json!({"user_id": "bob", "reason": " "})).await, "bad_request");
     assert_eq!(alice.fails("report", json!({"user_id": "alice", "reason": "me"})).await, "bad_request");
     assert_eq!(alice.fails("report", json!({"user_id": "bob"})).await, "bad_request");
+    // What is stored and sent on to the app's back end is bounded and printable.
+    let long_id = "m".repeat(129);
+    assert_eq!(
+        alice.fails("report", json!({"user_id": "bob", "reason": "x", "message_id": long_id})).await,
+        "bad_request"
+    );
+    assert_eq!(alice.fails("report", json!({"user_id": "bob", "reason": "x\u{1b}[2J"})).await, "bad_request");
+    alice.ok("report", json!({"user_id": "bob", "reason": "line one\nline two", "message_id": "0193"})).await;
+}
+
+async fn reports_are_rate_limited_per_user(db: Db) {
+    let app = spawn_with(db, |s| s.user_limits.reports_per_min = 3).await;
+    let mut alice = app.connect("alice").await;
+    for _ in 0..3 {
+        alice.ok("report", json!({"user_id": "bob", "reason": "spam"})).await;
+    }
+    assert_eq!(alice.fails("report", json!({"user_id": "bob", "reason": "spam"})).await, "rate_limited");
+    let mut carl = app.connect("carl").await;
+    carl.ok("report", json!({"user_id": "bob", "reason": "spam"})).await;
+}
+
+async fn new_direct_rooms_are_rate_limited_per_user(db: Db) {
+    let app = spawn_with(db, |s| s.user_limits.direct_opens_per_min = 3).await;
+    let mut alice = app.connect("alice").await;
+    let mut rooms = Vec::new();
+    for peer in ["p1", "p2", "p3"] {
+        rooms.push(alice.ok("room.direct", json!({"user_id": peer})).await["room"]["id"].clone());
+    }
+    assert_eq!(alice.fails("room.direct", json!({"user_id": "p4"})).await, "rate_limited");
+    // Opening a room that exists is free, from either side.
+    assert_eq!(alice.ok("room.direct", json!({"user_id": "p1"})).await["room"]["id"], rooms[0]);
+    let mut p2 = app.connect("p2").await;
+    assert_eq!(p2.ok("room.direct", json!({"user_id": "alice"})).await["room"]["id"], rooms[1]);
 }
 
 async fn nearby_users_sorted_by_distance(db: Db) {
@@ -196,7 +276,7 @@ fn whole_steps(km: f64, step: f64) -> bool {
 /// 0.1 km steps, and two positions a few metres apart in one cell give identical answers
 /// from every vantage point.
 async fn nearby_never_places_anyone_more_finely_than_the_grid(db: Db) {
-    let app = spawn_with(db, |s| s.location_updates_per_min = 10_000).await;
+    let app = spawn_with(db, |s| s.user_limits.location_updates_per_min = 10_000).await;
     let mut victim = app.connect("victim").await;
     let mut attacker = app.connect("attacker").await;
     let (lat0, lng0) = (48.85661, 2.35222);
@@ -279,6 +359,9 @@ both!(
     mutual_likes_match_once,
     blocks_are_enforced_on_every_path,
     reports_are_stored,
+    reports_are_rate_limited_per_user,
+    new_direct_rooms_are_rate_limited_per_user,
+    a_block_ends_what_the_pair_shares_live,
     nearby_users_sorted_by_distance,
     nearby_never_places_anyone_more_finely_than_the_grid,
     location_updates_are_rate_limited_per_user,

@@ -146,6 +146,9 @@ async function messenger() {
   assert.deepEqual(await yash.next("block_data"), { block_data: "1", userId: "150" });
   sat.emit("send_message", { senderId: "151", receiverId: "150", message: "are you there?" });
   assert.equal((await sat.next("error")).code, "forbidden");
+  // While the block stands, the blocked user does not see the blocker's presence.
+  sat.emit("chat_listing", { userId: "151" });
+  assert.equal((await sat.next("chat_message"))[0].isOnline, 0);
   yash.emit("block_user", { userId: "150", user2Id: "151", status: "0" });
   assert.deepEqual(await yash.next("block_data"), { block_data: "0", userId: "150" });
   sat.emit("send_message", { senderId: "151", receiverId: "150", message: "back" });
@@ -190,6 +193,15 @@ async function rooms() {
   });
   assert.match(row.last_message_date, MINUTES);
   assert.match(row.recipient_lastseen, MINUTES);
+  // Across a block (made natively: the seed has none), the list hides the other's presence.
+  const twoNative = await connect("2", "native");
+  assert.equal((await request(twoNative, "block", { user_id: "1" })).ok, true);
+  one.emit("user list", { user_id: 1 });
+  const hidden = (await one.next("call response")).rooms[0];
+  assert.equal(hidden.recipient_status, "offline");
+  assert.equal(hidden.recipient_lastseen, "");
+  assert.equal((await request(twoNative, "block", { user_id: "1", blocked: false })).ok, true);
+  twoNative.disconnect();
 
   one.emit("call", { from_user: 1, to_user: 2, type: "Video" });
   const ringing = { room_id: room, from_id: 1, to_id: 2, from_status: "Calling", to_status: "Ringing",

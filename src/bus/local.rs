@@ -52,17 +52,18 @@ impl LocalBus {
         removed
     }
 
-    /// Tells every room topic's sink that the bus is back after a loss (`BusEvent::Resumed`).
+    /// Tells the sink of every room and user topic that the bus is back after a loss
+    /// (`BusEvent::Resumed`).
     pub fn resumed(&self) {
         let envelope = Arc::new(self.envelope(BusEvent::Resumed));
-        for topic in self.topics().into_iter().filter(|topic| matches!(topic, Topic::Room(_))) {
+        for topic in self.topics().into_iter().filter(Topic::recovers_from_store) {
             self.deliver(topic, envelope.clone());
         }
     }
 
-    /// Tells one topic's sink, if it is a room's, that its pushes may have been lost.
+    /// Tells one topic's sink, if it is a room's or a user's, that its events may have been lost.
     pub fn resumed_on(&self, topic: Topic) {
-        if matches!(topic, Topic::Room(_)) {
+        if topic.recovers_from_store() {
             self.deliver(topic, Arc::new(self.envelope(BusEvent::Resumed)));
         }
     }

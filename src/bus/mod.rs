@@ -30,6 +30,15 @@ pub enum Topic {
     Node(NodeId),
 }
 
+impl Topic {
+    /// Whether what its lost events said can be read again from the store (`Resumed`): a
+    /// room's messages and members, a user's rooms and live sessions. Live sessions' comments
+    /// and node questions are moments, not state.
+    pub fn recovers_from_store(&self) -> bool {
+        matches!(self, Topic::Room(_) | Topic::User(_))
+    }
+}
+
 /// What the server API asks every node about one user's connections there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -109,10 +118,11 @@ pub enum BusEvent {
     Ask { id: uuid::Uuid, reply_to: NodeId, question: Question },
     /// On a node topic: a node's answer to this node's question `id`.
     Answer { id: uuid::Uuid, answer: Answer },
-    /// On a room topic, pushes may have been missed; room actors read what their members
-    /// missed from the store. From this node's own bus when its link to the other nodes is
-    /// back after a loss; from another node when Redis takes its publishes again after it
-    /// failed to publish one of this room's pushes.
+    /// On a room or user topic, events may have been missed: room actors read what their
+    /// members missed from the store, and the hub reads the user's rooms and live sessions
+    /// again. From this node's own bus when its link to the other nodes is back after a loss;
+    /// from another node when Redis takes its publishes again after it failed to publish (or
+    /// its full queue dropped) one of the topic's events.
     Resumed,
 }
 

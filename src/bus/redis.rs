@@ -5,12 +5,13 @@
 //!
 //! Subscriptions survive reconnects: the manager resubscribes by itself, and on every
 //! disconnection this bus re-sends its whole subscription set as well, retrying until Redis
-//! answers; then its room actors read what their members missed from the store
-//! (`BusEvent::Resumed`). A node that failed to publish a room's push, or dropped it because
-//! its publish queue was full, sends that room a `Resumed` once Redis takes its publishes
-//! again. On a Redis Cluster every liveness check also audits the subscriptions each master
-//! holds for this node, and sends again those it lost (a failover, the client's own
-//! recovery), whose rooms catch up the same way. Clients fill any other gap from the store by
+//! answers; then its room actors read what their members missed from the store, and its hub
+//! each local user's rooms and live sessions (`BusEvent::Resumed`). A node that failed to
+//! publish a room's or user's event, or dropped it because its publish queue was full, sends
+//! that topic a `Resumed` once Redis takes its publishes again. On a Redis Cluster every
+//! liveness check also audits the subscriptions each master holds for this node, and sends
+//! again those it lost (a failover, the client's own recovery), whose topics catch up the
+//! same way. Clients fill any other gap from the store by
 //! `seq`.
 
 use std::collections::{HashMap, HashSet};
@@ -75,9 +76,9 @@ impl RedisBus {
             changes,
             metrics,
         });
-        let notices = RoomNotices {
+        let notices = ResumeNotices {
             metrics: bus.metrics.clone(),
-            room_channels: format!("{prefix}:r:"),
+            recoverable: [format!("{prefix}:r:"), format!("{prefix}:u:")],
             overflow: bus.overflow.clone(),
             most: queue,
             resumed: serde_json::to_vec(&bus.local.envelope(BusEvent::Resumed)).expect("envelopes serialize"),
@@ -91,7 +92,8 @@ impl RedisBus {
     fn channel(&self, topic: &Topic) -> String {
         match topic {
             Topic::User(user) => format!("{}:u:{user}", self.prefix),
-            // Rooms' channels start alike: the publisher tells them apart (`RoomNotices`).
+            // Rooms' and users' channels each start alike: the publisher tells them apart
+            // (`ResumeNotices`).
             Topic::Room(room) => format!("{}:r:{room}", self.prefix),
             Topic::Live(session) => format!("{}:l:{session}", self.prefix),
             Topic::Node(node) => format!("{}:n:{node}", self.prefix),
@@ -136,14 +138,14 @@ impl Bus for RedisBus {
         let envelope = Arc::new(self.local.envelope(event));
         let payload = serde_json::to_vec(&*envelope).expect("envelopes serialize");
         let channel = self.channel(&topic);
-        let room = matches!(topic, Topic::Room(_));
+        let recoverable = topic.recovers_from_store();
         self.metrics.redis.published_bytes.inc_by(payload.len() as u64);
         self.local.deliver(topic, envelope);
         match self.publishes.try_send((channel, payload)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full((channel, _))) => {
                 self.metrics.bus_dropped.inc();
-                if room {
+                if recoverable {
                     self.overflow.add(channel, self.publishes.max_capacity());
                 }
             }
@@ -165,12 +167,12 @@ impl Bus for RedisBus {
     }
 }
 
-/// Publishes what the bus queues, in pipelines. A room whose push Redis did not take, or the
-/// full queue dropped, is owed a `Resumed` on its channel once Redis takes publishes again
-/// (tried every [`RESUME_RETRY`]): the nodes listening there read what they missed from the
-/// store, even if nobody writes in the room again.
-async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, notices: RoomNotices) {
-    let RoomNotices { metrics, room_channels, resumed, overflow, most } = notices;
+/// Publishes what the bus queues, in pipelines. A room or user whose event Redis did not take,
+/// or the full queue dropped, is owed a `Resumed` on its channel once Redis takes publishes
+/// again (tried every [`RESUME_RETRY`]): the nodes listening there read what they missed from
+/// the store, even if nothing else happens there again.
+async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8>)>, notices: ResumeNotices) {
+    let ResumeNotices { metrics, recoverable, resumed, overflow, most } = notices;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut owed: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(RESUME_RETRY);
@@ -192,7 +194,10 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
                     tracing::warn!(error = %e, dropped = failed.len(), "publishing to Redis failed");
                     for at in failed {
                         match batch.get(at) {
-                            Some((channel, _)) if channel.starts_with(&room_channels) && owed.len() < most => {
+                            Some((channel, _))
+                                if recoverable.iter().any(|start| channel.starts_with(start.as_str()))
+                                    && owed.len() < most =>
+                            {
                                 owed.insert(channel.clone());
                             }
                             _ => {}
@@ -216,42 +221,42 @@ async fn publish_loop(redis: Commands, mut queue: mpsc::Receiver<(String, Vec<u8
     }
 }
 
-/// How often a room owed a `Resumed` is tried again while Redis refuses publishes.
+/// How often a topic owed a `Resumed` is tried again while Redis refuses publishes.
 const RESUME_RETRY: Duration = Duration::from_secs(1);
 
-/// What the publisher needs to owe rooms a `Resumed`.
-struct RoomNotices {
+/// What the publisher needs to owe rooms and users a `Resumed`.
+struct ResumeNotices {
     metrics: Arc<Metrics>,
-    /// The start of every room's channel.
-    room_channels: String,
+    /// The start of every room's channel and of every user's.
+    recoverable: [String; 2],
     /// The `Resumed` envelope, from this node.
     resumed: Vec<u8>,
-    /// Rooms whose push the full queue dropped.
+    /// Rooms and users whose event the full queue dropped.
     overflow: Arc<Overflow>,
-    /// Most rooms owed a `Resumed` at once (the queue's size).
+    /// Most topics owed a `Resumed` at once (the queue's size).
     most: usize,
 }
 
-/// The rooms whose push found the publish queue full, owed a `Resumed` (at most as many as
-/// the queue holds); each one added wakes the publisher, which takes them all.
+/// The rooms and users whose event found the publish queue full, owed a `Resumed` (at most as
+/// many as the queue holds); each one added wakes the publisher, which takes them all.
 #[derive(Default)]
 struct Overflow {
-    rooms: Mutex<HashSet<String>>,
+    channels: Mutex<HashSet<String>>,
     added: tokio::sync::Notify,
 }
 
 impl Overflow {
     fn add(&self, channel: String, most: usize) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if rooms.len() < most {
-            rooms.insert(channel);
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if channels.len() < most {
+            channels.insert(channel);
         }
-        drop(rooms);
+        drop(channels);
         self.added.notify_one();
     }
 
     fn take(&self) -> HashSet<String> {
-        std::mem::take(&mut *self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(&mut *self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use actix_ws::CloseCode;
 
 use super::live::LiveRegistry;
+use super::resync::Resyncs;
 use super::room::{Attach, Close, Detach, Execute, RoomActor};
 use super::{Outbound, Outbox, RecoveryStart};
 use crate::auth::Identity;
@@ -33,12 +34,17 @@ pub struct Hub {
     pub(super) live: LiveRegistry,
     /// Set by `CloseAll`: every connection is being handed over to other nodes.
     draining: bool,
+    /// Users whose topic may have lost events, to read again (`resync.rs`).
+    pub(super) resyncs: Resyncs,
 }
 
 #[derive(Default)]
 pub(super) struct LocalUser {
     pub(super) connections: HashMap<ConnectionId, Outbox>,
-    rooms: HashSet<RoomId>,
+    pub(super) rooms: HashSet<RoomId>,
+    /// Rooms and live sessions attached or detached so far: a resync's read that began
+    /// before the latest change is not applied.
+    pub(super) changes: u64,
 }
 
 struct LocalRoom {
@@ -63,7 +69,7 @@ impl Hub {
     }
 
     /// Makes `user` (connected here) a listener of `room`, starting its actor if needed.
-    fn attach_user(&mut self, user: &UserId, room: RoomId) {
+    pub(super) fn attach_user(&mut self, user: &UserId, room: RoomId) {
         let services = self.services();
         let Some(local) = self.users.get_mut(user) else {
             return;
@@ -71,6 +77,7 @@ impl Hub {
         if !local.rooms.insert(room) {
             return;
         }
+        local.changes += 1;
         let entry = self.rooms.entry(room).or_insert_with(|| {
             let actor = RoomActor::new(room, services.clone()).start();
             services.bus.subscribe(Topic::Room(room), actor.clone().recipient());
@@ -84,13 +91,14 @@ impl Hub {
 
     /// `user` left `room`: stop listening to it for them, and stop its actor if no other
     /// local user needs it.
-    fn detach_user(&mut self, user: &UserId, room: RoomId) {
+    pub(super) fn detach_user(&mut self, user: &UserId, room: RoomId) {
         let Some(local) = self.users.get_mut(user) else {
             return;
         };
         if !local.rooms.remove(&room) {
             return;
         }
+        local.changes += 1;
         let connections: Vec<ConnectionId> = local.connections.keys().copied().collect();
         if let Some(entry) = self.rooms.get(&room) {
             for connection in connections {
@@ -496,7 +504,7 @@ impl Handler<CameBack> for Hub {
 impl Handler<Delivered> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: Delivered, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
         let Topic::User(user) = &msg.topic else {
             return;
         };
@@ -523,9 +531,9 @@ impl Handler<Delivered> for Hub {
             }
             BusEvent::JoinedRoom { room_id } => self.attach_user(user, *room_id),
             BusEvent::LeftRoom { room_id } => self.detach_user(user, *room_id),
+            BusEvent::Resumed => self.resync(user, ctx),
             BusEvent::RoomChanged { .. }
             | BusEvent::MemberLeft { .. }
-            | BusEvent::Resumed
             | BusEvent::Ask { .. }
             | BusEvent::Answer { .. } => {}
             // --- live sessions ---

@@ -10,6 +10,7 @@ mod live;
 pub mod operator;
 mod outbox;
 pub mod registry;
+mod resync;
 pub mod revocations;
 mod room;
 pub mod webhooks;

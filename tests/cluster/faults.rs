@@ -171,15 +171,7 @@ async fn a_node_cut_off_from_redis_loses_no_member_leaving() {
     // out live once it is back): the count no longer moves for longer than Redis's response
     // timeout.
     until_publishes_dropped(n1, dropped + 2.0).await;
-    let mut settled = metric(n1.port, "switchboard_bus_dropped_total").await;
-    loop {
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        let now = metric(n1.port, "switchboard_bus_dropped_total").await;
-        if now == settled {
-            break;
-        }
-        settled = now;
-    }
+    until_publishes_settle(n1).await;
     relay.cut(false);
 
     // The room's notice reached n2: stayer gets what she missed, and the leaver nothing.
@@ -189,6 +181,72 @@ async fn a_node_cut_off_from_redis_loses_no_member_leaving() {
     send(&mut owner, &room, "after").await;
     assert_eq!(stayer.event("message.new").await["message"]["body"], "after");
     leaver_far.no_event("message.new", Duration::from_millis(300)).await;
+}
+
+/// While `node` is cut off from Redis, the rooms and live sessions a user joins or leaves
+/// through it are not lost to the user's connections on other nodes: a group created with a
+/// user reaches them there, and a viewer who left a live session gets nothing more of it
+/// there and may not comment. Each user's topic is owed a `resumed` notice, on which the
+/// other node reads the user's rooms and sessions again.
+#[actix_web::test]
+async fn a_node_cut_off_from_redis_loses_no_room_or_live_session_change() {
+    let (_redis, relay, cluster) = one_node_behind_a_relay(|s| s.live_comment_rate = 50).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut owner = n1.connect("owner").await;
+    let mut joiner_far = n2.connect("joiner").await;
+    let mut host = n1.connect("host").await;
+    let mut viewer = n1.connect("viewer").await;
+    let mut viewer_far = n2.connect("viewer").await;
+    let mut stayer_far = n2.connect("stayer").await;
+    let session = host.ok("live.create", json!({"title": "split"})).await["session"]["id"].clone();
+    viewer.ok("live.join", json!({"session_id": session})).await;
+    stayer_far.ok("live.join", json!({"session_id": session})).await;
+    host.ok("live.comment", json!({"session_id": session, "text": "before"})).await;
+    for client in [&mut viewer_far, &mut stayer_far] {
+        assert_eq!(client.event("live.comment").await["text"], "before");
+    }
+    let dropped = metric(n1.port, "switchboard_bus_dropped_total").await;
+
+    relay.cut(true);
+    let room = owner.ok("room.group.create", json!({"name": "made in the dark", "members": ["joiner"]})).await;
+    let room = room["room"]["id"].as_str().unwrap().to_owned();
+    viewer.ok("live.leave", json!({"session_id": session})).await;
+    until_publishes_dropped(n1, dropped + 2.0).await;
+    until_publishes_settle(n1).await;
+    relay.cut(false);
+
+    // n2 reads both users again: the joiner listens to the new group there, and the viewer
+    // no longer listens to the session.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        send(&mut owner, &room, "are you there?").await;
+        let got = tokio::time::timeout(Duration::from_millis(500), joiner_far.event("message.new")).await;
+        if let Ok(got) = got {
+            assert_eq!(got["message"]["room_id"], room.as_str());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the joiner never heard of the group on the other node");
+    }
+    host.ok("live.comment", json!({"session_id": session, "text": "after"})).await;
+    assert_eq!(stayer_far.event_matching(|f| f["data"]["text"] == "after").await["event"], "live.comment");
+    viewer_far.drop_events("live.comment");
+    viewer_far.no_event("live.comment", Duration::from_millis(300)).await;
+    let refused = viewer_far.fails("live.comment", json!({"session_id": session, "text": "still here"})).await;
+    assert_eq!(refused, "forbidden");
+}
+
+/// Waits until `node`'s count of given-up publishes stays still for longer than Redis's 2 s
+/// response timeout: none is still waiting for the link, to go out live once it is back.
+async fn until_publishes_settle(node: &TestApp) {
+    let mut settled = metric(node.port, "switchboard_bus_dropped_total").await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let now = metric(node.port, "switchboard_bus_dropped_total").await;
+        if now == settled {
+            return;
+        }
+        settled = now;
+    }
 }
 
 /// Two nodes on one Redis, the first (started with `tweak`) reaching it through a relay that

@@ -206,6 +206,12 @@ async fn a_repeated_idempotency_key_gets_the_first_answer(db: Db) {
     let long = "k".repeat(129);
     let too_long = api(app.port, "POST", &path, Some(json!({"body": "x"})), &[("Idempotency-Key", &long)]).await;
     assert_eq!(too_long.status, 400);
+    // A body over the bound is refused in the API's own form, with a key as without.
+    let huge = json!({"body": "x".repeat(300 * 1024)});
+    for headers in [&key[..], &[]] {
+        let refused = api(app.port, "POST", &path, Some(huge.clone()), headers).await;
+        assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (413, Some("too_large")), "{refused:?}");
+    }
 }
 
 async fn unread_counts_and_deleting_a_user(db: Db) {

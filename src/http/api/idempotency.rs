@@ -17,6 +17,16 @@ use crate::runtime::Node;
 use crate::store::KeyClaim;
 
 pub const HEADER: &str = "Idempotency-Key";
+/// A body the middleware could not read, refused as the handlers' JSON bodies are.
+fn unreadable_body(err: actix_web::Error) -> ApiError {
+    ApiError(match err.as_error::<actix_web::error::PayloadError>() {
+        Some(actix_web::error::PayloadError::Overflow) => {
+            Error::TooLarge(format!("the body is over {} bytes", super::MAX_BODY_BYTES))
+        }
+        _ => Error::bad_request(format!("could not read the body: {err}")),
+    })
+}
+
 /// Marks an answer given again for a repeated key.
 pub const REPLAYED: &str = "Idempotent-Replayed";
 /// Longest key.
@@ -33,7 +43,7 @@ pub async fn idempotent(
     let Some(node) = request.app_data::<web::Data<Node>>().cloned() else {
         return Err(ApiError(Error::Internal).into());
     };
-    let body = request.extract::<web::Bytes>().await?;
+    let body = request.extract::<web::Bytes>().await.map_err(unreadable_body)?;
     let fingerprint = fingerprint(&request, &body);
     request.set_payload(actix_web::dev::Payload::from(body));
     match node.store.claim_idempotency_key(&key, &fingerprint).await.map_err(|e| ApiError(e.into()))? {

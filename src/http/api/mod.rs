@@ -25,7 +25,7 @@ use crate::domain::Error;
 use crate::runtime::Node;
 
 /// Largest request body the API reads.
-const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Mounts the API on `cfg` (where the node's data is already registered).
 pub fn configure(node: &Arc<Node>, cfg: &mut web::ServiceConfig) {
@@ -33,6 +33,8 @@ pub fn configure(node: &Arc<Node>, cfg: &mut web::ServiceConfig) {
         return;
     }
     cfg.app_data(errors::json_config(MAX_BODY_BYTES))
+        // What the idempotency middleware reads before the handler: the same bound.
+        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .app_data(errors::path_config())
         .app_data(errors::query_config())
         .route("/api/v1/openapi.json", web::get().to(openapi::document))

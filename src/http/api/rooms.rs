@@ -104,8 +104,10 @@ pub struct PostMessage {
     pub sender_id: Option<UserId>,
     /// `text` by default from a member, `system` (the only kind) without `sender_id`.
     pub kind: Option<MessageKind>,
-    /// Not only spaces and control characters; no NUL; at most 16 KiB (the node's setting);
-    /// a URL or file key for media kinds.
+    /// Not only spaces and control characters; no NUL; at most 16 KiB of UTF-8 by default
+    /// (the node's `SWITCHBOARD_MAX_BODY_BYTES`: over it, 413 `too_large`; `maxLength` counts
+    /// characters, so it bounds a valid body without ensuring one); a URL or file key for
+    /// media kinds.
     #[schema(
         min_length = 1,
         max_length = 16384,

@@ -166,8 +166,9 @@ impl Admission {
 /// What the per-address cap counts: an IPv4 address, or an IPv6 address's /64 (one
 /// subscriber's network, which holds more addresses than anyone could exhaust).
 fn capped_block(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
+    // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`.
+    match address.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
         IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
     }
 }
@@ -275,7 +276,10 @@ mod tests {
         let _second = admission.seat(addresses[1]).unwrap();
         assert!(matches!(admission.seat(addresses[2]), Err(Refusal::AddressFull)), "the same /64");
         assert!(admission.seat("2001:db8:1:3::1".parse().unwrap()).is_ok(), "another /64");
-        let v4: IpAddr = "198.51.100.7".parse().unwrap();
-        assert!(admission.seat(v4).is_ok());
+        // IPv4 clients of a dual-stack listener count one by one, as plain IPv4 addresses.
+        let mapped = ["::ffff:198.51.100.7", "::ffff:198.51.100.8", "::ffff:198.51.100.9"];
+        let _held: Vec<Seat> = mapped.iter().map(|a| admission.seat(a.parse().unwrap()).expect(a)).collect();
+        let _again = admission.seat("::ffff:198.51.100.7".parse().unwrap()).unwrap();
+        assert!(matches!(admission.seat("198.51.100.7".parse().unwrap()), Err(Refusal::AddressFull)), "one address");
     }
 }

@@ -72,7 +72,14 @@ pub async fn handle(edge: &Edge, event: &str, data: Value) -> Result<Vec<Emit>, 
             if !messages.is_empty() {
                 edge.mark_read(room).await?;
             }
-            Ok(vec![Emit::new("get_data_message", Value::Array(describe(&edge.lookup, room, &messages).await?))])
+            let mut described = describe(&edge.lookup, room, &messages).await?;
+            // Across a block, read marks tell neither when the other is active.
+            if edge.lookup.blocked_between(edge.me(), &d.receiver_id.user()?).await? {
+                for message in &mut described {
+                    message["readStatus"] = Value::from(0);
+                }
+            }
+            Ok(vec![Emit::new("get_data_message", Value::Array(described))])
         }
         "chat_listing" => {
             let d: UserRef = fields(data)?;

@@ -193,6 +193,11 @@ impl Lookup {
         self.services.store.room_members(room).await?.ok_or_else(|| Error::not_found("no such room"))
     }
 
+    /// Whether there is a block between `a` and `b`, either way.
+    pub async fn blocked_between(&self, a: &UserId, b: &UserId) -> Result<bool, Error> {
+        Ok(self.services.store.blocked_between(a, b).await?)
+    }
+
     /// The direct room of a pair, if they have one (never creates it).
     pub async fn direct_room(&self, a: &UserId, b: &UserId) -> Result<Option<RoomId>, Error> {
         Ok(self.services.store.find_direct_room(a, b).await?)
@@ -203,6 +208,15 @@ impl Lookup {
         session: crate::domain::SessionId,
     ) -> Result<Option<crate::domain::LiveSession>, Error> {
         Ok(self.services.store.live_session(session).await?)
+    }
+
+    /// A live session `host` hosts, if any (the newest found).
+    pub async fn hosted_live_session(&self, host: &UserId) -> Result<Option<crate::domain::LiveSession>, Error> {
+        let hosted = self.services.store.live_sessions_of(host).await?;
+        match hosted.into_iter().filter(|(_, hosting)| *hosting).map(|(id, _)| id).max() {
+            Some(id) => Ok(self.services.store.live_session(id).await?),
+            None => Ok(None),
+        }
     }
 
     pub async fn read_marks(&self, room: RoomId) -> Result<HashMap<UserId, i64>, Error> {

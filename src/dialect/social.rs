@@ -377,7 +377,8 @@ async fn live(edge: &Edge, command: LiveCommand) -> Result<LiveSession, Error> {
 
 /// `callForJoin`: the host opens the session to its audience. The seed creates sessions
 /// elsewhere; here a session the host already runs is returned as is, and any other id
-/// (empty, unknown) starts a new session whose id the reply carries.
+/// (empty, unknown) gets the host's live session if there is one, else starts a new session
+/// whose id the reply carries.
 async fn go_live(edge: &Edge, session: &Loose) -> Result<LiveSession, Error> {
     if let Ok(id) = session.session()
         && let Some(existing) = edge.lookup.live_session(id).await?
@@ -388,6 +389,11 @@ async fn go_live(edge: &Edge, session: &Loose) -> Result<LiveSession, Error> {
         if existing.is_live() {
             return Ok(existing);
         }
+    }
+    // A client that lost its session's id gets the session it already hosts, not another
+    // (hosts have a few at most: SWITCHBOARD_LIVE_SESSIONS_PER_HOST).
+    if let Some(hosted) = edge.lookup.hosted_live_session(edge.me()).await? {
+        return Ok(hosted);
     }
     live(edge, LiveCommand::Create { title: SESSION_TITLE.into() }).await
 }

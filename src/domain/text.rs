@@ -16,9 +16,9 @@ pub fn label(raw: &str, what: &str, max: usize) -> Result<String, Error> {
     Ok(label.to_owned())
 }
 
-/// Refuses a control character other than a line break or a tab in `text`.
+/// Refuses a control character other than a line break (LF or CR) or a tab in `text`.
 pub fn lines_only(text: &str, what: &str) -> Result<(), Error> {
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
         return Err(Error::bad_request(format!("{what} must not contain control characters but line breaks and tabs")));
     }
     Ok(())
@@ -42,8 +42,8 @@ mod tests {
 
     #[test]
     fn longer_texts_may_break_lines() {
-        assert!(lines_only("one\ntwo\tthree", "text").is_ok());
-        for bad in ["a\rb", "\u{1b}[2J", "a\u{85}b", "a\u{0}b"] {
+        assert!(lines_only("one\ntwo\tthree\r\nfour", "text").is_ok());
+        for bad in ["a\u{8}b", "\u{1b}[2J", "a\u{85}b", "a\u{0}b"] {
             assert!(lines_only(bad, "text").is_err(), "{bad:?}");
         }
     }

@@ -36,15 +36,18 @@ pub struct Hub {
     draining: bool,
     /// Users whose topic may have lost events, to read again (`resync.rs`).
     pub(super) resyncs: Resyncs,
+    /// Counts every change of a local user's rooms or live sessions (see `LocalUser::changed`).
+    changes: u64,
 }
 
 #[derive(Default)]
 pub(super) struct LocalUser {
     pub(super) connections: HashMap<ConnectionId, Outbox>,
     pub(super) rooms: HashSet<RoomId>,
-    /// Rooms and live sessions attached or detached so far: a resync's read that began
-    /// before the latest change is not applied.
-    pub(super) changes: u64,
+    /// The hub's count of changes when this user's rooms or live sessions last changed here
+    /// (or the entry was made): a resync's read that began before it is not applied. Never
+    /// the same for two changes, even across the user leaving and coming back.
+    pub(super) changed: u64,
 }
 
 struct LocalRoom {
@@ -77,7 +80,8 @@ impl Hub {
         if !local.rooms.insert(room) {
             return;
         }
-        local.changes += 1;
+        self.changes += 1;
+        local.changed = self.changes;
         let entry = self.rooms.entry(room).or_insert_with(|| {
             let actor = RoomActor::new(room, services.clone()).start();
             services.bus.subscribe(Topic::Room(room), actor.clone().recipient());
@@ -98,7 +102,8 @@ impl Hub {
         if !local.rooms.remove(&room) {
             return;
         }
-        local.changes += 1;
+        self.changes += 1;
+        local.changed = self.changes;
         let connections: Vec<ConnectionId> = local.connections.keys().copied().collect();
         if let Some(entry) = self.rooms.get(&room) {
             for connection in connections {
@@ -128,7 +133,16 @@ impl Hub {
     fn listen_for(&mut self, user: &UserId, ctx: &mut Context<Self>) {
         if !self.users.contains_key(user) {
             self.services().bus.subscribe(Topic::User(user.clone()), ctx.address().recipient());
-            self.users.insert(user.clone(), LocalUser::default());
+            self.changes += 1;
+            self.users.insert(user.clone(), LocalUser { changed: self.changes, ..LocalUser::default() });
+        }
+    }
+
+    /// Marks `user`'s rooms or live sessions here as changed now.
+    pub(super) fn note_change(&mut self, user: &UserId) {
+        self.changes += 1;
+        if let Some(local) = self.users.get_mut(user) {
+            local.changed = self.changes;
         }
     }
 

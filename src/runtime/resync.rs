@@ -33,8 +33,8 @@ pub(super) struct Resyncs {
     running: bool,
 }
 
-/// A user read: who, how many changes the hub had applied to them when the read began, and
-/// the attempt.
+/// A user read: who, when their rooms or sessions last changed here as the read began
+/// (`LocalUser::changed`), and the attempt.
 type Reading = (UserId, u64, u32);
 
 /// A batch's rooms, and live sessions (`true` for those hosted), by user.
@@ -78,8 +78,8 @@ impl Hub {
         let users: Vec<Reading> = waiting
             .into_iter()
             .filter_map(|(user, attempt)| {
-                let changes = self.users.get(&user)?.changes;
-                Some((user, changes, attempt))
+                let changed = self.users.get(&user)?.changed;
+                Some((user, changed, attempt))
             })
             .collect();
         let store = self.services().store.clone();
@@ -138,10 +138,10 @@ impl Handler<Read> for Hub {
                 return;
             }
         };
-        for (user, changes, attempt) in msg.users {
+        for (user, changed, attempt) in msg.users {
             match self.users.get(&user) {
                 None => {}
-                Some(local) if local.changes != changes => self.read_again(user, attempt),
+                Some(local) if local.changed != changed => self.read_again(user, attempt),
                 Some(_) => {
                     let rooms = rooms.remove(&user).unwrap_or_default().into_iter().collect();
                     let sessions = live.remove(&user).unwrap_or_default().into_iter().map(|(id, _)| id).collect();

@@ -199,7 +199,13 @@ pub async fn start(services: &Services, caller: &Caller, room: RoomId, media: Me
 
 /// Hangs up (or declines, while it rings for the caller); the call as it now stands.
 pub async fn end(services: &Services, caller: &Caller, call: CallId) -> Result<Call, Error> {
-    let (me, store) = (&caller.user, &services.store);
+    hang_up(services, &caller.user, call, Some(caller)).await
+}
+
+/// `me` hangs up (or declines); `acting`, the connection that asked, learns it from its reply
+/// rather than from `call.ended`.
+async fn hang_up(services: &Services, me: &UserId, call: CallId, acting: Option<&Caller>) -> Result<Call, Error> {
+    let store = &services.store;
     let record = load(services, call).await?;
     let status = party_of(&record, me)?.status;
     let departure = match status {
@@ -209,14 +215,15 @@ pub async fn end(services: &Services, caller: &Caller, call: CallId) -> Result<C
         _ => return Ok(record.call),
     };
     let own = if status == PartyStatus::Ringing { EndReason::Declined } else { EndReason::Hangup };
-    announce_departure(services, call, me, departure, own, Some(caller)).await
+    announce_departure(services, call, me, departure, own, acting).await
 }
 
-/// Hangs up the caller's ringing or active call in `room`, if any (a block ends a 1:1 call).
-pub async fn end_in(services: &Services, caller: &Caller, room: RoomId) -> Result<(), Error> {
+/// `user` hangs up their ringing or active call in `room`, if any (a block ends a 1:1 call);
+/// every device of theirs gets `call.ended` too.
+pub async fn end_in(services: &Services, user: &UserId, room: RoomId) -> Result<(), Error> {
     for call in services.store.call_history(room, 5).await? {
-        if call.state != CallState::Ended && call.participant(&caller.user).is_some() {
-            end(services, caller, call.id).await?;
+        if call.state != CallState::Ended && call.participant(user).is_some() {
+            hang_up(services, user, call.id, None).await?;
         }
     }
     Ok(())

@@ -187,11 +187,16 @@ async fn block(services: &Services, caller: &Caller, user: UserId, blocked: bool
     }
     if blocked {
         // What the pair still shares live ends: a call between them, and each one's place in
-        // the other's live sessions.
-        if let Some(room) = direct {
-            super::calls::end_in(services, caller, room).await?;
+        // the other's live sessions. The block stands either way: a failure here is logged
+        // (a call racing its own end, the store failing), not answered.
+        if let Some(room) = direct
+            && let Err(e) = super::calls::end_in(services, me, room).await
+        {
+            tracing::warn!(user = %me, error = %e, "could not end a call on a block");
         }
-        super::live::part(services, me, &user).await?;
+        if let Err(e) = super::live::part(services, me, &user).await {
+            tracing::warn!(user = %me, error = %e, "could not part a blocked pair's live sessions");
+        }
     }
     Ok(Reply::Block { user_id: user, blocked })
 }

@@ -156,8 +156,9 @@ async fn a_block_ends_what_the_pair_shares_live(db: Db) {
     alice.drop_events("live.hand_raised");
 
     alice.ok("block", json!({"user_id": "bob"})).await;
-    // The call is over for both.
+    // The call is over for both, the blocker's device included.
     assert_eq!(bob.event("call.ended").await["call"]["id"], call);
+    assert_eq!(alice.event("call.ended").await["call"]["id"], call);
     assert_eq!(bob.fails("call.signal", json!({"call_id": call, "signal": {"sdp": "x"}})).await, "conflict");
     // Neither watches the other's session: not counted, no hand, nothing said there.
     let viewers = alice.event_matching(|e| e["event"] == "live.viewers" && e["data"]["viewers"] == 0).await;
@@ -225,7 +226,11 @@ async fn new_direct_rooms_are_rate_limited_per_user(db: Db) {
     // Opening a room that exists is free, from either side.
     assert_eq!(alice.ok("room.direct", json!({"user_id": "p1"})).await["room"]["id"], rooms[0]);
     let mut p2 = app.connect("p2").await;
+    for peer in ["q1", "q2", "q3"] {
+        p2.ok("room.direct", json!({"user_id": peer})).await;
+    }
     assert_eq!(p2.ok("room.direct", json!({"user_id": "alice"})).await["room"]["id"], rooms[1]);
+    assert_eq!(p2.fails("room.direct", json!({"user_id": "q4"})).await, "rate_limited");
 }
 
 async fn nearby_users_sorted_by_distance(db: Db) {

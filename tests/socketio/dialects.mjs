@@ -149,6 +149,10 @@ async function messenger() {
   // While the block stands, the blocked user does not see the blocker's presence.
   sat.emit("chat_listing", { userId: "151" });
   assert.equal((await sat.next("chat_message"))[0].isOnline, 0);
+  // Nor read marks: no message shows as read across a block (sat read these before it).
+  sat.emit("get_message", { senderId: "151", receiverId: "150" });
+  const acrossBlock = await sat.next("get_data_message");
+  assert.ok(acrossBlock.length > 0 && acrossBlock.every((m) => m.readStatus === 0));
   yash.emit("block_user", { userId: "150", user2Id: "151", status: "0" });
   assert.deepEqual(await yash.next("block_data"), { block_data: "0", userId: "150" });
   sat.emit("send_message", { senderId: "151", receiverId: "150", message: "back" });

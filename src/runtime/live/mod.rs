@@ -93,7 +93,7 @@ impl Hub {
         if !self.live.by_user.entry(user.clone()).or_default().insert(session) {
             return;
         }
-        self.count_change(user);
+        self.note_change(user);
         let actor = self.live_actor(session);
         if let Some(entry) = self.live.sessions.get_mut(&session) {
             entry.users.insert(user.clone());
@@ -111,7 +111,7 @@ impl Hub {
         if sessions.is_empty() {
             self.live.by_user.remove(user);
         }
-        self.count_change(user);
+        self.note_change(user);
         if let Some(entry) = self.live.sessions.get_mut(&session) {
             entry.users.remove(user);
             for connection in self.users.get(user).into_iter().flat_map(|u| u.connections.keys()) {
@@ -162,12 +162,6 @@ impl Hub {
     /// The sessions this node listens to for `user`.
     pub(super) fn live_sessions_here(&self, user: &UserId) -> HashSet<SessionId> {
         self.live.by_user.get(user).cloned().unwrap_or_default()
-    }
-
-    fn count_change(&mut self, user: &UserId) {
-        if let Some(local) = self.users.get_mut(user) {
-            local.changes += 1;
-        }
     }
 
     /// True if `user` is in a live session this node listens to for them.

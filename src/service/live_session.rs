@@ -207,35 +207,25 @@ impl SessionCx {
 pub(crate) const JOIN_BATCH_MAX: usize = 500;
 
 /// Joins a batch of callers (at most `JOIN_BATCH_MAX`) to the session; their answers, in
-/// their order. One query finds blocks: a caller blocked by the host, or who blocked the host,
-/// is refused as `social::not_blocked` refuses. One transaction counts the rest
-/// (`Store::join_live_many`). The host joining their own session is answered and not counted.
-/// A store failure fails every caller of the batch.
+/// their order. One transaction counts them (`Store::join_live_many`), refusing a caller
+/// blocked by the host, or who blocked the host, as `social::not_blocked` refuses. The host
+/// joining their own session is answered and not counted. A store failure fails every caller
+/// of the batch.
 pub(crate) async fn join_all(
     services: &Arc<Services>,
     session: SessionId,
     host: &UserId,
     callers: Vec<Caller>,
 ) -> Vec<Result<Outcome, Error>> {
-    let refused = match blocked_among(services, host, &callers).await {
-        Ok(refused) => refused,
-        Err(err) => return callers.iter().map(|_| Err(err.clone())).collect(),
-    };
-    let admitted: Vec<UserId> =
-        callers.iter().map(|caller| &caller.user).filter(|user| !refused.contains(*user)).cloned().collect();
-    let counted = if admitted.is_empty() {
-        // Every caller is refused: nothing reads it.
-        Err(Error::blocked())
-    } else {
-        count_viewers(services, session, host, &admitted).await
-    };
+    let users: Vec<UserId> = callers.iter().map(|caller| caller.user.clone()).collect();
+    let counted = count_viewers(services, session, host, &users).await;
     callers
         .iter()
         .map(|caller| {
-            if refused.contains(&caller.user) {
+            let (session, blocked) = counted.clone()?;
+            if blocked.contains(&caller.user) {
                 return Err(Error::blocked());
             }
-            let session = counted.clone()?;
             Ok(Outcome {
                 reply: Reply::LiveSession { session },
                 membership: Some(Membership::Joined),
@@ -245,22 +235,15 @@ pub(crate) async fn join_all(
         .collect()
 }
 
-/// The callers with a block between them and the host, either way (never the host).
-async fn blocked_among(services: &Services, host: &UserId, callers: &[Caller]) -> Result<HashSet<UserId>, Error> {
-    let viewers: HashSet<&UserId> = callers.iter().map(|caller| &caller.user).filter(|user| *user != host).collect();
-    let pairs: Vec<(UserId, UserId)> = viewers.into_iter().map(|user| (host.clone(), user.clone())).collect();
-    let blocked = services.store.blocked_pairs(&pairs).await?;
-    Ok(blocked.into_iter().map(|(_, viewer)| viewer).collect())
-}
-
 /// Counts `users` as viewers in one transaction; each newly counted user's nodes start
-/// listening, and the host's nodes hear once that the count changed. The session as it then is.
+/// listening, and the host's nodes hear once that the count changed. The session as it then
+/// is, and the users refused for a block.
 async fn count_viewers(
     services: &Services,
     session: SessionId,
     host: &UserId,
     users: &[UserId],
-) -> Result<LiveSession, Error> {
+) -> Result<(LiveSession, HashSet<UserId>), Error> {
     let joins = services.store.join_live_many(session, users).await?.ok_or_else(not_found)?;
     if !joins.session.is_live() {
         return Err(ended());
@@ -271,7 +254,7 @@ async fn count_viewers(
     if !joins.joined.is_empty() {
         viewers_changed(services, session, host);
     }
-    Ok(joins.session)
+    Ok((joins.session, joins.blocked))
 }
 
 /// Tells the host's nodes that the viewer count may have changed.

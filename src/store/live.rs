@@ -13,7 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::prepared::kept;
-use super::schema::{live_comments, live_hands, live_sessions, live_viewers, users};
+use super::schema::{blocks, live_comments, live_hands, live_sessions, live_viewers, users};
 use super::{SqliteAsync, Store, StoreResult, with_conn};
 use crate::domain::{
     CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand, SessionId, Timestamp,
@@ -99,8 +99,10 @@ macro_rules! lock_session {
 pub struct LiveJoins {
     pub session: LiveSession,
     /// The users this call counted: not the host, nor anyone counted before, nor anyone once
-    /// the session has ended.
+    /// the session has ended, nor anyone refused.
     pub joined: HashSet<UserId>,
+    /// The users refused for a block between them and the host, either way.
+    pub blocked: HashSet<UserId>,
 }
 
 /// Adding a batch of viewers, as each backend does it best.
@@ -276,8 +278,12 @@ impl Store {
 
     /// Counts each of `users` as a viewer of a live session (once, however often they join
     /// or appear in `users`), in one transaction under the session row's lock. The host is
-    /// never counted and an ended session is left as it is; `None` if unknown. The whole batch
-    /// is written under the lock, so callers keep batches to a few hundred users.
+    /// never counted, nor a user with a block between them and the host (either way), and an
+    /// ended session is left as it is; `None` if unknown. The whole batch is written under the
+    /// lock, so callers keep batches to a few hundred users.
+    ///
+    /// Blocks are read under the lock: a block's removal of viewers (`leave_live`, after the
+    /// block commits) takes it too, so a join either sees the block or is removed after it.
     pub async fn join_live_many(&self, session: SessionId, users: &[UserId]) -> StoreResult<Option<LiveJoins>> {
         let id = session.to_string();
         let now = Timestamp::now().millis();
@@ -286,21 +292,35 @@ impl Store {
         let joined = with_conn!(self, |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(row) = lock_session!(conn, &id) else { return Ok(None) };
-                let viewers: Vec<String> = keys.iter().filter(|key| **key != row.host_id.as_str()).cloned().collect();
+                let host = row.host_id.as_str();
+                let asking: Vec<&String> = keys.iter().filter(|key| **key != host).collect();
+                let blocked: HashSet<String> = blocks::table
+                    .filter(
+                        (blocks::blocker_id.eq(host).and(blocks::blocked_id.eq_any(&asking)))
+                            .or(blocks::blocked_id.eq(host).and(blocks::blocker_id.eq_any(&asking))),
+                    )
+                    .select((blocks::blocker_id, blocks::blocked_id))
+                    .load::<(String, String)>(conn)
+                    .await?
+                    .into_iter()
+                    .map(|(blocker, blocked)| if blocker == host { blocked } else { blocker })
+                    .collect();
+                let viewers: Vec<String> = asking.into_iter().filter(|key| !blocked.contains(*key)).cloned().collect();
                 let (added, count) = if row.is_live() && !viewers.is_empty() {
                     conn.add_viewers(&id, &viewers, now).await?
                 } else {
                     let count = live_sessions::table.find(&id).select(live_sessions::viewers).first(conn).await?;
                     (Vec::new(), count)
                 };
-                Ok(Some((row.into_session(count), added)))
+                Ok(Some((row.into_session(count), added, blocked)))
             })
             .await?
         });
-        Ok(joined.map(|(session, added)| {
+        Ok(joined.map(|(session, added, blocked)| {
             let added: HashSet<String> = added.into_iter().collect();
             let joined = users.iter().filter(|user| added.contains(user.as_str())).cloned().collect();
-            LiveJoins { session, joined }
+            let blocked = users.iter().filter(|user| blocked.contains(user.as_str())).cloned().collect();
+            LiveJoins { session, joined, blocked }
         }))
     }
 

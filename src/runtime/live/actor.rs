@@ -318,8 +318,8 @@ impl LiveActor {
     /// Group commit of joins: one batch runs at a time. A join arriving while none runs starts
     /// one at once, alone; those arriving while a batch runs wait, and go together (up to
     /// `JOIN_BATCH_MAX`, the rest in the batches after) in the next, started as soon as the
-    /// running one ends. A batch costs one block query and one transaction under the session
-    /// row's lock, however many it joins.
+    /// running one ends. A batch costs one transaction under the session row's lock (blocks
+    /// read in it), however many it joins.
     fn start_joins(&mut self, ctx: &mut Context<Self>) {
         let Known::Session { host, .. } = &self.session else {
             // Joins are queued only once the session is known; answered "retry" if ever not.

@@ -12,8 +12,8 @@
 //! current. Every session event is published once, on the session topic (or, when only the
 //! host or one user is addressed, on that user's topic).
 //!
-//! `live.join`s wait in the session's actor and go to the store in batches (one block query
-//! and one transaction for all that arrived while the previous batch ran): a crowd joining at
+//! `live.join`s wait in the session's actor and go to the store in batches (one transaction,
+//! blocks read in it, for all that arrived while the previous batch ran): a crowd joining at
 //! once is not serialized on the session row's lock.
 //!
 //! A user whose last connection anywhere has been closed for `SWITCHBOARD_LIVE_HOST_GRACE_SECS`

@@ -12,9 +12,11 @@ use crate::domain::{EventType, LocationGrid};
 use crate::wire::Api;
 
 mod limits;
+mod proxy;
 mod secret;
 
 pub use limits::UserLimitSettings;
+pub use proxy::ClientIpHeader;
 pub use secret::Secret;
 use secret::{parse_api_key, parse_webhook_secret};
 
@@ -25,25 +27,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (timestamp, level, target, fields, spans), for log shippers.
     Json,
-}
-
-/// The header a trusted proxy names the client in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClientIpHeader {
-    /// `X-Forwarded-For`, appended to by nginx (`$proxy_add_x_forwarded_for`), HAProxy, cloud
-    /// load balancers and ingress controllers.
-    XForwardedFor,
-    /// `X-Real-IP`, for a proxy that sets it and leaves a client's `X-Forwarded-For` as sent.
-    XRealIp,
-}
-
-impl ClientIpHeader {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::XForwardedFor => "x-forwarded-for",
-            Self::XRealIp => "x-real-ip",
-        }
-    }
 }
 
 /// Signs tokens when no secret is configured: fine on a laptop, refused on a public bind.

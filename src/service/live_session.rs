@@ -218,14 +218,17 @@ pub(crate) async fn join_all(
     callers: Vec<Caller>,
 ) -> Vec<Result<Outcome, Error>> {
     let users: Vec<UserId> = callers.iter().map(|caller| caller.user.clone()).collect();
-    let counted = count_viewers(services, session, host, &users).await;
+    let (session, blocked) = match count_viewers(services, session, host, &users).await {
+        Ok(counted) => counted,
+        Err(err) => return callers.iter().map(|_| Err(err.clone())).collect(),
+    };
     callers
         .iter()
         .map(|caller| {
-            let (session, blocked) = counted.clone()?;
             if blocked.contains(&caller.user) {
                 return Err(Error::blocked());
             }
+            let session = session.clone();
             Ok(Outcome {
                 reply: Reply::LiveSession { session },
                 membership: Some(Membership::Joined),

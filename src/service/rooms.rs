@@ -39,15 +39,20 @@ pub async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> 
         return Err(Error::bad_request("a direct room needs another user"));
     }
     social::not_blocked(services, &caller.user, &peer).await?;
-    if services.store.find_direct_room(&caller.user, &peer).await?.is_none() {
-        services.limits.direct_opens.check(&caller.user)?;
-    }
-    let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
-    if created {
-        for user in [&caller.user, &peer] {
-            services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedRoom { room_id: room });
+    // The room usually exists (the dialects open it for every message): one lookup, no write.
+    let room = match services.store.find_direct_room(&caller.user, &peer).await? {
+        Some(room) => room,
+        None => {
+            services.limits.direct_opens.check(&caller.user)?;
+            let (room, created) = services.store.open_direct_room(&caller.user, &peer).await?;
+            if created {
+                for user in [&caller.user, &peer] {
+                    services.bus.publish(Topic::User(user.clone()), BusEvent::JoinedRoom { room_id: room });
+                }
+            }
+            room
         }
-    }
+    };
     services.store.room_for(room, &caller.user).await?.ok_or(Error::Internal)
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{Caller, Services, messages, rooms, social};
+use super::{Caller, Services, blocks, messages, rooms};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{
     ConnectionId, Error, Message, MessageBody, MessageKind, Room, RoomId, RoomKind, SYSTEM_SENDER, UserId, direct_peer,
@@ -42,7 +42,7 @@ pub async fn create_room(
             let [peer] = others.as_slice() else {
                 return Err(Error::bad_request("a direct room has `created_by` and exactly one other member"));
             };
-            social::not_blocked(services, &created_by, peer).await?;
+            blocks::not_blocked(services, &created_by, peer).await?;
             let (room, created) = services.store.open_direct_room(&created_by, peer).await?;
             if created {
                 for user in [&created_by, peer] {
@@ -122,7 +122,7 @@ pub async fn post_message(
                 return Err(Error::forbidden("the sender is not a member of this room"));
             }
             if let Some(peer) = direct_peer(room_members.kind, &room_members.members, &user) {
-                social::not_blocked(services, &user, peer).await?;
+                blocks::not_blocked(services, &user, peer).await?;
             }
             let caller = Caller { user, connection: ConnectionId::new() };
             messages::send(services.clone(), room, caller, kind, body, client_id).await

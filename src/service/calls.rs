@@ -182,7 +182,7 @@ pub async fn start(services: &Services, caller: &Caller, room: RoomId, media: Me
     if members.kind == RoomKind::Direct
         && let Some(other) = callees.first()
     {
-        super::social::not_blocked(services, me, other).await?;
+        super::blocks::not_blocked(services, me, other).await?;
     }
     let ring = Duration::from_secs(services.settings.call_ring_secs);
     let deadline = Timestamp::from_millis(Timestamp::now().millis() + ring.as_millis() as i64);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use governor::DefaultKeyedRateLimiter;
 
 use super::live::end_session;
-use super::{Caller, Services, social};
+use super::{Caller, Services, blocks};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{CommentText, Error, LiveEndReason, LiveSession, SessionId, UserId};
 use crate::wire::{LiveCommand, Push, Reply};
@@ -191,7 +191,7 @@ impl SessionCx {
         if user == self.host {
             return Err(Error::bad_request("that is you"));
         }
-        social::not_blocked(&self.services, &self.host, &user).await?;
+        blocks::not_blocked(&self.services, &self.host, &user).await?;
         let session = store.live_session(self.session).await?.ok_or_else(not_found)?;
         if !session.is_live() {
             return Err(ended());
@@ -208,7 +208,7 @@ pub(crate) const JOIN_BATCH_MAX: usize = 500;
 
 /// Joins a batch of callers (at most `JOIN_BATCH_MAX`) to the session; their answers, in
 /// their order. One transaction counts them (`Store::join_live_many`), refusing a caller
-/// blocked by the host, or who blocked the host, as `social::not_blocked` refuses. The host
+/// blocked by the host, or who blocked the host, as `blocks::not_blocked` refuses. The host
 /// joining their own session is answered and not counted. A store failure fails every caller
 /// of the batch.
 pub(crate) async fn join_all(

@@ -4,6 +4,7 @@
 //! which the runtime provides behind [`Actors`].
 
 pub mod backend;
+pub mod blocks;
 pub mod calls;
 pub mod limits;
 pub mod live;

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{Caller, Services, social};
+use super::{Caller, Services, blocks};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{ConnectionId, Error, Room, RoomCursor, RoomId, UserId, text};
 use crate::store::LeaveOutcome;
@@ -38,7 +38,7 @@ pub async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> 
     if peer == caller.user {
         return Err(Error::bad_request("a direct room needs another user"));
     }
-    social::not_blocked(services, &caller.user, &peer).await?;
+    blocks::not_blocked(services, &caller.user, &peer).await?;
     // The room usually exists (the dialects open it for every message): one lookup, no write.
     let room = match services.store.find_direct_room(&caller.user, &peer).await? {
         Some(room) => room,

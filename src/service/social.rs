@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::blocks::not_blocked;
 use super::webhooks::{self, Event};
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
@@ -63,14 +64,6 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
 
 fn other_user(me: &UserId, other: &UserId) -> Result<(), Error> {
     if me == other { Err(Error::bad_request("that is you")) } else { Ok(()) }
-}
-
-/// Refuses contact between two users when either has blocked the other.
-pub async fn not_blocked(services: &Services, me: &UserId, other: &UserId) -> Result<(), Error> {
-    if services.store.blocked_between(me, other).await? {
-        return Err(Error::blocked());
-    }
-    Ok(())
 }
 
 /// Stores a notification and pushes it to the user's connections, wherever they are.

@@ -275,7 +275,7 @@ impl Core {
             return true;
         }
         let (Some(session), Push::MessageNew { message }) = (&self.recovery, &delivery.push) else { return false };
-        session.positions.known(&message.room_id).is_some_and(|known| message.seq > known + 1)
+        session.positions.known(&message.room_id).is_some_and(|known| message.seq > known.saturating_add(1))
     }
 
     /// Records a session's `message.new` as delivered; false if it already was. Any other
@@ -299,7 +299,7 @@ impl Core {
             if known.is_some_and(|known| message.seq <= known) {
                 return;
             }
-            if let Some(known) = known.filter(|known| message.seq > known + 1) {
+            if let Some(known) = known.filter(|known| message.seq > known.saturating_add(1)) {
                 let user = session.user.clone();
                 for missing in recovery::gap(&self.wire.services, &user, message.room_id, known, message.seq).await {
                     let filled = Delivery::new(Push::MessageNew { message: missing });

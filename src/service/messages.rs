@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use super::{Caller, Services};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{ConnectionId, Error, Message, MessageBody, MessageKind, RoomId};
-use crate::store::{HistoryPage, HistoryQuery, NewMessage};
+use crate::store::{HistoryPage, HistoryQuery, NewMessage, OnCommit};
 use crate::wire::{Push, Reply, RoomCommand};
 
 /// Whether a block between the two members of a direct room refuses `command`: sending and
@@ -89,25 +89,23 @@ pub fn send(
     store_and_announce(services, message, Some(caller.connection))
 }
 
-/// Queues a checked message for the writer now; once it is durable (and not a repeat of a
-/// stored `client_id`), pushes it to the room's members but `skip` and hands it to the
-/// webhooks. The stored message.
+/// Queues a checked message for the writer now; the moment it is durable (and not a repeat
+/// of a stored `client_id`), the writer pushes it to the room's members but `skip` and hands
+/// it to the webhooks, whether or not its sender still waits. The stored message.
 pub fn store_and_announce(
     services: Arc<Services>,
     message: NewMessage,
     skip: Option<ConnectionId>,
 ) -> BoxFuture<'static, Result<Message, Error>> {
     let room = message.room;
-    let stored = services.writer.submit(message);
-    Box::pin(async move {
-        let stored = stored.await?;
-        if !stored.duplicate {
-            let push = Push::MessageNew { message: stored.message.clone() };
-            services.bus.publish(Topic::Room(room), BusEvent::Push { push, skip });
-            super::webhooks::message_sent(&services, &stored.message);
-        }
-        Ok(stored.message)
-    })
+    let announcer = services.clone();
+    let announce: OnCommit = Box::new(move |message: &Message| {
+        let push = Push::MessageNew { message: message.clone() };
+        announcer.bus.publish(Topic::Room(room), BusEvent::Push { push, skip });
+        super::webhooks::message_sent(&announcer, message);
+    });
+    let stored = services.writer.submit_then(message, Some(announce));
+    Box::pin(async move { Ok(stored.await?.message) })
 }
 
 /// One page of the room's history as the caller sees it, oldest first.

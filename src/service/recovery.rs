@@ -15,6 +15,10 @@ use super::Services;
 /// (`recovered` false) and reads history, as after any fresh connect.
 pub const MAX_REPLAY: i64 = 1000;
 
+/// Most message body bytes replayed on a recovery: the replay waits in the connection's own
+/// queue, beside its outbox, so it is bounded in bytes as well as in messages.
+pub const MAX_REPLAY_BYTES: usize = 1 << 20;
+
 /// What a client asked to recover: the pid and offset from its connect packet's auth.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -66,16 +70,14 @@ async fn open(services: &Services, user: &UserId) -> StoreResult<Recoverable> {
     Ok(Recoverable { pid, positions: Positions::new(Arc::new(baseline)), missed: Vec::new() })
 }
 
-/// `None` when the claim cannot be honoured: unknown or another user's pid, past its window,
-/// a malformed offset, or more missed than [`MAX_REPLAY`].
+/// `None` when the claim cannot be honoured: unknown or another user's pid, held by a
+/// connection or past its window, a malformed offset, or more missed than [`MAX_REPLAY`]
+/// messages or [`MAX_REPLAY_BYTES`]. A claim refused after the session was taken spends it
+/// (the user's oldest sessions are dropped as new ones open).
 async fn resume(services: &Services, user: &UserId, claim: Claim) -> StoreResult<Option<Recoverable>> {
     let store = &services.store;
-    let Some(stored) = store.socketio_session(&claim.pid).await? else { return Ok(None) };
-    let now = Timestamp::now();
-    if &stored.user != user || stored.expires_at.is_some_and(|at| at.millis() <= now.millis()) {
-        return Ok(None);
-    }
-    let Some(baseline) = Baseline::decode(&stored.baseline) else {
+    let Some(stored) = store.claim_socketio_session(&claim.pid, user).await? else { return Ok(None) };
+    let Some(baseline) = Baseline::decode(&stored) else {
         tracing::error!(user = %user, "a stored Socket.IO session has a malformed baseline");
         return Ok(None);
     };
@@ -90,11 +92,15 @@ async fn resume(services: &Services, user: &UserId, claim: Claim) -> StoreResult
         return Ok(None);
     }
     let mut missed = Vec::new();
+    let mut bytes = 0;
     for (room, from) in gaps {
         let page = store.history(room.room, user, HistoryQuery::After(from), room.last_seq - from).await?;
+        bytes += page.messages.iter().map(|m| m.body.len()).sum::<usize>();
+        if bytes > MAX_REPLAY_BYTES {
+            return Ok(None);
+        }
         missed.extend(page.messages);
     }
-    store.set_socketio_session_expiry(&claim.pid, None).await?;
     Ok(Some(Recoverable { pid: claim.pid, positions, missed }))
 }
 

@@ -508,19 +508,23 @@ impl Store {
         })
     }
 
-    /// Hides everything up to the room's last seq from this member only, and marks it read.
-    /// Returns the cleared seq and whether the read mark moved.
+    /// Hides everything up to the room's last seq from this member only, and marks it read;
+    /// like the read mark, the cleared seq never moves backward (two clears racing a message).
+    /// Returns the cleared seq now in force and whether the read mark moved.
     pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<(i64, bool)> {
         let id = room.to_string();
         with_conn!(self, copied(member), |conn| {
             let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
             let row = room_members::table.find((&id, member.as_str()));
-            diesel::update(row).set(room_members::cleared_seq.eq(last_seq)).execute(conn).await?;
+            diesel::update(row.filter(room_members::cleared_seq.lt(last_seq)))
+                .set(room_members::cleared_seq.eq(last_seq))
+                .execute(conn)
+                .await?;
             let moved = diesel::update(row.filter(room_members::last_read_seq.lt(last_seq)))
                 .set(room_members::last_read_seq.eq(last_seq))
                 .execute(conn)
                 .await?;
-            Ok((last_seq, moved > 0))
+            Ok((row.select(room_members::cleared_seq).first(conn).await?, moved > 0))
         })
     }
 }

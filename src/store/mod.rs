@@ -40,12 +40,12 @@ pub use chat::{HistoryPage, HistoryQuery, LeaveOutcome, RoomMembers};
 pub use idempotency::KeyClaim;
 pub use lifecycle::{Arrival, Lifecycle, LoadedRoom, Peers, PresenceChange};
 pub use live::LiveJoins;
-pub use recovery::{RoomPosition, SESSIONS_PER_USER, SocketIoSession};
+pub use recovery::{RoomPosition, SESSIONS_PER_USER};
 pub use revocations::Revocation;
 pub use social::{BlocksAmong, LikeOutcome, RequestOutcome};
 pub use users::Profile;
 pub use webhooks::{Attempt, Collapse, NewWebhook, WebhookCounts, WebhookEvent, collapse_key};
-pub use writer::{Batching, MessageWriter, NewMessage, StoredMessage};
+pub use writer::{Batching, MessageWriter, NewMessage, OnCommit, StoredMessage};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");

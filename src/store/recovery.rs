@@ -13,15 +13,6 @@ use crate::domain::{RoomId, Timestamp, UserId};
 /// Recoverable sessions kept per user; opening another deletes the oldest.
 pub const SESSIONS_PER_USER: i64 = 8;
 
-/// A stored session, as read back for a recovery.
-#[derive(Debug, Clone)]
-pub struct SocketIoSession {
-    pub user: UserId,
-    pub baseline: String,
-    /// `None` while a connection holds it.
-    pub expires_at: Option<Timestamp>,
-}
-
 /// One of a user's rooms, where it stands.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomPosition {
@@ -85,20 +76,24 @@ impl Store {
         Ok(())
     }
 
-    pub async fn socketio_session(&self, pid: &str) -> StoreResult<Option<SocketIoSession>> {
-        let row: Option<(String, String, Option<i64>)> = with_conn!(self, copied(pid), |conn| {
-            socketio_sessions::table
-                .find(pid)
-                .select((socketio_sessions::user_id, socketio_sessions::baseline, socketio_sessions::expires_at))
-                .first(conn)
-                .await
-                .optional()?
-        });
-        row.map(|(user, baseline, expires_at)| {
-            let user = UserId::parse(user).map_err(|e| StoreError::Value(format!("stored session user: {e}")))?;
-            Ok(SocketIoSession { user, baseline, expires_at: expires_at.map(Timestamp::from_millis) })
-        })
-        .transpose()
+    /// Takes `user`'s session `pid` for a connection, if it is recoverable now (let go and
+    /// not expired): in one statement, so two connections never both resume one session and
+    /// a session a connection holds is never resumed. Its baseline.
+    pub async fn claim_socketio_session(&self, pid: &str, user: &UserId) -> StoreResult<Option<String>> {
+        let now = Timestamp::now().millis();
+        Ok(with_conn!(self, copied(pid, user), |conn| {
+            diesel::update(
+                socketio_sessions::table
+                    .find(pid)
+                    .filter(socketio_sessions::user_id.eq(user.as_str()))
+                    .filter(socketio_sessions::expires_at.gt(now)),
+            )
+            .set(socketio_sessions::expires_at.eq(None::<i64>))
+            .returning(socketio_sessions::baseline)
+            .get_result(conn)
+            .await
+            .optional()?
+        }))
     }
 
     /// A connection holds the session (`None`) or let it go, recoverable until `expires_at`.

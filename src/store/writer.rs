@@ -44,9 +44,21 @@ pub struct StoredMessage {
 
 type Reply = oneshot::Sender<Result<StoredMessage, domain::Error>>;
 
+/// What is done with a new message the moment its batch commits, before its sender is
+/// answered and whether or not the sender still waits: a message committed after its sender
+/// gave up is still announced, once. Not called for a resend of a stored message.
+pub type OnCommit = Box<dyn FnOnce(&Message) + Send>;
+
+/// A message waiting for its batch.
+struct Queued {
+    message: NewMessage,
+    reply: Reply,
+    on_commit: Option<OnCommit>,
+    at: Instant,
+}
+
 enum Command {
-    /// A message, its sender's answer, and when it was queued.
-    Write(NewMessage, Reply, Instant),
+    Write(Queued),
     Flush(oneshot::Sender<()>),
 }
 
@@ -83,8 +95,18 @@ impl MessageWriter {
     /// [`super::DATABASE_TIMEOUT`] (the database is down, hung or overloaded): its sender is not
     /// acknowledged and resends it.
     pub fn submit(&self, message: NewMessage) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
+        self.submit_then(message, None)
+    }
+
+    /// [`Self::submit`], with what to do once the message is committed (see [`OnCommit`]).
+    pub fn submit_then(
+        &self,
+        message: NewMessage,
+        on_commit: Option<OnCommit>,
+    ) -> impl Future<Output = Result<StoredMessage, domain::Error>> + use<> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.commands.try_send(Command::Write(message, reply, Instant::now())).map_err(|e| match e {
+        let queued = Queued { message, reply, on_commit, at: Instant::now() };
+        let queued = self.commands.try_send(Command::Write(queued)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 domain::Error::Unavailable("too many messages in flight; retry".into())
             }
@@ -210,10 +232,12 @@ impl BatchWrites for diesel_async::AsyncPgConnection {
         // row with every id, 13 % of its CPU in the chat mix. `bumped` then reads each room's
         // newest last_seq (a row another node committed meanwhile is re-read under the lock)
         // and hands out the seqs. ORDER BY gives each room's messages their numbers in seq order.
+        // A node whose clock lags never moves a room's activity back (the conversation list's order).
         let query = diesel::sql_query(
             "WITH locked AS (SELECT r.id, c.n FROM unnest($1::text[], $2::int8[]) AS c(id, n) \
                CROSS JOIN LATERAL (SELECT id FROM rooms WHERE rooms.id = c.id FOR UPDATE) AS r), \
-             bumped AS (UPDATE rooms SET last_seq = rooms.last_seq + locked.n, last_activity_at = $3 \
+             bumped AS (UPDATE rooms SET last_seq = rooms.last_seq + locked.n, \
+               last_activity_at = GREATEST(rooms.last_activity_at, $3) \
                FROM locked WHERE rooms.id = locked.id RETURNING rooms.id, rooms.last_seq - locked.n AS base) \
              INSERT INTO messages (id, room_id, seq, sender_id, kind, body, client_id, created_at) \
              SELECT m.id, m.room_id, bumped.base + m.nth, m.sender_id, m.kind, m.body, m.client_id, $3 \
@@ -297,7 +321,7 @@ impl BatchWrites for super::SqliteAsync {
 }
 
 async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batching, metrics: Arc<Metrics>) {
-    let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(batching.max);
+    let mut batch: Vec<Queued> = Vec::with_capacity(batching.max);
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     // When the writer last finished a batch.
     let mut idle_since = Instant::now();
@@ -306,8 +330,8 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
         // while messages keep coming: after a window of quiet, a lone message goes at once.
         // A flush (shutdown) ends the wait.
         let mut deadline = match &first {
-            Command::Write(_, _, queued) if queued.duration_since(idle_since) < batching.window => {
-                *queued + batching.window
+            Command::Write(queued) if queued.at.duration_since(idle_since) < batching.window => {
+                queued.at + batching.window
             }
             _ => Instant::now(),
         };
@@ -316,12 +340,12 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
             match command {
                 // Its sender was already told it failed: writing it now would store a
                 // message its sender will send again.
-                Command::Write(_, reply, queued)
-                    if reply.is_closed() && queued.elapsed() >= super::DATABASE_TIMEOUT =>
+                Command::Write(queued)
+                    if queued.reply.is_closed() && queued.at.elapsed() >= super::DATABASE_TIMEOUT =>
                 {
                     metrics.write_abandoned.inc();
                 }
-                Command::Write(message, reply, _) => batch.push((message, reply)),
+                Command::Write(queued) => batch.push(queued),
                 Command::Flush(done) => {
                     flushed.push(done);
                     deadline = Instant::now();
@@ -336,21 +360,26 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
         }
         if !batch.is_empty() {
             let started = Instant::now();
-            let requests: Vec<NewMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
+            let requests: Vec<NewMessage> = batch.iter().map(|queued| queued.message.clone()).collect();
             let outcomes = super::isolating(requests.len(), |range| {
                 commit(&store, requests.get(range).unwrap_or_default(), &metrics)
             })
             .await;
             metrics.write_batch_size.observe(requests.len() as f64);
             metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-            let mut replies = batch.drain(..).map(|(_, reply)| reply);
+            let mut answered = batch.drain(..);
             for (range, outcome) in outcomes {
                 let results: Vec<Result<StoredMessage, domain::Error>> = match outcome {
                     Ok(results) => results,
                     Err(err) => vec![Err(domain::Error::from(err)); range.len()],
                 };
-                for (reply, result) in replies.by_ref().take(range.len()).zip(results) {
-                    let _ = reply.send(result);
+                for (queued, result) in answered.by_ref().take(range.len()).zip(results) {
+                    if let (Ok(stored), Some(on_commit)) = (&result, queued.on_commit)
+                        && !stored.duplicate
+                    {
+                        on_commit(&stored.message);
+                    }
+                    let _ = queued.reply.send(result);
                 }
             }
         }

@@ -83,8 +83,10 @@ async fn socketio_v4_client_recovers_missed_messages() {
 }
 
 #[actix_web::test]
-async fn socketio_forged_pids_recover_nothing() {
+async fn socketio_forged_and_held_pids_recover_nothing() {
     let app = spawn_app(Db::Sqlite).await;
+    run(&app, "v4-forged-pid").await;
+    let app = spawn_app(Db::Postgres).await;
     run(&app, "v4-forged-pid").await;
 }
 

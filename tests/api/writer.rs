@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use switchboard::domain::{self, MessageBody, MessageKind, RoomId, UserId};
 use switchboard::metrics::Metrics;
-use switchboard::store::{Backend, Batching, HistoryQuery, MessageWriter, NewMessage, Store, StoredMessage};
+use switchboard::store::{Backend, Batching, HistoryQuery, MessageWriter, NewMessage, OnCommit, Store, StoredMessage};
 
 use crate::both;
 use crate::helpers::*;
@@ -147,6 +147,28 @@ async fn a_refused_message_fails_alone_in_its_batch(db: Db) {
     assert_eq!(seqs, (1..=15).collect::<Vec<_>>(), "the others keep their order, without a gap");
 }
 
+/// The writer announces what it committed whether or not the sender still waits (a sender
+/// that gave up on a slow commit must not leave its message unpushed), and never a resend.
+async fn a_commit_is_announced_when_its_sender_stopped_waiting(db: Db) {
+    let (store, writer, _) = writer(db).await;
+    let [ann, ben] = ["ann", "ben"].map(user);
+    let (room, _) = store.open_direct_room(&ann, &ben).await.unwrap();
+    let (announced, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let announcing = |announced: &tokio::sync::mpsc::UnboundedSender<i64>| -> Option<OnCommit> {
+        let announced = announced.clone();
+        Some(Box::new(move |message: &domain::Message| {
+            let _ = announced.send(message.seq);
+        }))
+    };
+    drop(writer.submit_then(message(room, &ann, "nobody waits", Some("c-1")), announcing(&announced)));
+    let seq = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.expect("announced").unwrap();
+    assert_eq!(seq, 1);
+    let resent = writer.submit_then(message(room, &ann, "again", Some("c-1")), announcing(&announced)).await.unwrap();
+    assert!(resent.duplicate);
+    let next = writer.submit_then(message(room, &ann, "next", Some("c-2")), announcing(&announced)).await.unwrap();
+    assert_eq!(heard.recv().await, Some(next.message.seq), "the resend was not announced, the next one was");
+}
+
 mod postgres_only {
     #[actix_web::test]
     async fn a_refused_message_fails_alone_in_its_batch() {
@@ -159,4 +181,8 @@ fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items
 }
 
-both!(one_batch_mixes_resends_repeats_and_new_messages, a_batch_of_only_resends_writes_nothing_new);
+both!(
+    one_batch_mixes_resends_repeats_and_new_messages,
+    a_batch_of_only_resends_writes_nothing_new,
+    a_commit_is_announced_when_its_sender_stopped_waiting
+);

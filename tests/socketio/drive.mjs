@@ -161,7 +161,8 @@ const scenarios = {
   "v3-heartbeat": () => stayConnected(v3, 5000),
   "v4-recover": () => recover(URL),
   "v4-recover-on-another-node": () => recover(URL2),
-  // Another user's pid, or one made up, opens a session of one's own: nothing replayed.
+  // Another user's pid, one made up, or one another connection holds opens a session of
+  // one's own: nothing replayed.
   "v4-forged-pid": async () => {
     const bob = v4(TOKEN_B);
     await once(bob, "connect");
@@ -182,6 +183,29 @@ const scenarios = {
       alice.disconnect();
     }
     sender.disconnect();
+    // A session a connection holds is resumed by no other; once let go, by one connection.
+    // As the client itself claims its session on a reconnect (`recovered` is its own pid coming back).
+    const claim = (pid) => {
+      const socket = io4(URL, { transports: ["websocket"], auth: { token: TOKEN_A }, reconnection: false, autoConnect: false });
+      socket._pid = pid;
+      socket._lastOffset = "";
+      return socket.connect();
+    };
+    const holder = v4(TOKEN_A);
+    await once(holder, "connect");
+    const held = holder._pid;
+    const intruder = claim(held);
+    await once(intruder, "connect");
+    assert.equal(intruder.recovered, false, "a held session was resumed");
+    assert.notEqual(intruder._pid, held);
+    intruder.disconnect();
+    holder.disconnect();
+    await sleep(300);
+    const [first, second] = [claim(held), claim(held)];
+    await Promise.all([once(first, "connect"), once(second, "connect")]);
+    assert.deepEqual([first.recovered, second.recovered].sort(), [false, true], "one resume, not two");
+    first.disconnect();
+    second.disconnect();
   },
   // Past the recovery window (1 s in this test): a fresh session, nothing replayed.
   "v4-recover-expired": async () => {

@@ -67,6 +67,22 @@ pub async fn fresh_database(db: Db) -> String {
     }
 }
 
+/// Runs SQL on a database behind its nodes' backs: what a node that died, or an operator,
+/// leaves there.
+pub async fn execute_sql(database_url: &str, statements: &str) {
+    match database_url.strip_prefix("sqlite://") {
+        Some(path) => {
+            use diesel::connection::SimpleConnection;
+            let mut conn = <diesel::SqliteConnection as diesel::Connection>::establish(path).expect("open SQLite");
+            conn.batch_execute(statements).expect("SQL runs");
+        }
+        None => {
+            let mut conn = AsyncPgConnection::establish(database_url).await.expect("connect to PostgreSQL");
+            conn.batch_execute(statements).await.expect("SQL runs");
+        }
+    }
+}
+
 pub struct TestApp {
     pub port: u16,
     pub database_url: String,

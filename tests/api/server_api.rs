@@ -193,6 +193,12 @@ async fn a_repeated_idempotency_key_gets_the_first_answer(db: Db) {
     assert_eq!(again.status, 201);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.body, first.body, "the first answer, not a second message");
+    // A retry that runs afresh (here: the first try's node died before keeping its answer, a
+    // minute ago) finds the message the first try stored: the key is its client_id.
+    execute_sql(&app.database_url, "UPDATE idempotency_keys SET status = NULL, body = NULL, created_at = 0").await;
+    let retried = api(app.port, "POST", &path, Some(json!({"body": "Shipped"})), &key).await;
+    assert_eq!((retried.status, retried.header("idempotent-replayed")), (201, None));
+    assert_eq!(retried.body["message"]["id"], first.body["message"]["id"], "no second message");
     let other = api(app.port, "POST", &path, Some(json!({"body": "Delivered"})), &key).await;
     assert_eq!(other.status, 409);
     let page = api(app.port, "GET", &path, None, &[]).await;

@@ -8,7 +8,7 @@ use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
@@ -82,6 +82,18 @@ pub async fn idempotent(
         tracing::warn!(error = %e, "could not keep an idempotent answer");
     }
     Ok(ServiceResponse::new(request, head.set_body(answer).map_into_boxed_body()))
+}
+
+/// The request's well-formed `Idempotency-Key`, if it has one.
+pub fn key_of(request: &HttpRequest) -> Option<String> {
+    request.headers().get(HEADER).and_then(|key| parse_key(key).ok())
+}
+
+/// The `client_id` a message posted with `key` and none of its own is stored under, so that
+/// a retry which runs afresh (its first try answered `5xx`, or ran on a node that died) finds
+/// the message the first try stored, as a client's resend does, and posts nothing new.
+pub fn client_id(key: &str) -> String {
+    format!("idempotency:{}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
 fn parse_key(value: &header::HeaderValue) -> Result<String, ApiError> {

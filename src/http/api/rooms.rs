@@ -1,12 +1,12 @@
 //! Rooms through the server API: create, add and remove members, post messages (as a member
 //! or as the system), read history.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::errors::{Body, Failures};
-use super::{ApiError, resource};
+use super::{ApiError, idempotency, resource};
 use crate::domain::{Error, Message, MessageKind, Room, RoomId, RoomKind, UserId};
 use crate::runtime::Node;
 use crate::service::backend::{self, Author};
@@ -114,7 +114,8 @@ pub struct PostMessage {
         pattern = r"^[^\u0000]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000]*$"
     )]
     pub body: String,
-    /// The sender's id for the message: a repeat returns the message stored first.
+    /// The sender's id for the message: a repeat returns the message stored first. Without
+    /// one, a request with an `Idempotency-Key` is stored under an id made from the key.
     #[schema(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub client_id: Option<String>,
 }
@@ -131,9 +132,11 @@ pub struct MessageAnswer {
 pub async fn post_message(
     node: web::Data<Node>,
     path: web::Path<RoomId>,
+    request: HttpRequest,
     Body(body): Body<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let PostMessage { sender_id, kind, body, client_id } = body;
+    let client_id = client_id.or_else(|| idempotency::key_of(&request).map(|key| idempotency::client_id(&key)));
     let (author, kind) = match sender_id {
         Some(user) => (Author::User(user), kind.unwrap_or(MessageKind::Text)),
         None => (Author::System, kind.unwrap_or(MessageKind::System)),

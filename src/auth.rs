@@ -102,7 +102,9 @@ impl Authenticator {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| refusal(e.kind()))?;
         let claims = data.claims;
-        let user = UserId::parse(claims.sub).map_err(|e| Error::Unauthorized(format!("invalid token subject: {e}")))?;
+        let user = UserId::parse(claims.sub)
+            .and_then(UserId::person)
+            .map_err(|e| Error::Unauthorized(format!("invalid token subject: {e}")))?;
         let name = profile_field("name", claims.name, MAX_NAME_CHARS)?;
         let avatar = profile_field("avatar", claims.avatar, MAX_AVATAR_CHARS)?;
         let identity = Identity {
@@ -184,6 +186,14 @@ mod tests {
         let expired = signed(&auth, serde_json::json!({"sub": "a", "exp": now - 600}));
         assert_eq!(auth.verify(&expired).unwrap_err().to_string(), "token expired");
         assert_eq!(auth.verify("garbage.token.here").unwrap_err().to_string(), "invalid token");
+    }
+
+    #[test]
+    fn the_system_is_nobody_a_token_names() {
+        let auth = Authenticator::new("a-secret-of-enough-length");
+        let now = jsonwebtoken::get_current_timestamp();
+        let system = signed(&auth, serde_json::json!({"sub": "system", "exp": now + 600}));
+        assert!(auth.verify(&system).unwrap_err().to_string().contains("the system's id"));
     }
 
     #[test]

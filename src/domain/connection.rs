@@ -4,9 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConnectionId, NodeId, Timestamp, UserId};
 
-/// The sender of the messages the app's back end posts as the system (`kind: "system"`).
-pub const SYSTEM_SENDER: &str = "system";
-
 /// One of a user's connections, on whichever node holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectionInfo {

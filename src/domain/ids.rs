@@ -11,6 +11,9 @@ use super::Error;
 /// Longest user id the contract allows, in characters.
 pub const MAX_USER_ID_CHARS: usize = 64;
 
+/// The sender of the messages the app's back end posts as the system (`kind: "system"`).
+pub const SYSTEM_SENDER: &str = "system";
+
 /// What a user id may hold, as the OpenAPI document states it: 1 to 64 characters, none of
 /// them a control character (Unicode category Cc, which `char::is_control` tests).
 const USER_ID_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,64}$";
@@ -47,6 +50,20 @@ impl UserId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The sender of the messages the app's back end posts as the system.
+    pub fn system() -> Self {
+        Self(SYSTEM_SENDER.to_owned())
+    }
+
+    /// Refuses the system's id where a person is meant: as a token's subject, a member, a
+    /// sender or a user to delete, it would pass for (or wipe) the system's messages.
+    pub fn person(self) -> Result<Self, Error> {
+        if self.0 == SYSTEM_SENDER {
+            return Err(Error::bad_request(format!("`{SYSTEM_SENDER}` is the system's id, not a user's")));
+        }
+        Ok(self)
     }
 }
 

@@ -16,9 +16,9 @@ pub use call::{Call, CallId, CallParticipant, CallState, EndReason, Media, Party
 pub use chat::{
     MAX_CLIENT_ID_BYTES, Message, MessageBody, MessageKind, Room, RoomCursor, RoomKind, check_client_id, direct_peer,
 };
-pub use connection::{ConnectionInfo, SYSTEM_SENDER};
+pub use connection::ConnectionInfo;
 pub use error::{Error, ErrorCode};
-pub use ids::{ConnectionId, NodeId, RoomId, SessionId, UserId};
+pub use ids::{ConnectionId, NodeId, RoomId, SYSTEM_SENDER, SessionId, UserId};
 pub use live::{CommentText, LiveComment, LiveEndReason, LiveSession, LiveState, LiveTitle, RaisedHand};
 pub use social::{EARTH_RADIUS_KM, Location, LocationGrid, NearbyUser, Notification, RequestKind};
 pub use time::Timestamp;

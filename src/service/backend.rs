@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Caller, Services, blocks, messages, rooms};
 use crate::bus::{BusEvent, Topic};
 use crate::domain::{
-    ConnectionId, Error, Message, MessageBody, MessageKind, Room, RoomId, RoomKind, SYSTEM_SENDER, UserId, direct_peer,
+    ConnectionId, Error, Message, MessageBody, MessageKind, Room, RoomId, RoomKind, UserId, direct_peer,
 };
 use crate::store::{HistoryPage, HistoryQuery, JoinOutcome, LeaveOutcome, NewMessage};
 use crate::wire::{PresenceState, Push};
@@ -35,6 +35,8 @@ pub async fn create_room(
     members: Vec<UserId>,
     name: Option<String>,
 ) -> Result<(Room, bool), Error> {
+    let created_by = created_by.person()?;
+    let members = members.into_iter().map(UserId::person).collect::<Result<Vec<_>, _>>()?;
     let mut seen = HashSet::new();
     let others: Vec<UserId> = members.into_iter().filter(|m| *m != created_by && seen.insert(m.clone())).collect();
     match kind {
@@ -66,6 +68,7 @@ pub async fn create_room(
 
 /// Adds `user` to a group; the room. Adding a member again changes nothing.
 pub async fn add_member(services: &Services, room: RoomId, user: UserId) -> Result<Room, Error> {
+    let user = user.person()?;
     let members = services.store.room_members(room).await?.ok_or_else(|| Error::not_found("no such room"))?;
     let blocks = services.store.blocks_among(&user, &members.members).await?;
     if !blocks.blocked_by_user.is_empty() || !blocks.blocking_user.is_empty() {
@@ -116,6 +119,7 @@ pub async fn post_message(
 ) -> Result<Message, Error> {
     match author {
         Author::User(user) => {
+            let user = user.person()?;
             let room_members =
                 services.store.room_members(room).await?.ok_or_else(|| Error::not_found("no such room"))?;
             if !room_members.members.contains(&user) {
@@ -132,7 +136,7 @@ pub async fn post_message(
                 return Err(Error::bad_request("a message without `sender_id` is a system message: kind `system`"));
             }
             let body = MessageBody::system(body, services.settings.max_body_bytes)?;
-            let sender = UserId::parse(SYSTEM_SENDER)?;
+            let sender = UserId::system();
             messages::store_and_announce(services.clone(), NewMessage { room, sender, kind, body, client_id }, None)
                 .await
         }
@@ -165,6 +169,7 @@ pub async fn unread(services: &Services, user: &UserId) -> Result<(i64, Vec<(Roo
 /// Deletes `user`'s data (see `Store::delete_user`); the members of their rooms hear they left,
 /// the live sessions they host end and those they watch count them no more.
 pub async fn delete_user(services: &Services, user: &UserId) -> Result<(), Error> {
+    let user = &user.clone().person()?;
     super::live::leave_all(services, user).await?;
     for room in services.store.delete_user(user).await? {
         rooms::announce_left(services, room, user.clone(), None);

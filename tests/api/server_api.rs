@@ -229,6 +229,13 @@ async fn unread_counts_and_deleting_a_user(db: Db) {
     for body in ["one", "two", "three"] {
         assert_eq!(post(app.port, &path, json!({"sender_id": "bob", "body": body})).await.status, 201);
     }
+    // The system's id is nobody's: not a sender, a member, nor a user to delete (which would
+    // blank every system message).
+    let system = api(app.port, "POST", &path, Some(json!({"sender_id": "system", "body": "hi"})), &[]).await;
+    assert_eq!(system.status, 400, "{system:?}");
+    let members = format!("/api/v1/rooms/{room}/members");
+    assert_eq!(api(app.port, "POST", &members, Some(json!({"user_id": "system"})), &[]).await.status, 400);
+    assert_eq!(api(app.port, "DELETE", "/api/v1/users/system", None, &[]).await.status, 400);
     let unread = api(app.port, "GET", "/api/v1/users/alice/unread", None, &[]).await;
     assert_eq!(unread.body, json!({"total": 3, "rooms": [{"room_id": room, "unread": 3}]}));
     assert_eq!(api(app.port, "GET", "/api/v1/users/bob/unread", None, &[]).await.body["total"], 0);

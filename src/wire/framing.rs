@@ -67,7 +67,7 @@ impl Framing {
                     return Inbound::Protocol("not authenticated".into());
                 }
                 let inbound = native::decode(text);
-                let data = inbound.data.and_then(without_nul);
+                let data = inbound.data.and_then(well_formed);
                 Inbound::Request { id: inbound.id.map(AckId::Native), event: inbound.event, data }
             }
             Framing::SocketIo(_) => match socketio::parse(text) {
@@ -86,7 +86,7 @@ impl Framing {
                 },
                 Packet::Event { .. } if !connected => Inbound::Protocol("event before namespace connect".into()),
                 Packet::Event { ack, event, data, .. } => {
-                    Inbound::Request { id: ack.map(AckId::SocketIo), event, data: without_nul(data) }
+                    Inbound::Request { id: ack.map(AckId::SocketIo), event, data: well_formed(data) }
                 }
                 Packet::Binary => Inbound::Binary,
                 Packet::Invalid(reason) => Inbound::Protocol(reason),
@@ -144,20 +144,29 @@ impl Framing {
     }
 }
 
+/// Deepest a request's payload nests (objects and arrays): far past any chat payload or WebRTC
+/// signal, and well short of where an opaque value relayed to other nodes inside an envelope,
+/// a few levels deeper, would pass serde_json's limit there.
+pub const MAX_PAYLOAD_DEPTH: usize = 32;
+
 /// A request's payload may hold any text but NUL (U+0000), in its values and its keys:
-/// PostgreSQL cannot store it and no chat text needs it. The whole request is refused at the
-/// edge, before any command runs, so it reaches no batch and no other user.
-pub fn without_nul(data: Value) -> Result<Value, Error> {
-    let mut pending = vec![&data];
-    while let Some(value) = pending.pop() {
+/// PostgreSQL cannot store it and no chat text needs it; and it nests at most
+/// [`MAX_PAYLOAD_DEPTH`] levels. The whole request is refused at the edge, before any command
+/// runs, so it reaches no batch, no other node and no other user.
+pub fn well_formed(data: Value) -> Result<Value, Error> {
+    let mut pending = vec![(&data, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        if depth > MAX_PAYLOAD_DEPTH {
+            return Err(Error::bad_request(format!("a payload nests at most {MAX_PAYLOAD_DEPTH} levels")));
+        }
         let nul = match value {
             Value::String(text) => text.contains('\0'),
             Value::Array(items) => {
-                pending.extend(items);
+                pending.extend(items.iter().map(|item| (item, depth + 1)));
                 false
             }
             Value::Object(fields) => {
-                pending.extend(fields.values());
+                pending.extend(fields.values().map(|field| (field, depth + 1)));
                 fields.keys().any(|key| key.contains('\0'))
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => false,
@@ -190,13 +199,19 @@ mod tests {
     }
 
     #[test]
-    fn refuses_nul_anywhere_in_a_request() {
+    fn refuses_nul_anywhere_and_deep_nesting() {
         let native = Framing::Native;
         let socketio = Framing::SocketIo(EngineVersion::V4);
         assert!(refused(native, r#"{"event":"message.send","id":1,"data":{"body":"a\u0000b"}}"#));
         assert!(refused(native, r#"{"event":"x","data":{"deep":[{"k":["\u0000"]}]}}"#));
         assert!(refused(native, r#"{"event":"x","data":{"ke\u0000y":1}}"#));
         assert!(refused(socketio, r#"42["live.comment",{"text":"\u0000"}]"#));
+        // Nesting past the bound: an opaque signal as deep as the edge's parser allows.
+        let deep = |levels: usize| {
+            format!(r#"{{"event":"call.signal","data":{{"signal":{}1{}}}}}"#, "[".repeat(levels), "]".repeat(levels))
+        };
+        assert!(refused(native, &deep(MAX_PAYLOAD_DEPTH)));
+        assert!(!refused(native, &deep(MAX_PAYLOAD_DEPTH - 1)));
         // Other unusual text passes the edge untouched.
         let fine = r#"{"event":"x","data":{"body":"\u0001 \u200b \ud83d\ude00 \u202e"}}"#;
         assert!(matches!(native.decode(fine, true), Inbound::Request { data: Ok(_), .. }));

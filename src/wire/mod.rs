@@ -15,6 +15,6 @@ pub mod socketio;
 pub use api::{Api, Dialect, Emit};
 pub use command::{CallCommand, Command, LiveCommand, RoomCommand, SocialCommand};
 pub use events::{BlockedUser, Delivery, PresenceState, Push, Reply};
-pub use framing::{AckId, Framing, Inbound, without_nul};
+pub use framing::{AckId, Framing, Inbound, well_formed};
 pub(crate) use request::fields;
 pub use request::{DEFAULT_PAGE, Event, MAX_NEARBY_KM, MAX_PAGE, Request};

@@ -85,7 +85,7 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T
 
 /// `value` as a `T`, refused as [`Body`] refuses.
 pub fn parse_body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    let value = crate::wire::without_nul(value)?;
+    let value = crate::wire::well_formed(value)?;
     serde_json::from_value(value).map_err(|e| ApiError(Error::bad_request(format!("invalid body: {e}"))))
 }
 

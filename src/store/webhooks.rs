@@ -366,14 +366,25 @@ impl Store {
         Ok(counts)
     }
 
-    /// Events kept as failed, newest first, created before `before` when given (the page
-    /// cursor: the last one's `created_at`).
-    pub async fn failed_webhooks(&self, limit: i64, before: Option<Timestamp>) -> StoreResult<Vec<WebhookEvent>> {
-        let before = before.map_or(i64::MAX, Timestamp::millis);
-        let rows: Vec<OutboxRow> = with_conn!(self, |conn| {
+    /// Events kept as failed, newest first (by `created_at`, then id), after the cursor when
+    /// given: the last one's `created_at` and, to go on among events created at that same
+    /// time, its id.
+    pub async fn failed_webhooks(
+        &self,
+        limit: i64,
+        before: Option<(Timestamp, Option<Uuid>)>,
+    ) -> StoreResult<Vec<WebhookEvent>> {
+        let (before, before_id) = before.map_or((i64::MAX, None), |(at, id)| (at.millis(), id));
+        let before_id = before_id.map(|id| id.to_string()).unwrap_or_default();
+        let before_id = before_id.as_str();
+        let rows: Vec<OutboxRow> = with_conn!(self, copied(before_id), |conn| {
             webhook_outbox::table
                 .filter(webhook_outbox::state.eq(OutboxState::Failed.as_str()))
-                .filter(webhook_outbox::created_at.lt(before))
+                .filter(
+                    webhook_outbox::created_at
+                        .lt(before)
+                        .or(webhook_outbox::created_at.eq(before).and(webhook_outbox::id.lt(before_id))),
+                )
                 .order((webhook_outbox::created_at.desc(), webhook_outbox::id.desc()))
                 .limit(limit)
                 .select(OutboxRow::as_select())

@@ -311,6 +311,52 @@ async fn dead_letters_after_the_last_attempt(db: Db) {
     assert!(app.get("/metrics").await.1.contains("switchboard_webhook_deliveries_total"));
 }
 
+/// Failed events created at the same millisecond (one message's offline events are) page by
+/// `before` and `before_id` without skipping any.
+async fn failed_events_page_through_ties(db: Db) {
+    let receiver = Receiver::start().await;
+    let app = spawn_with(
+        db,
+        webhooks_to(receiver.port, |s| {
+            s.webhook_max_attempts = 1;
+            with_api(s);
+        }),
+    )
+    .await;
+    let store = Store::connect(&Backend::from_url(&app.database_url).unwrap(), 2).await.unwrap();
+    let mut alice = app.connect("alice").await;
+    receiver.answer(503);
+    for reported in ["mallory", "trent", "eve"] {
+        alice.ok("report", json!({"user_id": reported, "reason": "spam"})).await;
+    }
+    eventually(|| async { (store.webhook_counts().await.unwrap().failed == 3).then_some(()) }).await;
+    execute_sql(&app.database_url, "UPDATE webhook_outbox SET created_at = 1764806400000").await;
+    let first = api(app.port, "GET", "/api/v1/webhooks/failed?limit=2", None, &[]).await;
+    assert_eq!(
+        (first.body["events"].as_array().map(Vec::len), first.body["has_more"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let last = &first.body["events"][1];
+    let next = format!(
+        "/api/v1/webhooks/failed?limit=2&before={}&before_id={}",
+        last["created_at"].as_str().unwrap(),
+        last["id"].as_str().unwrap()
+    );
+    let second = api(app.port, "GET", &next, None, &[]).await;
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(second.body["has_more"], false);
+    let mut reported: Vec<&str> = [&first, &second]
+        .iter()
+        .flat_map(|page| page.body["events"].as_array().unwrap())
+        .map(|event| event["data"]["reported_id"].as_str().unwrap())
+        .collect();
+    reported.sort();
+    assert_eq!(reported, ["eve", "mallory", "trent"], "each once");
+    let alone =
+        api(app.port, "GET", "/api/v1/webhooks/failed?before_id=0192e6a0-0000-7000-8000-000000000000", None, &[]);
+    assert_eq!(alone.await.status, 400);
+}
+
 async fn presence_is_sent_when_asked_for(db: Db) {
     use switchboard::domain::EventType;
     let receiver = Receiver::start().await;
@@ -355,6 +401,7 @@ both!(
     nothing_is_lost_across_a_node_restart,
     offline_messages_collapse_per_window,
     dead_letters_after_the_last_attempt,
+    failed_events_page_through_ties,
     presence_is_sent_when_asked_for,
     missed_calls_are_sent,
 );

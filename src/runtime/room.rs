@@ -32,10 +32,6 @@ pub struct RoomActor {
 /// may cross Redis out of order; local members still receive them in seq order.
 const GAP_WAIT: Duration = Duration::from_millis(250);
 
-/// Most messages a room actor reads to catch up after a bus outage; members fill a longer
-/// gap from history by `seq`.
-const CATCH_UP_MAX: i64 = 500;
-
 /// Puts `message.new` pushes back in seq order for this node's members.
 #[derive(Default)]
 struct MessageOrder {
@@ -229,6 +225,26 @@ impl RoomActor {
         self.release_held(ctx);
     }
 
+    /// Most messages the room delivers from the store at once (catching up, filling a gap):
+    /// a quarter of a connection's outbox, so a member of a few busy rooms is not closed as a
+    /// slow reader for what the node owed it. Members read a longer gap from history by `seq`.
+    fn store_window(&self) -> i64 {
+        (self.services.settings.outbound_queue / 4).max(1) as i64
+    }
+
+    /// Moves the next expected seq up to `seq`, first delivering in order what was held below
+    /// it; the messages skipped are left to the members to read from history.
+    fn skip_to(&mut self, seq: i64) {
+        if seq <= self.order.next {
+            return;
+        }
+        let newer = self.order.held.split_off(&seq);
+        for (_, (push, skip)) in std::mem::replace(&mut self.order.held, newer) {
+            self.fan_out(push, skip);
+        }
+        self.order.next = seq;
+    }
+
     /// Delivers the held pushes that now follow on without a gap.
     fn release_held(&mut self, ctx: &mut Context<Self>) {
         while let Some((push, skip)) = self.order.held.remove(&self.order.next) {
@@ -243,20 +259,25 @@ impl RoomActor {
     }
 
     /// After the bus lost its link to the other nodes (the member list being read again
-    /// first): reads the messages committed since the last one delivered here (up to
-    /// [`CATCH_UP_MAX`]) and delivers them in order, so members get what they missed without
-    /// asking. Their live copies, should they still come, are not delivered twice.
+    /// first): reads the newest messages committed since the last one delivered here (at
+    /// most [`Self::store_window`]) and delivers them in order, so members get what they
+    /// missed without asking. Their live copies, should they still come, are not delivered
+    /// twice.
     fn catch_up(&mut self, ctx: &mut Context<Self>) {
         if self.order.next == 0 {
             return;
         }
-        let (store, room, after) = (self.services.store.clone(), self.id, self.order.next - 1);
-        let read = async move { store.messages_after(room, after, CATCH_UP_MAX).await };
+        let (store, room, after, most) =
+            (self.services.store.clone(), self.id, self.order.next - 1, self.store_window());
+        let read = async move { store.newest_after(room, after, most).await };
         ctx.wait(read.into_actor(self).map(|loaded, room, ctx| {
             let missed = match loaded {
                 Ok(missed) => missed,
                 Err(e) => return tracing::warn!(room = %room.id, error = %e, "could not catch up after a bus outage"),
             };
+            if let Some(oldest) = missed.first() {
+                room.skip_to(oldest.seq);
+            }
             for message in missed {
                 let seq = message.seq;
                 if seq >= room.order.next && !room.order.held.contains_key(&seq) {
@@ -268,11 +289,12 @@ impl RoomActor {
         }));
     }
 
-    /// Reads the messages missing before the held ones from the store and delivers all of
-    /// them in order.
+    /// Reads the messages missing before the held ones from the store (the newest
+    /// [`Self::store_window`] of them) and delivers all of them in order.
     fn fill_gap(&mut self, ctx: &mut Context<Self>) {
         self.order.gap_timer = None;
         let Some(&last) = self.order.held.keys().next_back() else { return };
+        self.skip_to(last - self.store_window() + 1);
         let (store, room, after) = (self.services.store.clone(), self.id, self.order.next - 1);
         ctx.wait(async move { store.messages_between(room, after, last).await }.into_actor(self).map(
             move |loaded, room, _| {

@@ -462,21 +462,21 @@ impl Store {
         Ok(rows.into_iter().map(Message::from).collect())
     }
 
-    /// The first `limit` messages with `seq > after`, in seq order, whoever cleared what (for
+    /// The newest `limit` messages with `seq > after`, in seq order, whoever cleared what (for
     /// live delivery catching up after a bus outage).
-    pub async fn messages_after(&self, room: RoomId, after: i64, limit: i64) -> StoreResult<Vec<Message>> {
+    pub async fn newest_after(&self, room: RoomId, after: i64, limit: i64) -> StoreResult<Vec<Message>> {
         let id = room.to_string();
         let rows: Vec<MessageRow> = with_conn!(self, |conn| {
             messages::table
                 .filter(messages::room_id.eq(&id))
                 .filter(messages::seq.gt(after))
-                .order(messages::seq.asc())
+                .order(messages::seq.desc())
                 .limit(limit)
                 .select(MessageRow::as_select())
                 .load(conn)
                 .await?
         });
-        Ok(rows.into_iter().map(Message::from).collect())
+        Ok(rows.into_iter().rev().map(Message::from).collect())
     }
 
     /// Each member's read mark in `room`.

@@ -75,6 +75,31 @@ async fn after_a_redis_outage_nodes_deliver_what_their_members_missed() {
     gets_the_three_then_the_next(&mut alice, &mut bob, &room).await;
 }
 
+/// A gap longer than a connection's outbox takes: the node delivers the newest messages it
+/// may (a quarter of the outbox) rather than the whole backlog, which would close every member
+/// as a slow reader; members read the rest from history.
+#[actix_web::test]
+async fn after_a_long_redis_outage_members_get_the_newest_without_being_closed() {
+    let mut redis = OwnRedis::start().await;
+    let cluster = Cluster::start_with(2, crate::Redis::One(redis.url()), |s| s.outbound_queue = 16).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let (mut alice, mut bob, room) = chatting_across(n1, n2).await;
+
+    redis.stop().await;
+    for i in 0..20 {
+        send(&mut alice, &room, &format!("during {i}")).await;
+    }
+    until_publishes_dropped(n1, 20.0).await;
+    redis.run().await;
+    for seq in 18..=21 {
+        let caught_up = bob.event("message.new").await;
+        assert_eq!(caught_up["message"]["seq"], seq, "the newest four (seq 2 to 21 were missed)");
+    }
+    send(&mut alice, &room, "after").await;
+    let next = bob.event("message.new").await;
+    assert_eq!((next["message"]["seq"].as_i64(), next["message"]["body"].as_str()), (Some(22), Some("after")));
+}
+
 /// One node cut off from Redis while the others still reach it: its pushes are lost, and the
 /// recipients' nodes, whose own links never broke, have nothing to notice. Once its publishes
 /// go through again, it tells each room it could not reach, whose members' nodes read what

@@ -409,6 +409,8 @@ impl Store {
         let id = room.to_string();
         // The viewer's clear mark is a subquery, so a page is one round trip: after a
         // reconnect storm every client reads one, so this was half the storm's statements.
+        // A viewer who is not a member has no mark and sees nothing: the runtime's member
+        // lists may lag a removal by a moment, the store does not.
         let viewer = &viewer;
         let mut rows: Vec<MessageRow> = with_conn!(self, copied(viewer), |conn| {
             let mut base = messages::table
@@ -419,7 +421,7 @@ impl Store {
             if let Some(viewer) = viewer {
                 let floor = coalesce(
                     room_members::table.find((&id, viewer.as_str())).select(room_members::cleared_seq).single_value(),
-                    0_i64,
+                    i64::MAX,
                 );
                 base = base.filter(messages::seq.gt(floor));
             }

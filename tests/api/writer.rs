@@ -169,6 +169,21 @@ async fn a_commit_is_announced_when_its_sender_stopped_waiting(db: Db) {
     assert_eq!(heard.recv().await, Some(next.message.seq), "the resend was not announced, the next one was");
 }
 
+/// The store shows history to members only, whatever a node's member list still says.
+async fn history_is_for_members_only(db: Db) {
+    let (store, writer, _) = writer(db).await;
+    let [ann, ben] = ["ann", "ben"].map(user);
+    let group = store.create_group_room(&ann, "g", std::slice::from_ref(&ben)).await.unwrap();
+    writer.submit(message(group, &ann, "before ben left", None)).await.unwrap();
+    let seen = |who: UserId| {
+        let store = store.clone();
+        async move { store.history(group, &who, HistoryQuery::Newest, 10).await.unwrap().messages.len() }
+    };
+    assert_eq!((seen(ann.clone()).await, seen(ben.clone()).await), (1, 1));
+    store.leave_group(group, &ben).await.unwrap();
+    assert_eq!((seen(ann).await, seen(ben).await), (1, 0), "a former member reads nothing");
+}
+
 mod postgres_only {
     #[actix_web::test]
     async fn a_refused_message_fails_alone_in_its_batch() {
@@ -184,5 +199,6 @@ fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
 both!(
     one_batch_mixes_resends_repeats_and_new_messages,
     a_batch_of_only_resends_writes_nothing_new,
-    a_commit_is_announced_when_its_sender_stopped_waiting
+    a_commit_is_announced_when_its_sender_stopped_waiting,
+    history_is_for_members_only
 );

@@ -320,8 +320,42 @@ impl BatchWrites for super::SqliteAsync {
     }
 }
 
+/// How long a sender whose message was a resend of a stored one counts as resending.
+const RESENDING_FOR: Duration = Duration::from_secs(10);
+
+/// The senders who resent a stored message lately. A batch holding a keyed message of theirs
+/// looks the stored ones up before it writes, rather than being refused first and written
+/// again: a client resending one id over and over would otherwise cost every batch it joins,
+/// everyone else's messages in it, a refused write.
+#[derive(Default)]
+struct Resenders {
+    since: HashMap<UserId, Instant>,
+    pruned: Option<Instant>,
+}
+
+impl Resenders {
+    fn note(&mut self, sender: &UserId) {
+        self.since.insert(sender.clone(), Instant::now());
+    }
+
+    /// Whether a batch should look its keys up before writing.
+    fn among(&self, batch: &[NewMessage]) -> bool {
+        !self.since.is_empty() && batch.iter().any(|m| m.client_id.is_some() && self.since.contains_key(&m.sender))
+    }
+
+    /// Forgets senders quiet for [`RESENDING_FOR`]; at most once a second.
+    fn prune(&mut self) {
+        if self.pruned.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.pruned = Some(Instant::now());
+        self.since.retain(|_, at| at.elapsed() < RESENDING_FOR);
+    }
+}
+
 async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batching, metrics: Arc<Metrics>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(batching.max);
+    let mut resenders = Resenders::default();
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     // When the writer last finished a batch.
     let mut idle_since = Instant::now();
@@ -361,8 +395,10 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
         if !batch.is_empty() {
             let started = Instant::now();
             let requests: Vec<NewMessage> = batch.iter().map(|queued| queued.message.clone()).collect();
+            resenders.prune();
             let outcomes = super::isolating(requests.len(), |range| {
-                commit(&store, requests.get(range).unwrap_or_default(), &metrics)
+                let part = requests.get(range).unwrap_or_default();
+                commit(&store, part, resenders.among(part), &metrics)
             })
             .await;
             metrics.write_batch_size.observe(requests.len() as f64);
@@ -374,10 +410,10 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
                     Err(err) => vec![Err(domain::Error::from(err)); range.len()],
                 };
                 for (queued, result) in answered.by_ref().take(range.len()).zip(results) {
-                    if let (Ok(stored), Some(on_commit)) = (&result, queued.on_commit)
-                        && !stored.duplicate
-                    {
-                        on_commit(&stored.message);
+                    match (&result, queued.on_commit) {
+                        (Ok(stored), _) if stored.duplicate => resenders.note(&queued.message.sender),
+                        (Ok(stored), Some(on_commit)) => on_commit(&stored.message),
+                        _ => {}
                     }
                     let _ = queued.reply.send(result);
                 }
@@ -392,20 +428,26 @@ async fn run(store: Store, mut inbox: mpsc::Receiver<Command>, batching: Batchin
 
 /// Writes one batch atomically; returns one result per request, in order.
 ///
-/// Most batches resend nothing, so the first write does not look for stored messages: the
-/// unique (room, sender, client_id) index refuses a resend, the write changes nothing, and
-/// the batch is written again with the stored messages looked up first. A resend can race
-/// its original on another node (the lookup misses the original, then the write waits for it
-/// and is refused), so this repeats while each lookup finds more than the last: at most once
-/// per key, and a refusal that no lookup explains is an error.
+/// Most batches resend nothing, so the first write does not look for stored messages (unless
+/// `look_first`: the batch holds a resender's keyed message, see [`Resenders`]): the unique
+/// (room, sender, client_id) index refuses a resend, the write changes nothing, and the batch
+/// is written again with the stored messages looked up first. A resend can race its original
+/// on another node (the lookup misses the original, then the write waits for it and is
+/// refused), so this repeats while each lookup finds more than the last: at most once per
+/// key, and a refusal that no lookup explains is an error.
 async fn commit(
     store: &Store,
     batch: &[NewMessage],
+    look_first: bool,
     metrics: &Metrics,
 ) -> Result<Vec<Result<StoredMessage, domain::Error>>, StoreError> {
     let keys: Vec<Key> =
         batch.iter().filter_map(|m| Some((m.room.to_string(), m.sender.to_string(), m.client_id.clone()?))).collect();
     let mut stored = Vec::new();
+    if look_first && !keys.is_empty() {
+        let wanted = keys.clone();
+        stored = with_conn!(store, |conn| conn.stored(&wanted).await?);
+    }
     loop {
         let refused = match write(store, batch, &stored).await {
             Err(StoreError::Query(diesel::result::Error::DatabaseError(

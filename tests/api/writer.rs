@@ -102,7 +102,7 @@ async fn one_batch_mixes_resends_repeats_and_new_messages(db: Db) {
 }
 
 async fn a_batch_of_only_resends_writes_nothing_new(db: Db) {
-    let (store, writer, _) = writer(db).await;
+    let (store, writer, metrics) = writer(db).await;
     let [ann, ben] = ["ann", "ben"].map(user);
     let (room, _) = store.open_direct_room(&ann, &ben).await.unwrap();
     let stored = submit_together(
@@ -121,6 +121,14 @@ async fn a_batch_of_only_resends_writes_nothing_new(db: Db) {
         assert_eq!(again.message.id, stored.message.id);
         assert_eq!(again.message.seq, stored.message.seq);
     }
+    assert_eq!(metrics.write_resend_retries.get(), 1, "the resends' batch was refused once, then written");
+    // A sender who just resent: their batches look the stored messages up first and are
+    // not refused, however often they resend.
+    for _ in 0..3 {
+        let resent = writer.submit(message(room, &ann, "m0", Some("c-0"))).await.unwrap();
+        assert!(resent.duplicate);
+    }
+    assert_eq!(metrics.write_resend_retries.get(), 1, "no batch refused again");
     let next = writer.submit(message(room, &ann, "new", Some("c-new"))).await.unwrap();
     assert_eq!(next.message.seq, 6);
 }

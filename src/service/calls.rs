@@ -136,7 +136,7 @@ async fn announce_departure(
 pub async fn sweep(services: &Services) -> Result<(), Error> {
     let now = Timestamp::now();
     for expired in services.store.expire_ringing(now).await? {
-        let record = load(services, expired.call).await?;
+        let Some(record) = loaded(services, expired.call).await else { continue };
         for callee in &expired.users {
             let (call, caller, media) = (record.call.id, record.call.caller_id.clone(), record.call.media);
             webhooks::emit(services, Event::CallMissed { call, caller, callee: callee.clone(), media });
@@ -152,7 +152,7 @@ pub async fn sweep(services: &Services) -> Result<(), Error> {
     }
     let grace = services.settings.call_grace_secs as i64 * 1000;
     for (call, user) in services.store.expire_away(Timestamp::from_millis(now.millis() - grace)).await? {
-        let record = load(services, call).await?;
+        let Some(record) = loaded(services, call).await else { continue };
         match record.call.end_reason {
             Some(reason) => {
                 for party in reachable(&record.call) {
@@ -167,6 +167,12 @@ pub async fn sweep(services: &Services) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A swept call as it stands now; `None` (logged) if it cannot be read, so that one call
+/// failing keeps none of the others unannounced.
+async fn loaded(services: &Services, call: CallId) -> Option<CallRecord> {
+    load(services, call).await.inspect_err(|e| tracing::warn!(%call, error = %e, "could not read a swept call")).ok()
 }
 
 /// Rings the room's other members; the call as it starts.

@@ -139,7 +139,9 @@ pub fn mark_read(
 /// Clears the room's history for the caller; the seq it is cleared up to.
 pub fn clear(services: Arc<Services>, room: RoomId, caller: Caller) -> BoxFuture<'static, Result<i64, Error>> {
     Box::pin(async move {
-        let (cleared_seq, read) = services.store.clear_room(room, &caller.user).await?;
+        let Some((cleared_seq, read)) = services.store.clear_room(room, &caller.user).await? else {
+            return Err(Error::forbidden("you are not a member of this room"));
+        };
         if read {
             let push = Push::RoomRead { room_id: room, user_id: caller.user.clone(), seq: cleared_seq };
             publish(&services, room, &caller, push);

@@ -35,6 +35,7 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: Command
 /// Opens (or finds) the caller's direct room with `peer`. Opening a new one counts against
 /// the caller's `direct_opens` allowance (peers need not exist yet, so nothing else bounds it).
 pub async fn open_direct(services: &Services, caller: &Caller, peer: UserId) -> Result<Room, Error> {
+    let peer = peer.person()?;
     if peer == caller.user {
         return Err(Error::bad_request("a direct room needs another user"));
     }
@@ -76,6 +77,7 @@ pub async fn create_group_as(
     members: Vec<UserId>,
 ) -> Result<Room, Error> {
     let name = text::label(&name, "name", MAX_GROUP_NAME)?;
+    let members = members.into_iter().map(UserId::person).collect::<Result<Vec<_>, _>>()?;
     let mut seen = HashSet::new();
     let members: Vec<UserId> = members.into_iter().filter(|m| *m != caller.user && seen.insert(m.clone())).collect();
     if members.is_empty() {

@@ -62,8 +62,12 @@ pub async fn execute(services: &Arc<Services>, caller: &Caller, command: SocialC
     }
 }
 
+/// Another user than `me`, and a person (not the system's id).
 fn other_user(me: &UserId, other: &UserId) -> Result<(), Error> {
-    if me == other { Err(Error::bad_request("that is you")) } else { Ok(()) }
+    if me == other {
+        return Err(Error::bad_request("that is you"));
+    }
+    other.clone().person().map(drop)
 }
 
 /// Stores a notification and pushes it to the user's connections, wherever they are.

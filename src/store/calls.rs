@@ -114,10 +114,22 @@ macro_rules! settle {
     }};
 }
 
-/// Moves the party by `$step` (see `PartyStep::moves`), setting `$set` as well; evaluates to
-/// the rows changed: 0 when the party was not in the status the step needs.
+/// Takes the call's row lock (a write that changes nothing, as SQLite has no `FOR UPDATE`):
+/// every transition of a call takes it first, so two parties leaving at once each see the
+/// other's move and the last one ends the call (each holding only its own party's row, both
+/// saw the other still in, and the call went on with nobody in it).
+macro_rules! lock_call {
+    ($conn:expr, $sid:expr) => {
+        diesel::update(calls::table.find($sid)).set(calls::state.eq(calls::state)).execute($conn).await?
+    };
+}
+
+/// Moves the party by `$step` (see `PartyStep::moves`), setting `$set` as well, under the
+/// call's lock; evaluates to the rows changed: 0 when the party was not in the status the step
+/// needs.
 macro_rules! step {
     ($conn:expr, $sid:expr, $user:expr, $step:expr, $set:expr) => {{
+        lock_call!($conn, $sid);
         let (from, to) = PartyStep::moves($step);
         diesel::update(
             call_participants::table.find(($sid, $user.as_str())).filter(call_participants::status.eq(from.as_str())),
@@ -377,38 +389,49 @@ impl Store {
         });
         let mut expired = Vec::new();
         for sid in due {
-            let call = CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?;
-            let (users, ended) = with_conn!(self, |conn| {
-                conn.transaction::<_, Tx, _>(async |conn| {
-                    let (ringing, missed) = PartyStep::RingTimeout.moves();
-                    let users: Vec<UserId> = diesel::update(
-                        call_participants::table
-                            .filter(call_participants::call_id.eq(&sid))
-                            .filter(call_participants::status.eq(ringing.as_str())),
-                    )
-                    .set((call_participants::status.eq(missed.as_str()), call_participants::left_at.eq(now.millis())))
-                    .returning(call_participants::user_id)
-                    .get_results(conn)
-                    .await?;
-                    for user in &users {
-                        release!(conn, &sid, user);
-                        log!(conn, &sid, now.millis(), Some(user), "missed");
-                    }
-                    let ended = if users.is_empty() {
-                        None
-                    } else {
-                        let rule = |state, parties| call::ending(state, parties, EndReason::Missed, EndReason::Hangup);
-                        settle!(conn, &sid, now.millis(), rule)
-                    };
-                    Ok((users, ended))
-                })
-                .await?
-            });
-            if !users.is_empty() {
-                expired.push(Expired { call, users, ended });
+            // One call failing (a deadlock with a party's own move, say) stops no other: what
+            // committed is announced, and the next sweep takes the rest.
+            match self.expire_ringing_in(&sid, now).await {
+                Ok(Some(call)) => expired.push(call),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(call = %sid, error = %e, "could not expire a call's ringing"),
             }
         }
         Ok(expired)
+    }
+
+    /// [`Self::expire_ringing`] for one call.
+    async fn expire_ringing_in(&self, sid: &str, now: Timestamp) -> StoreResult<Option<Expired>> {
+        let call = CallId::parse(sid).map_err(|_| diesel::result::Error::NotFound)?;
+        let sid = sid.to_owned();
+        let (users, ended) = with_conn!(self, |conn| {
+            conn.transaction::<_, Tx, _>(async |conn| {
+                lock_call!(conn, &sid);
+                let (ringing, missed) = PartyStep::RingTimeout.moves();
+                let users: Vec<UserId> = diesel::update(
+                    call_participants::table
+                        .filter(call_participants::call_id.eq(&sid))
+                        .filter(call_participants::status.eq(ringing.as_str())),
+                )
+                .set((call_participants::status.eq(missed.as_str()), call_participants::left_at.eq(now.millis())))
+                .returning(call_participants::user_id)
+                .get_results(conn)
+                .await?;
+                for user in &users {
+                    release!(conn, &sid, user);
+                    log!(conn, &sid, now.millis(), Some(user), "missed");
+                }
+                let ended = if users.is_empty() {
+                    None
+                } else {
+                    let rule = |state, parties| call::ending(state, parties, EndReason::Missed, EndReason::Hangup);
+                    settle!(conn, &sid, now.millis(), rule)
+                };
+                Ok((users, ended))
+            })
+            .await?
+        });
+        Ok((!users.is_empty()).then_some(Expired { call, users, ended }))
     }
 
     /// Parties away since before `cutoff` drop out (`disconnected`); a call left with at
@@ -424,27 +447,35 @@ impl Store {
         });
         let mut gone = Vec::new();
         for (sid, user) in due {
-            let id = CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?;
-            // Reuses the hang-up path; a refusal means another node got there first.
-            let key = (sid, user.to_string());
-            let status: Option<PartyStatus> = with_conn!(self, |conn| {
-                call_participants::table
-                    .find((&key.0, &key.1))
-                    .select(call_participants::status)
-                    .first(conn)
-                    .await
-                    .optional()?
-            });
-            let done = match status {
-                Some(PartyStatus::Ringing) => self.decline_call(id, &user).await?.is_ok(),
-                Some(PartyStatus::Joined) => self.leave_call(id, &user, EndReason::Disconnected).await?.is_ok(),
-                _ => false,
-            };
-            if done {
-                gone.push((id, user));
+            // One party failing stops no other: what committed is announced.
+            match self.drop_away(&sid, &user).await {
+                Ok(Some(id)) => gone.push((id, user)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(call = %sid, %user, error = %e, "could not drop a party away from a call"),
             }
         }
         Ok(gone)
+    }
+
+    /// [`Self::expire_away`] for one party: the call, if it was dropped from it.
+    async fn drop_away(&self, sid: &str, user: &UserId) -> StoreResult<Option<CallId>> {
+        let id = CallId::parse(sid).map_err(|_| diesel::result::Error::NotFound)?;
+        // Reuses the hang-up path; a refusal means another node got there first.
+        let key = (sid.to_owned(), user.to_string());
+        let status: Option<PartyStatus> = with_conn!(self, |conn| {
+            call_participants::table
+                .find((&key.0, &key.1))
+                .select(call_participants::status)
+                .first(conn)
+                .await
+                .optional()?
+        });
+        let done = match status {
+            Some(PartyStatus::Ringing) => self.decline_call(id, user).await?.is_ok(),
+            Some(PartyStatus::Joined) => self.leave_call(id, user, EndReason::Disconnected).await?.is_ok(),
+            _ => false,
+        };
+        Ok(done.then_some(id))
     }
 }
 

@@ -512,8 +512,9 @@ impl Store {
 
     /// Hides everything up to the room's last seq from this member only, and marks it read;
     /// like the read mark, the cleared seq never moves backward (two clears racing a message).
-    /// Returns the cleared seq now in force and whether the read mark moved.
-    pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<(i64, bool)> {
+    /// Returns the cleared seq now in force and whether the read mark moved; `None` for a
+    /// user who is not a member (any more).
+    pub async fn clear_room(&self, room: RoomId, member: &UserId) -> StoreResult<Option<(i64, bool)>> {
         let id = room.to_string();
         with_conn!(self, copied(member), |conn| {
             let last_seq: i64 = rooms::table.find(&id).select(rooms::last_seq).first(conn).await?;
@@ -526,7 +527,8 @@ impl Store {
                 .set(room_members::last_read_seq.eq(last_seq))
                 .execute(conn)
                 .await?;
-            Ok((row.select(room_members::cleared_seq).first(conn).await?, moved > 0))
+            let cleared: Option<i64> = row.select(room_members::cleared_seq).first(conn).await.optional()?;
+            Ok(cleared.map(|cleared| (cleared, moved > 0)))
         })
     }
 }

@@ -296,7 +296,12 @@ impl BatchWrites for super::SqliteAsync {
             let mut bases = HashMap::new();
             for &(room, n) in counts {
                 let last_seq: Option<i64> = diesel::update(rooms::table.find(room))
-                    .set((rooms::last_seq.eq(rooms::last_seq + n), rooms::last_activity_at.eq(now)))
+                    .set((
+                        rooms::last_seq.eq(rooms::last_seq + n),
+                        // Never back (a clock stepped back): SQLite's two-argument max.
+                        rooms::last_activity_at
+                            .eq(diesel::dsl::sql::<BigInt>("max(last_activity_at, ").bind::<BigInt, _>(now).sql(")")),
+                    ))
                     .returning(rooms::last_seq)
                     .get_result(conn)
                     .await

@@ -218,7 +218,32 @@ async fn group_calls_ring_everyone_and_end_with_one_left(db: Db) {
     assert_eq!(ended["call"]["state"], "ended");
 }
 
+/// Every callee declining at once ends the call: each decline sees the other's (each used to
+/// hold only its own party's row and see the other still ringing, and the call rang on with
+/// nobody left to ring).
+async fn callees_declining_at_once_end_the_call(db: Db) {
+    let app = spawn_with(db, |s| s.call_ring_secs = 30).await;
+    let mut owner = app.connect("owner").await;
+    let (mut m1, mut m2) = (app.connect("m1").await, app.connect("m2").await);
+    let room = owner.ok("room.group.create", json!({"name": "call", "members": ["m1", "m2"]})).await["room"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..10 {
+        let id = start(&mut owner, &room).await["id"].clone();
+        m1.event("call.incoming").await;
+        m2.event("call.incoming").await;
+        let decline = json!({"call_id": id});
+        let (first, second) =
+            tokio::join!(m1.ok("call.decline", decline.clone()), m2.ok("call.decline", decline.clone()));
+        let reasons = [&first["call"]["end_reason"], &second["call"]["end_reason"]];
+        assert!(reasons.contains(&&json!("declined")), "{reasons:?}");
+        assert_eq!(owner.event("call.ended").await["reason"], "declined");
+    }
+}
+
 both!(
+    callees_declining_at_once_end_the_call,
     ring_accept_on_one_device_signal_and_hang_up,
     declines_and_cancels,
     unanswered_calls_are_missed,

@@ -14,6 +14,7 @@ use crate::domain::{CommentText, Error, LiveEndReason, LiveSession, SessionId, U
 use crate::wire::{LiveCommand, Push, Reply};
 
 /// What a command changed about the caller's place in the session, for the hub.
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Membership {
     Joined,
     Left,

@@ -220,9 +220,12 @@ impl Hub {
 }
 
 impl Handler<ToLive> for Hub {
-    type Result = ResponseActFuture<Self, Result<Reply, Error>>;
+    // A plain future, as `ToRoom`'s: a context polls every future it holds each time it
+    // wakes, and a join waits in its session's batch, so thousands of joins held here cost
+    // the hub time quadratic in them.
+    type Result = ResponseFuture<Result<Reply, Error>>;
 
-    fn handle(&mut self, msg: ToLive, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ToLive, ctx: &mut Self::Context) -> Self::Result {
         let session = msg.session;
         let actor = self.live_actor(session);
         if let Some(entry) = self.live.sessions.get_mut(&session) {
@@ -230,32 +233,50 @@ impl Handler<ToLive> for Hub {
         }
         let user = msg.caller.user.clone();
         let sent = actor.send(Execute { caller: msg.caller, command: msg.command });
-        Box::pin(sent.into_actor(self).map(move |result, hub, _| {
-            if let Some(entry) = hub.live.sessions.get_mut(&session).filter(|e| e.actor == actor) {
-                entry.in_flight = entry.in_flight.saturating_sub(1);
-            }
-            let outcome = match result {
+        let (hub, bus) = (ctx.address(), self.services().bus.clone());
+        Box::pin(async move {
+            let outcome = match sent.await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Error::Unavailable("live session is restarting; retry".into())),
             };
-            let reply = outcome.map(|outcome| {
-                if let Some((topic, event)) = outcome.then_publish {
-                    // After this handler has answered: the caller's ack is woken first.
-                    let bus = hub.services().bus.clone();
-                    actix::spawn(async move { bus.publish(topic, event) });
-                }
-                // The user's nodes also hear of it on their topic; attaching here at once means
-                // the reply is never followed by a missed event.
-                match outcome.membership {
-                    Some(Membership::Joined) => hub.attach_live(&user, session),
-                    Some(Membership::Left) => hub.detach_live(&user, session),
-                    None => {}
-                }
-                outcome.reply
-            });
-            hub.drop_live_if_idle(session);
-            reply
-        }))
+            let membership = outcome.as_ref().ok().and_then(|outcome| outcome.membership);
+            // The user's nodes also hear of it on their topic; attaching here before the
+            // caller hears back means the reply is never followed by a missed event.
+            let _ = hub.send(LiveAnswered { session, actor, user, membership }).await;
+            let outcome = outcome?;
+            if let Some((topic, event)) = outcome.then_publish {
+                // After the reply: the caller's ack is woken first.
+                actix::spawn(async move { bus.publish(topic, event) });
+            }
+            Ok(outcome.reply)
+        })
+    }
+}
+
+/// A live command was answered: one command fewer in flight on the session's actor, and the
+/// caller attached to or detached from the session as the command changed it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LiveAnswered {
+    session: SessionId,
+    actor: Addr<LiveActor>,
+    user: UserId,
+    membership: Option<Membership>,
+}
+
+impl Handler<LiveAnswered> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: LiveAnswered, _: &mut Self::Context) {
+        if let Some(entry) = self.live.sessions.get_mut(&msg.session).filter(|e| e.actor == msg.actor) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+        }
+        match msg.membership {
+            Some(Membership::Joined) => self.attach_live(&msg.user, msg.session),
+            Some(Membership::Left) => self.detach_live(&msg.user, msg.session),
+            None => {}
+        }
+        self.drop_live_if_idle(msg.session);
     }
 }
 

@@ -30,6 +30,12 @@ pub struct UserLimitSettings {
     /// `report`s one user may file per minute (per node), with bursts of as many.
     #[arg(long, env = "SWITCHBOARD_REPORTS_PER_MIN", default_value_t = 10)]
     pub reports_per_min: u32,
+
+    /// `call.signal`s one user may send per minute (per node), in bursts of a tenth of that:
+    /// enough for a call's offer, answer and trickled candidates, too few to fill the other
+    /// party's outbox and close their devices.
+    #[arg(long, env = "SWITCHBOARD_CALL_SIGNALS_PER_MIN", default_value_t = 600)]
+    pub call_signals_per_min: u32,
 }
 
 impl UserLimitSettings {
@@ -42,6 +48,7 @@ impl UserLimitSettings {
             ("SWITCHBOARD_LIVE_CREATES_PER_MIN", self.live_creates_per_min),
             ("SWITCHBOARD_LIVE_SESSIONS_PER_HOST", self.live_sessions_per_host),
             ("SWITCHBOARD_REPORTS_PER_MIN", self.reports_per_min),
+            ("SWITCHBOARD_CALL_SIGNALS_PER_MIN", self.call_signals_per_min),
         ];
         match named.iter().find(|(_, value)| *value == 0) {
             Some((name, _)) => Err(format!("{name} must be positive")),

@@ -243,6 +243,7 @@ async fn relay_signal(
     to: Option<UserId>,
 ) -> Result<Reply, Error> {
     let (me, store) = (&caller.user, &services.store);
+    services.limits.call_signals.check(me)?;
     let record = load(services, call).await?;
     let status = party_of(&record, me)?.status;
     if !status.in_call() {

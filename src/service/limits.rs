@@ -1,4 +1,5 @@
-//! Per-user rate limits on commands that cost others something (moving one's position) or
+//! Per-user rate limits on commands that cost others something (moving one's position, call
+//! signals pushed to the other party) or
 //! leave rows, actors and subscriptions behind (groups, direct rooms, live sessions, reports),
 //! shared by every connection of a node. Each limit counts per node: a
 //! user spread over several nodes gets each node's allowance.
@@ -17,8 +18,14 @@ pub struct UserLimiter {
 
 impl UserLimiter {
     pub fn per_minute(n: u32) -> Self {
+        Self::per_minute_in_bursts_of(n, n)
+    }
+
+    /// `n` a minute, in bursts of up to `burst`.
+    pub fn per_minute_in_bursts_of(n: u32, burst: u32) -> Self {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        Self { limiter: RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)) }
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Self { limiter: RateLimiter::keyed(Quota::per_minute(n).allow_burst(burst)) }
     }
 
     /// Takes one from `user`'s allowance, or refuses with `rate_limited`.
@@ -49,6 +56,7 @@ pub struct UserLimits {
     pub direct_opens: UserLimiter,
     pub live_creates: UserLimiter,
     pub reports: UserLimiter,
+    pub call_signals: UserLimiter,
 }
 
 impl UserLimits {
@@ -59,14 +67,24 @@ impl UserLimits {
             direct_opens: UserLimiter::per_minute(settings.direct_opens_per_min),
             live_creates: UserLimiter::per_minute(settings.live_creates_per_min),
             reports: UserLimiter::per_minute(settings.reports_per_min),
+            call_signals: UserLimiter::per_minute_in_bursts_of(
+                settings.call_signals_per_min,
+                settings.call_signals_per_min.div_ceil(10),
+            ),
         }
     }
 
     /// Bounds the limiters' memory; the hub calls it every `SWEEP_EVERY`.
     pub fn sweep(&self) {
-        for limiter in
-            [&self.location_updates, &self.group_creates, &self.direct_opens, &self.live_creates, &self.reports]
-        {
+        let limiters = [
+            &self.location_updates,
+            &self.group_creates,
+            &self.direct_opens,
+            &self.live_creates,
+            &self.reports,
+            &self.call_signals,
+        ];
+        for limiter in limiters {
             limiter.sweep();
         }
     }

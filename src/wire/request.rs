@@ -16,6 +16,8 @@ pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_NEARBY_KM: f64 = 500.0;
 /// Longest report reason, in characters.
 const MAX_REPORT_REASON: usize = 1000;
+/// Largest `call.signal` payload, as JSON: an SDP offer with many codecs is a few KiB.
+pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
 
 /// Every native event, by the name clients send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
@@ -226,6 +228,9 @@ fn calls(event: Event, data: Value) -> Result<CallCommand, Error> {
             let d: CallSignal = fields(data)?;
             if d.signal.is_null() {
                 return Err(Error::bad_request("signal is required"));
+            }
+            if serde_json::to_vec(&d.signal).map_or(usize::MAX, |json| json.len()) > MAX_SIGNAL_BYTES {
+                return Err(Error::TooLarge(format!("a signal is at most {MAX_SIGNAL_BYTES} bytes of JSON")));
             }
             CallCommand::Signal { call: d.call_id, signal: d.signal, to: d.to }
         }

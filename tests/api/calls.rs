@@ -242,8 +242,30 @@ async fn callees_declining_at_once_end_the_call(db: Db) {
     }
 }
 
+/// A party's signals are bounded in size and in rate (per user, per node), so nobody can
+/// fill the other party's outboxes and close their devices by signalling.
+async fn signals_are_bounded(db: Db) {
+    let app = spawn_with(db, |s| s.user_limits.call_signals_per_min = 30).await;
+    let mut alice = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    let room = direct_room(&mut alice, &bob).await;
+    let id = start(&mut alice, &room).await["id"].clone();
+    bob.event("call.incoming").await;
+    let huge = json!({"call_id": id, "signal": {"sdp": "x".repeat(17 * 1024)}});
+    assert_eq!(alice.fails("call.signal", huge).await, "too_large");
+    // 30 a minute come in bursts of 3.
+    for n in 0..3 {
+        alice.ok("call.signal", json!({"call_id": id, "signal": {"n": n}})).await;
+    }
+    assert_eq!(alice.fails("call.signal", json!({"call_id": id, "signal": {"n": 3}})).await, "rate_limited");
+    for n in 0..3 {
+        assert_eq!(bob.event("call.signal").await["signal"]["n"], n);
+    }
+}
+
 both!(
     callees_declining_at_once_end_the_call,
+    signals_are_bounded,
     ring_accept_on_one_device_signal_and_hang_up,
     declines_and_cancels,
     unanswered_calls_are_missed,

@@ -99,7 +99,9 @@ impl SessionCx {
         } else if limited {
             return Err(Error::RateLimited);
         }
-        let comment = self.services.store.add_live_comment(self.session, &self.caller.user, &text).await?;
+        let Some(comment) = self.services.store.add_live_comment(self.session, &self.caller.user, &text).await? else {
+            return Err(Error::forbidden("join the live session first"));
+        };
         let then_publish = Some(self.session_push(Push::LiveComment(comment)));
         Ok(Outcome { reply: Reply::Done, membership: None, then_publish })
     }

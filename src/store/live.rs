@@ -486,17 +486,22 @@ impl Store {
         }))
     }
 
-    /// Raises `user`'s hand; false if it was already raised.
+    /// Raises `user`'s hand; false if it was already raised, or they do not watch.
     pub async fn raise_hand(&self, session: SessionId, user: &UserId) -> StoreResult<bool> {
+        use diesel::sql_types::BigInt;
         let id = session.to_string();
         let now = Timestamp::now().millis();
         let inserted = with_conn!(self, copied(user), |conn| {
+            // Only a viewer's, checked in the statement that raises it (a block removing the
+            // viewer in between leaves no hand behind).
+            let source = live_viewers::table.find((&id, user.as_str())).select((
+                live_viewers::session_id,
+                live_viewers::user_id,
+                now.into_sql::<BigInt>(),
+            ));
             insert_into(live_hands::table)
-                .values((
-                    live_hands::session_id.eq(&id),
-                    live_hands::user_id.eq(user.as_str()),
-                    live_hands::raised_at.eq(now),
-                ))
+                .values(source)
+                .into_columns((live_hands::session_id, live_hands::user_id, live_hands::raised_at))
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .await?
@@ -530,12 +535,17 @@ impl Store {
             .collect())
     }
 
+    /// Stores a comment by the session's host or one of its viewers, in the statement that
+    /// checks it (a node's list of who watches can lag a removal, a block's above all); `None`
+    /// for anyone else.
     pub async fn add_live_comment(
         &self,
         session: SessionId,
         user: &UserId,
         text: &CommentText,
-    ) -> StoreResult<LiveComment> {
+    ) -> StoreResult<Option<LiveComment>> {
+        use diesel::dsl::exists;
+        use diesel::sql_types::{BigInt, Text};
         let row = CommentRow {
             id: Uuid::now_v7().to_string(),
             session_id: session,
@@ -543,11 +553,32 @@ impl Store {
             text: text.as_str().to_owned(),
             created_at: Timestamp::now().millis(),
         };
-        let inserted = row.clone();
-        with_conn!(self, |conn| {
-            insert_into(live_comments::table).values(inserted).execute(conn).await?;
+        let (sid, values) = (session.to_string(), row.clone());
+        let inserted = with_conn!(self, copied(user), |conn| {
+            let viewer = live_viewers::table.find((&sid, user.as_str()));
+            let source = live_sessions::table
+                .find(&sid)
+                .filter(live_sessions::host_id.eq(user.as_str()).or(exists(viewer)))
+                .select((
+                    values.id.into_sql::<Text>(),
+                    live_sessions::id,
+                    user.as_str().into_sql::<Text>(),
+                    values.text.as_str().into_sql::<Text>(),
+                    values.created_at.into_sql::<BigInt>(),
+                ));
+            insert_into(live_comments::table)
+                .values(source)
+                .into_columns((
+                    live_comments::id,
+                    live_comments::session_id,
+                    live_comments::user_id,
+                    live_comments::text,
+                    live_comments::created_at,
+                ))
+                .execute(conn)
+                .await?
         });
-        Ok(row.into())
+        Ok((inserted == 1).then(|| row.into()))
     }
 
     /// The `limit` newest comments before the comment id `before` (or the newest), in

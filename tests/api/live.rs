@@ -408,7 +408,32 @@ async fn live_sessions_are_bounded_per_host(db: Db) {
     assert_eq!(refused, "bad_request");
 }
 
+/// The store takes comments and hands only from those who watch (and comments from the
+/// host), whatever a node's list of who watches says: a viewer removed (by leaving, or a
+/// block) a moment ago may still be on it.
+async fn live_comments_and_hands_are_for_those_who_watch(db: Db) {
+    use switchboard::domain::{CommentText, LiveTitle, UserId};
+    use switchboard::store::{Backend, Store};
+    let url = fresh_database(db).await;
+    let store = Store::connect(&Backend::from_url(&url).unwrap(), 2).await.unwrap();
+    let [host, viewer] = ["host", "viewer"].map(|u| UserId::parse(u).unwrap());
+    let title = LiveTitle::parse("t").unwrap();
+    let session = store.create_live_session(&host, &title, 3).await.unwrap().unwrap().id;
+    let text = CommentText::parse("hi".into(), 500).unwrap();
+    assert!(store.add_live_comment(session, &host, &text).await.unwrap().is_some(), "the host comments");
+    assert!(store.add_live_comment(session, &viewer, &text).await.unwrap().is_none(), "not joined");
+    assert!(!store.raise_hand(session, &viewer).await.unwrap());
+    store.join_live(session, &viewer).await.unwrap();
+    assert!(store.add_live_comment(session, &viewer, &text).await.unwrap().is_some());
+    assert!(store.raise_hand(session, &viewer).await.unwrap());
+    assert!(store.take_hand(session, &viewer).await.unwrap());
+    store.leave_live(session, &viewer).await.unwrap();
+    assert!(store.add_live_comment(session, &viewer, &text).await.unwrap().is_none(), "left");
+    assert!(!store.raise_hand(session, &viewer).await.unwrap());
+}
+
 both!(
+    live_comments_and_hands_are_for_those_who_watch,
     live_sessions_are_bounded_per_host,
     live_session_flow,
     live_crowd_joining_at_once_is_counted_exactly,

@@ -151,7 +151,7 @@ pub async fn sweep(services: &Services) -> Result<(), Error> {
         }
     }
     let grace = services.settings.call_grace_secs as i64 * 1000;
-    for (call, user) in services.store.expire_away(Timestamp::from_millis(now.millis() - grace)).await? {
+    for (call, user) in drop_away(services, Timestamp::from_millis(now.millis() - grace)).await? {
         let Some(record) = loaded(services, call).await else { continue };
         match record.call.end_reason {
             Some(reason) => {
@@ -167,6 +167,32 @@ pub async fn sweep(services: &Services) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Drops the parties away since before `cutoff` from their calls; those dropped. A party
+/// online again is marked back instead: a phone that moved to another node can have its old
+/// node's "away" land after its new node's "back", and must not be dropped while connected.
+async fn drop_away(services: &Services, cutoff: Timestamp) -> Result<Vec<(CallId, UserId)>, Error> {
+    let due = services.store.away_parties(cutoff).await?;
+    if due.is_empty() {
+        return Ok(due);
+    }
+    let users: HashSet<UserId> = due.iter().map(|(_, user)| user.clone()).collect();
+    let online = services.presence.online_among(users.into_iter().collect()).await?;
+    if !online.is_empty() {
+        let back: Vec<(UserId, Option<Timestamp>)> = online.iter().map(|user| (user.clone(), None)).collect();
+        services.store.mark_call_presence_many(&back).await?;
+    }
+    let mut gone = Vec::new();
+    for (call, user) in due.into_iter().filter(|(_, user)| !online.contains(user)) {
+        // One party failing stops no other: what committed is announced.
+        match services.store.drop_away(call, &user).await {
+            Ok(true) => gone.push((call, user)),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%call, %user, error = %e, "could not drop a party away from a call"),
+        }
+    }
+    Ok(gone)
 }
 
 /// A swept call as it stands now; `None` (logged) if it cannot be read, so that one call

@@ -434,9 +434,8 @@ impl Store {
         Ok((!users.is_empty()).then_some(Expired { call, users, ended }))
     }
 
-    /// Parties away since before `cutoff` drop out (`disconnected`); a call left with at
-    /// most one party ends. Safe to run on every node at once.
-    pub async fn expire_away(&self, cutoff: Timestamp) -> StoreResult<Vec<(CallId, UserId)>> {
+    /// The parties of calls still going who have been away since before `cutoff`.
+    pub async fn away_parties(&self, cutoff: Timestamp) -> StoreResult<Vec<(CallId, UserId)>> {
         let due: Vec<(String, UserId)> = with_conn!(self, |conn| {
             call_participants::table
                 .filter(call_participants::status.eq_any(in_call()))
@@ -445,23 +444,16 @@ impl Store {
                 .load(conn)
                 .await?
         });
-        let mut gone = Vec::new();
-        for (sid, user) in due {
-            // One party failing stops no other: what committed is announced.
-            match self.drop_away(&sid, &user).await {
-                Ok(Some(id)) => gone.push((id, user)),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(call = %sid, %user, error = %e, "could not drop a party away from a call"),
-            }
-        }
-        Ok(gone)
+        due.into_iter()
+            .map(|(sid, user)| Ok((CallId::parse(&sid).map_err(|_| diesel::result::Error::NotFound)?, user)))
+            .collect()
     }
 
-    /// [`Self::expire_away`] for one party: the call, if it was dropped from it.
-    async fn drop_away(&self, sid: &str, user: &UserId) -> StoreResult<Option<CallId>> {
-        let id = CallId::parse(sid).map_err(|_| diesel::result::Error::NotFound)?;
-        // Reuses the hang-up path; a refusal means another node got there first.
-        let key = (sid.to_owned(), user.to_string());
+    /// Drops an away party from the call (`disconnected`; a call left with at most one party
+    /// ends); whether it did. Safe on every node at once: it reuses the hang-up path, and a
+    /// refusal means another node got there first.
+    pub async fn drop_away(&self, id: CallId, user: &UserId) -> StoreResult<bool> {
+        let key = (id.to_string(), user.to_string());
         let status: Option<PartyStatus> = with_conn!(self, |conn| {
             call_participants::table
                 .find((&key.0, &key.1))
@@ -475,7 +467,7 @@ impl Store {
             Some(PartyStatus::Joined) => self.leave_call(id, user, EndReason::Disconnected).await?.is_ok(),
             _ => false,
         };
-        Ok(done.then_some(id))
+        Ok(done)
     }
 }
 

@@ -127,8 +127,10 @@ async fn batched_writes_store_what_single_writes_do(db: Db) {
     assert_eq!(devices, HashMap::from([(ann.clone(), ann_device)]));
     // A second away mark keeps the first time.
     store.mark_call_presence_many(&[(ann.clone(), Some(Timestamp::now()))]).await.unwrap();
-    assert!(store.expire_away(Timestamp::from_millis(away.millis() - 1)).await.unwrap().is_empty());
-    assert_eq!(store.expire_away(away).await.unwrap(), vec![(call, ann.clone())]);
+    assert!(store.away_parties(Timestamp::from_millis(away.millis() - 1)).await.unwrap().is_empty());
+    assert_eq!(store.away_parties(away).await.unwrap(), vec![(call, ann.clone())]);
+    assert!(store.drop_away(call, &ann).await.unwrap());
+    assert!(!store.drop_away(call, &ann).await.unwrap(), "once");
 }
 
 /// Pairs of users with a direct room each, then everyone reconnects at once: each connect

@@ -177,6 +177,13 @@ async fn vanished_parties_are_dropped_after_the_grace_period(db: Db) {
     assert_eq!(bob.event("call.signal").await["signal"]["ice"], 1);
     bob.ok("call.signal", json!({"call_id": id, "signal": {"ice": 2}})).await;
 
+    // Marked away while connected (the node a phone moved from can mark it away after the
+    // node it moved to marked it back): the sweep finds it online and keeps it in the call.
+    execute_sql(&app.database_url, "UPDATE call_participants SET away_since = 0").await;
+    alice.no_event("call.ended", Duration::from_secs(3)).await;
+    alice.ok("call.signal", json!({"call_id": id, "signal": {"ice": 3}})).await;
+    assert_eq!(bob.event("call.signal").await["signal"]["ice"], 3);
+
     // Gone for good: dropped as disconnected.
     bob.close().await;
     let ended = alice.event("call.ended").await;

@@ -50,6 +50,7 @@ pub struct FailedParams {
     pub before: Option<Timestamp>,
     /// With `before`: also the events created at that very time whose id sorts before this
     /// (the last `id` of the previous page), so a page never skips events created together.
+    /// Without `before`, it changes nothing.
     pub before_id: Option<Uuid>,
 }
 
@@ -84,11 +85,7 @@ pub async fn failed(node: web::Data<Node>, params: web::Query<FailedParams>) -> 
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::bad_request(format!("limit must be 1 to {MAX_PAGE}")).into());
     }
-    let before = match (params.before, params.before_id) {
-        (Some(at), id) => Some((at, id)),
-        (None, Some(_)) => return Err(Error::bad_request("before_id goes with before").into()),
-        (None, None) => None,
-    };
+    let before = params.before.map(|at| (at, params.before_id));
     let mut events = node.store.failed_webhooks(limit + 1, before).await.map_err(Error::from)?;
     let has_more = events.len() as i64 > limit;
     events.truncate(limit as usize);

@@ -9,6 +9,7 @@ mod columns;
 mod idempotency;
 mod lifecycle;
 mod live;
+mod live_floor;
 mod locations;
 mod prepared;
 mod recovery;
